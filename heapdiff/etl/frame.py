@@ -1,0 +1,385 @@
+"""The record walk: buffers in, one row of columns per record out.
+
+This is the hot path, so it is one JIT-compiled loop (plain Python when numba is absent: same code, same results).
+It frames every header kind of the notes' section 3 and, for the records whose (hook, pointer size) has a row in the
+layout table that ``events`` declares, copies the declared payload fields into columns and interns the declared
+pointer-array tail (stack frames) into a table of distinct sequences. It never interprets a field: what a column
+means is the layout table's business.
+
+Layout table (built by :class:`Layout`): ``lut[(hook << 1) | (ptr == 8)]`` -> row or -1, and per row
+``[min_len, max_len (-1: open), keep_raw, tail_off (-1: none), off0, width0, ..., off5, width5]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from heapdiff._jit import njit
+from heapdiff.etl import structs as S
+
+NF = 6                      # field columns per record
+ROW_LEN = 4 + 2 * NF
+LUT_SIZE = 1 << 18          # hooks up to 0x1FFFF (pseudo groups 0x100+ for GUID-only providers), x2 pointer sizes
+
+# record status bits
+ST_BAD_PAYLOAD = 1          # payload length does not fit its layout: fields not extracted
+ST_KEEP_RAW = 2             # the layout asks for the payload bytes (rare records decoded in Python)
+
+# buffer end codes (why the walk of a buffer stopped)
+END_CLEAN = 0               # reached the filled size or the 0xFF filler
+END_BAD_MARKER = 1
+END_OVERRUN = 2             # a record's size crosses the filled end
+END_UNKNOWN_HEADER = 3
+END_SHORT_RECORD = 4        # size smaller than its header
+END_BAD_EXT_ITEM = 5
+END_NAMES = ("clean", "bad_marker", "record_overruns_buffer", "unknown_header_type", "record_shorter_than_header",
+             "bad_extended_item")
+
+# misc counters
+C_EXT_STACKS = 0            # EVENT_HEADER STACK_TRACE32/64 extended items
+C_MESSAGE = 1               # WPP message records
+C_BAD_TAIL = 2
+N_COUNTERS = 4
+
+PROV_MESSAGE = -1
+PROV_BY_GUID = -2
+
+_HT_MESSAGE = 0xFF          # internal header-type code for MESSAGE_TRACE_HEADER records
+
+_U8 = np.uint64(8)
+_U16 = np.uint64(16)
+_U24 = np.uint64(24)
+_U32 = np.uint64(32)
+_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+_HK = np.uint64(0x9E3779B97F4A7C15)
+_HK2 = np.uint64(0xBF58476D1CE4E5B9)
+_S31 = np.uint64(31)
+_S29 = np.uint64(29)
+
+
+@njit()
+def _u16(d: np.ndarray, p: int) -> int:
+    return np.int64(d[p]) | (np.int64(d[p + 1]) << 8)
+
+
+@njit()
+def _u32(d: np.ndarray, p: int) -> int:
+    return np.int64(d[p]) | (np.int64(d[p + 1]) << 8) | (np.int64(d[p + 2]) << 16) | (np.int64(d[p + 3]) << 24)
+
+
+@njit()
+def _u64(d: np.ndarray, p: int) -> np.uint64:
+    lo = np.uint64(np.int64(d[p]) | (np.int64(d[p + 1]) << 8) | (np.int64(d[p + 2]) << 16) | (np.int64(d[p + 3]) << 24))
+    hi = np.uint64(np.int64(d[p + 4]) | (np.int64(d[p + 5]) << 8) | (np.int64(d[p + 6]) << 16) | (np.int64(d[p + 7]) << 24))
+    return lo | (hi << _U32)
+
+
+@njit()
+def _uw(d: np.ndarray, p: int, w: int) -> np.uint64:
+    if w == 8:
+        return _u64(d, p)
+    if w == 4:
+        return np.uint64(_u32(d, p))
+    if w == 2:
+        return np.uint64(_u16(d, p))
+    return np.uint64(d[p])
+
+
+@njit()
+def _mix(h: np.uint64, v: np.uint64) -> np.uint64:
+    h = ((h ^ v) * _HK) & _M64
+    return (h ^ (h >> _S29)) & _M64
+
+
+@njit()
+def intern_seq(d: np.ndarray, p: int, n: int, w: int,
+               it_slots: np.ndarray, it_hash: np.ndarray, it_start: np.ndarray, it_len: np.ndarray,
+               it_pool: np.ndarray, it_meta: np.ndarray) -> int:
+    """Id of the sequence of ``n`` little-endian ``w``-byte values at ``d[p:]``; new sequences are appended.
+
+    Open addressing over ``it_slots`` (power-of-two size, -1 = empty); the caller keeps the load factor under 1/2
+    and the pool large enough for the chunk, so this never fails.
+    """
+    h = np.uint64(n + 1) * _HK2 & _M64
+    for i in range(n):
+        h = _mix(h, _uw(d, p + i * w, w))
+    mask = it_slots.shape[0] - 1
+    slot = np.int64(h & np.uint64(mask))
+    while True:
+        sid = it_slots[slot]
+        if sid < 0:
+            break
+        if it_hash[sid] == h and it_len[sid] == n:
+            st = it_start[sid]
+            same = True
+            for i in range(n):
+                if it_pool[st + i] != _uw(d, p + i * w, w):
+                    same = False
+                    break
+            if same:
+                return int(sid)
+        slot = (slot + 1) & mask
+    sid = it_meta[0]
+    used = it_meta[1]
+    for i in range(n):
+        it_pool[used + i] = _uw(d, p + i * w, w)
+    it_hash[sid] = h
+    it_start[sid] = used
+    it_len[sid] = n
+    it_slots[slot] = sid
+    it_meta[0] = sid + 1
+    it_meta[1] = used + n
+    return int(sid)
+
+
+@njit()
+def rehash(it_slots: np.ndarray, it_hash: np.ndarray, n_seqs: int) -> None:
+    """Re-insert every sequence id into a fresh (all -1) slot array after growing it."""
+    mask = it_slots.shape[0] - 1
+    for sid in range(n_seqs):
+        slot = np.int64(it_hash[sid] & np.uint64(mask))
+        while it_slots[slot] >= 0:
+            slot = (slot + 1) & mask
+        it_slots[slot] = sid
+
+
+@njit()
+def frame_kernel(data: np.ndarray, bstart: np.ndarray, bend: np.ndarray, bcpu: np.ndarray, bbase: np.ndarray,
+                 lut: np.ndarray, rows: np.ndarray, kg_lo: np.ndarray, kg_hi: np.ndarray, kg_group: np.ndarray,
+                 kg_prov: np.ndarray,
+                 it_slots: np.ndarray, it_hash: np.ndarray, it_start: np.ndarray, it_len: np.ndarray,
+                 it_pool: np.ndarray, it_meta: np.ndarray,
+                 o_ts: np.ndarray, o_cpu: np.ndarray, o_tid: np.ndarray, o_pid: np.ndarray, o_hook: np.ndarray,
+                 o_prov: np.ndarray, o_op: np.ndarray, o_ver: np.ndarray, o_htype: np.ndarray, o_ptr: np.ndarray,
+                 o_status: np.ndarray, o_pos: np.ndarray, o_payoff: np.ndarray, o_paylen: np.ndarray,
+                 o_f: np.ndarray, o_tail: np.ndarray, o_glo: np.ndarray, o_ghi: np.ndarray,
+                 b_end: np.ndarray, b_endpos: np.ndarray, counters: np.ndarray) -> int:
+    """Frame the records of every buffer ``data[bstart[i]:bend[i]]`` (header included) into the ``o_*`` columns.
+
+    ``bbase[i]`` is the file offset that ``bstart[i]`` stands for (for error positions). Returns the number of
+    records written. Per buffer, ``b_end`` says why its walk stopped and ``b_endpos`` where.
+    """
+    n = 0
+    for b in range(bstart.shape[0]):
+        p = bstart[b] + 0x48
+        e = bend[b]
+        why = 0
+        while p + 8 <= e:
+            m = _u32(data, p)
+            if m == 0xFFFFFFFF:
+                break
+            flags = m >> 24
+            htype = (m >> 16) & 0xFF
+            tid = 0xFFFFFFFF
+            pid = 0xFFFFFFFF
+            ts = 0
+            hook = -1
+            prov = PROV_BY_GUID
+            op = 0
+            ver = 0
+            ptr = 8
+            hdr = 0
+            size = 0
+            glo = np.uint64(0)
+            ghi = np.uint64(0)
+            if (flags & 0x80) == 0:
+                why = END_BAD_MARKER
+                break
+            if (flags & 0xC0) == 0x80 and (flags & 0x10) != 0:
+                size = m & 0xFFFF
+                hdr = S.MESSAGE_HEADER_SIZE
+                htype = _HT_MESSAGE
+                prov = PROV_MESSAGE
+                counters[C_MESSAGE] += 1
+                if size >= 16 and p + 16 <= e:
+                    ts = np.int64(_u64(data, p + 8))  # best effort; message options vary
+            elif (flags & 0xC0) != 0xC0:
+                why = END_BAD_MARKER
+                break
+            elif htype <= 4 or htype == 0x10 or htype == 0x11:
+                size = _u16(data, p + 4)
+                op = np.int64(data[p + 6])
+                grp = np.int64(data[p + 7])
+                hook = (grp << 8) | op
+                prov = grp
+                if hook == 0x030A:
+                    prov = 0x14
+                v = _u16(data, p)
+                ver = v & 0xFF
+                if htype == 0x10 or htype == 0x11:
+                    ptr = 4 if htype == 0x10 else 8
+                    if p + 0x10 > e:
+                        why = END_OVERRUN
+                        break
+                    ts = np.int64(_u64(data, p + 8))
+                    hdr = 0x10
+                else:
+                    ptr = 4 if (htype == 1 or htype == 3) else 8
+                    if htype == 0:
+                        why = END_UNKNOWN_HEADER
+                        break
+                    if p + 0x18 > e:
+                        why = END_OVERRUN
+                        break
+                    tid = _u32(data, p + 8)
+                    pid = _u32(data, p + 12)
+                    ts = np.int64(_u64(data, p + 16))
+                    hdr = 0x20 if htype <= 2 else 0x18
+                # extended items announced in the Version word (PEBS index, PMC counters), notes 3.3
+                hdr += 8 * ((1 if (v & 0x8000) else 0) + ((v & 0x0700) >> 8))
+            elif htype == 0x0A or htype == 0x14 or htype == 0x0B or htype == 0x15 or htype == 0x12 \
+                    or htype == 0x13 or htype == 0x0D:
+                size = m & 0xFFFF
+                if p + 0x30 > e or size < 0x30:
+                    why = END_OVERRUN if size >= 0x30 else END_SHORT_RECORD
+                    break
+                tid = _u32(data, p + 8)
+                pid = _u32(data, p + 12)
+                ts = np.int64(_u64(data, p + 16))
+                glo = _u64(data, p + 0x18)
+                ghi = _u64(data, p + 0x20)
+                if htype == 0x12 or htype == 0x13 or htype == 0x0D:
+                    ptr = 4 if htype == 0x12 else 8
+                    hdr = 0x50
+                    if size < hdr or p + hdr > e:
+                        why = END_SHORT_RECORD if size < hdr else END_OVERRUN
+                        break
+                    op = np.int64(data[p + 0x2D])
+                    ver = np.int64(data[p + 0x2A])
+                    if (_u16(data, p + 4) & 1) != 0:
+                        q = p + 0x50
+                        ok = False
+                        while q + 8 <= p + size:
+                            isz = _u16(data, q)
+                            et = _u16(data, q + 2)
+                            link = _u16(data, q + 4) & 1
+                            if isz < 8 or q + isz > p + size:
+                                break
+                            if et == S.EXT_TYPE_STACK_TRACE32 or et == S.EXT_TYPE_STACK_TRACE64:
+                                counters[C_EXT_STACKS] += 1
+                            q += isz
+                            if link == 0:
+                                ok = True
+                                break
+                        if not ok:
+                            why = END_BAD_EXT_ITEM
+                            break
+                        hdr = q - p
+                else:
+                    ptr = 4 if (htype == 0x0A or htype == 0x0B) else 8
+                    hdr = 0x30 if (htype == 0x0A or htype == 0x14) else 0x48
+                    op = np.int64(data[p + 4])
+                    ver = _u16(data, p + 6) & 0xFF
+                for k in range(kg_lo.shape[0]):
+                    if kg_lo[k] == glo and kg_hi[k] == ghi:
+                        hook = (np.int64(kg_group[k]) << 8) | op
+                        prov = np.int64(kg_prov[k])
+                        break
+            else:
+                why = END_UNKNOWN_HEADER
+                break
+            if size < hdr:
+                why = END_SHORT_RECORD
+                break
+            if p + size > e:
+                why = END_OVERRUN
+                break
+            pay = p + hdr
+            plen = size - hdr
+            st = 0
+            tail = -1
+            if hook >= 0:
+                li = lut[(hook << 1) | (1 if ptr == 8 else 0)]
+                if li >= 0:
+                    mn = rows[li, 0]
+                    mx = rows[li, 1]
+                    if plen < mn or (mx >= 0 and plen > mx):
+                        st = ST_BAD_PAYLOAD
+                    else:
+                        for k in range(NF):
+                            w = rows[li, 5 + 2 * k]
+                            if w > 0:
+                                o_f[n, k] = _uw(data, pay + rows[li, 4 + 2 * k], w)
+                            else:
+                                o_f[n, k] = 0
+                        toff = rows[li, 3]
+                        if toff >= 0:
+                            rest = plen - toff
+                            if rest % ptr != 0:
+                                st = ST_BAD_PAYLOAD
+                                counters[C_BAD_TAIL] += 1
+                            else:
+                                tail = intern_seq(data, pay + toff, rest // ptr, ptr, it_slots, it_hash, it_start,
+                                                  it_len, it_pool, it_meta)
+                        if rows[li, 2] != 0:
+                            st |= ST_KEEP_RAW
+            o_ts[n] = ts
+            o_cpu[n] = bcpu[b]
+            o_tid[n] = tid
+            o_pid[n] = pid
+            o_hook[n] = hook
+            o_prov[n] = prov
+            o_op[n] = op
+            o_ver[n] = ver
+            o_htype[n] = htype
+            o_ptr[n] = ptr
+            o_status[n] = st
+            o_pos[n] = bbase[b] + (p - bstart[b])
+            o_payoff[n] = pay
+            o_paylen[n] = plen
+            o_tail[n] = tail
+            o_glo[n] = glo
+            o_ghi[n] = ghi
+            n += 1
+            p += (size + 7) & ~7
+        b_end[b] = why
+        b_endpos[b] = bbase[b] + (p - bstart[b])
+    return n
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One payload field to copy into a column: byte offset and width (1, 2, 4 or 8)."""
+
+    offset: int
+    width: int
+
+
+@dataclass(frozen=True)
+class LayoutRow:
+    """What to pull out of records of one hook and pointer size (declared by ``events``)."""
+
+    hook: int
+    ptr: int
+    min_len: int
+    max_len: int                      # -1: no upper bound
+    fields: Sequence[FieldSpec] = ()
+    tail_offset: int = -1             # pointer-sized values from here to the end are interned as one sequence
+    keep_raw: bool = False            # hand the payload bytes over for a Python decoder
+
+
+class Layout:
+    """The layout table in the array form the kernel reads."""
+
+    def __init__(self, rows: Sequence[LayoutRow]) -> None:
+        self.lut = np.full(LUT_SIZE, -1, np.int32)
+        self.rows = np.zeros((max(1, len(rows)), ROW_LEN), np.int32)
+        for i, r in enumerate(rows):
+            if len(r.fields) > NF:
+                raise ValueError(f"hook {r.hook:#x}: at most {NF} fields")
+            key = (r.hook << 1) | (1 if r.ptr == 8 else 0)
+            if self.lut[key] >= 0:
+                raise ValueError(f"hook {r.hook:#x} ptr {r.ptr} declared twice")
+            self.lut[key] = i
+            row = [r.min_len, r.max_len, int(r.keep_raw), r.tail_offset]
+            for k in range(NF):
+                if k < len(r.fields):
+                    row += [r.fields[k].offset, r.fields[k].width]
+                    if r.fields[k].offset + r.fields[k].width > r.min_len:
+                        raise ValueError(f"hook {r.hook:#x}: field {k} ends past the minimum payload")
+                else:
+                    row += [0, 0]
+            self.rows[i] = row

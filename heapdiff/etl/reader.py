@@ -1,0 +1,320 @@
+"""Records in global time order, in columnar batches.
+
+Buffers belong to CPUs and reach the file in flush order (notes 8, item 2). The reader sorts the buffers by the
+timestamp of their first record, loads them in that order a chunk at a time, frames each chunk with the JIT walk,
+and emits the records older than the first record of the next unloaded buffer: nothing later can precede them.
+What is held back is bounded by the buffers in flight, never by the length of the trace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from heapdiff.errors import Anomalies, TraceError
+from heapdiff.etl import frame as F
+from heapdiff.etl import structs as S
+from heapdiff.etl.trace import BufferInfo, TraceFile
+
+#: bytes of (uncompressed) buffers framed per kernel call
+CHUNK_BYTES = 16 << 20
+#: providers with an index below this are kernel groups (the group byte); above it, GUIDs interned per trace
+GUID_PROVIDER_BASE = 0x100
+
+_COLUMNS = (("ts", np.int64), ("cpu", np.int32), ("tid", np.uint32), ("pid", np.uint32), ("hook", np.int32),
+            ("prov", np.int32), ("op", np.uint8), ("ver", np.uint8), ("htype", np.uint8), ("ptr", np.uint8),
+            ("status", np.uint8), ("pos", np.int64), ("payoff", np.int64), ("paylen", np.int32),
+            ("tail", np.int64), ("glo", np.uint64), ("ghi", np.uint64))
+#: the columns a batch carries past the framing step
+BATCH_COLUMNS = ("ts", "cpu", "tid", "pid", "hook", "prov", "op", "ver", "htype", "ptr", "status", "pos", "paylen",
+                 "tail", "serial")
+
+
+@dataclass
+class RecordBatch:
+    """Columns of records, one row per record; ``f`` holds the layout's fields, ``raw`` the kept payloads."""
+
+    cols: dict[str, np.ndarray]
+    f: np.ndarray
+    raw: dict[int, bytes] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.cols["ts"].shape[0])
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        try:
+            return self.cols[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def take(self, idx: np.ndarray) -> RecordBatch:
+        cols = {k: v[idx] for k, v in self.cols.items()}
+        ser = cols["serial"]
+        raw = {int(s): self.raw[int(s)] for s in ser[(cols["status"] & F.ST_KEEP_RAW) != 0]} if self.raw else {}
+        return RecordBatch(cols, self.f[idx], raw)
+
+    @staticmethod
+    def concat(a: RecordBatch, b: RecordBatch) -> RecordBatch:
+        cols = {k: np.concatenate((a.cols[k], b.cols[k])) for k in a.cols}
+        raw = dict(a.raw)
+        raw.update(b.raw)
+        return RecordBatch(cols, np.concatenate((a.f, b.f)), raw)
+
+
+class SequenceTable:
+    """Distinct pointer sequences (stack frames) met in a trace; memory grows with distinct sequences only."""
+
+    def __init__(self) -> None:
+        self.slots = np.full(1 << 12, -1, np.int64)
+        self.hash = np.zeros(1 << 10, np.uint64)
+        self.start = np.zeros(1 << 10, np.int64)
+        self.length = np.zeros(1 << 10, np.int32)
+        self.pool = np.zeros(1 << 14, np.uint64)
+        self.meta = np.zeros(2, np.int64)  # [count, pool used]
+
+    def __len__(self) -> int:
+        return int(self.meta[0])
+
+    def ensure(self, more_seqs: int, more_values: int) -> None:
+        """Make room for up to ``more_seqs`` new sequences holding ``more_values`` values in all."""
+        n, used = int(self.meta[0]), int(self.meta[1])
+        need = n + more_seqs
+        if need > self.hash.shape[0]:
+            cap = max(need, 2 * self.hash.shape[0])
+            for name in ("hash", "start", "length"):
+                old = getattr(self, name)
+                new = np.zeros(cap, old.dtype)
+                new[:n] = old[:n]
+                setattr(self, name, new)
+        if used + more_values > self.pool.shape[0]:
+            new_pool = np.zeros(max(used + more_values, 2 * self.pool.shape[0]), np.uint64)
+            new_pool[:used] = self.pool[:used]
+            self.pool = new_pool
+        if 2 * need > self.slots.shape[0]:
+            cap = self.slots.shape[0]
+            while 2 * need > cap:
+                cap *= 2
+            self.slots = np.full(cap, -1, np.int64)
+            F.rehash(self.slots, self.hash, n)
+
+    def get(self, sid: int) -> np.ndarray:
+        st = int(self.start[sid])
+        return self.pool[st:st + int(self.length[sid])]
+
+    def intern(self, values: np.ndarray) -> int:
+        """Intern a sequence given as values (used when stitching fragments and resolving keys)."""
+        v = np.ascontiguousarray(values, dtype="<u8").view(np.uint8)
+        self.ensure(1, int(values.shape[0]))
+        return int(F.intern_seq(v, 0, int(values.shape[0]), 8, self.slots, self.hash, self.start, self.length,
+                                self.pool, self.meta))
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.slots.nbytes + self.hash.nbytes + self.start.nbytes + self.length.nbytes
+                   + 8 * int(self.meta[1]))
+
+
+@dataclass
+class ReadStats:
+    """What the walk saw, for `info` and the report."""
+
+    records: int = 0
+    buffers_read: int = 0
+    ext_stacks: int = 0
+    message_records: int = 0
+    bytes_framed: int = 0
+
+
+class Reader:
+    """Reads one opened trace with one layout table; iterate :meth:`batches` once."""
+
+    def __init__(self, trace: TraceFile, layout: F.Layout, kernel_guids: dict[str, tuple[int, int]],
+                 chunk_bytes: int = CHUNK_BYTES) -> None:
+        """``kernel_guids``: GUID text -> (group used for the hook, provider index or -1 to count by GUID)."""
+        self.trace = trace
+        self.layout = layout
+        self.chunk_bytes = chunk_bytes
+        self.anomalies: Anomalies = trace.anomalies
+        self.sequences = SequenceTable()
+        self.providers: list[str] = []          # GUID text of provider GUID_PROVIDER_BASE + i
+        self._prov_index: dict[tuple[int, int], int] = {}
+        self.stats = ReadStats()
+        self.first_anomaly_offset: dict[str, int] = {}
+        items = sorted(kernel_guids.items())
+        self._kg_lo = np.zeros(len(items), np.uint64)
+        self._kg_hi = np.zeros(len(items), np.uint64)
+        self._kg_group = np.zeros(len(items), np.int32)
+        self._kg_prov = np.zeros(len(items), np.int32)
+        import uuid
+        for i, (g, (grp, prov)) in enumerate(items):
+            le = uuid.UUID(g).bytes_le
+            self._kg_lo[i] = int.from_bytes(le[:8], "little")
+            self._kg_hi[i] = int.from_bytes(le[8:], "little")
+            self._kg_group[i] = grp
+            self._kg_prov[i] = prov if prov >= 0 else F.PROV_BY_GUID
+        self._serial = 0
+
+    # -- buffer order ---------------------------------------------------------------------------------------
+    def _first_ts(self, b: BufferInfo) -> int | None:
+        """Raw timestamp of a buffer's first record, or None for a buffer without records."""
+        if b.filled < S.BUFFER_HEADER_SIZE + 0x10:
+            return None
+        if b.compressed:
+            try:
+                head = bytes(self.trace.buffer_bytes(b)[S.BUFFER_HEADER_SIZE:S.BUFFER_HEADER_SIZE + 0x18])
+            except TraceError:
+                return -1  # decoded (and counted) when loaded
+        else:
+            p = b.offset + S.BUFFER_HEADER_SIZE
+            head = bytes(self.trace.data[p:p + min(0x18, b.filled - S.BUFFER_HEADER_SIZE)])
+        if len(head) < 0x10:
+            return None
+        m = int.from_bytes(head[:4], "little")
+        if m == 0xFFFFFFFF:
+            return None
+        ht = (m >> 16) & 0xFF
+        tpos = 8 if ht in (S.HT_PERFINFO32, S.HT_PERFINFO64) or (m >> 24) & 0xD0 == 0x90 else 0x10
+        if len(head) < tpos + 8:
+            return None
+        return int.from_bytes(head[tpos:tpos + 8], "little", signed=True)
+
+    def _order(self) -> list[tuple[int, BufferInfo]]:
+        keyed: list[tuple[int, int, int, BufferInfo]] = []
+        for b in self.trace.buffers:
+            t = self._first_ts(b)
+            if t is not None:
+                keyed.append((t, b.cpu, b.seq, b))
+        keyed.sort(key=lambda k: (k[0], k[1], k[2], k[3].index))
+        return [(k[0], k[3]) for k in keyed]
+
+    # -- framing ----------------------------------------------------------------------------------------------
+    def _frame(self, bufs: list[BufferInfo]) -> RecordBatch:
+        data_parts: list[np.ndarray] = []
+        bstart: list[int] = []
+        bend: list[int] = []
+        bcpu: list[int] = []
+        bbase: list[int] = []
+        whole = self.trace.data
+        use_whole = all(not b.compressed for b in bufs)
+        total = 0
+        ok_bufs: list[BufferInfo] = []
+        for b in bufs:
+            if use_whole:
+                bstart.append(b.offset)
+                bend.append(b.offset + b.filled)
+                total += b.filled
+            else:
+                try:
+                    raw = self.trace.buffer_bytes(b)
+                except TraceError as e:
+                    self._anomaly("undecodable_compressed_buffer", e.offset)
+                    continue
+                bstart.append(total)
+                bend.append(total + int(raw.shape[0]))
+                data_parts.append(raw)
+                total += int(raw.shape[0])
+            bcpu.append(b.cpu)
+            bbase.append(b.offset)
+            ok_bufs.append(b)
+        data = whole if use_whole else (np.concatenate(data_parts) if data_parts else np.zeros(0, np.uint8))
+        cap = total // 8 + 1
+        self.sequences.ensure(cap, total // 4 + 1)
+        out = {name: np.empty(cap, dt) for name, dt in _COLUMNS}
+        f = np.empty((cap, F.NF), np.uint64)
+        nb = len(ok_bufs)
+        b_end = np.zeros(nb, np.int32)
+        b_endpos = np.zeros(nb, np.int64)
+        counters = np.zeros(F.N_COUNTERS, np.int64)
+        seq = self.sequences
+        with np.errstate(over="ignore"):
+            n = F.frame_kernel(
+                data, np.asarray(bstart, np.int64), np.asarray(bend, np.int64), np.asarray(bcpu, np.int32),
+                np.asarray(bbase, np.int64), self.layout.lut, self.layout.rows,
+                self._kg_lo, self._kg_hi, self._kg_group, self._kg_prov,
+                seq.slots, seq.hash, seq.start, seq.length, seq.pool, seq.meta,
+                out["ts"], out["cpu"], out["tid"], out["pid"], out["hook"], out["prov"], out["op"], out["ver"],
+                out["htype"], out["ptr"], out["status"], out["pos"], out["payoff"], out["paylen"], f, out["tail"],
+                out["glo"], out["ghi"], b_end, b_endpos, counters)
+        n = int(n)
+        self.stats.buffers_read += nb
+        self.stats.bytes_framed += total
+        self.stats.ext_stacks += int(counters[F.C_EXT_STACKS])
+        self.stats.message_records += int(counters[F.C_MESSAGE])
+        if counters[F.C_BAD_TAIL]:
+            self.anomalies.add("stack_payload_not_whole_frames", int(counters[F.C_BAD_TAIL]))
+        for i in np.flatnonzero(b_end):
+            self._anomaly("buffer_" + F.END_NAMES[int(b_end[i])], int(b_endpos[i]))
+        cols = {k: out[k][:n] for k in ("ts", "cpu", "tid", "pid", "hook", "prov", "op", "ver", "htype", "ptr",
+                                        "status", "pos", "paylen", "tail")}
+        cols["serial"] = np.arange(self._serial, self._serial + n, dtype=np.int64)
+        self._serial += n
+        # providers known only by GUID: intern the GUIDs of this chunk
+        byg = np.flatnonzero(cols["prov"] == F.PROV_BY_GUID)
+        if byg.size:
+            lo = out["glo"][byg]
+            hi = out["ghi"][byg]
+            pairs = np.stack((lo, hi), axis=1)
+            uniq, inv = np.unique(pairs, axis=0, return_inverse=True)
+            ids = np.empty(len(uniq), np.int32)
+            for j, (a, c) in enumerate(uniq.tolist()):
+                key = (int(a), int(c))
+                idx = self._prov_index.get(key)
+                if idx is None:
+                    idx = GUID_PROVIDER_BASE + len(self.providers)
+                    self._prov_index[key] = idx
+                    g = int(a).to_bytes(8, "little") + int(c).to_bytes(8, "little")
+                    import uuid
+                    self.providers.append(str(uuid.UUID(bytes_le=g)))
+                ids[j] = idx
+            cols["prov"][byg] = ids[inv.reshape(-1)]
+        raw: dict[int, bytes] = {}
+        keep = np.flatnonzero(cols["status"] & F.ST_KEEP_RAW)
+        if keep.size:
+            payoff = out["payoff"]
+            ser = cols["serial"]
+            plen = cols["paylen"]
+            for i in keep.tolist():
+                o = int(payoff[i])
+                raw[int(ser[i])] = bytes(data[o:o + int(plen[i])])
+        self.stats.records += n
+        return RecordBatch(cols, f[:n], raw)
+
+    def _anomaly(self, kind: str, offset: int) -> None:
+        self.anomalies.add(kind)
+        self.first_anomaly_offset.setdefault(kind, offset)
+
+    # -- merge ------------------------------------------------------------------------------------------------
+    def batches(self) -> Iterator[RecordBatch]:
+        """Every record once, in non-decreasing raw timestamp order, in batches of columns."""
+        order = self._order()
+        pending: RecordBatch | None = None
+        last_emitted = -(1 << 63)
+        i = 0
+        while i < len(order):
+            j = i
+            size = 0
+            while j < len(order) and (j == i or size < self.chunk_bytes):
+                size += order[j][1].filled
+                j += 1
+            batch = self._frame([b for _, b in order[i:j]])
+            watermark = order[j][0] if j < len(order) else None
+            i = j
+            if pending is not None and len(pending):
+                batch = RecordBatch.concat(pending, batch)
+            if not len(batch):
+                pending = None
+                continue
+            idx = np.argsort(batch.cols["ts"], kind="stable")
+            ts_sorted = batch.cols["ts"][idx]
+            k = len(idx) if watermark is None else int(np.searchsorted(ts_sorted, watermark, "left"))
+            if k:
+                if int(ts_sorted[0]) < last_emitted:
+                    late = int(np.count_nonzero(ts_sorted[:k] < last_emitted))
+                    self.anomalies.add("record_out_of_time_order", late)
+                last_emitted = max(last_emitted, int(ts_sorted[k - 1]))
+                yield batch.take(idx[:k])
+            pending = batch.take(idx[k:]) if k < len(idx) else None
+        if pending is not None and len(pending):
+            yield pending

@@ -1,0 +1,375 @@
+"""Opening a trace: the logfile header, and the map of buffers by their own size fields.
+
+Nothing here looks inside a record except the header record of buffer 0. The map is built from the 0x48-byte buffer
+headers alone (a few thousand per GB), so that the record walk (``frame``) can take buffers in any order: the time
+merge needs them by CPU and time, not by file position.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import BinaryIO
+
+import numpy as np
+
+from heapdiff.errors import Anomalies, TraceError
+from heapdiff.etl import structs as S
+
+#: A buffer larger than this is not believed (Windows caps buffers at 1 MiB; layout 2.0 allows more, we allow 64 MiB).
+MAX_BUFFER_SIZE = 64 << 20
+#: How far past a damaged buffer the reader looks for the next plausible buffer header.
+MAX_RESYNC_BYTES = 64 << 20
+
+
+@dataclass(frozen=True)
+class LogfileHeader:
+    """The TRACE_LOGFILE_HEADER of buffer 0 (notes 2.2) plus the header record's own raw timestamp (T0)."""
+
+    pointer_size: int
+    buffer_size: int
+    version: int
+    provider_version: int
+    number_of_processors: int
+    end_filetime: int
+    log_file_mode: int
+    buffers_written: int
+    events_lost: int
+    buffers_lost: int
+    cpu_speed_mhz: int
+    boot_filetime: int
+    perf_freq: int
+    start_filetime: int
+    clock_type: int
+    timezone_bias_minutes: int
+    logger_name: str
+    log_file_name: str
+    t0: int
+    thread_id: int
+    process_id: int
+
+    def raw_to_filetime(self, raw: int) -> int:
+        """2.3: FILETIME of a raw timestamp, by the clock type."""
+        d = raw - self.t0
+        if self.clock_type == S.CLOCK_SYSTEM_TIME:
+            return self.start_filetime + d
+        if self.clock_type == S.CLOCK_CPU_CYCLES and self.cpu_speed_mhz > 0:
+            return self.start_filetime + (d * 10) // self.cpu_speed_mhz
+        freq = self.perf_freq if self.perf_freq > 0 else 10_000_000
+        return self.start_filetime + (d * 10_000_000) // freq
+
+    def raw_to_utc(self, raw: int) -> datetime:
+        return filetime_to_utc(self.raw_to_filetime(raw))
+
+    @property
+    def start_utc(self) -> datetime:
+        return filetime_to_utc(self.start_filetime)
+
+    @property
+    def end_utc(self) -> datetime:
+        return filetime_to_utc(self.end_filetime)
+
+
+def filetime_to_utc(ft: int) -> datetime:
+    """FILETIME (100 ns since 1601) -> aware UTC datetime, clamped to datetime's range rather than raising."""
+    us = (ft - S.FILETIME_UNIX_EPOCH) // 10
+    try:
+        return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
+    except OverflowError:
+        return datetime(1601, 1, 1, tzinfo=UTC) if us < 0 else datetime(9999, 12, 31, tzinfo=UTC)
+
+
+def iso_utc(dt: datetime) -> str:
+    """ISO 8601 UTC with microseconds and Z, the one time format of heapdiff's outputs."""
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class BufferInfo:
+    """One buffer of the file, from its header (notes 1.1)."""
+
+    index: int          # position in the file, 0 = header buffer
+    offset: int         # file offset of its header
+    size: int           # on-disk size (BufferSize)
+    filled: int         # valid bytes incl. header, uncompressed (SavedOffset), clipped for truncated files
+    cpu: int
+    seq: int
+    flags: int
+    type: int
+    timestamp: int
+    compressed: bool
+    truncated: bool = False
+
+
+@dataclass
+class TraceFile:
+    """An opened trace: its bytes (memory-mapped), logfile header and buffer map, and what did not fit so far."""
+
+    path: str
+    data: np.ndarray
+    header: LogfileHeader
+    buffers: list[BufferInfo]
+    anomalies: Anomalies = field(default_factory=Anomalies)
+    _mmap: mmap.mmap | None = None
+
+    @property
+    def size(self) -> int:
+        return int(self.data.shape[0])
+
+    @property
+    def compressed_buffers(self) -> int:
+        return sum(1 for b in self.buffers if b.compressed)
+
+    def close(self) -> None:
+        self.data = np.zeros(0, np.uint8)
+        if self._mmap is not None:
+            self._mmap.close()
+            self._mmap = None
+
+    def __enter__(self) -> TraceFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def buffer_bytes(self, b: BufferInfo) -> np.ndarray:
+        """The uncompressed bytes of a buffer, header included, ``b.filled`` long.
+
+        A compressed buffer that does not decode raises :class:`TraceError` naming its file offset; callers turn
+        that into a counted anomaly for the buffer.
+        """
+        if not b.compressed:
+            return self.data[b.offset:b.offset + b.filled]
+        from heapdiff.etl import xpress
+
+        comp = self.data[b.offset + S.BUFFER_HEADER_SIZE:b.offset + b.size]
+        want = b.filled - S.BUFFER_HEADER_SIZE
+        try:
+            body = xpress.decompress(comp, want)
+        except TraceError as e:
+            raise TraceError(f"compressed buffer {b.index} does not decode: {e.message}",
+                             b.offset + S.BUFFER_HEADER_SIZE + e.offset) from None
+        out = np.empty(S.BUFFER_HEADER_SIZE + len(body), np.uint8)
+        out[:S.BUFFER_HEADER_SIZE] = self.data[b.offset:b.offset + S.BUFFER_HEADER_SIZE]
+        out[S.BUFFER_HEADER_SIZE:] = np.frombuffer(body, np.uint8)
+        return out
+
+
+def _read_utf16z(buf: bytes, pos: int, limit: int) -> tuple[str, int]:
+    end = pos
+    while end + 1 < limit and (buf[end] or buf[end + 1]):
+        end += 2
+    text = buf[pos:end].decode("utf-16-le", errors="replace")
+    return text, min(end + 2, limit)
+
+
+def _map(path: str | os.PathLike[str] | BinaryIO) -> tuple[str, np.ndarray, mmap.mmap | None]:
+    if isinstance(path, str | os.PathLike):
+        name = os.fspath(path)
+        try:
+            fh = open(name, "rb")  # noqa: SIM115 - mapped, closed right after
+        except OSError as e:
+            raise TraceError(f"cannot open: {e.strerror}", 0, name) from None
+        with fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size == 0:
+                return name, np.zeros(0, np.uint8), None
+            mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        return name, np.frombuffer(mm, np.uint8), mm
+    raw = path.read()
+    return getattr(path, "name", "<stream>"), np.frombuffer(raw, np.uint8), None
+
+
+def open_trace(path: str | os.PathLike[str] | BinaryIO) -> TraceFile:
+    """Open and map a trace; :class:`TraceError` only when not even the header buffer can be read."""
+    name, data, mm = _map(path)
+    try:
+        header = _read_logfile_header(data)
+        anomalies = Anomalies()
+        buffers = _scan_buffers(data, header, anomalies)
+    except TraceError as e:
+        if mm is not None:
+            del data
+            mm.close()
+        raise e.with_path(name) from None
+    return TraceFile(name, data, header, buffers, anomalies, mm)
+
+
+def _read_logfile_header(data: np.ndarray) -> LogfileHeader:
+    n = int(data.shape[0])
+    if n == 0:
+        raise TraceError("not a readable trace (empty file)", 0)
+    if n < S.BUFFER_HEADER_SIZE + 0x20 + S.LOGFILE_HEADER32.size:
+        raise TraceError(f"not a readable trace (only {n} bytes, shorter than a header buffer)", 0)
+    bh = S.BUFFER_HEADER.unpack(bytes(data[:S.BUFFER_HEADER_SIZE]))
+    p = S.BUFFER_HEADER_SIZE
+    head = bytes(data[p:p + min(n - p, 0x10000)])
+    marker = int.from_bytes(head[0:4], "little")
+    htype = (marker >> 16) & 0xFF
+    if (marker >> 24) & 0xC0 != 0xC0 or htype not in (S.HT_SYSTEM32, S.HT_SYSTEM64):
+        raise TraceError(f"not an ETW trace: the first record's marker is {marker:#010x}, "
+                         "not a system trace header", p)
+    sh = S.SYSTEM_HEADER.unpack(head, 0, p)
+    if sh["Group"] != 0 or sh["Type"] != 0:
+        raise TraceError(f"not an ETW trace: the first record is hook {sh['Type'] | sh['Group'] << 8:#06x}, "
+                         "not the logfile header", p)
+    ptr = 8 if htype == S.HT_SYSTEM64 else 4
+    decl = S.LOGFILE_HEADER64 if ptr == 8 else S.LOGFILE_HEADER32
+    rec_size = int(sh["Size"])
+    limit = min(rec_size, len(head))
+    if limit < 0x20 + decl.size:
+        raise TraceError(f"logfile header record is {rec_size:#x} bytes, needs {0x20 + decl.size:#x}", p)
+    lh = decl.unpack(head, 0x20, p)
+    filled = min(int(bh["SavedOffset"]) or int(bh["Offset"]), n)
+    if filled < p + 0x20 + decl.size:
+        raise TraceError(f"header buffer's filled size {filled:#x} ends before its logfile header", 4)
+    logger, q = _read_utf16z(head, 0x20 + decl.size, limit)
+    logfile, _ = _read_utf16z(head, q, limit)
+    pointer_size = int(lh["PointerSize"])
+    if pointer_size not in (4, 8):
+        pointer_size = ptr
+    return LogfileHeader(
+        pointer_size=pointer_size,
+        buffer_size=int(lh["BufferSize"]),
+        version=int(lh["Version"]),
+        provider_version=int(lh["ProviderVersion"]),
+        number_of_processors=int(lh["NumberOfProcessors"]),
+        end_filetime=int(lh["EndTime"]),
+        log_file_mode=int(lh["LogFileMode"]),
+        buffers_written=int(lh["BuffersWritten"]),
+        events_lost=int(lh["EventsLost"]),
+        buffers_lost=int(lh["BuffersLost"]),
+        cpu_speed_mhz=int(lh["CpuSpeedInMHz"]),
+        boot_filetime=int(lh["BootTime"]),
+        perf_freq=int(lh["PerfFreq"]),
+        start_filetime=int(lh["StartTime"]),
+        clock_type=int(lh["ReservedFlags"]),
+        timezone_bias_minutes=int(lh["TimeZoneBias"]),
+        logger_name=logger,
+        log_file_name=logfile,
+        t0=int(sh["SystemTime"]),
+        thread_id=int(sh["ThreadId"]),
+        process_id=int(sh["ProcessId"]),
+    )
+
+
+def _plausible(hdr: dict[str, int | bytes], remaining: int, nominal: int) -> bool:
+    """Does this look like a buffer header? Used only to resynchronise after a damaged buffer."""
+    size = int(hdr["BufferSize"])  # type: ignore[arg-type]
+    saved = int(hdr["SavedOffset"])  # type: ignore[arg-type]
+    flags = int(hdr["BufferFlag"])  # type: ignore[arg-type]
+    btype = int(hdr["BufferType"])  # type: ignore[arg-type]
+    if size < S.BUFFER_HEADER_SIZE or size % 8 or size > MAX_BUFFER_SIZE or btype > 7:
+        return False
+    if saved < S.BUFFER_HEADER_SIZE or saved > max(nominal, size, MAX_BUFFER_SIZE):
+        return False
+    if not flags & S.BUFFER_FLAG_COMPRESSED and saved > size:
+        return False
+    return size <= remaining or saved <= remaining
+
+
+def _scan_buffers(data: np.ndarray, header: LogfileHeader, anomalies: Anomalies) -> list[BufferInfo]:
+    """Walk the file by each buffer's own BufferSize (notes 1.2), stepping over damage where a next start is found."""
+    n = int(data.shape[0])
+    nominal = header.buffer_size if S.BUFFER_HEADER_SIZE < header.buffer_size <= MAX_BUFFER_SIZE else 0
+    ncpu = max(1, header.number_of_processors)
+    out: list[BufferInfo] = []
+    off = 0
+    hsize = S.BUFFER_HEADER_SIZE
+    while off + hsize <= n:
+        h = S.BUFFER_HEADER.unpack(bytes(data[off:off + hsize]), 0, off)
+        size = int(h["BufferSize"])  # type: ignore[arg-type]
+        saved = int(h["SavedOffset"])  # type: ignore[arg-type]
+        filled_field = int(h["Offset"])  # type: ignore[arg-type]
+        flags = int(h["BufferFlag"])  # type: ignore[arg-type]
+        compressed = bool(flags & S.BUFFER_FLAG_COMPRESSED)
+        if size == 0 and saved == 0:
+            if bytes(data[off:min(n, off + 4096)]).strip(b"\x00") == b"":
+                break  # a preallocated, never written tail (notes 1.2)
+        if size == 0xFFFFFFFF and saved == 0xFFFFFFFF:
+            break
+        bad = None
+        if size < hsize or (size % 8 and not compressed) or size > MAX_BUFFER_SIZE:
+            bad = f"buffer size {size:#x}"
+        elif not compressed and hsize <= saved < filled_field <= size:
+            saved = filled_field  # the relogger appends to the header buffer and moves only Offset@0x30
+        elif not compressed and (saved < hsize or saved > size):
+            # SavedOffset and Offset agree in every real buffer; take the smaller plausible one
+            if hsize <= filled_field <= size:
+                if saved:  # old writers leave SavedOffset 0 in the header buffer: not worth a warning
+                    anomalies.add("buffer_saved_offset_mismatch")
+                saved = filled_field
+            else:
+                bad = f"filled size {saved:#x} outside the buffer"
+        elif compressed and (saved < hsize or saved > MAX_BUFFER_SIZE):
+            bad = f"uncompressed size {saved:#x}"
+        if bad is not None:
+            anomalies.add("damaged_buffer")
+            nxt = _resync(data, off, nominal, anomalies)
+            if nxt is None:
+                break
+            off = nxt
+            continue
+        truncated = off + size > n
+        filled = saved
+        if truncated:
+            anomalies.add("truncated_buffer")
+            if compressed:
+                break  # a cut compressed stream cannot be decoded to its end; its records are lost
+            filled = n - off
+        cpu = int(h["ProcessorIndex"]) & S.PROCESSOR_INDEX_MASK  # type: ignore[operator]
+        if cpu >= ncpu and header.number_of_processors:
+            anomalies.add("buffer_cpu_out_of_range")
+        if flags & S.BUFFER_FLAG_EVENTS_LOST:
+            anomalies.add("buffer_events_lost_flag")
+        if flags & S.BUFFER_FLAG_BUFFER_LOST:
+            anomalies.add("buffer_lost_flag")
+        out.append(BufferInfo(
+            index=len(out), offset=off, size=size, filled=filled, cpu=cpu,
+            seq=int(h["SequenceNumber"]), flags=flags, type=int(h["BufferType"]),  # type: ignore[arg-type]
+            timestamp=int(h["TimeStamp"]), compressed=compressed, truncated=truncated,  # type: ignore[arg-type]
+        ))
+        off += size
+    if not out:
+        raise TraceError("not a readable trace (no buffer)", 0)
+    return out
+
+
+def _resync(data: np.ndarray, off: int, nominal: int, anomalies: Anomalies) -> int | None:
+    """Find where the next buffer starts after a damaged header at ``off``.
+
+    Uncompressed files have one buffer size for all buffers, so the nominal size from the logfile header is tried
+    first; otherwise (compressed files) the next 8-aligned position that looks like a buffer header is taken.
+    """
+    n = int(data.shape[0])
+    hsize = S.BUFFER_HEADER_SIZE
+    if nominal and off + nominal + hsize <= n:
+        h = S.BUFFER_HEADER.unpack(bytes(data[off + nominal:off + nominal + hsize]), 0, off + nominal)
+        if _plausible(h, n - off - nominal, nominal):
+            anomalies.add("resync")
+            return off + nominal
+    # vectorised scan of every 8-aligned position: a Python loop over 64 MiB would look like a hang
+    start = off + 8
+    stop = min(n - hsize, off + MAX_RESYNC_BYTES)
+    if stop < start:
+        return None
+    span = data[start:stop + hsize]
+    words = span[: (len(span) // 8) * 8].view(np.uint32)
+    cand = np.arange(0, (stop - start) // 8 + 1) * 2
+    cand = cand[cand + 0x38 // 4 < len(words)]
+    size = words[cand].astype(np.int64)
+    saved = words[cand + 1].astype(np.int64)
+    refc = words[cand + 3]
+    state = words[cand + 0x2C // 4]
+    flagtype = words[cand + 0x34 // 4]
+    btype = flagtype >> 16
+    comp = (flagtype & S.BUFFER_FLAG_COMPRESSED) != 0
+    ok = ((size >= hsize) & (size % 8 == 0) & (size <= MAX_BUFFER_SIZE) & (btype <= 7) & (refc == 0)
+          & (state <= 4) & (saved >= hsize) & (saved <= max(nominal, MAX_BUFFER_SIZE)) & (comp | (saved <= size)))
+    hits = np.flatnonzero(ok)
+    if not len(hits):
+        return None
+    anomalies.add("resync")
+    return start + int(cand[hits[0]]) * 4
