@@ -8,11 +8,8 @@ merge needs them by CPU and time, not by file position.
 from __future__ import annotations
 
 import mmap
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import BinaryIO
-
 import numpy as np
 
 from heapdiff.errors import Anomalies, TraceError
@@ -165,36 +162,20 @@ def _read_utf16z(buf: bytes, pos: int, limit: int) -> tuple[str, int]:
     return text, min(end + 2, limit)
 
 
-def _map(path: str | os.PathLike[str] | BinaryIO) -> tuple[str, np.ndarray, mmap.mmap | None]:
-    if isinstance(path, str | os.PathLike):
-        name = os.fspath(path)
-        try:
-            fh = open(name, "rb")  # noqa: SIM115 - mapped, closed right after
-        except OSError as e:
-            raise TraceError(f"cannot open: {e.strerror}", 0, name) from None
-        with fh:
-            size = os.fstat(fh.fileno()).st_size
-            if size == 0:
-                return name, np.zeros(0, np.uint8), None
-            mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-        return name, np.frombuffer(mm, np.uint8), mm
-    raw = path.read()
-    return getattr(path, "name", "<stream>"), np.frombuffer(raw, np.uint8), None
+def open_trace(data: bytes | bytearray | memoryview | np.ndarray, name: str = "<trace>",
+               closer: mmap.mmap | None = None) -> TraceFile:
+    """Read the header and buffer map of a trace held in memory (the CLI maps files; this module never opens one).
 
-
-def open_trace(path: str | os.PathLike[str] | BinaryIO) -> TraceFile:
-    """Open and map a trace; :class:`TraceError` only when not even the header buffer can be read."""
-    name, data, mm = _map(path)
+    :class:`TraceError` only when not even the header buffer can be read.
+    """
+    arr = data if isinstance(data, np.ndarray) else np.frombuffer(data, np.uint8)
     try:
-        header = _read_logfile_header(data)
+        header = _read_logfile_header(arr)
         anomalies = Anomalies()
-        buffers = _scan_buffers(data, header, anomalies)
+        buffers = _scan_buffers(arr, header, anomalies)
     except TraceError as e:
-        if mm is not None:
-            del data
-            mm.close()
         raise e.with_path(name) from None
-    return TraceFile(name, data, header, buffers, anomalies, mm)
+    return TraceFile(name, arr, header, buffers, anomalies, closer)
 
 
 def _read_logfile_header(data: np.ndarray) -> LogfileHeader:

@@ -1,0 +1,283 @@
+"""One pass over a trace: counts for `info`, the rare records decoded, stacks matched, heap ops for the reducer.
+
+The reader hands over time-ordered record batches; this module classifies them (by provider and hook, whatever
+the header kind), decodes images and processes, matches stack references to their events, and turns heap records
+into the reducer's columnar op batches. It never holds more than a batch of records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from heapdiff.errors import Anomalies
+from heapdiff.etl.frame import ST_BAD_PAYLOAD
+from heapdiff.etl.reader import GUID_PROVIDER_BASE, CHUNK_BYTES, Reader, RecordBatch, SequenceTable
+from heapdiff.etl.trace import LogfileHeader, TraceFile, open_trace
+from heapdiff.events import kinds as K
+from heapdiff.events.decode import (
+    ImageEvent,
+    ImageIdEvent,
+    PayloadError,
+    ProcessEvent,
+    decode_image,
+    decode_image_id,
+    decode_process,
+)
+from heapdiff.events.layout import (
+    COL_ALLOC_ADDR,
+    COL_ALLOC_SIZE,
+    COL_ALLOC_SOURCE,
+    COL_FREE_ADDR,
+    COL_HEAP,
+    COL_RA_NEW_ADDR,
+    COL_RA_NEW_SIZE,
+    COL_RA_OLD_ADDR,
+    COL_RA_SOURCE,
+    GROUP_IMAGE_ID,
+    IMAGE_HOOKS,
+    KERNEL_GUIDS,
+    PROCESS_HOOKS,
+    layout,
+)
+from heapdiff.events.stacks import StackMatcher
+
+if TYPE_CHECKING:
+    from heapdiff.reduce import OpBatch
+
+#: event kind index -> name; the ten keys partition every record of the file
+KIND_NAMES = (*K.EVENT_KIND_NAMES, "other")
+_KIND = {n: i for i, n in enumerate(KIND_NAMES)}
+
+# op codes of the reducer (heapdiff.reduce declares the same numbers; checked by a test)
+OP_ALLOC, OP_FREE, OP_REALLOC, OP_CREATE, OP_DESTROY, OP_PROCESS_END, OP_ATTACH = 1, 2, 3, 4, 5, 6, 7
+_HOOK_OP = {K.HOOK_HEAP_ALLOC: OP_ALLOC, K.HOOK_HEAP_FREE: OP_FREE, K.HOOK_HEAP_REALLOC: OP_REALLOC,
+            K.HOOK_HEAP_CREATE: OP_CREATE, K.HOOK_HEAP_DESTROY: OP_DESTROY}
+
+
+def _kind_tables() -> tuple[np.ndarray, np.ndarray]:
+    by_prov = np.full(GUID_PROVIDER_BASE, _KIND["other"], np.int8)
+    by_prov[K.GROUP_STACKWALK] = _KIND["stack_walk"]
+    by_prov[K.GROUP_IMAGE] = _KIND["image"]
+    by_prov[K.GROUP_PROCESS] = _KIND["process"]
+    by_prov[K.GROUP_HEAP] = _KIND["heap_other"]
+    heap_op = np.full(256, _KIND["heap_other"], np.int8)
+    for hook, name in K.HEAP_HOOK_KIND.items():
+        heap_op[hook & 0xFF] = _KIND[name]
+    return by_prov, heap_op
+
+
+_BY_PROV, _HEAP_OP_KIND = _kind_tables()
+_OP_BY_HOOK_LOW = np.zeros(256, np.uint8)
+for _h, _op in _HOOK_OP.items():
+    _OP_BY_HOOK_LOW[_h & 0xFF] = _op
+
+
+@dataclass
+class TraceScan:
+    """Everything one pass learned about a trace, apart from what the heap sink folded."""
+
+    path: str
+    header: LogfileHeader
+    buffers: int
+    compressed_buffers: int
+    size: int
+    records: int = 0
+    providers: dict[str, int] = field(default_factory=dict)
+    events: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KIND_NAMES, 0))
+    stack_refs: int = 0
+    stacks_matched: int = 0
+    anomalies: Anomalies = field(default_factory=Anomalies)
+    first_anomaly_offset: dict[str, int] = field(default_factory=dict)
+    images: list[ImageEvent] = field(default_factory=list)
+    processes: list[ProcessEvent] = field(default_factory=list)
+    image_ids: list[ImageIdEvent] = field(default_factory=list)
+    sequences: SequenceTable = field(default_factory=SequenceTable)
+    first_ts: int | None = None
+    last_ts: int | None = None
+    ext_stacks: int = 0
+
+    @property
+    def pointer_size(self) -> int:
+        return self.header.pointer_size
+
+
+def _provider_key(p: int, guids: list[str]) -> str:
+    if p < 0:
+        return "message"
+    if p < GUID_PROVIDER_BASE:
+        return K.GROUP_GUIDS.get(p, f"group:{p:#04x}")
+    return guids[p - GUID_PROVIDER_BASE]
+
+
+HeapSink = Callable[["OpBatch"], None]
+Progress = Callable[[int, int], None]
+
+
+def scan(source: TraceFile | bytes | np.ndarray, heap_sink: HeapSink | None = None,
+         progress: Progress | None = None, chunk_bytes: int = CHUNK_BYTES) -> TraceScan:
+    """Read a trace once. ``heap_sink`` receives the reducer's op batches in time order, if given."""
+    trace = source if isinstance(source, TraceFile) else open_trace(source)
+    reader = Reader(trace, layout(), KERNEL_GUIDS, chunk_bytes=chunk_bytes)
+    out = TraceScan(path=trace.path, header=trace.header, buffers=len(trace.buffers),
+                    compressed_buffers=trace.compressed_buffers, size=trace.size, sequences=reader.sequences,
+                    anomalies=reader.anomalies)
+    matcher = StackMatcher()
+    prov_counts = np.zeros(GUID_PROVIDER_BASE + 2, np.int64)
+    kind_counts = np.zeros(len(KIND_NAMES), np.int64)
+    done = 0
+    for batch in reader.batches():
+        n = len(batch)
+        if not n:
+            continue
+        prov = batch.prov
+        # records per provider: message records at index 0, kernel groups at 1..256, GUIDs above
+        pc = np.bincount(prov.astype(np.int64) + 1)
+        if pc.shape[0] > prov_counts.shape[0]:
+            prov_counts = np.concatenate((prov_counts, np.zeros(pc.shape[0] - prov_counts.shape[0], np.int64)))
+        prov_counts[:pc.shape[0]] += pc
+        kinds = np.full(n, _KIND["other"], np.int8)
+        low = (prov >= 0) & (prov < GUID_PROVIDER_BASE)
+        kinds[low] = _BY_PROV[prov[low]]
+        heap = prov == K.GROUP_HEAP
+        kinds[heap] = _HEAP_OP_KIND[batch.hook[heap] & 0xFF]
+        kind_counts += np.bincount(kinds, minlength=len(KIND_NAMES)).astype(np.int64)
+        bad = np.flatnonzero(batch.status & ST_BAD_PAYLOAD)
+        for i in bad.tolist():
+            out.anomalies.add(f"bad_payload_size:{KIND_NAMES[int(kinds[i])]}")
+            out.first_anomaly_offset.setdefault(f"bad_payload_size:{KIND_NAMES[int(kinds[i])]}",
+                                                int(batch.pos[i]))
+        if out.first_ts is None:
+            out.first_ts = int(batch.ts[0])
+        out.last_ts = int(batch.ts[-1])
+        # rare records: decode in time order
+        pend: dict[int, int] = {}
+        if batch.raw:
+            pend = _decode_rare(batch, out)
+        targets, resolved = matcher.match(batch.hook, batch.ts, batch.tid, batch.cpu, batch.serial, batch.f,
+                                          batch.status, batch.tail)
+        if heap_sink is not None:
+            ops = _heap_ops(batch, targets, resolved, pend)
+            if ops is not None:
+                heap_sink(ops)
+        done += n
+        if progress is not None:
+            progress(reader.stats.bytes_framed, trace.size)
+    tail = matcher.finish()
+    if heap_sink is not None and tail:
+        from heapdiff.reduce import OpBatch as _Ops
+        heap_sink(_attach_ops(_Ops, tail))
+    out.records = reader.stats.records
+    out.ext_stacks = reader.stats.ext_stacks
+    out.stack_refs = matcher.refs
+    out.stacks_matched = matcher.matched
+    if matcher.key_refs_unresolved:
+        out.anomalies.add("stack_key_unresolved", matcher.key_refs_unresolved)
+    orphans = matcher.refs - matcher.matched - matcher.key_refs_unresolved
+    if orphans > 0:
+        out.anomalies.add("stack_ref_without_event", orphans)
+    for key, off in reader.first_anomaly_offset.items():
+        out.first_anomaly_offset.setdefault(key, off)
+    out.providers = {_provider_key(i - 1, reader.providers): int(c)
+                     for i, c in enumerate(prov_counts.tolist()) if c}
+    out.events = {name: int(kind_counts[i]) for i, name in enumerate(KIND_NAMES)}
+    return out
+
+
+def _decode_rare(batch: RecordBatch, out: TraceScan) -> dict[int, int]:
+    """Decode kept payloads; returns {row index: pid} for process ends (they end blocks in the reducer)."""
+    ends: dict[int, int] = {}
+    ser_to_row = {int(s): i for i, s in enumerate(batch.serial.tolist())} if batch.raw else {}
+    for ser, raw in sorted(batch.raw.items()):
+        i = ser_to_row.get(ser)
+        if i is None:
+            continue
+        hook = int(batch.hook[i])
+        ver = int(batch.ver[i])
+        ptr = int(batch.ptr[i])
+        ts = int(batch.ts[i])
+        try:
+            if hook in IMAGE_HOOKS:
+                out.images.append(decode_image(raw, hook, ver, ptr, ts))
+            elif hook in PROCESS_HOOKS:
+                pe = decode_process(raw, hook, ver, ptr, ts)
+                out.processes.append(pe)
+                if hook == K.HOOK_PROCESS_END:
+                    ends[i] = pe.pid
+            elif hook >> 8 == GROUP_IMAGE_ID:
+                ie = decode_image_id(raw, hook & 0xFF, ptr, ts)
+                if ie is not None:
+                    out.image_ids.append(ie)
+        except PayloadError:
+            kind = "image" if hook in IMAGE_HOOKS else "process" if hook in PROCESS_HOOKS else "image_id"
+            out.anomalies.add(f"bad_payload:{kind}")
+            out.first_anomaly_offset.setdefault(f"bad_payload:{kind}", int(batch.pos[i]))
+    return ends
+
+
+def _heap_ops(batch: RecordBatch, targets: np.ndarray, resolved: list[tuple[int, int]],
+              process_ends: dict[int, int]) -> OpBatch | None:
+    from heapdiff.reduce import OpBatch
+
+    hook = batch.hook
+    ok = (batch.status & ST_BAD_PAYLOAD) == 0
+    is_heap = ((hook >> 8) == K.GROUP_HEAP) & ok
+    op = np.where(is_heap, _OP_BY_HOOK_LOW[hook & 0xFF], 0).astype(np.uint8)
+    att = (hook == K.HOOK_STACK_WALK) & (targets >= 0) & ok
+    op[att] = OP_ATTACH
+    if process_ends:
+        rows = np.fromiter(process_ends.keys(), np.int64)
+        op[rows] = OP_PROCESS_END
+    sel = np.flatnonzero(op)
+    if not sel.size and not resolved:
+        return None
+    f = batch.f[sel]
+    o = op[sel]
+    hk = hook[sel]
+    n = sel.size
+    heap = f[:, COL_HEAP].copy()
+    addr = np.zeros(n, np.uint64)
+    size = np.zeros(n, np.uint64)
+    old = np.zeros(n, np.uint64)
+    src = np.zeros(n, np.uint8)
+    m = hk == K.HOOK_HEAP_ALLOC
+    addr[m] = f[m, COL_ALLOC_ADDR]
+    size[m] = f[m, COL_ALLOC_SIZE]
+    src[m] = f[m, COL_ALLOC_SOURCE].astype(np.uint8)
+    m = hk == K.HOOK_HEAP_FREE
+    addr[m] = f[m, COL_FREE_ADDR]
+    m = hk == K.HOOK_HEAP_REALLOC
+    addr[m] = f[m, COL_RA_NEW_ADDR]
+    size[m] = f[m, COL_RA_NEW_SIZE]
+    old[m] = f[m, COL_RA_OLD_ADDR]
+    src[m] = f[m, COL_RA_SOURCE].astype(np.uint8)
+    serial = batch.serial[sel].copy()
+    stack = np.full(n, -1, np.int64)
+    a = o == OP_ATTACH
+    serial[a] = targets[sel][a]
+    stack[a] = batch.tail[sel][a]
+    heap[a] = 0
+    pid = batch.pid[sel].astype(np.int64)
+    if process_ends:
+        for j in np.flatnonzero(o == OP_PROCESS_END).tolist():
+            pid[j] = process_ends[int(sel[j])]
+        heap[o == OP_PROCESS_END] = 0
+    ops = OpBatch.from_columns(op=o, ts=batch.ts[sel], pid=pid, tid=batch.tid[sel].astype(np.int64),
+                               serial=serial, heap=heap, addr=addr, size=size, old_addr=old, source=src,
+                               stack=stack)
+    if resolved:
+        ops = OpBatch.concat(ops, _attach_ops(OpBatch, resolved, ts=int(batch.ts[-1])))
+    return ops
+
+
+def _attach_ops(cls: type[OpBatch], pairs: list[tuple[int, int]], ts: int = 0) -> OpBatch:
+    n = len(pairs)
+    arr = np.asarray(pairs, np.int64).reshape(n, 2)
+    z64 = np.zeros(n, np.uint64)
+    return cls.from_columns(op=np.full(n, OP_ATTACH, np.uint8), ts=np.full(n, ts, np.int64),
+                            pid=np.zeros(n, np.int64), tid=np.zeros(n, np.int64), serial=arr[:, 0].copy(),
+                            heap=z64, addr=z64.copy(), size=z64.copy(), old_addr=z64.copy(),
+                            source=np.zeros(n, np.uint8), stack=arr[:, 1].copy())

@@ -1,0 +1,145 @@
+"""Which record does a stack belong to.
+
+A stack reference (0x1820 walk, 0x1825/0x1826 key reference) names the raw timestamp of its event and the thread.
+Records arrive in time order and a stack follows its event closely (notes 5.2), so the matcher keeps a ring of
+the most recent records and scans it backwards while timestamps are not older than the one sought: same timestamp
+and same thread wins; a record without a thread id (PERFINFO header) matches on the timestamp alone, the CPU
+breaking ties. Memory is the ring, whatever the trace length.
+
+Key references (stack caching, notes 5.3) name a key whose frames arrive in a definition: a reference resolves to
+the first KeyDelete/KeyRundown of its key after it, else to the latest KeyCreate before it; a KeyCreate is a
+redefinition, so references waiting on the key are settled before it and never resolve across it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from heapdiff._jit import njit
+from heapdiff.events import kinds as K
+from heapdiff.events.layout import COL_KEY_DEF, COL_KEY_REF, COL_STACK_TID, COL_STACK_TS
+
+RING = 1 << 12
+NO_THREAD = 0xFFFFFFFF
+
+
+@njit()
+def match_kernel(ts: np.ndarray, tid: np.ndarray, cpu: np.ndarray, hook: np.ndarray, serial: np.ndarray,
+                 f: np.ndarray, status: np.ndarray,
+                 r_ts: np.ndarray, r_tid: np.ndarray, r_cpu: np.ndarray, r_serial: np.ndarray, r_meta: np.ndarray,
+                 out_target: np.ndarray) -> None:
+    """For each stack reference, the serial of its event (or -1); other records enter the ring."""
+    rn = r_meta[0]
+    cap = r_ts.shape[0]
+    for i in range(ts.shape[0]):
+        h = hook[i]
+        out_target[i] = -1
+        if h == K.HOOK_STACK_WALK or h == K.HOOK_STACK_KEY_KERNEL or h == K.HOOK_STACK_KEY_USER:
+            if status[i] & 1:
+                continue
+            want = np.int64(f[i, COL_STACK_TS])
+            wtid = np.int64(f[i, COL_STACK_TID])
+            c = cpu[i]
+            best = -1
+            best_score = 0
+            lim = rn if rn < cap else cap
+            for k in range(lim):
+                j = (rn - 1 - k) % cap
+                t = r_ts[j]
+                if t < want:
+                    break
+                if t != want:
+                    continue
+                score = 0
+                if r_tid[j] == wtid:
+                    score = 4
+                elif r_tid[j] == NO_THREAD:
+                    score = 2
+                if score > 0 and r_cpu[j] == c:
+                    score += 1
+                if score > best_score:
+                    best_score = score
+                    best = r_serial[j]
+            out_target[i] = best
+        elif (h >> 8) != K.GROUP_STACKWALK:
+            j = rn % cap
+            r_ts[j] = ts[i]
+            r_tid[j] = tid[i]
+            r_cpu[j] = cpu[i]
+            r_serial[j] = serial[i]
+            rn += 1
+    r_meta[0] = rn
+
+
+@dataclass
+class StackMatcher:
+    """Per-trace matching state; feed it every batch in order, then :meth:`finish`."""
+
+    r_ts: np.ndarray = field(default_factory=lambda: np.zeros(RING, np.int64))
+    r_tid: np.ndarray = field(default_factory=lambda: np.zeros(RING, np.int64))
+    r_cpu: np.ndarray = field(default_factory=lambda: np.zeros(RING, np.int32))
+    r_serial: np.ndarray = field(default_factory=lambda: np.zeros(RING, np.int64))
+    r_meta: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
+    refs: int = 0
+    matched: int = 0
+    key_refs_unresolved: int = 0
+    key_defs: dict[int, int] = field(default_factory=dict)          # key -> sequence id of the latest KeyCreate
+    key_pending: dict[int, list[int]] = field(default_factory=dict)  # key -> target serials waiting
+
+    def match(self, hook: np.ndarray, ts: np.ndarray, tid: np.ndarray, cpu: np.ndarray, serial: np.ndarray,
+              f: np.ndarray, status: np.ndarray, tail: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int]]]:
+        """Returns (target serial per record, -1 if none) and key resolutions (target serial, sequence id)."""
+        target = np.empty(hook.shape[0], np.int64)
+        match_kernel(ts, tid.astype(np.int64), cpu, hook, serial, f, status, self.r_ts, self.r_tid, self.r_cpu,
+                     self.r_serial, self.r_meta, target)
+        is_ref = (hook == K.HOOK_STACK_WALK) | (hook == K.HOOK_STACK_KEY_KERNEL) | (hook == K.HOOK_STACK_KEY_USER)
+        self.refs += int(np.count_nonzero(is_ref))
+        walk_hit = (hook == K.HOOK_STACK_WALK) & (target >= 0)
+        self.matched += int(np.count_nonzero(walk_hit))
+        resolved: list[tuple[int, int]] = []
+        keyish = np.flatnonzero((hook >= K.HOOK_STACK_KEY_CREATE) & (hook <= K.HOOK_STACK_KEY_USER)
+                                & ((status & 1) == 0))
+        if keyish.size:
+            resolved = self._keys(hook[keyish], f[keyish], tail[keyish], target[keyish])
+        return target, resolved
+
+    def _keys(self, hook: np.ndarray, f: np.ndarray, tail: np.ndarray,
+              target: np.ndarray) -> list[tuple[int, int]]:
+        out: list[tuple[int, int]] = []
+        defs, pending = self.key_defs, self.key_pending
+        for h, key_ref, key_def, sid, tgt in zip(hook.tolist(), f[:, COL_KEY_REF].tolist(),
+                                                 f[:, COL_KEY_DEF].tolist(), tail.tolist(), target.tolist(),
+                                                 strict=True):
+            if h == K.HOOK_STACK_KEY_KERNEL or h == K.HOOK_STACK_KEY_USER:
+                if tgt >= 0:
+                    pending.setdefault(key_ref, []).append(tgt)
+            elif h == K.HOOK_STACK_KEY_CREATE:
+                waiting = pending.pop(key_def, None)
+                if waiting:
+                    old = defs.get(key_def)
+                    if old is None:
+                        self.key_refs_unresolved += len(waiting)
+                    else:
+                        out.extend((t, old) for t in waiting)
+                defs[key_def] = sid
+            else:  # KeyDelete / KeyRundown: the definition that the references before it used
+                waiting = pending.pop(key_def, None)
+                if waiting:
+                    out.extend((t, sid) for t in waiting)
+        self.matched += len(out)
+        return out
+
+    def finish(self) -> list[tuple[int, int]]:
+        """Settle the references still waiting: the latest KeyCreate before them, else unresolved."""
+        out: list[tuple[int, int]] = []
+        for key, waiting in self.key_pending.items():
+            sid = self.key_defs.get(key)
+            if sid is None:
+                self.key_refs_unresolved += len(waiting)
+            else:
+                out.extend((t, sid) for t in waiting)
+        self.key_pending.clear()
+        self.matched += len(out)
+        return out
