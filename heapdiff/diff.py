@@ -1,0 +1,203 @@
+"""Outstanding blocks grouped by call stack, and two such groupings compared.
+
+Two traces are two runs: pids, heap handles, addresses and image bases all differ (ASLR). So a group is keyed by
+its signature, the frames as `module+0xrva` strings (kernel frames left out unless asked), never by an address, and
+the diff matches groups by signature alone.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from heapdiff.etl.reader import SequenceTable
+from heapdiff.events.images import ImageMap
+
+ALLOCATOR_EXACT = frozenset({"ntdll", "kernelbase", "kernel32", "ucrtbase", "msvcrt"})
+ALLOCATOR_PREFIXES = ("vcruntime", "msvcp")
+NO_STACK = "(no stack)"
+UNKNOWN_MODULE = "(unknown)"
+ALLOCATOR_ONLY = "(allocator only)"
+
+#: size histogram bucket upper bounds (inclusive) and labels; the last bucket is open
+HIST_BOUNDS = (16, 64, 256, 1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20)
+HIST_LABELS = ("<=16", "<=64", "<=256", "<=1K", "<=4K", "<=16K", "<=64K", "<=256K", "<=1M", ">1M")
+SAMPLE_ADDRESSES = 5
+
+
+def is_allocator(module: str) -> bool:
+    stem = module.rsplit(".", 1)[0] if "." in module else module
+    return stem in ALLOCATOR_EXACT or stem.startswith(ALLOCATOR_PREFIXES)
+
+
+def frame_module(frame: str) -> str | None:
+    """`mod.dll+0x12` -> `mod.dll`; an unresolved `0x...` frame -> None."""
+    plus = frame.rfind("+0x")
+    return frame[:plus] if plus > 0 else None
+
+
+def group_module(frames: tuple[str, ...]) -> str:
+    """The first frame outside the allocator modules names the group's module."""
+    if not frames:
+        return NO_STACK
+    for fr in frames:
+        mod = frame_module(fr)
+        if mod is None:
+            return UNKNOWN_MODULE
+        if not is_allocator(mod):
+            return mod
+    return ALLOCATOR_ONLY
+
+
+@dataclass
+class Group:
+    """Outstanding blocks of one signature in one trace."""
+
+    signature: tuple[str, ...]
+    display: tuple[str, ...]
+    module: str
+    blocks: int = 0
+    bytes: int = 0
+    heaps: set[int] = field(default_factory=set)
+    sources: Counter[int] = field(default_factory=Counter)
+    histogram: np.ndarray = field(default_factory=lambda: np.zeros(len(HIST_LABELS), np.int64))
+    first_ts: int = 1 << 62
+    last_ts: int = -(1 << 62)
+    sample_addresses: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LiveColumns:
+    """The outstanding blocks of a snapshot, as columns (any order)."""
+
+    pid: np.ndarray
+    heap: np.ndarray
+    addr: np.ndarray
+    size: np.ndarray
+    ts: np.ndarray
+    source: np.ndarray
+    stack: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.pid.shape[0])
+
+    def take(self, mask: np.ndarray) -> LiveColumns:
+        return LiveColumns(self.pid[mask], self.heap[mask], self.addr[mask], self.size[mask], self.ts[mask],
+                           self.source[mask], self.stack[mask])
+
+
+@dataclass
+class Grouping:
+    groups: dict[tuple[str, ...], Group]
+    frames: int = 0            # signature frames over all (pid, stack) pairs
+    unresolved: int = 0        # of which not in any known image
+
+
+def group_blocks(live: LiveColumns, sequences: SequenceTable, images: ImageMap, kernel_frames: bool) -> Grouping:
+    """Group outstanding blocks by signature; aggregation is vectorised per (pid, stack) pair."""
+    out = Grouping({})
+    n = len(live)
+    if not n:
+        return out
+    order = np.lexsort((live.stack, live.pid))
+    pid = live.pid[order]
+    stack = live.stack[order]
+    size = live.size[order].astype(np.int64)
+    ts = live.ts[order]
+    heap = live.heap[order]
+    src = live.source[order].astype(np.int64)
+    addr = live.addr[order]
+    cut = np.flatnonzero((pid[1:] != pid[:-1]) | (stack[1:] != stack[:-1])) + 1
+    starts = np.concatenate(([0], cut))
+    ends = np.concatenate((cut, [n]))
+    bytes_ = np.add.reduceat(size, starts)
+    tmin = np.minimum.reduceat(ts, starts)
+    tmax = np.maximum.reduceat(ts, starts)
+    bucket = np.searchsorted(np.asarray(HIST_BOUNDS, np.int64), size, side="left")
+    resolve_cache: dict[tuple[int, int], tuple[tuple[str, ...], tuple[str, ...], int, int]] = {}
+    for k in range(starts.shape[0]):
+        s, e = int(starts[k]), int(ends[k])
+        p, sid = int(pid[s]), int(stack[s])
+        key = (p, sid)
+        res = resolve_cache.get(key)
+        if res is None:
+            res = _resolve(p, sid, int(tmin[k]), sequences, images, kernel_frames)
+            resolve_cache[key] = res
+        sig, display, nfr, nunres = res
+        out.frames += nfr
+        out.unresolved += nunres
+        g = out.groups.get(sig)
+        if g is None:
+            g = Group(sig, display, group_module(sig))
+            out.groups[sig] = g
+        g.blocks += e - s
+        g.bytes += int(bytes_[k])
+        g.heaps.update(int(h) for h in np.unique(heap[s:e]).tolist())
+        sc = np.bincount(src[s:e])
+        for i in np.flatnonzero(sc).tolist():
+            g.sources[i] += int(sc[i])
+        g.histogram += np.bincount(bucket[s:e], minlength=len(HIST_LABELS))
+        g.first_ts = min(g.first_ts, int(tmin[k]))
+        g.last_ts = max(g.last_ts, int(tmax[k]))
+        if len(g.sample_addresses) < SAMPLE_ADDRESSES:
+            g.sample_addresses.extend(int(a) for a in addr[s:s + SAMPLE_ADDRESSES - len(g.sample_addresses)])
+    return out
+
+
+def _resolve(pid: int, sid: int, ts: int, sequences: SequenceTable, images: ImageMap,
+             kernel_frames: bool) -> tuple[tuple[str, ...], tuple[str, ...], int, int]:
+    if sid < 0:
+        return (), (), 0, 0
+    display: list[str] = []
+    sig: list[str] = []
+    unresolved = 0
+    for a in sequences.get(sid).tolist():
+        fr = images.frame(pid, int(a), ts)
+        kern = images.is_kernel(int(a))
+        display.append(("[k] " if kern else "") + fr)
+        if kernel_frames or not kern:
+            sig.append(fr)
+            if fr.startswith("0x"):
+                unresolved += 1
+    return tuple(sig), tuple(display), len(sig), unresolved
+
+
+@dataclass(frozen=True)
+class DiffRow:
+    signature: tuple[str, ...]
+    before: Group | None
+    after: Group | None
+
+    @property
+    def status(self) -> str:
+        if self.before is None or not self.before.blocks:
+            return "new"
+        if self.after is None or not self.after.blocks:
+            return "gone"
+        return "common"
+
+    @property
+    def delta_bytes(self) -> int:
+        return (self.after.bytes if self.after else 0) - (self.before.bytes if self.before else 0)
+
+    @property
+    def delta_blocks(self) -> int:
+        return (self.after.blocks if self.after else 0) - (self.before.blocks if self.before else 0)
+
+
+def diff_groupings(before: Grouping, after: Grouping) -> list[DiffRow]:
+    """Groups of both runs matched by signature, largest growth first (ties: signature order)."""
+    sigs = set(before.groups) | set(after.groups)
+    rows = [DiffRow(s, before.groups.get(s), after.groups.get(s)) for s in sigs]
+    rows.sort(key=lambda r: (-r.delta_bytes, -r.delta_blocks, r.signature))
+    return rows
+
+
+def sort_single(groups: Grouping) -> list[Group]:
+    return sorted(groups.groups.values(), key=lambda g: (-g.bytes, -g.blocks, g.signature))
+
+
+SourceNamer = Callable[[int], str]

@@ -1,0 +1,245 @@
+"""The main job as a pure function: opened traces in, the JSON document, the HTML and a summary out.
+
+Each trace is read once (reader -> events -> reducer); the two traces of a diff are read on two threads, since the
+JIT kernels release the GIL. Then the outstanding blocks are filtered (--process/--pid), grouped by signature,
+diffed, and rendered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from heapdiff import __version__
+from heapdiff.diff import (
+    HIST_LABELS,
+    DiffRow,
+    Group,
+    Grouping,
+    LiveColumns,
+    diff_groupings,
+    group_blocks,
+    sort_single,
+)
+from heapdiff.etl.trace import TraceFile, iso_utc
+from heapdiff.events.images import ImageMap
+from heapdiff.events.kinds import HEAP_SOURCES
+from heapdiff.events.scan import TraceScan, scan
+from heapdiff.reduce import Reducer
+
+SCHEMA = "heapdiff/1"
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    process: str | None = None
+    pids: tuple[int, ...] | None = None
+    kernel_frames: bool = False
+    min_bytes: int = 0
+    top: int = 50
+
+
+@dataclass
+class TraceResult:
+    role: str
+    scan: TraceScan
+    live: LiveColumns
+    live_all: LiveColumns
+    anomalies: dict[str, int]
+    images: ImageMap
+    grouping: Grouping
+    selected_pids: set[int] | None
+    notes: list[str]
+
+
+@dataclass(frozen=True)
+class JobResult:
+    doc: dict[str, Any]
+    html: str
+    summary: str
+    growth_bytes: int
+
+
+def read_trace(tf: TraceFile, progress: Progress | None = None) -> tuple[TraceScan, LiveColumns, dict[str, int]]:
+    """Scan one trace through the reducer: the scan, the outstanding blocks at its end, the reducer's anomalies."""
+    red = Reducer()
+    result = scan(tf, heap_sink=red.feed, progress=progress)
+    red.finish()
+    snap = red.snapshot()
+    live = LiveColumns(pid=snap.pid, heap=snap.heap, addr=snap.addr, size=snap.size, ts=snap.ts,
+                       source=snap.source, stack=snap.stack)
+    return result, live, dict(red.anomalies)
+
+
+def _select(s: TraceScan, live: LiveColumns, process: str | None, pid: int | None) -> tuple[LiveColumns,
+                                                                                            set[int] | None,
+                                                                                            list[str]]:
+    notes: list[str] = []
+    chosen: set[int] | None = None
+    if process is not None:
+        want = process.lower()
+        chosen = {p.pid for p in s.processes
+                  if p.image_name.lower() in (want, want + ".exe")}
+        if not chosen:
+            names = sorted({p.image_name for p in s.processes})
+            notes.append(f"no process named {process!r} in {s.path}"
+                         + (f" (processes: {', '.join(names[:10])})" if names else " (no process events)"))
+    if pid is not None:
+        chosen = {pid} if chosen is None else chosen & {pid}
+        if not np.any(live.pid == pid) and not any(p.pid == pid for p in s.processes):
+            notes.append(f"no process with pid {pid} in {s.path}")
+    if chosen is None:
+        return live, None, notes
+    return live.take(np.isin(live.pid, np.fromiter(chosen, np.int64, len(chosen)))), chosen, notes
+
+
+def run_job(traces: Sequence[TraceFile], opts: JobOptions,
+            progress: Sequence[Progress | None] | None = None) -> JobResult:
+    from heapdiff.report.html import render_html
+    from heapdiff.report.model import build_view, terminal_summary
+
+    prog = list(progress) if progress is not None else [None] * len(traces)
+    if len(traces) == 2:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            futs = [pool.submit(read_trace, tf, prog[i]) for i, tf in enumerate(traces)]
+            reads = [f.result() for f in futs]
+    else:
+        reads = [read_trace(traces[0], prog[0])]
+    roles = ["before", "after"] if len(traces) == 2 else ["trace"]
+    results: list[TraceResult] = []
+    for i, (s, live_all, red_anoms) in enumerate(reads):
+        pid = opts.pids[i] if opts.pids is not None else None
+        live, chosen, notes = _select(s, live_all, opts.process, pid)
+        images = ImageMap(s.images, s.pointer_size)
+        grouping = group_blocks(live, s.sequences, images, opts.kernel_frames)
+        anomalies = dict(s.anomalies.as_dict())
+        for k, v in red_anoms.items():
+            if v:
+                anomalies[k] = anomalies.get(k, 0) + int(v)
+        results.append(TraceResult(roles[i], s, live, live_all, anomalies, images, grouping, chosen, notes))
+    doc = build_document(results, opts)
+    view = build_view(doc, top=opts.top, min_bytes=opts.min_bytes)
+    html = render_html(view)
+    summary = terminal_summary(view)
+    tot = doc["totals"]
+    growth = int(tot["delta"]["bytes"]) if "delta" in tot else int(tot["bytes"])
+    return JobResult(doc, html, summary, growth)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the JSON document (schema heapdiff/1; fields are only ever added)
+# ------------------------------------------------------------------------------------------------------------
+def _bb(blocks: int, nbytes: int) -> dict[str, int]:
+    return {"blocks": int(blocks), "bytes": int(nbytes)}
+
+
+def _trace_doc(r: TraceResult) -> dict[str, Any]:
+    s = r.scan
+    h = s.header
+    live = r.live
+    by_pid: dict[str, dict[str, int]] = {}
+    if len(live):
+        pids, inv = np.unique(live.pid, return_inverse=True)
+        blocks = np.bincount(inv)
+        nbytes = np.bincount(inv, weights=None if not len(live) else live.size.astype(np.float64))
+        # exact sums (float weights could round above 2**53): recompute with integer adds
+        sums = np.zeros(len(pids), np.int64)
+        np.add.at(sums, inv, live.size.astype(np.int64))
+        del nbytes
+        for p, b, y in zip(pids.tolist(), blocks.tolist(), sums.tolist(), strict=True):
+            by_pid[str(int(p))] = _bb(b, y)
+    procs: dict[int, dict[str, Any]] = {}
+    for p in s.processes:
+        if r.selected_pids is not None and p.pid not in r.selected_pids:
+            continue
+        procs.setdefault(p.pid, {"pid": p.pid, "image_name": p.image_name, "command_line": p.command_line})
+    live_pids = set(int(x) for x in np.unique(live.pid).tolist()) if len(live) else set()
+    shown = [procs[p] for p in sorted(procs) if p in live_pids or r.selected_pids is not None]
+    return {
+        "role": r.role,
+        "path": s.path,
+        "pointer_size": h.pointer_size,
+        "start_utc": iso_utc(h.start_utc),
+        "end_utc": iso_utc(h.raw_to_utc(s.last_ts) if s.last_ts is not None else h.end_utc),
+        "records": s.records,
+        "events": dict(s.events),
+        "events_lost": h.events_lost,
+        "buffers_lost": h.buffers_lost,
+        "stack_refs": s.stack_refs,
+        "stacks_matched": s.stacks_matched,
+        "outstanding": _bb(len(live), int(live.size.astype(np.int64).sum()) if len(live) else 0),
+        "outstanding_by_pid": by_pid,
+        "unmatched_frees": int(r.anomalies.get("unmatched_frees", 0)),
+        "anomalies": dict(sorted(r.anomalies.items())),
+        "processes": shown,
+        "unresolved_frames": {"frames": r.grouping.frames, "unresolved": r.grouping.unresolved},
+        "notes": r.notes,
+    }
+
+
+def _group_common(g: Group, r: TraceResult) -> dict[str, Any]:
+    h = r.scan.header
+    return {
+        "stack": list(g.signature),
+        "stack_display": list(g.display),
+        "module": g.module,
+        "heaps": [f"0x{x:x}" for x in sorted(g.heaps)],
+        "sources": {HEAP_SOURCES.get(k, f"source {k}"): int(v) for k, v in sorted(g.sources.items())},
+        "size_histogram": {lab: int(c) for lab, c in zip(HIST_LABELS, g.histogram.tolist(), strict=True) if c},
+        "first_alloc_utc": iso_utc(h.raw_to_utc(g.first_ts)),
+        "last_alloc_utc": iso_utc(h.raw_to_utc(g.last_ts)),
+        "sample_addresses": [f"0x{a:x}" for a in g.sample_addresses],
+    }
+
+
+def _diff_group(row: DiffRow, before: TraceResult, after: TraceResult) -> dict[str, Any]:
+    # descriptive fields from the run where the group is outstanding now (after), else before
+    if row.after is not None:
+        d = _group_common(row.after, after)
+        if row.before is not None:
+            d["heaps_before"] = [f"0x{x:x}" for x in sorted(row.before.heaps)]
+    else:
+        assert row.before is not None
+        d = _group_common(row.before, before)
+    b = row.before
+    a = row.after
+    d["before"] = _bb(b.blocks if b else 0, b.bytes if b else 0)
+    d["after"] = _bb(a.blocks if a else 0, a.bytes if a else 0)
+    d["delta"] = _bb(row.delta_blocks, row.delta_bytes)
+    d["status"] = row.status
+    return d
+
+
+def build_document(results: list[TraceResult], opts: JobOptions) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "schema": SCHEMA,
+        "mode": "diff" if len(results) == 2 else "single",
+        "generator": f"heapdiff {__version__}",
+        "filters": {"process": opts.process, "pid": list(opts.pids) if opts.pids else None,
+                    "kernel_frames": opts.kernel_frames, "min_bytes": opts.min_bytes, "top": opts.top},
+        "traces": [_trace_doc(r) for r in results],
+    }
+    if len(results) == 2:
+        before, after = results
+        rows = diff_groupings(before.grouping, after.grouping)
+        groups = [_diff_group(r, before, after) for r in rows]
+        tb = _bb(len(before.live), int(before.live.size.astype(np.int64).sum()) if len(before.live) else 0)
+        ta = _bb(len(after.live), int(after.live.size.astype(np.int64).sum()) if len(after.live) else 0)
+        doc["totals"] = {"before": tb, "after": ta,
+                         "delta": _bb(ta["blocks"] - tb["blocks"], ta["bytes"] - tb["bytes"])}
+    else:
+        (only,) = results
+        groups = []
+        for g in sort_single(only.grouping):
+            d = _group_common(g, only)
+            d["blocks"] = g.blocks
+            d["bytes"] = g.bytes
+            groups.append(d)
+        doc["totals"] = _bb(len(only.live), int(only.live.size.astype(np.int64).sum()) if len(only.live) else 0)
+    doc["groups"] = groups
+    return doc
