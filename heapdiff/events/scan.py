@@ -191,10 +191,9 @@ def _decode_rare(batch: RecordBatch, out: TraceScan) -> dict[int, int]:
     """Decode kept payloads; returns {row index: pid} for process ends (they end blocks in the reducer)."""
     ends: dict[int, int] = {}
     ser_to_row = {int(s): i for i, s in enumerate(batch.serial.tolist())} if batch.raw else {}
-    for ser, raw in sorted(batch.raw.items()):
-        i = ser_to_row.get(ser)
-        if i is None:
-            continue
+    # in row order, which is time order (serials are framing order: by CPU buffer, not by time)
+    for i, ser in sorted((ser_to_row[s], s) for s in batch.raw if s in ser_to_row):
+        raw = batch.raw[ser]
         hook = int(batch.hook[i])
         ver = int(batch.ver[i])
         ptr = int(batch.ptr[i])
