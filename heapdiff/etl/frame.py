@@ -250,6 +250,9 @@ def frame_kernel(data: np.ndarray, bstart: np.ndarray, bend: np.ndarray, bcpu: n
                     op = np.int64(data[p + 0x2D])
                     ver = np.int64(data[p + 0x2A])
                     if (_u16(data, p + 4) & 1) != 0:
+                        if p + size > e:  # the item walk below must not read past the filled end
+                            why = END_OVERRUN
+                            break
                         q = p + 0x50
                         ok = False
                         while q + 8 <= p + size:
