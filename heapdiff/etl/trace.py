@@ -122,7 +122,12 @@ class TraceFile:
     def close(self) -> None:
         self.data = np.zeros(0, np.uint8)
         if self._mmap is not None:
-            self._mmap.close()
+            try:
+                self._mmap.close()
+            except BufferError:
+                # arrays still view the mapping (e.g. from the frames of an exception being raised through
+                # ``with``): it is unmapped when the last of them goes; never replace that exception
+                pass
             self._mmap = None
 
     def __enter__(self) -> TraceFile:
