@@ -60,42 +60,57 @@ _S31 = np.uint64(31)
 _S29 = np.uint64(29)
 
 
-@njit()
+@njit(inline="always")
 def _u16(d: np.ndarray, p: int) -> int:
     return np.int64(d[p]) | (np.int64(d[p + 1]) << 8)
 
 
-@njit()
+@njit(inline="always")
 def _u32(d: np.ndarray, p: int) -> int:
     return np.int64(d[p]) | (np.int64(d[p + 1]) << 8) | (np.int64(d[p + 2]) << 16) | (np.int64(d[p + 3]) << 24)
 
 
-@njit()
+@njit(inline="always")
+def _a32(d: np.ndarray, d32: np.ndarray, p: int) -> int:
+    """u32 at byte ``p``: one load through the 4-byte view when aligned (the common case: records are 8-aligned)."""
+    if (p & 3) == 0:
+        return np.int64(d32[p >> 2])
+    return _u32(d, p)
+
+
+@njit(inline="always")
 def _u64(d: np.ndarray, p: int) -> np.uint64:
     lo = np.uint64(np.int64(d[p]) | (np.int64(d[p + 1]) << 8) | (np.int64(d[p + 2]) << 16) | (np.int64(d[p + 3]) << 24))
     hi = np.uint64(np.int64(d[p + 4]) | (np.int64(d[p + 5]) << 8) | (np.int64(d[p + 6]) << 16) | (np.int64(d[p + 7]) << 24))
     return lo | (hi << _U32)
 
 
-@njit()
-def _uw(d: np.ndarray, p: int, w: int) -> np.uint64:
+@njit(inline="always")
+def _a64(d: np.ndarray, d64: np.ndarray, p: int) -> np.uint64:
+    if (p & 7) == 0:
+        return d64[p >> 3]
+    return _u64(d, p)
+
+
+@njit(inline="always")
+def _uw(d: np.ndarray, d32: np.ndarray, d64: np.ndarray, p: int, w: int) -> np.uint64:
     if w == 8:
-        return _u64(d, p)
+        return _a64(d, d64, p)
     if w == 4:
-        return np.uint64(_u32(d, p))
+        return np.uint64(_a32(d, d32, p))
     if w == 2:
         return np.uint64(_u16(d, p))
     return np.uint64(d[p])
 
 
-@njit()
+@njit(inline="always")
 def _mix(h: np.uint64, v: np.uint64) -> np.uint64:
     h = ((h ^ v) * _HK) & _M64
     return (h ^ (h >> _S29)) & _M64
 
 
 @njit()
-def intern_seq(d: np.ndarray, p: int, n: int, w: int,
+def intern_seq(d: np.ndarray, d32: np.ndarray, d64: np.ndarray, p: int, n: int, w: int,
                it_slots: np.ndarray, it_hash: np.ndarray, it_start: np.ndarray, it_len: np.ndarray,
                it_pool: np.ndarray, it_meta: np.ndarray) -> int:
     """Id of the sequence of ``n`` little-endian ``w``-byte values at ``d[p:]``; new sequences are appended.
@@ -105,7 +120,7 @@ def intern_seq(d: np.ndarray, p: int, n: int, w: int,
     """
     h = np.uint64(n + 1) * _HK2 & _M64
     for i in range(n):
-        h = _mix(h, _uw(d, p + i * w, w))
+        h = _mix(h, _uw(d, d32, d64, p + i * w, w))
     mask = it_slots.shape[0] - 1
     slot = np.int64(h & np.uint64(mask))
     while True:
@@ -116,7 +131,7 @@ def intern_seq(d: np.ndarray, p: int, n: int, w: int,
             st = it_start[sid]
             same = True
             for i in range(n):
-                if it_pool[st + i] != _uw(d, p + i * w, w):
+                if it_pool[st + i] != _uw(d, d32, d64, p + i * w, w):
                     same = False
                     break
             if same:
@@ -125,7 +140,7 @@ def intern_seq(d: np.ndarray, p: int, n: int, w: int,
     sid = it_meta[0]
     used = it_meta[1]
     for i in range(n):
-        it_pool[used + i] = _uw(d, p + i * w, w)
+        it_pool[used + i] = _uw(d, d32, d64, p + i * w, w)
     it_hash[sid] = h
     it_start[sid] = used
     it_len[sid] = n
@@ -147,7 +162,7 @@ def rehash(it_slots: np.ndarray, it_hash: np.ndarray, n_seqs: int) -> None:
 
 
 @njit()
-def frame_kernel(data: np.ndarray, bstart: np.ndarray, bend: np.ndarray, bcpu: np.ndarray, bbase: np.ndarray,
+def frame_kernel(data: np.ndarray, d32: np.ndarray, d64: np.ndarray, bstart: np.ndarray, bend: np.ndarray, bcpu: np.ndarray, bbase: np.ndarray,
                  lut: np.ndarray, rows: np.ndarray, kg_lo: np.ndarray, kg_hi: np.ndarray, kg_group: np.ndarray,
                  kg_prov: np.ndarray,
                  it_slots: np.ndarray, it_hash: np.ndarray, it_start: np.ndarray, it_len: np.ndarray,
@@ -156,19 +171,32 @@ def frame_kernel(data: np.ndarray, bstart: np.ndarray, bend: np.ndarray, bcpu: n
                  o_prov: np.ndarray, o_op: np.ndarray, o_ver: np.ndarray, o_htype: np.ndarray, o_ptr: np.ndarray,
                  o_status: np.ndarray, o_pos: np.ndarray, o_payoff: np.ndarray, o_paylen: np.ndarray,
                  o_f: np.ndarray, o_tail: np.ndarray, o_glo: np.ndarray, o_ghi: np.ndarray,
-                 b_end: np.ndarray, b_endpos: np.ndarray, counters: np.ndarray) -> int:
+                 b_end: np.ndarray, b_endpos: np.ndarray, counters: np.ndarray, b_from: int, n_from: int) -> int:
     """Frame the records of every buffer ``data[bstart[i]:bend[i]]`` (header included) into the ``o_*`` columns.
 
-    ``bbase[i]`` is the file offset that ``bstart[i]`` stands for (for error positions). Returns the number of
-    records written. Per buffer, ``b_end`` says why its walk stopped and ``b_endpos`` where.
+    ``d32``/``d64`` are 4- and 8-byte views of ``data`` (see :func:`views`): aligned fields are read in one load.
+
+    ``bbase[i]`` is the file offset that ``bstart[i]`` stands for (for error positions). Per buffer, ``b_end``
+    says why its walk stopped and ``b_endpos`` where. Starts at buffer ``b_from`` and row ``n_from``.
+
+    The sequence table is sized by the distinct sequences seen, not by the worst case of a chunk, so that its
+    probes stay in cache: before a buffer that could overfill it (one sequence per 16 bytes, one value per 4),
+    the walk stops and returns; ``it_meta[2]`` then holds the buffer to resume at (-1 when all are done).
+    Returns the number of rows written so far.
     """
-    n = 0
-    for b in range(bstart.shape[0]):
+    n = n_from
+    it_meta[2] = -1
+    for b in range(b_from, bstart.shape[0]):
+        room = bend[b] - bstart[b]
+        if it_meta[0] + room // 16 + 1 > it_slots.shape[0] // 2 or it_meta[0] + room // 16 + 1 > it_hash.shape[0] \
+                or it_meta[1] + room // 4 + 1 > it_pool.shape[0]:
+            it_meta[2] = b
+            return n
         p = bstart[b] + 0x48
         e = bend[b]
         why = 0
         while p + 8 <= e:
-            m = _u32(data, p)
+            m = _a32(data, d32, p)
             if m == 0xFFFFFFFF:
                 break
             flags = m >> 24
@@ -195,7 +223,7 @@ def frame_kernel(data: np.ndarray, bstart: np.ndarray, bend: np.ndarray, bcpu: n
                 prov = PROV_MESSAGE
                 counters[C_MESSAGE] += 1
                 if size >= 16 and p + 16 <= e:
-                    ts = np.int64(_u64(data, p + 8))  # best effort; message options vary
+                    ts = np.int64(_a64(data, d64, p + 8))  # best effort; message options vary
             elif (flags & 0xC0) != 0xC0:
                 why = END_BAD_MARKER
                 break
@@ -214,7 +242,7 @@ def frame_kernel(data: np.ndarray, bstart: np.ndarray, bend: np.ndarray, bcpu: n
                     if p + 0x10 > e:
                         why = END_OVERRUN
                         break
-                    ts = np.int64(_u64(data, p + 8))
+                    ts = np.int64(_a64(data, d64, p + 8))
                     hdr = 0x10
                 else:
                     ptr = 4 if (htype == 1 or htype == 3) else 8
@@ -224,9 +252,9 @@ def frame_kernel(data: np.ndarray, bstart: np.ndarray, bend: np.ndarray, bcpu: n
                     if p + 0x18 > e:
                         why = END_OVERRUN
                         break
-                    tid = _u32(data, p + 8)
-                    pid = _u32(data, p + 12)
-                    ts = np.int64(_u64(data, p + 16))
+                    tid = _a32(data, d32, p + 8)
+                    pid = _a32(data, d32, p + 12)
+                    ts = np.int64(_a64(data, d64, p + 16))
                     hdr = 0x20 if htype <= 2 else 0x18
                 # extended items announced in the Version word (PEBS index, PMC counters), notes 3.3
                 hdr += 8 * ((1 if (v & 0x8000) else 0) + ((v & 0x0700) >> 8))
@@ -236,11 +264,11 @@ def frame_kernel(data: np.ndarray, bstart: np.ndarray, bend: np.ndarray, bcpu: n
                 if p + 0x30 > e or size < 0x30:
                     why = END_OVERRUN if size >= 0x30 else END_SHORT_RECORD
                     break
-                tid = _u32(data, p + 8)
-                pid = _u32(data, p + 12)
-                ts = np.int64(_u64(data, p + 16))
-                glo = _u64(data, p + 0x18)
-                ghi = _u64(data, p + 0x20)
+                tid = _a32(data, d32, p + 8)
+                pid = _a32(data, d32, p + 12)
+                ts = np.int64(_a64(data, d64, p + 16))
+                glo = _a64(data, d64, p + 0x18)
+                ghi = _a64(data, d64, p + 0x20)
                 if htype == 0x12 or htype == 0x13 or htype == 0x0D:
                     ptr = 4 if htype == 0x12 else 8
                     hdr = 0x50
@@ -305,7 +333,7 @@ def frame_kernel(data: np.ndarray, bstart: np.ndarray, bend: np.ndarray, bcpu: n
                         for k in range(NF):
                             w = rows[li, 5 + 2 * k]
                             if w > 0:
-                                o_f[n, k] = _uw(data, pay + rows[li, 4 + 2 * k], w)
+                                o_f[n, k] = _uw(data, d32, d64, pay + rows[li, 4 + 2 * k], w)
                             else:
                                 o_f[n, k] = 0
                         toff = rows[li, 3]
@@ -315,7 +343,7 @@ def frame_kernel(data: np.ndarray, bstart: np.ndarray, bend: np.ndarray, bcpu: n
                                 st = ST_BAD_PAYLOAD
                                 counters[C_BAD_TAIL] += 1
                             else:
-                                tail = intern_seq(data, pay + toff, rest // ptr, ptr, it_slots, it_hash, it_start,
+                                tail = intern_seq(data, d32, d64, pay + toff, rest // ptr, ptr, it_slots, it_hash, it_start,
                                                   it_len, it_pool, it_meta)
                         if rows[li, 2] != 0:
                             st |= ST_KEEP_RAW
@@ -341,6 +369,12 @@ def frame_kernel(data: np.ndarray, bstart: np.ndarray, bend: np.ndarray, bcpu: n
         b_end[b] = why
         b_endpos[b] = bbase[b] + (p - bstart[b])
     return n
+
+
+def views(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The u32 and u64 views of a byte array that the kernels read aligned fields through."""
+    n = int(data.shape[0])
+    return data[: n - n % 4].view(np.uint32), data[: n - n % 8].view(np.uint64)
 
 
 @dataclass(frozen=True)

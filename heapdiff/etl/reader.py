@@ -72,7 +72,7 @@ class SequenceTable:
         self.start = np.zeros(1 << 10, np.int64)
         self.length = np.zeros(1 << 10, np.int32)
         self.pool = np.zeros(1 << 14, np.uint64)
-        self.meta = np.zeros(2, np.int64)  # [count, pool used]
+        self.meta = np.zeros(3, np.int64)  # [count, pool used, buffer to resume at]
 
     def __len__(self) -> int:
         return int(self.meta[0])
@@ -92,9 +92,9 @@ class SequenceTable:
             new_pool = np.zeros(max(used + more_values, 2 * self.pool.shape[0]), np.uint64)
             new_pool[:used] = self.pool[:used]
             self.pool = new_pool
-        if 2 * need > self.slots.shape[0]:
+        if 2 * need + 2 > self.slots.shape[0]:
             cap = self.slots.shape[0]
-            while 2 * need > cap:
+            while 2 * need + 2 > cap:
                 cap *= 2
             self.slots = np.full(cap, -1, np.int64)
             F.rehash(self.slots, self.hash, n)
@@ -107,7 +107,8 @@ class SequenceTable:
         """Intern a sequence given as values (used when stitching fragments and resolving keys)."""
         v = np.ascontiguousarray(values, dtype="<u8").view(np.uint8)
         self.ensure(1, int(values.shape[0]))
-        return int(F.intern_seq(v, 0, int(values.shape[0]), 8, self.slots, self.hash, self.start, self.length,
+        v32, v64 = F.views(v)
+        return int(F.intern_seq(v, v32, v64, 0, int(values.shape[0]), 8, self.slots, self.hash, self.start, self.length,
                                 self.pool, self.meta))
 
     @property
@@ -213,14 +214,15 @@ class Reader:
                     continue
                 bstart.append(total)
                 bend.append(total + int(raw.shape[0]))
-                data_parts.append(raw)
-                total += int(raw.shape[0])
+                pad = -int(raw.shape[0]) % 8
+                data_parts.append(raw if not pad else np.concatenate((raw, np.full(pad, 0xFF, np.uint8))))
+                total += int(raw.shape[0]) + pad
             bcpu.append(b.cpu)
             bbase.append(b.offset)
             ok_bufs.append(b)
         data = whole if use_whole else (np.concatenate(data_parts) if data_parts else np.zeros(0, np.uint8))
         cap = total // 8 + 1
-        self.sequences.ensure(cap, total // 4 + 1)
+        biggest = max((e - s_ for s_, e in zip(bstart, bend, strict=True)), default=0)
         out = {name: np.empty(cap, dt) for name, dt in _COLUMNS}
         f = np.empty((cap, F.NF), np.uint64)
         nb = len(ok_bufs)
@@ -228,15 +230,25 @@ class Reader:
         b_endpos = np.zeros(nb, np.int64)
         counters = np.zeros(F.N_COUNTERS, np.int64)
         seq = self.sequences
-        with np.errstate(over="ignore"):
-            n = F.frame_kernel(
-                data, np.asarray(bstart, np.int64), np.asarray(bend, np.int64), np.asarray(bcpu, np.int32),
-                np.asarray(bbase, np.int64), self.layout.lut, self.layout.rows,
-                self._kg_lo, self._kg_hi, self._kg_group, self._kg_prov,
-                seq.slots, seq.hash, seq.start, seq.length, seq.pool, seq.meta,
-                out["ts"], out["cpu"], out["tid"], out["pid"], out["hook"], out["prov"], out["op"], out["ver"],
-                out["htype"], out["ptr"], out["status"], out["pos"], out["payoff"], out["paylen"], f, out["tail"],
-                out["glo"], out["ghi"], b_end, b_endpos, counters)
+        bs, be = np.asarray(bstart, np.int64), np.asarray(bend, np.int64)
+        bc, bb = np.asarray(bcpu, np.int32), np.asarray(bbase, np.int64)
+        d32, d64 = F.views(data)
+        n = 0
+        b_from = 0
+        while True:
+            # room for at least the next buffer; grown further only as distinct sequences demand
+            seq.ensure(biggest // 16 + 1, biggest // 4 + 1)
+            with np.errstate(over="ignore"):
+                n = F.frame_kernel(
+                    data, d32, d64, bs, be, bc, bb, self.layout.lut, self.layout.rows,
+                    self._kg_lo, self._kg_hi, self._kg_group, self._kg_prov,
+                    seq.slots, seq.hash, seq.start, seq.length, seq.pool, seq.meta,
+                    out["ts"], out["cpu"], out["tid"], out["pid"], out["hook"], out["prov"], out["op"], out["ver"],
+                    out["htype"], out["ptr"], out["status"], out["pos"], out["payoff"], out["paylen"], f,
+                    out["tail"], out["glo"], out["ghi"], b_end, b_endpos, counters, b_from, n)
+            if int(seq.meta[2]) < 0:
+                break
+            b_from = int(seq.meta[2])
         n = int(n)
         self.stats.buffers_read += nb
         self.stats.bytes_framed += total
