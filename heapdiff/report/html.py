@@ -1,0 +1,118 @@
+"""The self-contained HTML report: one file, all CSS and JS inline, no URL to anything outside it.
+
+People attach the page to bug tickets and open it offline, so it loads nothing: the stylesheet and the script
+(``report.css``, ``report.js``, our own files shipped beside the template) are inlined, and a
+Content-Security-Policy ``<meta>`` allows nothing but those two inline blocks, by hash. A string that slipped
+through escaping could therefore neither load anything nor run.
+
+Every string of the view that came from a trace is untrusted: the jinja2 environment autoescapes everything
+(``autoescape=True``) and only the two files above are marked safe. Undefined names fail rendering
+(``StrictUndefined``). Rendering is deterministic (no time of rendering), which the golden test relies on.
+
+Templates are read from the ``heapdiff.templates`` package (``reports/templates`` in the source tree, mapped
+by pyproject's package-dir) through :mod:`importlib.resources`, so they load from a wheel, an editable install
+or a zip alike; a source checkout run without installing (``PYTHONPATH=.``) reads ``reports/templates``
+directly.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib.resources
+import re
+from functools import lru_cache
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Final
+
+import jinja2
+from markupsafe import Markup
+
+from heapdiff.report.model import ReportView, format_bytes, format_count
+
+__all__ = ["TEMPLATE", "render_html", "template_root"]
+
+TEMPLATE: Final = "report.html.j2"
+_CSS: Final = "report.css"
+_JS: Final = "report.js"
+
+
+def template_root() -> Traversable:
+    """Where the templates are: the installed ``heapdiff.templates`` package, else the source tree's
+    ``reports/templates`` (a checkout on PYTHONPATH, where the package-dir mapping does not apply)."""
+    try:
+        root = importlib.resources.files("heapdiff.templates")
+        if root.joinpath(TEMPLATE).is_file():
+            return root
+    except ModuleNotFoundError:
+        pass
+    tree = Path(__file__).resolve().parents[2] / "reports" / "templates"
+    if (tree / TEMPLATE).is_file():
+        return tree
+    raise FileNotFoundError(f"heapdiff's report templates are missing (no {TEMPLATE} in heapdiff.templates)")
+
+
+def _read(name: str) -> str:
+    return template_root().joinpath(name).read_text(encoding="utf-8")
+
+
+def _delta_class(n: int) -> str:
+    return "up" if n > 0 else "down" if n < 0 else "zero"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    if seconds < 120:
+        return f"{seconds:.3f} s"
+    s = round(seconds)
+    h, rest = divmod(s, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h} h {m:02d} min {sec:02d} s" if h else f"{m} min {sec:02d} s"
+
+
+def _csp_hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii") + "'"
+
+
+def _inline(name: str, closing: str) -> str:
+    text = _read(name)
+    # our own file, inlined as is: it must not be able to close its own element early
+    if re.search(closing, text, re.IGNORECASE):
+        raise ValueError(f"{name} contains {closing!r}, which would end the inline block")
+    return text
+
+
+@lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FunctionLoader(_read),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        auto_reload=False,
+    )
+    env.filters["fbytes"] = lambda n, signed=False: format_bytes(int(n), signed=bool(signed))
+    env.filters["fcount"] = lambda n, signed=False: format_count(int(n), signed=bool(signed))
+    env.filters["dclass"] = _delta_class
+    env.filters["fduration"] = _duration
+    return env
+
+
+def render_html(view: ReportView) -> str:
+    """The report page of ``view``: one self-contained HTML document (UTF-8 text)."""
+    env = _environment()
+    css = _inline(_CSS, r"</style")
+    js = _inline(_JS, r"</script")
+    csp = (f"default-src 'none'; style-src {_csp_hash(css)}; script-src {_csp_hash(js)}; "
+           "img-src 'none'; base-uri 'none'; form-action 'none'")
+    return env.get_template(TEMPLATE).render(
+        view=view,
+        diff=view.is_diff,
+        css=Markup(css),  # our own file, not data: marked safe on purpose
+        js=Markup(js),  # likewise
+        csp=csp,
+    )
