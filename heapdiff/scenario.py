@@ -113,7 +113,9 @@ class Scenario:
         self._n += 1
         cpu = self._n % self.cpus
         old = self.live.pop((p.pid, heap, old_addr), None)
-        new = self.new_address(p, heap, new_size) if move else old_addr
+        # in place only when it fits where the block was (a real heap moves a block that grows past its slot)
+        in_place = not move and old is not None and new_size <= old[0]
+        new = old_addr if in_place else self.new_address(p, heap, new_size)
         t = self.tick()
         self.writer.heap_realloc(t, cpu, p.pid, tid, heap, new, old_addr, new_size, old[0] if old else 0)
         addrs, sig = self._frames(p, site)

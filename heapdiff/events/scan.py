@@ -32,6 +32,7 @@ from heapdiff.events.layout import (
     COL_ALLOC_SIZE,
     COL_ALLOC_SOURCE,
     COL_FREE_ADDR,
+    COL_FREE_SOURCE,
     COL_HEAP,
     COL_RA_NEW_ADDR,
     COL_RA_NEW_SIZE,
@@ -248,6 +249,7 @@ def _heap_ops(batch: RecordBatch, targets: np.ndarray, resolved: list[tuple[int,
     src[m] = f[m, COL_ALLOC_SOURCE].astype(np.uint8)
     m = hk == K.HOOK_HEAP_FREE
     addr[m] = f[m, COL_FREE_ADDR]
+    src[m] = f[m, COL_FREE_SOURCE].astype(np.uint8)
     m = hk == K.HOOK_HEAP_REALLOC
     addr[m] = f[m, COL_RA_NEW_ADDR]
     size[m] = f[m, COL_RA_NEW_SIZE]
