@@ -1,0 +1,212 @@
+"""Every command of the CLI, including bad input: exit codes 0/1/2/3, one stderr line, no traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from heapdiff.cli import main
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+BEFORE = ROOT / "fixtures" / "before.etl"
+AFTER = ROOT / "fixtures" / "after.etl"
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as e:
+        code = int(e.code or 0) if not isinstance(e.code, str) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def cwd(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> pathlib.Path:
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+# ----------------------------------------------------------------------------------------------------- info
+def test_info_text(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "info", str(AFTER))
+    assert code == 0
+    assert "records" in out and "heap_alloc" in out and "app.exe" in out
+    assert err == ""
+
+
+def test_info_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "info", "--json", str(AFTER))
+    assert code == 0
+    d = json.loads(out)
+    for key in ("pointer_size", "buffers", "compressed_buffers", "records", "events_lost", "buffers_lost",
+                "start_utc", "end_utc", "logger_name", "providers", "events", "stack_refs", "stacks_matched",
+                "anomalies"):
+        assert key in d, key
+    assert d["pointer_size"] == 8
+    assert d["start_utc"].endswith("Z") and "." in d["start_utc"]
+    assert d["events"]["heap_alloc"] > 0 and d["stacks_matched"] == d["stack_refs"] > 0
+    assert sum(d["events"].values()) == d["records"] == sum(d["providers"].values())
+
+
+def test_info_of_a_file_named_info(capsys: pytest.CaptureFixture[str], cwd: pathlib.Path) -> None:
+    shutil.copy(AFTER, cwd / "info")
+    code, out, _ = run(capsys, "./info", "--json", "-", "-q")
+    assert code == 0
+    assert json.loads(out)["mode"] == "single"
+
+
+# ----------------------------------------------------------------------------------------------------- main job
+def test_diff_writes_html_json_and_summary(capsys: pytest.CaptureFixture[str], cwd: pathlib.Path) -> None:
+    code, out, err = run(capsys, str(BEFORE), str(AFTER), "--json", "r.json")
+    assert code == 0, err
+    assert "heapdiff-report.html" in out  # the path is printed
+    assert "plugin.dll" in out  # the summary names the top growth
+    html = (cwd / "heapdiff-report.html").read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>") or html.lower().startswith("<!doctype html>")
+    doc = json.loads((cwd / "r.json").read_text(encoding="utf-8"))
+    assert doc["schema"] == "heapdiff/1" and doc["mode"] == "diff"
+    assert [t["role"] for t in doc["traces"]] == ["before", "after"]
+    by_module = {g["module"]: g for g in doc["groups"]}
+    assert by_module["plugin.dll"]["status"] == "new"
+
+
+def test_options_after_paths_and_json_on_stdout(capsys: pytest.CaptureFixture[str], cwd: pathlib.Path) -> None:
+    code, out, err = run(capsys, str(BEFORE), "-o", "x.html", str(AFTER), "--json", "-")
+    assert code == 0
+    doc = json.loads(out)  # stdout holds only the JSON
+    assert doc["mode"] == "diff"
+    assert "x.html" in err  # the summary went to stderr
+    assert (cwd / "x.html").exists()
+
+
+def test_single_trace(capsys: pytest.CaptureFixture[str], cwd: pathlib.Path) -> None:
+    code, out, _ = run(capsys, str(AFTER), "--json", "-", "-q")
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["mode"] == "single" and doc["totals"]["blocks"] > 0
+
+
+def test_top_and_min_bytes_thin_the_html_never_the_json(capsys: pytest.CaptureFixture[str],
+                                                        cwd: pathlib.Path) -> None:
+    _, full, _ = run(capsys, str(BEFORE), str(AFTER), "--json", "-", "-q")
+    _, thin, _ = run(capsys, str(BEFORE), str(AFTER), "--json", "-", "-q", "--top", "1", "--min-bytes", "100000")
+    a, b = json.loads(full), json.loads(thin)
+    assert a["groups"] == b["groups"] and len(a["groups"]) > 1
+
+
+def test_fail_on_growth(capsys: pytest.CaptureFixture[str], cwd: pathlib.Path) -> None:
+    _, out, _ = run(capsys, str(AFTER), "--json", "-", "-q")
+    total = json.loads(out)["totals"]["bytes"]
+    code, _, err = run(capsys, str(AFTER), "-q", "--fail-on-growth", str(total - 1), "-o", "g.html")
+    assert code == 1 and "exceeds" in err
+    assert (cwd / "g.html").exists()  # the report is still written
+    code, _, _ = run(capsys, str(AFTER), "-q", "--fail-on-growth", str(total))
+    assert code == 0
+
+
+def test_process_and_pid_filters(capsys: pytest.CaptureFixture[str], cwd: pathlib.Path) -> None:
+    _, out, _ = run(capsys, str(BEFORE), str(AFTER), "--json", "-", "-q", "--process", "APP.EXE")
+    full = json.loads(out)
+    pids = [next(iter(t["outstanding_by_pid"])) for t in full["traces"]]
+    _, out, _ = run(capsys, str(BEFORE), str(AFTER), "--json", "-", "-q", "--pid", ":".join(pids))
+    assert json.loads(out)["totals"] == full["totals"]
+    _, out, _ = run(capsys, str(BEFORE), str(AFTER), "--json", "-", "-q", "--process", "other.exe")
+    none = json.loads(out)
+    assert none["totals"]["after"]["blocks"] == 0 and none["traces"][0]["notes"]
+
+
+@pytest.mark.parametrize("args", [
+    [],
+    ["a.etl", "b.etl", "c.etl"],
+    ["--pid", "1:2:3", "a.etl"],
+    ["--pid", "12", "a.etl", "b.etl"],
+    ["--pid", "x", "a.etl"],
+    ["--top", "0", "a.etl"],
+    ["--no-such-option", "a.etl"],
+])
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], args: list[str]) -> None:
+    code, _, err = run(capsys, *args)
+    assert code == 2
+    assert "Traceback" not in err
+
+
+def test_an_input_is_never_overwritten(capsys: pytest.CaptureFixture[str], cwd: pathlib.Path) -> None:
+    shutil.copy(AFTER, cwd / "t.etl")
+    before = (cwd / "t.etl").read_bytes()
+    code, _, _ = run(capsys, "t.etl", "-o", "t.etl")
+    assert code == 2
+    code, _, _ = run(capsys, "t.etl", "--json", "./t.etl")
+    assert code == 2
+    assert (cwd / "t.etl").read_bytes() == before
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00" * 10, os.urandom(5000), b"\xff" * 70000])
+@pytest.mark.parametrize("command", [["info"], []])
+def test_unreadable_trace_exit_3_with_one_line(capsys: pytest.CaptureFixture[str], cwd: pathlib.Path,
+                                               content: bytes, command: list[str]) -> None:
+    (cwd / "bad.etl").write_bytes(content)
+    code, out, err = run(capsys, *command, "bad.etl")
+    assert code == 3
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "bad.etl" in lines[0] and "byte offset" in lines[0]
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", [["info"], []])
+def test_missing_file_exit_3(capsys: pytest.CaptureFixture[str], cwd: pathlib.Path, command: list[str]) -> None:
+    code, _, err = run(capsys, *command, "nope.etl")
+    assert code == 3
+    assert len(err.strip().splitlines()) == 1 and "nope.etl" in err
+
+
+def test_truncated_trace_gives_a_result_with_a_warning(capsys: pytest.CaptureFixture[str],
+                                                       cwd: pathlib.Path) -> None:
+    data = AFTER.read_bytes()
+    (cwd / "cut.etl").write_bytes(data[: len(data) - 5000])
+    code, out, err = run(capsys, "cut.etl", "--json", "-", "-q")
+    assert code == 0
+    assert "warning" in err and "truncated_buffer" in err
+    assert json.loads(out)["traces"][0]["anomalies"]["truncated_buffer"] == 1
+
+
+def test_help_states_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    for args in (["--help"], ["info", "--help"]):
+        code, out, _ = run(capsys, *args)
+        assert code == 0
+        assert "Exit codes" in out and "3" in out
+    _, out, _ = run(capsys, "--help")
+    assert "ntdll" in out and "vcruntime" in out  # the allocator list
+
+
+def test_console_script_runs_as_a_process(tmp_path: pathlib.Path) -> None:
+    """The installed entry point, as a user runs it (start-up, argument handling, exit code)."""
+    exe = shutil.which("heapdiff", path=os.path.dirname(sys.executable)) or shutil.which("heapdiff")
+    if exe is None:
+        pytest.skip("the heapdiff console script is not installed in this environment")
+    p = subprocess.run([exe, str(BEFORE), str(AFTER), "-o", str(tmp_path / "r.html"), "-q"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "r.html").stat().st_size > 1000
+
+
+def _doc(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
+    _, out, _ = run(capsys, *args, "--json", "-", "-q")
+    d: dict[str, Any] = json.loads(out)
+    return d
+
+
+def test_kernel_frames_flag(capsys: pytest.CaptureFixture[str], cwd: pathlib.Path) -> None:
+    a = _doc(capsys, str(AFTER))
+    b = _doc(capsys, str(AFTER), "--kernel-frames")
+    assert b["filters"]["kernel_frames"] is True and a["filters"]["kernel_frames"] is False
+    assert a["totals"] == b["totals"]
