@@ -20,6 +20,8 @@ from heapdiff.etl.trace import BufferInfo, TraceFile
 
 #: bytes of (uncompressed) buffers framed per kernel call
 CHUNK_BYTES = 16 << 20
+#: decompressed buffers kept between ordering and framing (beyond this, a buffer is decoded twice)
+DECOMPRESSED_CACHE_BYTES = 64 << 20
 #: providers with an index below this are kernel groups (the group byte); above it, GUIDs interned per trace
 GUID_PROVIDER_BASE = 0x100
 
@@ -156,6 +158,11 @@ class Reader:
             self._kg_group[i] = grp
             self._kg_prov[i] = prov if prov >= 0 else F.PROV_BY_GUID
         self._serial = 0
+        self._decompressed: dict[int, np.ndarray] = {}
+        self._out: dict[str, np.ndarray] = {}
+        self._out_f = np.zeros((0, F.NF), np.uint64)
+        self._out_cap = 0
+        self._cached_bytes = 0
 
     # -- buffer order ---------------------------------------------------------------------------------------
     def _first_ts(self, b: BufferInfo) -> int | None:
@@ -164,9 +171,13 @@ class Reader:
             return None
         if b.compressed:
             try:
-                head = bytes(self.trace.buffer_bytes(b)[S.BUFFER_HEADER_SIZE:S.BUFFER_HEADER_SIZE + 0x18])
+                whole = self.trace.buffer_bytes(b)
             except TraceError:
                 return -1  # decoded (and counted) when loaded
+            if self._cached_bytes + whole.shape[0] <= DECOMPRESSED_CACHE_BYTES:
+                self._decompressed[b.index] = whole  # decoded once, framed later
+                self._cached_bytes += int(whole.shape[0])
+            head = bytes(whole[S.BUFFER_HEADER_SIZE:S.BUFFER_HEADER_SIZE + 0x18])
         else:
             p = b.offset + S.BUFFER_HEADER_SIZE
             head = bytes(self.trace.data[p:p + min(0x18, b.filled - S.BUFFER_HEADER_SIZE)])
@@ -208,7 +219,10 @@ class Reader:
                 total += b.filled
             else:
                 try:
-                    raw = self.trace.buffer_bytes(b)
+                    cached = self._decompressed.pop(b.index, None)
+                    if cached is not None:
+                        self._cached_bytes -= int(cached.shape[0])
+                    raw = cached if cached is not None else self.trace.buffer_bytes(b)
                 except TraceError as e:
                     self._anomaly("undecodable_compressed_buffer", e.offset)
                     continue
@@ -223,8 +237,7 @@ class Reader:
         data = whole if use_whole else (np.concatenate(data_parts) if data_parts else np.zeros(0, np.uint8))
         cap = total // 8 + 1
         biggest = max((e - s_ for s_, e in zip(bstart, bend, strict=True)), default=0)
-        out = {name: np.empty(cap, dt) for name, dt in _COLUMNS}
-        f = np.empty((cap, F.NF), np.uint64)
+        out, f = self._outputs(cap)
         nb = len(ok_bufs)
         b_end = np.zeros(nb, np.int32)
         b_endpos = np.zeros(nb, np.int64)
@@ -292,6 +305,16 @@ class Reader:
                 raw[int(ser[i])] = bytes(data[o:o + int(plen[i])])
         self.stats.records += n
         return RecordBatch(cols, f[:n], raw)
+
+    def _outputs(self, cap: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Output columns reused from chunk to chunk: fresh arrays would fault in new pages every time.
+
+        Safe because every batch handed on is a copy (the merge gathers rows by index)."""
+        if self._out_cap < cap:
+            self._out = {name: np.empty(cap, dt) for name, dt in _COLUMNS}
+            self._out_f = np.empty((cap, F.NF), np.uint64)
+            self._out_cap = cap
+        return self._out, self._out_f
 
     def _anomaly(self, kind: str, offset: int) -> None:
         self.anomalies.add(kind)
