@@ -289,7 +289,8 @@ def _scan_buffers(data: np.ndarray, header: LogfileHeader, anomalies: Anomalies)
                 saved = filled_field
             else:
                 bad = f"filled size {saved:#x} outside the buffer"
-        elif compressed and (saved < hsize or saved > MAX_BUFFER_SIZE):
+        elif compressed and (saved < hsize or saved > (nominal or MAX_BUFFER_SIZE)):
+            # uncompressed, a buffer holds at most the session's BufferSize: more is a decompression bomb
             bad = f"uncompressed size {saved:#x}"
         if bad is not None:
             anomalies.add("damaged_buffer")
