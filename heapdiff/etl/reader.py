@@ -194,11 +194,14 @@ class Reader:
 
     def _order(self) -> list[tuple[int, BufferInfo]]:
         keyed: list[tuple[int, int, int, BufferInfo]] = []
-        for b in self.trace.buffers:
+        for i, b in enumerate(self.trace.buffers):
+            if i % 512 == 511:
+                self.trace.release(0, b.offset)  # the peeks fault in neighbouring pages too
             t = self._first_ts(b)
             if t is not None:
                 keyed.append((t, b.cpu, b.seq, b))
         keyed.sort(key=lambda k: (k[0], k[1], k[2], k[3].index))
+        self.trace.release(0, self.trace.size)
         return [(k[0], k[3]) for k in keyed]
 
     # -- framing ----------------------------------------------------------------------------------------------
@@ -304,6 +307,8 @@ class Reader:
                 o = int(payoff[i])
                 raw[int(ser[i])] = bytes(data[o:o + int(plen[i])])
         self.stats.records += n
+        for b in ok_bufs:
+            self.trace.release(b.offset, b.size if b.compressed else b.filled)
         return RecordBatch(cols, f[:n], raw)
 
     def _outputs(self, cap: int) -> tuple[dict[str, np.ndarray], np.ndarray]:

@@ -130,6 +130,10 @@ class TraceFile:
                 pass
             self._mmap = None
 
+    def release(self, offset: int, length: int) -> None:
+        """Done with these bytes: drop their pages from this process (they stay in the OS page cache)."""
+        _dontneed(self._mmap, offset, length)
+
     def __enter__(self) -> TraceFile:
         return self
 
@@ -159,6 +163,26 @@ class TraceFile:
         return out
 
 
+#: how many bytes of the mapping the header scan may touch before it lets go of them
+RELEASE_EVERY = 64 << 20
+
+
+def _dontneed(mm: mmap.mmap | None, offset: int, length: int) -> None:
+    """A mapped file's pages count in the resident set as they are touched, and the kernel maps neighbours of a
+    touched page too (fault-around): released as the reader passes them, the resident set follows the buffers in
+    flight, not the file size. A no-op where madvise is missing."""
+    if mm is None or not hasattr(mm, "madvise") or not hasattr(mmap, "MADV_DONTNEED") or length <= 0:
+        return
+    page = mmap.PAGESIZE
+    start = (offset + page - 1) // page * page   # only whole pages inside the range
+    end = min((offset + length) // page * page, len(mm))
+    if end > start:
+        try:
+            mm.madvise(mmap.MADV_DONTNEED, start, end - start)
+        except (OSError, ValueError):
+            pass
+
+
 def _read_utf16z(buf: bytes, pos: int, limit: int) -> tuple[str, int]:
     end = pos
     while end + 1 < limit and (buf[end] or buf[end + 1]):
@@ -177,7 +201,7 @@ def open_trace(data: bytes | bytearray | memoryview | np.ndarray, name: str = "<
     try:
         header = _read_logfile_header(arr)
         anomalies = Anomalies()
-        buffers = _scan_buffers(arr, header, anomalies)
+        buffers = _scan_buffers(arr, header, anomalies, closer)
     except TraceError as e:
         raise e.with_path(name) from None
     return TraceFile(name, arr, header, buffers, anomalies, closer)
@@ -256,7 +280,8 @@ def _plausible(hdr: dict[str, int | bytes], remaining: int, nominal: int) -> boo
     return size <= remaining or saved <= remaining
 
 
-def _scan_buffers(data: np.ndarray, header: LogfileHeader, anomalies: Anomalies) -> list[BufferInfo]:
+def _scan_buffers(data: np.ndarray, header: LogfileHeader, anomalies: Anomalies,
+                  mm: mmap.mmap | None = None) -> list[BufferInfo]:
     """Walk the file by each buffer's own BufferSize (notes 1.2), stepping over damage where a next start is found."""
     n = int(data.shape[0])
     nominal = header.buffer_size if S.BUFFER_HEADER_SIZE < header.buffer_size <= MAX_BUFFER_SIZE else 0
@@ -264,7 +289,11 @@ def _scan_buffers(data: np.ndarray, header: LogfileHeader, anomalies: Anomalies)
     out: list[BufferInfo] = []
     off = 0
     hsize = S.BUFFER_HEADER_SIZE
+    released = 0
     while off + hsize <= n:
+        if off - released >= RELEASE_EVERY:
+            _dontneed(mm, released, off - released)
+            released = off
         h = S.BUFFER_HEADER.unpack(bytes(data[off:off + hsize]), 0, off)
         size = int(h["BufferSize"])  # type: ignore[arg-type]
         saved = int(h["SavedOffset"])  # type: ignore[arg-type]
@@ -319,6 +348,7 @@ def _scan_buffers(data: np.ndarray, header: LogfileHeader, anomalies: Anomalies)
             timestamp=int(h["TimeStamp"]), compressed=compressed, truncated=truncated,  # type: ignore[arg-type]
         ))
         off += size
+    _dontneed(mm, 0, n)
     if not out:
         raise TraceError("not a readable trace (no buffer)", 0)
     return out
