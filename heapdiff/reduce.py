@@ -58,14 +58,20 @@ from sortedcontainers import SortedDict
 
 from heapdiff._jit import JIT_ENABLED, njit
 
-# op codes (heapdiff.events.scan declares the same numbers)
-OP_ALLOC: Final = 1
-OP_FREE: Final = 2
-OP_REALLOC: Final = 3
-OP_CREATE: Final = 4
-OP_DESTROY: Final = 5
-OP_PROCESS_END: Final = 6
-OP_ATTACH: Final = 7
+# the op codes and the columnar batch are declared by the events layer that produces them
+from heapdiff.events.ops import (
+    OP_ALLOC,
+    OP_ATTACH,
+    OP_CREATE,
+    OP_DESTROY,
+    OP_FREE,
+    OP_PROCESS_END,
+    OP_REALLOC,
+    OpBatch,
+)
+
+__all__ = ["OP_ALLOC", "OP_ATTACH", "OP_CREATE", "OP_DESTROY", "OP_FREE", "OP_PROCESS_END", "OP_REALLOC",
+           "OpBatch", "Reducer", "Snapshot"]
 
 # anomaly counters (index into the counts array) and their names
 K_UNMATCHED_FREES: Final = 0
@@ -700,93 +706,6 @@ def _extent_end(addr: Arr, size: Arr, out: Arr) -> None:
         sz = size[i] if size[i] > _U0 else _U1
         e = addr[i] + sz
         out[i] = e if e > addr[i] else _UMAX
-
-
-# ---------------------------------------------------------------------------------------------------- batches
-
-
-_COLUMNS: Final[tuple[tuple[str, Any], ...]] = (
-    ("op", np.uint8), ("ts", np.int64), ("pid", np.int64), ("tid", np.int64), ("serial", np.int64),
-    ("heap", np.uint64), ("addr", np.uint64), ("size", np.uint64), ("old_addr", np.uint64),
-    ("source", np.uint8), ("stack", np.int64))
-
-
-@dataclass(frozen=True)
-class OpBatch:
-    """Heap ops in time order, as equal-length columns (what the reducer's kernel loops over).
-
-    ``serial`` is the unique id of the event record; for an ATTACH it is the serial of the event its ``stack``
-    belongs to. ``addr`` is the Alloc/Free address and the ReAlloc's new address, ``size`` the Alloc size and
-    the ReAlloc's new size, ``old_addr`` the ReAlloc's old address; ``stack`` is read for ATTACH only.
-    """
-
-    op: npt.NDArray[np.uint8]
-    ts: npt.NDArray[np.int64]
-    pid: npt.NDArray[np.int64]
-    tid: npt.NDArray[np.int64]
-    serial: npt.NDArray[np.int64]
-    heap: npt.NDArray[np.uint64]
-    addr: npt.NDArray[np.uint64]
-    size: npt.NDArray[np.uint64]
-    old_addr: npt.NDArray[np.uint64]
-    source: npt.NDArray[np.uint8]
-    stack: npt.NDArray[np.int64]
-
-    COLUMNS: ClassVar[tuple[str, ...]] = tuple(name for name, _ in _COLUMNS)
-
-    def __post_init__(self) -> None:
-        n = None
-        for name, dt in _COLUMNS:
-            col = np.ascontiguousarray(getattr(self, name), dtype=dt)
-            if col.ndim != 1:
-                raise ValueError(f"OpBatch.{name}: expected a 1-d column, got shape {col.shape}")
-            if n is None:
-                n = col.shape[0]
-            elif col.shape[0] != n:
-                raise ValueError(f"OpBatch.{name}: {col.shape[0]} rows, expected {n}")
-            object.__setattr__(self, name, col)
-
-    def __len__(self) -> int:
-        return int(self.op.shape[0])
-
-    @classmethod
-    def empty(cls) -> OpBatch:
-        return cls.from_columns(op=np.zeros(0, np.uint8))
-
-    @classmethod
-    def from_columns(cls, **columns: npt.ArrayLike) -> OpBatch:
-        """From keyword columns; ``op`` is required, a missing column is zeros (``stack``: -1)."""
-        return cls.from_dict(columns)
-
-    @classmethod
-    def from_dict(cls, columns: Mapping[str, npt.ArrayLike]) -> OpBatch:
-        """From a mapping name -> column; ``op`` is required, a missing column is zeros (``stack``: -1)."""
-        unknown = set(columns) - set(cls.COLUMNS)
-        if unknown:
-            raise ValueError(f"OpBatch: unknown columns {sorted(unknown)}")
-        if "op" not in columns:
-            raise ValueError("OpBatch: the op column is required")
-        n = np.asarray(columns["op"]).shape[0]
-        cols: dict[str, Any] = {}
-        for name, dt in _COLUMNS:
-            if name in columns:
-                cols[name] = columns[name]
-            else:
-                cols[name] = np.full(n, -1 if name == "stack" else 0, dt)
-        return cls(**cols)
-
-    @classmethod
-    def concat(cls, *batches: OpBatch) -> OpBatch:
-        """The batches one after the other (they must already be in time order)."""
-        if not batches:
-            return cls.empty()
-        if len(batches) == 1:
-            return batches[0]
-        return cls(**{name: np.concatenate([getattr(b, name) for b in batches]) for name in cls.COLUMNS})
-
-    def __getitem__(self, sl: slice) -> OpBatch:
-        """A row range (for splitting a batch)."""
-        return OpBatch(**{name: getattr(self, name)[sl] for name in self.COLUMNS})
 
 
 # --------------------------------------------------------------------------------------------------- snapshot

@@ -154,7 +154,7 @@ def test_an_input_is_never_overwritten(capsys: pytest.CaptureFixture[str], cwd: 
 def test_unreadable_trace_exit_3_with_one_line(capsys: pytest.CaptureFixture[str], cwd: pathlib.Path,
                                                content: bytes, command: list[str]) -> None:
     (cwd / "bad.etl").write_bytes(content)
-    code, out, err = run(capsys, *command, "bad.etl")
+    code, _, err = run(capsys, *command, "bad.etl")
     assert code == 3
     lines = err.strip().splitlines()
     assert len(lines) == 1, err

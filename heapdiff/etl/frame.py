@@ -14,11 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from heapdiff._jit import njit
 from heapdiff.etl import structs as S
+
+#: a scalar inside a kernel: a numba int64/uint64 when compiled, a numpy scalar or int when not
+Scalar = Any
 
 NF = 6                      # field columns per record
 ROW_LEN = 4 + 2 * NF
@@ -61,17 +65,17 @@ _S29 = np.uint64(29)
 
 
 @njit(inline="always")
-def _u16(d: np.ndarray, p: int) -> int:
+def _u16(d: np.ndarray, p: int) -> Scalar:
     return np.int64(d[p]) | (np.int64(d[p + 1]) << 8)
 
 
 @njit(inline="always")
-def _u32(d: np.ndarray, p: int) -> int:
+def _u32(d: np.ndarray, p: int) -> Scalar:
     return np.int64(d[p]) | (np.int64(d[p + 1]) << 8) | (np.int64(d[p + 2]) << 16) | (np.int64(d[p + 3]) << 24)
 
 
 @njit(inline="always")
-def _a32(d: np.ndarray, d32: np.ndarray, p: int) -> int:
+def _a32(d: np.ndarray, d32: np.ndarray, p: int) -> Scalar:
     """u32 at byte ``p``: one load through the 4-byte view when aligned (the common case: records are 8-aligned)."""
     if (p & 3) == 0:
         return np.int64(d32[p >> 2])
@@ -79,21 +83,22 @@ def _a32(d: np.ndarray, d32: np.ndarray, p: int) -> int:
 
 
 @njit(inline="always")
-def _u64(d: np.ndarray, p: int) -> np.uint64:
+def _u64(d: np.ndarray, p: int) -> Scalar:
     lo = np.uint64(np.int64(d[p]) | (np.int64(d[p + 1]) << 8) | (np.int64(d[p + 2]) << 16) | (np.int64(d[p + 3]) << 24))
-    hi = np.uint64(np.int64(d[p + 4]) | (np.int64(d[p + 5]) << 8) | (np.int64(d[p + 6]) << 16) | (np.int64(d[p + 7]) << 24))
+    hi = np.uint64(np.int64(d[p + 4]) | (np.int64(d[p + 5]) << 8) | (np.int64(d[p + 6]) << 16)
+                   | (np.int64(d[p + 7]) << 24))
     return lo | (hi << _U32)
 
 
 @njit(inline="always")
-def _a64(d: np.ndarray, d64: np.ndarray, p: int) -> np.uint64:
+def _a64(d: np.ndarray, d64: np.ndarray, p: int) -> Scalar:
     if (p & 7) == 0:
         return d64[p >> 3]
     return _u64(d, p)
 
 
 @njit(inline="always")
-def _uw(d: np.ndarray, d32: np.ndarray, d64: np.ndarray, p: int, w: int) -> np.uint64:
+def _uw(d: np.ndarray, d32: np.ndarray, d64: np.ndarray, p: int, w: int) -> Scalar:
     if w == 8:
         return _a64(d, d64, p)
     if w == 4:
@@ -104,7 +109,7 @@ def _uw(d: np.ndarray, d32: np.ndarray, d64: np.ndarray, p: int, w: int) -> np.u
 
 
 @njit(inline="always")
-def _mix(h: np.uint64, v: np.uint64) -> np.uint64:
+def _mix(h: np.uint64, v: np.uint64) -> Scalar:
     h = ((h ^ v) * _HK) & _M64
     return (h ^ (h >> _S29)) & _M64
 
@@ -162,7 +167,8 @@ def rehash(it_slots: np.ndarray, it_hash: np.ndarray, n_seqs: int) -> None:
 
 
 @njit()
-def frame_kernel(data: np.ndarray, d32: np.ndarray, d64: np.ndarray, bstart: np.ndarray, bend: np.ndarray, bcpu: np.ndarray, bbase: np.ndarray,
+def frame_kernel(data: np.ndarray, d32: np.ndarray, d64: np.ndarray, bstart: np.ndarray, bend: np.ndarray,
+                 bcpu: np.ndarray, bbase: np.ndarray,
                  lut: np.ndarray, rows: np.ndarray, kg_lo: np.ndarray, kg_hi: np.ndarray, kg_group: np.ndarray,
                  kg_prov: np.ndarray,
                  it_slots: np.ndarray, it_hash: np.ndarray, it_start: np.ndarray, it_len: np.ndarray,
@@ -201,16 +207,16 @@ def frame_kernel(data: np.ndarray, d32: np.ndarray, d64: np.ndarray, bstart: np.
                 break
             flags = m >> 24
             htype = (m >> 16) & 0xFF
-            tid = 0xFFFFFFFF
-            pid = 0xFFFFFFFF
-            ts = 0
-            hook = -1
-            prov = PROV_BY_GUID
-            op = 0
-            ver = 0
+            tid: Scalar = 0xFFFFFFFF
+            pid: Scalar = 0xFFFFFFFF
+            ts: Scalar = 0
+            hook: Scalar = -1
+            prov: Scalar = PROV_BY_GUID
+            op: Scalar = 0
+            ver: Scalar = 0
             ptr = 8
-            hdr = 0
-            size = 0
+            hdr: Scalar = 0
+            size: Scalar = 0
             glo = np.uint64(0)
             ghi = np.uint64(0)
             if (flags & 0x80) == 0:
@@ -343,7 +349,8 @@ def frame_kernel(data: np.ndarray, d32: np.ndarray, d64: np.ndarray, bstart: np.
                                 st = ST_BAD_PAYLOAD
                                 counters[C_BAD_TAIL] += 1
                             else:
-                                tail = intern_seq(data, d32, d64, pay + toff, rest // ptr, ptr, it_slots, it_hash, it_start,
+                                tail = intern_seq(data, d32, d64, pay + toff, rest // ptr, ptr, it_slots, it_hash,
+                                                  it_start,
                                                   it_len, it_pool, it_meta)
                         if rows[li, 2] != 0:
                             st |= ST_KEEP_RAW

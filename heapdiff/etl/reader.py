@@ -225,15 +225,15 @@ class Reader:
                     cached = self._decompressed.pop(b.index, None)
                     if cached is not None:
                         self._cached_bytes -= int(cached.shape[0])
-                    raw = cached if cached is not None else self.trace.buffer_bytes(b)
+                    body = cached if cached is not None else self.trace.buffer_bytes(b)
                 except TraceError as e:
                     self._anomaly("undecodable_compressed_buffer", e.offset)
                     continue
                 bstart.append(total)
-                bend.append(total + int(raw.shape[0]))
-                pad = -int(raw.shape[0]) % 8
-                data_parts.append(raw if not pad else np.concatenate((raw, np.full(pad, 0xFF, np.uint8))))
-                total += int(raw.shape[0]) + pad
+                bend.append(total + int(body.shape[0]))
+                pad = -int(body.shape[0]) % 8
+                data_parts.append(body if not pad else np.concatenate((body, np.full(pad, 0xFF, np.uint8))))
+                total += int(body.shape[0]) + pad
             bcpu.append(b.cpu)
             bbase.append(b.offset)
             ok_bufs.append(b)
@@ -272,8 +272,8 @@ class Reader:
         self.stats.message_records += int(counters[F.C_MESSAGE])
         if counters[F.C_BAD_TAIL]:
             self.anomalies.add("stack_payload_not_whole_frames", int(counters[F.C_BAD_TAIL]))
-        for i in np.flatnonzero(b_end):
-            self._anomaly("buffer_" + F.END_NAMES[int(b_end[i])], int(b_endpos[i]))
+        for bi in np.flatnonzero(b_end).tolist():
+            self._anomaly("buffer_" + F.END_NAMES[int(b_end[bi])], int(b_endpos[bi]))
         cols = {k: out[k][:n] for k in ("ts", "cpu", "tid", "pid", "hook", "prov", "op", "ver", "htype", "ptr",
                                         "status", "pos", "paylen", "tail")}
         cols["serial"] = np.arange(self._serial, self._serial + n, dtype=np.int64)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping, Sequence
-from typing import Final
+from typing import Any, Final
 
 from heapdiff.errors import TraceError
 
@@ -58,7 +58,7 @@ class Struct:
     def off(self, field: str) -> int:
         return self.offsets[field]
 
-    def unpack(self, data: bytes | bytearray | memoryview, offset: int = 0, base: int = 0) -> dict[str, int | bytes]:
+    def unpack(self, data: bytes | bytearray | memoryview, offset: int = 0, base: int = 0) -> dict[str, Any]:
         """Decode at ``offset``; a short read raises :class:`TraceError` naming ``base + offset``."""
         if offset < 0 or offset + self.size > len(data):
             raise TraceError(f"{self.name} needs {self.size:#x} bytes, only {max(0, len(data) - offset):#x} left",

@@ -7,9 +7,11 @@ merge needs them by CPU and time, not by file position.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+
 import numpy as np
 
 from heapdiff.errors import Anomalies, TraceError
@@ -122,12 +124,10 @@ class TraceFile:
     def close(self) -> None:
         self.data = np.zeros(0, np.uint8)
         if self._mmap is not None:
-            try:
+            # arrays may still view the mapping (e.g. from the frames of an exception being raised through
+            # ``with``): it is then unmapped when the last of them goes; never replace that exception
+            with contextlib.suppress(BufferError):
                 self._mmap.close()
-            except BufferError:
-                # arrays still view the mapping (e.g. from the frames of an exception being raised through
-                # ``with``): it is unmapped when the last of them goes; never replace that exception
-                pass
             self._mmap = None
 
     def release(self, offset: int, length: int) -> None:
@@ -177,10 +177,8 @@ def _dontneed(mm: mmap.mmap | None, offset: int, length: int) -> None:
     start = (offset + page - 1) // page * page   # only whole pages inside the range
     end = min((offset + length) // page * page, len(mm))
     if end > start:
-        try:
+        with contextlib.suppress(OSError, ValueError):
             mm.madvise(mmap.MADV_DONTNEED, start, end - start)
-        except (OSError, ValueError):
-            pass
 
 
 def _read_utf16z(buf: bytes, pos: int, limit: int) -> tuple[str, int]:
@@ -267,10 +265,10 @@ def _read_logfile_header(data: np.ndarray) -> LogfileHeader:
 
 def _plausible(hdr: dict[str, int | bytes], remaining: int, nominal: int) -> bool:
     """Does this look like a buffer header? Used only to resynchronise after a damaged buffer."""
-    size = int(hdr["BufferSize"])  # type: ignore[arg-type]
-    saved = int(hdr["SavedOffset"])  # type: ignore[arg-type]
-    flags = int(hdr["BufferFlag"])  # type: ignore[arg-type]
-    btype = int(hdr["BufferType"])  # type: ignore[arg-type]
+    size = int(hdr["BufferSize"])
+    saved = int(hdr["SavedOffset"])
+    flags = int(hdr["BufferFlag"])
+    btype = int(hdr["BufferType"])
     if size < S.BUFFER_HEADER_SIZE or size % 8 or size > MAX_BUFFER_SIZE or btype > 7:
         return False
     if saved < S.BUFFER_HEADER_SIZE or saved > max(nominal, size, MAX_BUFFER_SIZE):
@@ -295,14 +293,13 @@ def _scan_buffers(data: np.ndarray, header: LogfileHeader, anomalies: Anomalies,
             _dontneed(mm, released, off - released)
             released = off
         h = S.BUFFER_HEADER.unpack(bytes(data[off:off + hsize]), 0, off)
-        size = int(h["BufferSize"])  # type: ignore[arg-type]
-        saved = int(h["SavedOffset"])  # type: ignore[arg-type]
-        filled_field = int(h["Offset"])  # type: ignore[arg-type]
-        flags = int(h["BufferFlag"])  # type: ignore[arg-type]
+        size = int(h["BufferSize"])
+        saved = int(h["SavedOffset"])
+        filled_field = int(h["Offset"])
+        flags = int(h["BufferFlag"])
         compressed = bool(flags & S.BUFFER_FLAG_COMPRESSED)
-        if size == 0 and saved == 0:
-            if bytes(data[off:min(n, off + 4096)]).strip(b"\x00") == b"":
-                break  # a preallocated, never written tail (notes 1.2)
+        if size == 0 and saved == 0 and bytes(data[off:min(n, off + 4096)]).strip(b"\x00") == b"":
+            break  # a preallocated, never written tail (notes 1.2)
         if size == 0xFFFFFFFF and saved == 0xFFFFFFFF:
             break
         bad = None
@@ -335,7 +332,7 @@ def _scan_buffers(data: np.ndarray, header: LogfileHeader, anomalies: Anomalies,
             if compressed:
                 break  # a cut compressed stream cannot be decoded to its end; its records are lost
             filled = n - off
-        cpu = int(h["ProcessorIndex"]) & S.PROCESSOR_INDEX_MASK  # type: ignore[operator]
+        cpu = int(h["ProcessorIndex"]) & S.PROCESSOR_INDEX_MASK
         if cpu >= ncpu and header.number_of_processors:
             anomalies.add("buffer_cpu_out_of_range")
         if flags & S.BUFFER_FLAG_EVENTS_LOST:
@@ -344,8 +341,8 @@ def _scan_buffers(data: np.ndarray, header: LogfileHeader, anomalies: Anomalies,
             anomalies.add("buffer_lost_flag")
         out.append(BufferInfo(
             index=len(out), offset=off, size=size, filled=filled, cpu=cpu,
-            seq=int(h["SequenceNumber"]), flags=flags, type=int(h["BufferType"]),  # type: ignore[arg-type]
-            timestamp=int(h["TimeStamp"]), compressed=compressed, truncated=truncated,  # type: ignore[arg-type]
+            seq=int(h["SequenceNumber"]), flags=flags, type=int(h["BufferType"]),
+            timestamp=int(h["TimeStamp"]), compressed=compressed, truncated=truncated,
         ))
         off += size
     _dontneed(mm, 0, n)

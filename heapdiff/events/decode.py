@@ -90,11 +90,11 @@ def decode_image(raw: bytes, hook: int, version: int, ptr: int, ts: int) -> Imag
     _need(raw, decl.size, "image")
     v = decl.unpack(raw)
     name, _ = _utf16z(raw, decl.size)
-    pid = int(v["ProcessId"]) if "ProcessId" in v else 0  # type: ignore[arg-type]
-    return ImageEvent(ts=ts, kind=IMAGE_KINDS.get(hook, "load"), pid=pid, base=int(v["ImageBase"]),  # type: ignore[arg-type]
-                      size=int(v["ImageSize"]), file_name=name,  # type: ignore[arg-type]
-                      checksum=int(v.get("ImageChecksum", 0)),  # type: ignore[arg-type]
-                      time_date_stamp=int(v.get("TimeDateStamp", 0)))  # type: ignore[arg-type]
+    pid = int(v["ProcessId"]) if "ProcessId" in v else 0
+    return ImageEvent(ts=ts, kind=IMAGE_KINDS.get(hook, "load"), pid=pid, base=int(v["ImageBase"]),
+                      size=int(v["ImageSize"]), file_name=name,
+                      checksum=int(v.get("ImageChecksum", 0)),
+                      time_date_stamp=int(v.get("TimeDateStamp", 0)))
 
 
 def _skip_sid(raw: bytes, pos: int, ptr: int) -> int:
@@ -119,9 +119,9 @@ def decode_process(raw: bytes, hook: int, version: int, ptr: int, ts: int) -> Pr
     pos = _skip_sid(raw, decl.size, ptr)
     image, pos = _ansiz(raw, pos)
     cmd, pos = _utf16z(raw, pos) if pos < len(raw) else ("", pos)
-    return ProcessEvent(ts=ts, kind=PROCESS_KINDS.get(hook, "start"), pid=int(v["ProcessId"]),  # type: ignore[arg-type]
-                        parent_pid=int(v["ParentId"]), image_name=image, command_line=cmd,  # type: ignore[arg-type]
-                        exit_status=int(v["ExitStatus"]), session_id=int(v["SessionId"]))  # type: ignore[arg-type]
+    return ProcessEvent(ts=ts, kind=PROCESS_KINDS.get(hook, "start"), pid=int(v["ProcessId"]),
+                        parent_pid=int(v["ParentId"]), image_name=image, command_line=cmd,
+                        exit_status=int(v["ExitStatus"]), session_id=int(v["SessionId"]))
 
 
 def decode_image_id(raw: bytes, opcode: int, ptr: int, ts: int) -> ImageIdEvent | None:
@@ -131,15 +131,15 @@ def decode_image_id(raw: bytes, opcode: int, ptr: int, ts: int) -> ImageIdEvent 
         _need(raw, d.size, "ImageID")
         v = d.unpack(raw)
         name, _ = _utf16z(raw, d.size)
-        return ImageIdEvent(ts=ts, kind="image_id", pid=int(v["ProcessId"]), base=int(v["ImageBase"]),  # type: ignore[arg-type]
-                            size=int(v["ImageSize"]), time_date_stamp=int(v["TimeDateStamp"]),  # type: ignore[arg-type]
+        return ImageIdEvent(ts=ts, kind="image_id", pid=int(v["ProcessId"]), base=int(v["ImageBase"]),
+                            size=int(v["ImageSize"]), time_date_stamp=int(v["TimeDateStamp"]),
                             original_file_name=name)
     if opcode == 0x24:
         d = S.DBGID_RSDS[ptr]
         _need(raw, d.size, "DbgID_RSDS")
         v = d.unpack(raw)
         pdb, _ = _ansiz(raw, d.size)
-        return ImageIdEvent(ts=ts, kind="rsds", pid=int(v["ProcessId"]), base=int(v["ImageBase"]),  # type: ignore[arg-type]
-                            pdb_guid=K.guid_from_le(v["GuidSig"]), pdb_age=int(v["Age"]),  # type: ignore[arg-type]
+        return ImageIdEvent(ts=ts, kind="rsds", pid=int(v["ProcessId"]), base=int(v["ImageBase"]),
+                            pdb_guid=K.guid_from_le(v["GuidSig"]), pdb_age=int(v["Age"]),
                             pdb_file_name=pdb.encode("latin-1").decode("utf-8", errors="replace"))
     return None

@@ -71,7 +71,7 @@ class ImageMap:
         self.max_image = max((i.end - i.base for _, i in done), default=0)
 
     def find(self, pid: int, addr: int, ts: int) -> LoadedImage | None:
-        pids = KERNEL_PIDS + (pid,) if addr >= self.kernel_floor else (pid,)
+        pids = (*KERNEL_PIDS, pid) if addr >= self.kernel_floor else (pid,)
         for p in pids:
             entry = self._by_pid.get(p)
             if entry is None:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from heapdiff.errors import Anomalies
 from heapdiff.etl.frame import ST_BAD_PAYLOAD
-from heapdiff.etl.reader import GUID_PROVIDER_BASE, CHUNK_BYTES, Reader, RecordBatch, SequenceTable
+from heapdiff.etl.reader import CHUNK_BYTES, GUID_PROVIDER_BASE, Reader, RecordBatch, SequenceTable
 from heapdiff.etl.trace import LogfileHeader, TraceFile, open_trace
 from heapdiff.events import kinds as K
 from heapdiff.events.decode import (
@@ -44,17 +43,22 @@ from heapdiff.events.layout import (
     PROCESS_HOOKS,
     layout,
 )
+from heapdiff.events.ops import (
+    OP_ALLOC,
+    OP_ATTACH,
+    OP_CREATE,
+    OP_DESTROY,
+    OP_FREE,
+    OP_PROCESS_END,
+    OP_REALLOC,
+    OpBatch,
+)
 from heapdiff.events.stacks import StackMatcher
-
-if TYPE_CHECKING:
-    from heapdiff.reduce import OpBatch
 
 #: event kind index -> name; the ten keys partition every record of the file
 KIND_NAMES = (*K.EVENT_KIND_NAMES, "other")
 _KIND = {n: i for i, n in enumerate(KIND_NAMES)}
 
-# op codes of the reducer (heapdiff.reduce declares the same numbers; checked by a test)
-OP_ALLOC, OP_FREE, OP_REALLOC, OP_CREATE, OP_DESTROY, OP_PROCESS_END, OP_ATTACH = 1, 2, 3, 4, 5, 6, 7
 _HOOK_OP = {K.HOOK_HEAP_ALLOC: OP_ALLOC, K.HOOK_HEAP_FREE: OP_FREE, K.HOOK_HEAP_REALLOC: OP_REALLOC,
             K.HOOK_HEAP_CREATE: OP_CREATE, K.HOOK_HEAP_DESTROY: OP_DESTROY}
 
@@ -169,8 +173,7 @@ def scan(source: TraceFile | bytes | np.ndarray, heap_sink: HeapSink | None = No
             progress(reader.stats.bytes_framed, trace.size)
     tail = matcher.finish()
     if heap_sink is not None and tail:
-        from heapdiff.reduce import OpBatch as _Ops
-        heap_sink(_attach_ops(_Ops, tail))
+        heap_sink(_attach_ops(OpBatch, tail))
     out.records = reader.stats.records
     out.ext_stacks = reader.stats.ext_stacks
     out.stack_refs = matcher.refs
@@ -220,8 +223,6 @@ def _decode_rare(batch: RecordBatch, out: TraceScan) -> dict[int, int]:
 
 def _heap_ops(batch: RecordBatch, targets: np.ndarray, resolved: list[tuple[int, int]],
               process_ends: dict[int, int]) -> OpBatch | None:
-    from heapdiff.reduce import OpBatch
-
     hook = batch.hook
     ok = (batch.status & ST_BAD_PAYLOAD) == 0
     is_heap = ((hook >> 8) == K.GROUP_HEAP) & ok
