@@ -208,13 +208,14 @@ def main_command(traces: Sequence[str], html_path: str, json_path: str | None, p
             fh.write(result.html)
     except OSError as e:
         raise click.UsageError(f"cannot write --html {html_path}: {e.strerror}") from None
+    # compact: json's C encoder is used only without indent (10x faster on a doc of thousands of groups)
+    text = json.dumps(result.doc, separators=(",", ":"))
     if json_path == "-":
-        sys.stdout.write(json.dumps(result.doc, indent=1) + "\n")
+        sys.stdout.write(text + "\n")
     elif json_path is not None:
         try:
             with open(json_path, "w", encoding="utf-8") as fh:
-                json.dump(result.doc, fh, indent=1)
-                fh.write("\n")
+                fh.write(text + "\n")
         except OSError as e:
             raise click.UsageError(f"cannot write --json {json_path}: {e.strerror}") from None
     if not quiet:

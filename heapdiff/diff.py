@@ -113,12 +113,26 @@ def group_blocks(live: LiveColumns, sequences: SequenceTable, images: ImageMap, 
     cut = np.flatnonzero((pid[1:] != pid[:-1]) | (stack[1:] != stack[:-1])) + 1
     starts = np.concatenate(([0], cut))
     ends = np.concatenate((cut, [n]))
+    npairs = int(starts.shape[0])
+    pair = np.repeat(np.arange(npairs), ends - starts)
     bytes_ = np.add.reduceat(size, starts)
     tmin = np.minimum.reduceat(ts, starts)
     tmax = np.maximum.reduceat(ts, starts)
+    # per-pair counts in one pass each, not one numpy call per pair
+    nsrc = int(src.max()) + 1
+    src_counts = np.bincount(pair * nsrc + src, minlength=npairs * nsrc).reshape(npairs, nsrc)
     bucket = np.searchsorted(np.asarray(HIST_BOUNDS, np.int64), size, side="left")
+    nb = len(HIST_LABELS)
+    hist = np.bincount(pair * nb + bucket, minlength=npairs * nb).reshape(npairs, nb)
+    ho = np.lexsort((heap, pair))
+    hp, hh = pair[ho], heap[ho]
+    first = np.ones(hp.shape[0], bool)
+    first[1:] = (hp[1:] != hp[:-1]) | (hh[1:] != hh[:-1])
+    heaps_of: dict[int, list[int]] = {}
+    for pr, hv in zip(hp[first].tolist(), hh[first].tolist(), strict=True):
+        heaps_of.setdefault(pr, []).append(hv)
     resolve_cache: dict[tuple[int, int], tuple[tuple[str, ...], tuple[str, ...], int, int]] = {}
-    for k in range(starts.shape[0]):
+    for k in range(npairs):
         s, e = int(starts[k]), int(ends[k])
         p, sid = int(pid[s]), int(stack[s])
         key = (p, sid)
@@ -135,11 +149,11 @@ def group_blocks(live: LiveColumns, sequences: SequenceTable, images: ImageMap, 
             out.groups[sig] = g
         g.blocks += e - s
         g.bytes += int(bytes_[k])
-        g.heaps.update(int(h) for h in np.unique(heap[s:e]).tolist())
-        sc = np.bincount(src[s:e])
-        for i in np.flatnonzero(sc).tolist():
-            g.sources[i] += int(sc[i])
-        g.histogram += np.bincount(bucket[s:e], minlength=len(HIST_LABELS))
+        g.heaps.update(heaps_of.get(k, ()))
+        row = src_counts[k]
+        for i in np.flatnonzero(row).tolist():
+            g.sources[i] += int(row[i])
+        g.histogram += hist[k]
         g.first_ts = min(g.first_ts, int(tmin[k]))
         g.last_ts = max(g.last_ts, int(tmax[k]))
         if len(g.sample_addresses) < SAMPLE_ADDRESSES:
@@ -151,18 +165,13 @@ def _resolve(pid: int, sid: int, ts: int, sequences: SequenceTable, images: Imag
              kernel_frames: bool) -> tuple[tuple[str, ...], tuple[str, ...], int, int]:
     if sid < 0:
         return (), (), 0, 0
-    display: list[str] = []
-    sig: list[str] = []
-    unresolved = 0
-    for a in sequences.get(sid).tolist():
-        fr = images.frame(pid, int(a), ts)
-        kern = images.is_kernel(int(a))
-        display.append(("[k] " if kern else "") + fr)
-        if kernel_frames or not kern:
-            sig.append(fr)
-            if fr.startswith("0x"):
-                unresolved += 1
-    return tuple(sig), tuple(display), len(sig), unresolved
+    addrs = sequences.get(sid)
+    names = images.frames(pid, addrs, ts)
+    kern = (addrs >= np.uint64(images.kernel_floor)).tolist()
+    display = tuple(("[k] " if k else "") + fr for fr, k in zip(names, kern, strict=True))
+    sig = tuple(fr for fr, k in zip(names, kern, strict=True) if kernel_frames or not k)
+    unresolved = sum(1 for fr in sig if fr.startswith("0x"))
+    return sig, display, len(sig), unresolved
 
 
 @dataclass(frozen=True)

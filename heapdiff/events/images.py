@@ -10,6 +10,8 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
+import numpy as np
+
 from heapdiff.events.decode import ImageEvent
 
 KERNEL_PIDS = (0, 4)
@@ -69,6 +71,14 @@ class ImageMap:
             lst.sort(key=lambda i: (i.base, i.start_ts))
             self._by_pid[pid] = ([i.base for i in lst], lst)
         self.max_image = max((i.end - i.base for _, i in done), default=0)
+        # a process whose images neither come nor go nor overlap resolves without looking at the time:
+        # one vectorised search for all its frames (see frames())
+        self._static: dict[int, tuple[np.ndarray, np.ndarray, list[str]]] = {}
+        for pid, (bases, imgs) in self._by_pid.items():
+            if imgs and all(i.start_ts == -NEVER and i.end_ts == NEVER for i in imgs) and all(
+                    imgs[k].end <= imgs[k + 1].base for k in range(len(imgs) - 1)):
+                self._static[pid] = (np.asarray(bases, np.uint64), np.asarray([i.end for i in imgs], np.uint64),
+                                     [i.name for i in imgs])
 
     def find(self, pid: int, addr: int, ts: int) -> LoadedImage | None:
         pids = (*KERNEL_PIDS, pid) if addr >= self.kernel_floor else (pid,)
@@ -90,6 +100,30 @@ class ImageMap:
         if img is None:
             return f"0x{addr:x}"
         return f"{img.name}+0x{addr - img.base:x}"
+
+    def frames(self, pid: int, addrs: np.ndarray, ts: int) -> list[str]:
+        """:meth:`frame` for many addresses of one process at one time, with the same lookup order (kernel
+        addresses: System/Idle images first), vectorised when every process involved is static."""
+        kernel = addrs >= np.uint64(self.kernel_floor)
+        order = [(p, True) for p in KERNEL_PIDS] + [(pid, False)] if bool(np.any(kernel)) else [(pid, False)]
+        if any(p in self._by_pid and p not in self._static for p, _ in order):
+            return [self.frame(pid, int(a), ts) for a in addrs.tolist()]
+        out: list[str | None] = [None] * int(addrs.shape[0])
+        for p, kernel_only in order:
+            table = self._static.get(p)
+            if table is None:
+                continue
+            bases, ends, names = table
+            idx = np.searchsorted(bases, addrs, side="right").astype(np.int64) - 1
+            safe = np.maximum(idx, 0)
+            hit = (idx >= 0) & (addrs < ends[safe])
+            if kernel_only:
+                hit &= kernel
+            for j in np.flatnonzero(hit).tolist():
+                if out[j] is None:
+                    k = int(safe[j])
+                    out[j] = f"{names[k]}+0x{int(addrs[j]) - int(bases[k]):x}"
+        return [o if o is not None else f"0x{int(a):x}" for o, a in zip(out, addrs.tolist(), strict=True)]
 
     def is_kernel(self, addr: int) -> bool:
         return addr >= self.kernel_floor

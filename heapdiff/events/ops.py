@@ -23,7 +23,7 @@ OP_ATTACH: Final = 7
 
 
 
-_COLUMNS: Final[tuple[tuple[str, Any], ...]] = (
+OP_COLUMNS: Final[tuple[tuple[str, Any], ...]] = (
     ("op", np.uint8), ("ts", np.int64), ("pid", np.int64), ("tid", np.int64), ("serial", np.int64),
     ("heap", np.uint64), ("addr", np.uint64), ("size", np.uint64), ("old_addr", np.uint64),
     ("source", np.uint8), ("stack", np.int64))
@@ -50,11 +50,11 @@ class OpBatch:
     source: npt.NDArray[np.uint8]
     stack: npt.NDArray[np.int64]
 
-    COLUMNS: ClassVar[tuple[str, ...]] = tuple(name for name, _ in _COLUMNS)
+    COLUMNS: ClassVar[tuple[str, ...]] = tuple(name for name, _ in OP_COLUMNS)
 
     def __post_init__(self) -> None:
         n = None
-        for name, dt in _COLUMNS:
+        for name, dt in OP_COLUMNS:
             col = np.ascontiguousarray(getattr(self, name), dtype=dt)
             if col.ndim != 1:
                 raise ValueError(f"OpBatch.{name}: expected a 1-d column, got shape {col.shape}")
@@ -86,7 +86,7 @@ class OpBatch:
             raise ValueError("OpBatch: the op column is required")
         n = np.asarray(columns["op"]).shape[0]
         cols: dict[str, Any] = {}
-        for name, dt in _COLUMNS:
+        for name, dt in OP_COLUMNS:
             if name in columns:
                 cols[name] = columns[name]
             else:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from heapdiff._jit import njit
 from heapdiff.errors import Anomalies
 from heapdiff.etl.frame import ST_BAD_PAYLOAD
 from heapdiff.etl.reader import CHUNK_BYTES, GUID_PROVIDER_BASE, Reader, RecordBatch, SequenceTable
@@ -46,6 +47,7 @@ from heapdiff.events.layout import (
 from heapdiff.events.ops import (
     OP_ALLOC,
     OP_ATTACH,
+    OP_COLUMNS,
     OP_CREATE,
     OP_DESTROY,
     OP_FREE,
@@ -221,55 +223,76 @@ def _decode_rare(batch: RecordBatch, out: TraceScan) -> dict[int, int]:
     return ends
 
 
+@njit()
+def _ops_kernel(hook: np.ndarray, status: np.ndarray, f: np.ndarray, serial: np.ndarray, tail: np.ndarray,
+                targets: np.ndarray, pid: np.ndarray, tid: np.ndarray, ts: np.ndarray, pe_rows: np.ndarray,
+                pe_pids: np.ndarray, o_op: np.ndarray, o_ts: np.ndarray, o_pid: np.ndarray, o_tid: np.ndarray,
+                o_serial: np.ndarray, o_heap: np.ndarray, o_addr: np.ndarray, o_size: np.ndarray,
+                o_old: np.ndarray, o_src: np.ndarray, o_stack: np.ndarray) -> int:
+    """Heap records, matched stack walks and process ends of a batch -> the reducer's op columns, in order."""
+    n = 0
+    pe = 0
+    for i in range(hook.shape[0]):
+        h = hook[i]
+        op = 0
+        if pe < pe_rows.shape[0] and pe_rows[pe] == i:
+            op = OP_PROCESS_END
+        elif (status[i] & ST_BAD_PAYLOAD) != 0:
+            op = 0
+        elif (h >> 8) == K.GROUP_HEAP:
+            op = _OP_BY_HOOK_LOW[h & 0xFF]
+        elif h == K.HOOK_STACK_WALK and targets[i] >= 0:
+            op = OP_ATTACH
+        if op == 0:
+            continue
+        o_op[n] = op
+        o_ts[n] = ts[i]
+        o_pid[n] = pid[i]
+        o_tid[n] = tid[i]
+        o_serial[n] = serial[i]
+        o_heap[n] = f[i, COL_HEAP]
+        o_addr[n] = 0
+        o_size[n] = 0
+        o_old[n] = 0
+        o_src[n] = 0
+        o_stack[n] = -1
+        if op == OP_ALLOC:
+            o_addr[n] = f[i, COL_ALLOC_ADDR]
+            o_size[n] = f[i, COL_ALLOC_SIZE]
+            o_src[n] = f[i, COL_ALLOC_SOURCE] & np.uint64(0xFF)
+        elif op == OP_FREE:
+            o_addr[n] = f[i, COL_FREE_ADDR]
+            o_src[n] = f[i, COL_FREE_SOURCE] & np.uint64(0xFF)
+        elif op == OP_REALLOC:
+            o_addr[n] = f[i, COL_RA_NEW_ADDR]
+            o_size[n] = f[i, COL_RA_NEW_SIZE]
+            o_old[n] = f[i, COL_RA_OLD_ADDR]
+            o_src[n] = f[i, COL_RA_SOURCE] & np.uint64(0xFF)
+        elif op == OP_ATTACH:
+            o_serial[n] = targets[i]
+            o_stack[n] = tail[i]
+            o_heap[n] = 0
+        elif op == OP_PROCESS_END:
+            o_pid[n] = pe_pids[pe]
+            o_heap[n] = 0
+            pe += 1
+        n += 1
+    return n
+
+
 def _heap_ops(batch: RecordBatch, targets: np.ndarray, resolved: list[tuple[int, int]],
               process_ends: dict[int, int]) -> OpBatch | None:
-    hook = batch.hook
-    ok = (batch.status & ST_BAD_PAYLOAD) == 0
-    is_heap = ((hook >> 8) == K.GROUP_HEAP) & ok
-    op = np.where(is_heap, _OP_BY_HOOK_LOW[hook & 0xFF], 0).astype(np.uint8)
-    att = (hook == K.HOOK_STACK_WALK) & (targets >= 0) & ok
-    op[att] = OP_ATTACH
-    if process_ends:
-        rows = np.fromiter(process_ends.keys(), np.int64)
-        op[rows] = OP_PROCESS_END
-    sel = np.flatnonzero(op)
-    if not sel.size and not resolved:
+    rows = sorted(process_ends)
+    pe_rows = np.asarray(rows, np.int64)
+    pe_pids = np.asarray([process_ends[r] for r in rows], np.int64)
+    m = len(batch)
+    cols = {name: np.empty(m, dt) for name, dt in OP_COLUMNS}
+    n = _ops_kernel(batch.hook, batch.status, batch.f, batch.serial, batch.tail, targets, batch.pid, batch.tid,
+                    batch.ts, pe_rows, pe_pids, cols["op"], cols["ts"], cols["pid"], cols["tid"], cols["serial"],
+                    cols["heap"], cols["addr"], cols["size"], cols["old_addr"], cols["source"], cols["stack"])
+    if not n and not resolved:
         return None
-    f = batch.f[sel]
-    o = op[sel]
-    hk = hook[sel]
-    n = sel.size
-    heap = f[:, COL_HEAP].copy()
-    addr = np.zeros(n, np.uint64)
-    size = np.zeros(n, np.uint64)
-    old = np.zeros(n, np.uint64)
-    src = np.zeros(n, np.uint8)
-    m = hk == K.HOOK_HEAP_ALLOC
-    addr[m] = f[m, COL_ALLOC_ADDR]
-    size[m] = f[m, COL_ALLOC_SIZE]
-    src[m] = f[m, COL_ALLOC_SOURCE].astype(np.uint8)
-    m = hk == K.HOOK_HEAP_FREE
-    addr[m] = f[m, COL_FREE_ADDR]
-    src[m] = f[m, COL_FREE_SOURCE].astype(np.uint8)
-    m = hk == K.HOOK_HEAP_REALLOC
-    addr[m] = f[m, COL_RA_NEW_ADDR]
-    size[m] = f[m, COL_RA_NEW_SIZE]
-    old[m] = f[m, COL_RA_OLD_ADDR]
-    src[m] = f[m, COL_RA_SOURCE].astype(np.uint8)
-    serial = batch.serial[sel].copy()
-    stack = np.full(n, -1, np.int64)
-    a = o == OP_ATTACH
-    serial[a] = targets[sel][a]
-    stack[a] = batch.tail[sel][a]
-    heap[a] = 0
-    pid = batch.pid[sel].astype(np.int64)
-    if process_ends:
-        for j in np.flatnonzero(o == OP_PROCESS_END).tolist():
-            pid[j] = process_ends[int(sel[j])]
-        heap[o == OP_PROCESS_END] = 0
-    ops = OpBatch.from_columns(op=o, ts=batch.ts[sel], pid=pid, tid=batch.tid[sel].astype(np.int64),
-                               serial=serial, heap=heap, addr=addr, size=size, old_addr=old, source=src,
-                               stack=stack)
+    ops = OpBatch(**{k: v[:n] for k, v in cols.items()})
     if resolved:
         ops = OpBatch.concat(ops, _attach_ops(OpBatch, resolved, ts=int(batch.ts[-1])))
     return ops

@@ -1,0 +1,75 @@
+"""Frames as module+rva: image lifetimes, kernel images serving every process, and the vectorised path agreeing
+with the one-address path."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from heapdiff.diff import group_module, is_allocator
+from heapdiff.events.decode import ImageEvent
+from heapdiff.events.images import ImageMap, module_name
+
+K64 = 0xFFFFF80000000000
+
+
+def _img(ts: int, kind: str, pid: int, base: int, size: int, name: str) -> ImageEvent:
+    return ImageEvent(ts=ts, kind=kind, pid=pid, base=base, size=size, file_name=name)
+
+
+def test_module_name_is_the_last_component_lowercased() -> None:
+    assert module_name("\\Device\\HarddiskVolume3\\Windows\\System32\\NTDLL.DLL") == "ntdll.dll"
+    assert module_name("\\SystemRoot\\system32\\ntoskrnl.exe") == "ntoskrnl.exe"
+    assert module_name("C:/x/App.exe") == "app.exe"
+
+
+def test_lifetimes_and_kernel_images() -> None:
+    m = ImageMap([
+        _img(5, "dcstart", 10, 0x400000, 0x1000, "\\a\\app.exe"),
+        _img(50, "load", 10, 0x500000, 0x1000, "\\a\\late.dll"),
+        _img(80, "unload", 10, 0x500000, 0x1000, "\\a\\late.dll"),
+        _img(5, "dcstart", 0, K64, 0x100000, "\\SystemRoot\\system32\\ntoskrnl.exe"),
+    ], 8)
+    assert m.frame(10, 0x400010, 1) == "app.exe+0x10"          # a rundown image was there from the start
+    assert m.frame(10, 0x500020, 40) == "0x500020"             # not loaded yet
+    assert m.frame(10, 0x500020, 60) == "late.dll+0x20"
+    assert m.frame(10, 0x500020, 90) == "0x500020"             # unloaded
+    assert m.frame(10, K64 + 0x30, 1) == "ntoskrnl.exe+0x30"   # kernel images serve every process
+    assert m.frame(11, 0x400010, 1) == "0x400010"              # another process's image does not
+    assert m.frame(10, 0x401000, 1) == "0x401000"              # one past the end
+
+
+def test_32_bit_kernel_floor() -> None:
+    m = ImageMap([_img(1, "dcstart", 0, 0x80400000, 0x1000, "hal.dll")], 4)
+    assert m.is_kernel(0x80400000) and not m.is_kernel(0x7FFFFFFF)
+    assert m.frame(77, 0x80400004, 2) == "hal.dll+0x4"
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_vectorised_frames_agree_with_single_lookups(data: st.DataObject) -> None:
+    events = []
+    pids = [0, 4, 100, 200]
+    for _ in range(data.draw(st.integers(0, 12))):
+        pid = data.draw(st.sampled_from(pids))
+        kernel = pid in (0, 4) and data.draw(st.booleans())
+        base = (K64 if kernel else 0x10000) + data.draw(st.integers(0, 64)) * 0x1000
+        size = data.draw(st.integers(1, 5)) * 0x1000
+        kind = data.draw(st.sampled_from(["dcstart", "dcstart", "load", "unload", "dcend"]))
+        events.append(_img(data.draw(st.integers(0, 100)), kind, pid, base, size, f"m{base:x}.dll"))
+    m = ImageMap(events, 8)
+    pid = data.draw(st.sampled_from(pids))
+    addrs = np.asarray(data.draw(st.lists(st.one_of(st.integers(0x10000, 0x60000),
+                                                    st.integers(K64, K64 + 0x60000)), max_size=20)), np.uint64)
+    ts = data.draw(st.integers(0, 110))
+    assert m.frames(pid, addrs, ts) == [m.frame(pid, int(a), ts) for a in addrs.tolist()]
+
+
+def test_group_module_skips_the_allocator() -> None:
+    assert is_allocator("ntdll.dll") and is_allocator("vcruntime140.dll") and is_allocator("msvcp140.dll")
+    assert not is_allocator("app.exe") and not is_allocator("msvcrtx.dll")
+    assert group_module(("ntdll.dll+0x1", "ucrtbase.dll+0x2", "app.exe+0x3")) == "app.exe"
+    assert group_module(("ntdll.dll+0x1", "0x1234", "app.exe+0x3")) == "(unknown)"
+    assert group_module(("ntdll.dll+0x1",)) == "(allocator only)"
+    assert group_module(()) == "(no stack)"
