@@ -30,8 +30,7 @@ _COLUMNS = (("ts", np.int64), ("cpu", np.int32), ("tid", np.uint32), ("pid", np.
             ("status", np.uint8), ("pos", np.int64), ("payoff", np.int64), ("paylen", np.int32),
             ("tail", np.int64), ("glo", np.uint64), ("ghi", np.uint64))
 #: the columns a batch carries past the framing step
-BATCH_COLUMNS = ("ts", "cpu", "tid", "pid", "hook", "prov", "op", "ver", "htype", "ptr", "status", "pos", "paylen",
-                 "tail", "serial")
+BATCH_COLUMNS = ("ts", "cpu", "tid", "pid", "hook", "prov", "ver", "ptr", "status", "pos", "tail", "serial")
 
 
 @dataclass
@@ -63,6 +62,26 @@ class RecordBatch:
         raw = dict(a.raw)
         raw.update(b.raw)
         return RecordBatch(cols, np.concatenate((a.f, b.f)), raw)
+
+    @staticmethod
+    def take2(a: RecordBatch, b: RecordBatch, idx: np.ndarray) -> RecordBatch:
+        """Rows ``idx`` of the concatenation of ``a`` and ``b``, without building the concatenation."""
+        cols = {}
+        for k, va in a.cols.items():
+            out = np.empty(idx.shape[0], va.dtype)
+            F.gather2(va, b.cols[k], idx, out)
+            cols[k] = out
+        f = np.empty((idx.shape[0], F.NF), np.uint64)
+        F.gather2_rows(a.f, b.f, idx, f)
+        raw: dict[int, bytes] = {}
+        if a.raw or b.raw:
+            both = {**a.raw, **b.raw}
+            raw = {int(s): both[int(s)] for s in cols["serial"][(cols["status"] & F.ST_KEEP_RAW) != 0]}
+        return RecordBatch(cols, f, raw)
+
+
+_EMPTY = RecordBatch({k: np.zeros(0, dt) for k, dt in _COLUMNS if k in BATCH_COLUMNS}
+                     | {"serial": np.zeros(0, np.int64)}, np.zeros((0, F.NF), np.uint64))
 
 
 class SequenceTable:
@@ -274,8 +293,8 @@ class Reader:
             self.anomalies.add("stack_payload_not_whole_frames", int(counters[F.C_BAD_TAIL]))
         for bi in np.flatnonzero(b_end).tolist():
             self._anomaly("buffer_" + F.END_NAMES[int(b_end[bi])], int(b_endpos[bi]))
-        cols = {k: out[k][:n] for k in ("ts", "cpu", "tid", "pid", "hook", "prov", "op", "ver", "htype", "ptr",
-                                        "status", "pos", "paylen", "tail")}
+        # the columns that travel on (op is hook & 0xFF; payload offsets and lengths served the raw copies)
+        cols = {k: out[k][:n] for k in BATCH_COLUMNS[:-1]}
         cols["serial"] = np.arange(self._serial, self._serial + n, dtype=np.int64)
         self._serial += n
         # providers known only by GUID: intern the GUIDs of this chunk
@@ -302,13 +321,21 @@ class Reader:
         if keep.size:
             payoff = out["payoff"]
             ser = cols["serial"]
-            plen = cols["paylen"]
+            plen = out["paylen"]
             for i in keep.tolist():
                 o = int(payoff[i])
                 raw[int(ser[i])] = bytes(data[o:o + int(plen[i])])
         self.stats.records += n
-        for b in ok_bufs:
-            self.trace.release(b.offset, b.size if b.compressed else b.filled)
+        runs = sorted((b.offset, b.offset + b.size) for b in ok_bufs)
+        lo = hi = -1
+        for a, e in runs:  # one madvise per contiguous run of buffers, not one per buffer
+            if a != hi:
+                if hi > lo:
+                    self.trace.release(lo, hi - lo)
+                lo = a
+            hi = e
+        if hi > lo:
+            self.trace.release(lo, hi - lo)
         return RecordBatch(cols, f[:n], raw)
 
     def _outputs(self, cap: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -341,20 +368,20 @@ class Reader:
             batch = self._frame([b for _, b in order[i:j]])
             watermark = order[j][0] if j < len(order) else None
             i = j
-            if pending is not None and len(pending):
-                batch = RecordBatch.concat(pending, batch)
-            if not len(batch):
+            held = pending if pending is not None else _EMPTY
+            ts_all = np.concatenate((held.cols["ts"], batch.cols["ts"])) if len(held) else batch.cols["ts"]
+            if not ts_all.shape[0]:
                 pending = None
                 continue
-            idx = np.argsort(batch.cols["ts"], kind="stable")
-            ts_sorted = batch.cols["ts"][idx]
+            idx = np.argsort(ts_all, kind="stable")
+            ts_sorted = ts_all[idx]
             k = len(idx) if watermark is None else int(np.searchsorted(ts_sorted, watermark, "left"))
             if k:
                 if int(ts_sorted[0]) < last_emitted:
                     late = int(np.count_nonzero(ts_sorted[:k] < last_emitted))
                     self.anomalies.add("record_out_of_time_order", late)
                 last_emitted = max(last_emitted, int(ts_sorted[k - 1]))
-                yield batch.take(idx[:k])
-            pending = batch.take(idx[k:]) if k < len(idx) else None
+                yield RecordBatch.take2(held, batch, idx[:k])
+            pending = RecordBatch.take2(held, batch, idx[k:]) if k < len(idx) else None
         if pending is not None and len(pending):
             yield pending
