@@ -328,12 +328,12 @@ class Reader:
         self.stats.records += n
         runs = sorted((b.offset, b.offset + b.size) for b in ok_bufs)
         lo = hi = -1
-        for a, e in runs:  # one madvise per contiguous run of buffers, not one per buffer
-            if a != hi:
+        for start, stop in runs:  # one madvise per contiguous run of buffers, not one per buffer
+            if start != hi:
                 if hi > lo:
                     self.trace.release(lo, hi - lo)
-                lo = a
-            hi = e
+                lo = start
+            hi = stop
         if hi > lo:
             self.trace.release(lo, hi - lo)
         return RecordBatch(cols, f[:n], raw)
