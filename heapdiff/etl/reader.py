@@ -327,15 +327,15 @@ class Reader:
                 raw[int(ser[i])] = bytes(data[o:o + int(plen[i])])
         self.stats.records += n
         runs = sorted((b.offset, b.offset + b.size) for b in ok_bufs)
-        lo = hi = -1
+        run_lo = run_hi = -1
         for start, stop in runs:  # one madvise per contiguous run of buffers, not one per buffer
-            if start != hi:
-                if hi > lo:
-                    self.trace.release(lo, hi - lo)
-                lo = start
-            hi = stop
-        if hi > lo:
-            self.trace.release(lo, hi - lo)
+            if start != run_hi:
+                if run_hi > run_lo:
+                    self.trace.release(run_lo, run_hi - run_lo)
+                run_lo = start
+            run_hi = stop
+        if run_hi > run_lo:
+            self.trace.release(run_lo, run_hi - run_lo)
         return RecordBatch(cols, f[:n], raw)
 
     def _outputs(self, cap: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
