@@ -12,6 +12,8 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+import numpy as np
+
 from heapdiff.errors import TraceError
 
 _CODES: Final = {"u8": "B", "u16": "H", "u32": "I", "u64": "Q", "i32": "i", "i64": "q", "guid": "16s"}
@@ -87,6 +89,15 @@ class Struct:
     def field_names(self) -> tuple[str, ...]:
         """Field names in declaration order: the order :meth:`pack_into_values` takes its values in."""
         return tuple(self._names)
+
+    def numpy_dtype(self) -> np.dtype[Any]:
+        """The same layout as a numpy structured dtype, to read many instances at once (a strided view)."""
+        codes = {"u8": "<u1", "u16": "<u2", "u32": "<u4", "u64": "<u8", "i32": "<i4", "i64": "<i8", "guid": "V16"}
+        names = list(self._names)
+        formats = [codes.get(self.types[k], f"V{self.types[k][5:]}" if self.types[k].startswith("bytes") else "")
+                   for k in names]
+        return np.dtype({"names": names, "formats": formats, "offsets": [self.offsets[k] for k in names],
+                         "itemsize": self.size})
 
     def pack_into_values(self, buf: bytearray | memoryview, offset: int, *values: int | bytes) -> None:
         """Encode positional values (declaration order, padding zeroed) into ``buf`` at ``offset``.
