@@ -254,13 +254,20 @@ def main(argv: Sequence[str] | None = None) -> Any:
     if cmd is info_command:
         args = args[1:]
     try:
-        return cmd.main(args=args, prog_name="heapdiff info" if cmd is info_command else "heapdiff",
-                        standalone_mode=True)
+        rv = cmd.main(args=args, prog_name="heapdiff info" if cmd is info_command else "heapdiff",
+                      standalone_mode=False)
+    except click.exceptions.Exit as e:  # --help
+        sys.exit(e.exit_code)
+    except click.ClickException as e:  # usage errors: exit 2 (click's own code for them)
+        e.show()
+        sys.exit(EXIT_USAGE if isinstance(e, click.UsageError) else e.exit_code)
     except Unreadable as e:
         _fail(str(e))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        # not click's "Aborted!" with exit 1: 1 means the growth threshold was exceeded
         click.echo("heapdiff: interrupted", err=True)
         sys.exit(130)
+    return rv
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -210,3 +210,16 @@ def test_kernel_frames_flag(capsys: pytest.CaptureFixture[str], cwd: pathlib.Pat
     b = _doc(capsys, str(AFTER), "--kernel-frames")
     assert b["filters"]["kernel_frames"] is True and a["filters"]["kernel_frames"] is False
     assert a["totals"] == b["totals"]
+
+
+def test_interrupt_exits_130_not_the_growth_code(capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import heapdiff.events.scan as scan_mod
+
+    def boom(*a: object, **k: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(scan_mod, "scan", boom)
+    code, _, err = run(capsys, "info", str(AFTER))
+    assert code == 130
+    assert err.strip() == "heapdiff: interrupted"

@@ -17,8 +17,9 @@ import numpy as np
 from heapdiff.errors import Anomalies, TraceError
 from heapdiff.etl import structs as S
 
-#: A buffer larger than this is not believed (Windows caps buffers at 1 MiB; layout 2.0 allows more, we allow 64 MiB).
-MAX_BUFFER_SIZE = 64 << 20
+#: A buffer larger than this is not believed: sessions ask for at most 16 MiB buffers (layout 2.0 is needed past 1
+#: MiB already), and a claimed size bounds what one buffer can make the reader allocate.
+MAX_BUFFER_SIZE = 16 << 20
 #: How far past a damaged buffer the reader looks for the next plausible buffer header.
 MAX_RESYNC_BYTES = 64 << 20
 
