@@ -15,7 +15,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -194,7 +194,7 @@ def main_command(traces: Sequence[str], html_path: str, json_path: str | None, p
             _fail(str(e))
     progress = [_Progress(os.path.basename(p), not quiet) for p in traces]
     try:
-        result = run_job(mapped, opts, progress=progress)
+        result = run_job(mapped, opts, progress=progress, reopen=map_trace)
     finally:
         for pr in progress:
             pr.done()
@@ -247,7 +247,7 @@ def _parse_pids(spec: str | None, n_traces: int) -> tuple[int, ...] | None:
     raise click.BadParameter(f"{spec!r} does not fit {n_traces} trace(s)", param_hint="--pid")
 
 
-def main(argv: Sequence[str] | None = None) -> Any:
+def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point: a first argument ``info`` is the subcommand; anything else (``./info`` too) is a trace."""
     args = list(sys.argv[1:] if argv is None else argv)
     cmd = info_command if args[:1] == ["info"] else main_command
@@ -267,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> Any:
         # not click's "Aborted!" with exit 1: 1 means the growth threshold was exceeded
         click.echo("heapdiff: interrupted", err=True)
         sys.exit(130)
-    return rv
+    sys.exit(rv if isinstance(rv, int) else EXIT_OK)  # like click's standalone mode: always a SystemExit
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,7 +8,6 @@ diffed, and rendered.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +24,7 @@ from heapdiff.diff import (
     group_blocks,
     sort_single,
 )
+from heapdiff.etl.reader import SequenceTable
 from heapdiff.etl.trace import TraceFile, iso_utc
 from heapdiff.events.images import ImageMap
 from heapdiff.events.kinds import HEAP_SOURCES
@@ -49,7 +49,6 @@ class TraceResult:
     role: str
     scan: TraceScan
     live: LiveColumns
-    live_all: LiveColumns
     anomalies: dict[str, int]
     images: ImageMap
     grouping: Grouping
@@ -98,30 +97,42 @@ def _select(s: TraceScan, live: LiveColumns, process: str | None, pid: int | Non
     return live.take(np.isin(live.pid, np.fromiter(chosen, np.int64, len(chosen)))), chosen, notes
 
 
-def run_job(traces: Sequence[TraceFile], opts: JobOptions,
-            progress: Sequence[Progress | None] | None = None) -> JobResult:
+def analyse_trace(tf: TraceFile, role: str, opts: JobOptions, pid: int | None,
+                  progress: Progress | None = None) -> TraceResult:
+    """Everything one trace contributes: read, reduce, filter, group. Picklable in and out (a worker process)."""
+    s, live_all, red_anoms = read_trace(tf, progress)
+    live, chosen, notes = _select(s, live_all, opts.process, pid)
+    images = ImageMap(s.images, s.pointer_size)
+    grouping = group_blocks(live, s.sequences, images, opts.kernel_frames)
+    anomalies = dict(s.anomalies.as_dict())
+    for k, v in red_anoms.items():
+        if v:
+            anomalies[k] = anomalies.get(k, 0) + int(v)
+    s.sequences = SequenceTable()  # the frames now live in the groups' strings; don't ship the table around
+    return TraceResult(role, s, live, anomalies, images, grouping, chosen, notes)
+
+
+def _analyse_path(reopen: Callable[[str], TraceFile], path: str, role: str, opts: JobOptions, pid: int | None,
+                  progress: Progress | None) -> TraceResult:
+    with reopen(path) as tf:
+        return analyse_trace(tf, role, opts, pid, progress)
+
+
+def run_job(traces: Sequence[TraceFile], opts: JobOptions, progress: Sequence[Progress | None] | None = None,
+            reopen: Callable[[str], TraceFile] | None = None) -> JobResult:
+    """The main job. With two traces and ``reopen`` (how a worker process opens a trace by its path), the
+    "before" trace is analysed in a second process while this one does "after": the two cores of a laptop."""
     from heapdiff.report.html import render_html
     from heapdiff.report.model import build_view, terminal_summary
 
-    prog = list(progress) if progress is not None else [None] * len(traces)
-    if len(traces) == 2:
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            futs = [pool.submit(read_trace, tf, prog[i]) for i, tf in enumerate(traces)]
-            reads = [f.result() for f in futs]
-    else:
-        reads = [read_trace(traces[0], prog[0])]
+    prog: list[Progress | None] = list(progress) if progress is not None else [None] * len(traces)
     roles = ["before", "after"] if len(traces) == 2 else ["trace"]
-    results: list[TraceResult] = []
-    for i, (s, live_all, red_anoms) in enumerate(reads):
-        pid = opts.pids[i] if opts.pids is not None else None
-        live, chosen, notes = _select(s, live_all, opts.process, pid)
-        images = ImageMap(s.images, s.pointer_size)
-        grouping = group_blocks(live, s.sequences, images, opts.kernel_frames)
-        anomalies = dict(s.anomalies.as_dict())
-        for k, v in red_anoms.items():
-            if v:
-                anomalies[k] = anomalies.get(k, 0) + int(v)
-        results.append(TraceResult(roles[i], s, live, live_all, anomalies, images, grouping, chosen, notes))
+    pids: list[int | None] = list(opts.pids) if opts.pids is not None else [None] * len(traces)
+    results: list[TraceResult]
+    if len(traces) == 2 and reopen is not None:
+        results = _run_two(traces, opts, prog, pids, reopen)
+    else:
+        results = [analyse_trace(tf, roles[i], opts, pids[i], prog[i]) for i, tf in enumerate(traces)]
     doc = build_document(results, opts)
     view = build_view(doc, top=opts.top, min_bytes=opts.min_bytes)
     html = render_html(view)
@@ -129,6 +140,25 @@ def run_job(traces: Sequence[TraceFile], opts: JobOptions,
     tot = doc["totals"]
     growth = int(tot["delta"]["bytes"]) if "delta" in tot else int(tot["bytes"])
     return JobResult(doc, html, summary, growth)
+
+
+def _run_two(traces: Sequence[TraceFile], opts: JobOptions, prog: list[Progress | None], pids: list[int | None],
+             reopen: Callable[[str], TraceFile]) -> list[TraceResult]:
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    try:
+        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+        pool = ProcessPoolExecutor(max_workers=1, mp_context=ctx)
+        fut = pool.submit(_analyse_path, reopen, traces[0].path, "before", opts, pids[0], prog[0])
+    except (OSError, ValueError, RuntimeError):  # no processes here: one after the other
+        return [analyse_trace(tf, r, opts, pids[i], prog[i]) for i, (tf, r) in enumerate(zip(traces,
+                                                                                         ("before", "after"),
+                                                                                         strict=True))]
+    with pool:
+        after = analyse_trace(traces[1], "after", opts, pids[1], prog[1])
+        before = fut.result()
+    return [before, after]
 
 
 # ------------------------------------------------------------------------------------------------------------
