@@ -48,6 +48,15 @@ def machine() -> dict[str, str]:
             versions[mod] = __import__(mod).__version__
         except ImportError:
             versions[mod] = "not installed"
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        rev = "?"
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -56,6 +65,7 @@ def machine() -> dict[str, str]:
         "memory": mem,
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
+        "heapdiff_revision": rev,
         **versions,
     }
 

@@ -108,9 +108,7 @@ class Run:
 def make_run(run: int) -> Run:
     rng = np.random.default_rng(1000 + run)
     pids = (int(4 * rng.integers(1000, 4000)), int(4 * rng.integers(4000, 8000)))
-    threads = tuple(
-        tuple(int(4 * x) for x in rng.choice(np.arange(2000, 9000), 6, replace=False)) for _ in range(2)
-    )
+    threads = tuple(tuple(int(4 * x) for x in rng.choice(np.arange(2000, 9000), 6, replace=False)) for _ in range(2))
     heaps = np.zeros((2, 2), np.uint64)
     for p in range(2):
         for h in range(2):
@@ -395,9 +393,7 @@ def write_trace(path: str, n: int, run: int, nolive: bool) -> dict[str, Any]:
     ts = t0 + 10
     paths = {p: [(MODULES[m][1].format(exe=EXES[p]), m) for m in range(len(MODULES))] for p in range(2)}
     for p in range(2):  # rundown at the start
-        w.process(
-            ts, 0, r.pids[p], 4, EXES[p], f'"C:\\Program Files\\Contoso\\{EXES[p]}" --bench', kind="dcstart"
-        )
+        w.process(ts, 0, r.pids[p], 4, EXES[p], f'"C:\\Program Files\\Contoso\\{EXES[p]}" --bench', kind="dcstart")
         ts += 1
         for fn, m in paths[p]:
             w.image(ts, 0, r.pids[p], int(r.bases[p, m]), MODULES[m][2], fn, kind="dcstart")
@@ -472,9 +468,7 @@ def write_trace(path: str, n: int, run: int, nolive: bool) -> dict[str, Any]:
         for fn, m in paths[p]:
             w.image(ts, 0, r.pids[p], int(r.bases[p, m]), MODULES[m][2], fn, kind="dcend")
             ts += 1
-        w.process(
-            ts, 0, r.pids[p], 4, EXES[p], f'"C:\\Program Files\\Contoso\\{EXES[p]}" --bench', kind="dcend"
-        )
+        w.process(ts, 0, r.pids[p], 4, EXES[p], f'"C:\\Program Files\\Contoso\\{EXES[p]}" --bench', kind="dcend")
         ts += 1
     w.close()
     t_end = time.perf_counter()
@@ -579,9 +573,7 @@ def ensure(
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="tiny,1M,10M,30M")
-    ap.add_argument(
-        "--cache", type=Path, default=None, help="default $HEAPDIFF_BENCH_CACHE or ~/.cache/heapdiff-bench"
-    )
+    ap.add_argument("--cache", type=Path, default=None, help="default $HEAPDIFF_BENCH_CACHE or ~/.cache/heapdiff-bench")
     ap.add_argument("--no-nolive", action="store_true", help="skip the no-live-blocks pairs")
     ap.add_argument("--jobs", type=int, default=2, help="processes writing the traces of a pair (default 2)")
     args = ap.parse_args()
@@ -594,8 +586,7 @@ def main() -> int:
                 f"{pair_name(size, nolive):12s} {'cached' if st['cached'] else 'written':7s} "
                 f"{st['generation_s']:8.1f} s  "
                 + "  ".join(
-                    f"{Path(b['path']).name} {b['bytes'] / 1e6:,.0f} MB live {b['live_blocks']:,}"
-                    for b in tr.values()
+                    f"{Path(b['path']).name} {b['bytes'] / 1e6:,.0f} MB live {b['live_blocks']:,}" for b in tr.values()
                 )
             )
     return 0

@@ -2,11 +2,12 @@
 
     python benchmarks/profile_job.py [--size 10M] [--cache DIR] [--rate 100]
 
-Uses py-spy (``pip install py-spy``: a benchmark-only tool, not a dependency of heapdiff) to sample the
-job ``heapdiff before.etl after.etl -o out.html --json out.json -q`` in its own process, every thread, idle
-threads left out. Time spent inside a numba kernel is charged to the Python line that called it (the
-kernels have no Python frames), so "self" time on such a line is the kernel's time. Without py-spy, cProfile
-is used instead (one thread only, the reading threads' kernels show as single calls).
+Uses py-spy (``pip install py-spy``: a benchmark-only tool, not a dependency of heapdiff) to sample the job
+``heapdiff before.etl after.etl -o out.html --json out.json -q`` in its own process, every thread of every
+process (``--subprocesses``: the job may fork a worker per trace), idle threads left out. Time spent inside a
+numba kernel is charged to the Python line that called it (the kernels have no Python frames), so "self" time
+on such a line is the kernel's time. Without py-spy, cProfile is used instead (one thread only, the reading
+threads' kernels show as single calls).
 
 A section ``## Reading`` at the end of an existing profile.md (hand-written notes) is kept.
 """
@@ -52,8 +53,8 @@ def pyspy(argv: list[str], rate: int, env: dict[str, str]) -> tuple[list[tuple[l
     with tempfile.TemporaryDirectory() as td:
         out = Path(td) / "raw.txt"
         t0 = time.perf_counter()
-        subprocess.run([exe, "record", "--format", "raw", "--threads", "-r", str(rate), "-o", str(out), "--",
-                        *argv], env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cmd = [exe, "record", "--format", "raw", "--threads", "--subprocesses", "-r", str(rate), "-o", str(out)]
+        subprocess.run([*cmd, "--", *argv], env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wall = time.perf_counter() - t0
         stacks = []
         for line in out.read_text().splitlines():
@@ -70,8 +71,11 @@ def tables(stacks: list[tuple[list[str], int]], rate: int, wall: float) -> list[
     self_fn: collections.Counter[str] = collections.Counter()
     incl: collections.Counter[str] = collections.Counter()
     for frames, n in stacks:
-        thread = frames[0] if frames and frames[0].startswith(("thread", "process")) else "?"
-        body = frames[1:] if thread != "?" else frames
+        k = 0
+        while k < len(frames) and frames[k].startswith(("thread ", "process ")):
+            k += 1
+        thread = " / ".join(re.sub(r'^(process \d+):".*"$', r"\1", x) for x in frames[:k]) or "?"
+        body = frames[k:]
         per_thread[thread] += n
         if not body:
             continue
@@ -85,20 +89,36 @@ def tables(stacks: list[tuple[list[str], int]], rate: int, wall: float) -> list[
                 seen.add(f)
                 incl[f] += n
     s_per = 1.0 / rate
-    out = [f"{total:,} samples at {rate} Hz over {wall:.1f} s of wall time "
-           f"(each sample = {s_per * 1000:.0f} ms of one busy thread; idle threads are not sampled).", "",
-           "Busy time per thread:", "", "| thread | samples | seconds |", "|---|---|---|"]
+    out = [
+        f"{total:,} samples at {rate} Hz over {wall:.1f} s of wall time "
+        f"(each sample = {s_per * 1000:.0f} ms of one busy thread; idle threads are not sampled).",
+        "",
+        "Busy time per thread:",
+        "",
+        "| thread | samples | seconds |",
+        "|---|---|---|",
+    ]
     for t, n in per_thread.most_common():
         out.append(f"| {t} | {n:,} | {n * s_per:.1f} |")
-    out += ["", "### Top self costs (function and line; a numba kernel's time is on the line calling it)", "",
-            "| # | where | seconds | % of samples |", "|---|---|---|---|"]
+    out += [
+        "",
+        "### Top self costs (function and line; a numba kernel's time is on the line calling it)",
+        "",
+        "| # | where | seconds | % of samples |",
+        "|---|---|---|---|",
+    ]
     for i, (k, n) in enumerate(self_line.most_common(25), 1):
         out.append(f"| {i} | `{k}` | {n * s_per:.1f} | {100 * n / total:.1f} |")
     out += ["", "### Top self costs by function", "", "| # | function | seconds | % |", "|---|---|---|---|"]
     for i, (k, n) in enumerate(self_fn.most_common(15), 1):
         out.append(f"| {i} | `{k}` | {n * s_per:.1f} | {100 * n / total:.1f} |")
-    out += ["", "### Inclusive costs (heapdiff, json and jinja2 functions)", "",
-            "| # | function | seconds | % |", "|---|---|---|---|"]
+    out += [
+        "",
+        "### Inclusive costs (heapdiff, json and jinja2 functions)",
+        "",
+        "| # | function | seconds | % |",
+        "|---|---|---|---|",
+    ]
     for i, (k, n) in enumerate(incl.most_common(30), 1):
         out.append(f"| {i} | `{k}` | {n * s_per:.1f} | {100 * n / total:.1f} |")
     return out
@@ -116,22 +136,24 @@ def main() -> int:
     b, a = st["traces"]["0"]["path"], st["traces"]["1"]["path"]
     outdir = cache / "outputs"
     outdir.mkdir(parents=True, exist_ok=True)
-    argv = [*heapdiff_cmd(), b, a, "-o", str(outdir / "profile.html"),
-            "--json", str(outdir / "profile.json"), "-q"]
+    argv = [*heapdiff_cmd(), b, a, "-o", str(outdir / "profile.html"), "--json", str(outdir / "profile.json"), "-q"]
     env = bench_env(cache / "numba")
     m = machine()
-    head = ["# Profile of the main job", "",
-            f"`heapdiff {args.size}-before.etl {args.size}-after.etl -o out.html --json out.json -q` "
-            f"({os.path.getsize(b) / 1e9 + os.path.getsize(a) / 1e9:.2f} GB, "
-            f"{2 * gen.parse_size(args.size):,} heap events), written by "
-            f"`python benchmarks/profile_job.py --size {args.size}` on {m['date']}; "
-            f"{m['cpu']}, {m['cores']}, Python {m['python']}, numba {m['numba']}. "
-            "Warm JIT cache, warm page cache.",
-            ""]
+    head = [
+        "# Profile of the main job",
+        "",
+        f"`heapdiff {args.size}-before.etl {args.size}-after.etl -o out.html --json out.json -q` "
+        f"({os.path.getsize(b) / 1e9 + os.path.getsize(a) / 1e9:.2f} GB, "
+        f"{2 * gen.parse_size(args.size):,} heap events), written by "
+        f"`python benchmarks/profile_job.py --size {args.size}` on {m['date']}; "
+        f"{m['cpu']}, {m['cores']}, Python {m['python']}, numba {m['numba']}. "
+        "Warm JIT cache, warm page cache.",
+        "",
+    ]
     subprocess.run(argv, env=env, check=True)  # warm the page cache and the JIT cache
     if shutil.which("py-spy") or (Path(sys.executable).parent / "py-spy").exists():
         stacks, wall = pyspy(argv, args.rate, env)
-        body = ["Sampled with py-spy (all threads)." , "", *tables(stacks, args.rate, wall)]
+        body = ["Sampled with py-spy (all threads).", "", *tables(stacks, args.rate, wall)]
     else:
         import cProfile
         import io
@@ -142,12 +164,18 @@ def main() -> int:
         prof = cProfile.Profile()
         t0 = time.perf_counter()
         with contextlib.suppress(SystemExit):
-            prof.runcall(cli_main, argv[len(heapdiff_cmd()):])
+            prof.runcall(cli_main, argv[len(heapdiff_cmd()) :])
         wall = time.perf_counter() - t0
         s = io.StringIO()
         pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(25)
-        body = [f"cProfile (py-spy not installed), {wall:.1f} s; numba kernels show as single calls, "
-                "and only the main thread is seen.", "", "```", s.getvalue(), "```"]
+        body = [
+            f"cProfile (py-spy not installed), {wall:.1f} s; numba kernels show as single calls, "
+            "and only the main thread is seen.",
+            "",
+            "```",
+            s.getvalue(),
+            "```",
+        ]
     keep = ""
     if args.out.exists():
         old = args.out.read_text()

@@ -136,9 +136,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument(
-        "--json", type=Path, default=None, help="write the figures there (default <cache>/reader.json)"
-    )
+    ap.add_argument("--json", type=Path, default=None, help="write the figures there (default <cache>/reader.json)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--spawn-time", type=float, default=0.0, help=argparse.SUPPRESS)
     ap.add_argument("--no-warmup", action="store_true", help=argparse.SUPPRESS)

@@ -3,13 +3,13 @@
     python benchmarks/run.py [--sizes 1M,10M,30M] [--cache DIR] [--no-browser] [--no-startup] [--no-reader]
 
 For each pair (gen.py, cached): the main job ``heapdiff before.etl after.etl -o out.html --json out.json -q``
-as a child process (wall time, ``ru_maxrss`` of the child = the job's own peak RSS; the job reads the two
-traces on two threads of one process), the same job on the pair's no-live-blocks twin (the RSS baseline), the
-reader alone on the "before" trace (reader_bench's child), the machine's limit (read both files and touch
-every byte with numpy) and a peer (dissect.etl framing the first 200,000 records of each file). Then start-up
-on its own, and the navigation-to-load-event time of the largest pair's HTML in headless Chromium (DevTools
-protocol over a small websocket client of our own). Figures are merged into ``<cache>/results.json`` (so sizes
-can be run one at a time) and RESULTS.md is written from all of them."""
+as a child process (wall time; summed peak RSS = ``VmHWM`` of each of its processes, polled, added up, since
+the job may fork a worker per trace; ``ru_maxrss`` of the largest), the same job on the pair's no-live-blocks
+twin (the RSS baseline), the reader alone on the "before" trace (reader_bench's child), the machine's limit
+(read both files and touch every byte with numpy) and a peer (dissect.etl framing the first 200,000 records of
+each file). Then start-up on its own, and the navigation-to-load-event time of the largest pair's HTML in
+headless Chromium (DevTools protocol over a small websocket client of our own). Figures are merged into
+``<cache>/results.json`` (so sizes can be run one at a time) and RESULTS.md is written from all of them."""
 
 from __future__ import annotations
 
@@ -135,6 +135,7 @@ def run_job(
         "returncode": r.returncode,
         "wall_s": r.wall_s,
         "maxrss_mb": r.maxrss_mb,
+        "rss_mb": r.tree_hwm_mb,
         "tree_hwm_mb": r.tree_hwm_mb,
         "anon_peak_mb": r.anon_peak_mb,
         "processes": r.processes,
@@ -193,17 +194,12 @@ def measure_pair(size: str, cache: Path, outdir: Path, numba_cache: Path, reader
     if reader:
         log(f"[{size}] reader alone on {Path(files[0]).name}")
         try:
-            res["reader"] = reader_bench.measure(
-                files[0], cache, repeat=1, warmup=False, numba_cache=numba_cache
-            )
+            res["reader"] = reader_bench.measure(files[0], cache, repeat=1, warmup=False, numba_cache=numba_cache)
         except RuntimeError as e:
             res["reader"] = {"error": str(e)[-500:]}
     log(f"[{size}] main job")
     res["job"] = run_job(files[0], files[1], outdir, size, numba_cache)
-    log(
-        f"[{size}] main job: {res['job'].get('wall_s', 0):.1f} s, "
-        f"peak RSS {res['job'].get('maxrss_mb', 0):.0f} MB"
-    )
+    log(f"[{size}] main job: {res['job'].get('wall_s', 0):.1f} s, summed peak RSS {res['job'].get('rss_mb', 0):.0f} MB")
     log(f"[{size}] main job on the no-live-blocks pair")
     res["job_nolive"] = run_job(nfiles[0], nfiles[1], outdir, f"{size}-nolive", numba_cache)
     return res
@@ -217,19 +213,26 @@ def startup(cache: Path, numba_cache: Path, outdir: Path, repeat: int = 5) -> di
     tb, ta = st["traces"]["0"]["path"], st["traces"]["1"]["path"]
     env = bench_env(numba_cache)
 
-    def med(argv: list[str], e: dict[str, str]) -> float:
+    rss: dict[str, float] = {}
+
+    def med(argv: list[str], e: dict[str, str], key: str = "") -> float:
         times = []
         for _ in range(repeat):
             r = run_child(argv, env=e)
             if r.returncode != 0:
                 raise RuntimeError(f"{argv} failed: {r.stderr[-1000:]}")
             times.append(r.wall_s)
+            if key:
+                rss[key] = r.maxrss_mb
         return statistics.median(times)
 
     out: dict[str, Any] = {}
     out["python_bare_s"] = med([python(), "-c", "pass"], env)
     out["help_s"] = med([*heapdiff_cmd(), "--help"], env)
-    out["import_job_s"] = med([python(), "-c", "import heapdiff.job"], env)
+    out["import_job_s"] = med([python(), "-c", "import heapdiff.job"], env, "import_job")
+    out["import_job_maxrss_mb"] = rss["import_job"]
+    fixture_job = [*heapdiff_cmd(), "-q", "-o", "/dev/null", "--json", "/dev/null", str(FIXTURE)]
+    out["fixture_single_maxrss_mb"] = run_child(fixture_job, env=env).maxrss_mb
     with tempfile.TemporaryDirectory(prefix="heapdiff-cold-numba-") as cold:
         t = run_job(tb, ta, outdir, "tiny-cold", Path(cold))
         out["tiny_cold_s"] = t["wall_s"]
@@ -268,9 +271,7 @@ class _WS:
                 raise ConnectionError("websocket handshake: connection closed")
             head += chunk
         head, _, self.rest = head.partition(b"\r\n\r\n")
-        accept = base64.b64encode(
-            hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()
-        )
+        accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest())
         if b" 101 " not in head.split(b"\r\n", 1)[0] or accept not in head:
             raise ConnectionError(f"websocket handshake refused: {head[:200]!r}")
         self.next_id = 0
@@ -413,7 +414,8 @@ def browser_load(html: Path, repeat: int = 3) -> dict[str, Any]:
                 )
         finally:
             ws.close()
-        med = statistics.median(x["navigation_to_load_ms"] for x in loads)
+        loads.sort(key=lambda x: x["navigation_to_load_ms"])
+        med = loads[len(loads) // 2]["navigation_to_load_ms"]
         return {
             "method": "DevTools protocol: PerformanceNavigationTiming.loadEventEnd",
             "navigation_to_load_ms": med,
@@ -433,6 +435,11 @@ def browser_load(html: Path, repeat: int = 3) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------------------
 # RESULTS.md
 # ------------------------------------------------------------------------------------------------------------
+def rss(j: dict[str, Any]) -> float:
+    """Summed peak RSS of the job's processes (VmHWM of each, polled); ru_maxrss for older entries."""
+    return float(j.get("rss_mb", j.get("maxrss_mb", float("nan"))))
+
+
 def _pf(ok: bool | None, how: str = "") -> str:
     if ok is None:
         return "n/a"
@@ -442,9 +449,7 @@ def _pf(ok: bool | None, how: str = "") -> str:
 def render(allres: dict[str, Any]) -> str:
     m = allres.get("machine", {})
     pairs = allres.get("pairs", {})
-    order = [s for s in ("1M", "10M", "30M") if s in pairs] + [
-        s for s in pairs if s not in ("1M", "10M", "30M")
-    ]
+    order = [s for s in ("1M", "10M", "30M") if s in pairs] + [s for s in pairs if s not in ("1M", "10M", "30M")]
     L: list[str] = []
     L.append("# heapdiff benchmark results\n")
     L.append(
@@ -453,6 +458,10 @@ def render(allres: dict[str, Any]) -> str:
     )
     L.append(f"- date: {allres.get('date', m.get('date'))}")
     L.append(f"- machine: {m.get('cpu')}, {m.get('cores')}, {m.get('memory')} RAM, {m.get('os')}")
+    L.append(
+        f"- heapdiff revision measured: `{m.get('heapdiff_revision')}` (`-dirty`: the tree also held other "
+        "engineers' uncommitted work)"
+    )
     L.append(
         f"- Python {m.get('python')}, numpy {m.get('numpy')}, numba {m.get('numba')}, "
         f"click {m.get('click')}, jinja2 {m.get('jinja2')}"
@@ -464,8 +473,9 @@ def render(allres: dict[str, Any]) -> str:
 
     L.append("## Main job per pair\n")
     L.append(
-        "`heapdiff before.etl after.etl -o out.html --json out.json -q`, one child process, wall time "
-        "including start-up; heap events = heap events of both traces.\n"
+        "`heapdiff before.etl after.etl -o out.html --json out.json -q` run as a child command (the job "
+        "forks a worker process for one of the traces), wall time including start-up; heap events = heap "
+        "events of both traces; warm page cache and warm JIT cache.\n"
     )
     cols = [
         "pair",
@@ -475,11 +485,13 @@ def render(allres: dict[str, Any]) -> str:
         "wall s",
         "heap events/s",
         "MB/s",
-        "peak RSS MB",
-        "peak anon RSS MB",
-        "no-live peak RSS MB",
+        "summed peak RSS MB",
+        "largest process peak MB (processes)",
+        "peak anon RSS MB (summed)",
+        "no-live summed peak RSS MB",
         "live blocks",
         "RSS/live block B",
+        "anon RSS/live block B",
         "groups",
         "HTML KB",
         "JSON KB",
@@ -498,14 +510,12 @@ def render(allres: dict[str, Any]) -> str:
         j = r.get("job", {})
         jn = r.get("job_nolive", {})
         if "error" in j or "wall_s" not in j:
-            L.append(
-                f"| {s} | {r['bytes'] / 1e6:,.0f} | job failed: {j.get('error', '?')} |"
-                + " |" * (len(cols) - 3)
-            )
+            L.append(f"| {s} | {r['bytes'] / 1e6:,.0f} | job failed: {j.get('error', '?')} |" + " |" * (len(cols) - 3))
             continue
         mbps = r["bytes"] / j["wall_s"] / 1e6
         live = j.get("live_blocks", 0)
-        per_block = ((j["maxrss_mb"] - jn.get("maxrss_mb", 0)) * 1024 * 1024 / live) if live and jn else None
+        per_block = ((rss(j) - rss(jn)) * 1024 * 1024 / live) if live and jn else None
+        anon_block = ((j["anon_peak_mb"] - jn["anon_peak_mb"]) * 1024 * 1024 / live) if live and jn else None
         rd = r.get("reader", {})
         rd_mbps = rd.get("mb_per_s")
         dis = r.get("dissect", {}).get("records_per_s")
@@ -523,11 +533,13 @@ def render(allres: dict[str, Any]) -> str:
                     f"{j['wall_s']:.1f}",
                     fmt_rate(j["heap_events"] / j["wall_s"]),
                     f"{mbps:,.0f}",
-                    f"{j['maxrss_mb']:,.0f}",
+                    f"{rss(j):,.0f}",
+                    f"{j['maxrss_mb']:,.0f} ({j.get('processes', 1)})",
                     f"{j['anon_peak_mb']:,.0f}",
-                    f"{jn.get('maxrss_mb', float('nan')):,.0f}",
+                    f"{rss(jn):,.0f}" if jn else "n/a",
                     f"{live:,}",
                     f"{per_block:,.0f}" if per_block is not None else "n/a",
+                    f"{anon_block:,.0f}" if anon_block is not None else "n/a",
                     f"{j['groups']:,}",
                     f"{j['html_bytes'] / 1024:,.0f}",
                     f"{j['json_bytes'] / 1024:,.0f}",
@@ -552,14 +564,18 @@ def render(allres: dict[str, Any]) -> str:
         L.append(f"| `python -c pass` (interpreter alone) | {su['python_bare_s']:.3f} |")
         L.append(f"| `heapdiff --help` | {su['help_s']:.3f} |")
         L.append(f'| `python -c "import heapdiff.job"` | {su["import_job_s"]:.3f} |')
+        if "import_job_maxrss_mb" in su:
+            L.append(
+                f"| (peak RSS of `import heapdiff.job`: {su['import_job_maxrss_mb']:.0f} MB; of the job on "
+                f"one bundled fixture trace: {su['fixture_single_maxrss_mb']:.0f} MB) | |"
+            )
         L.append(
             f"| tiny pair (2 x {su.get('tiny_heap_events', 0) // 2:,} heap events), warm JIT cache "
             f"(interpreter + imports + JIT cache load + run) | {su['tiny_warm_s']:.3f} |"
         )
         L.append(f"| bundled fixture pair, warm JIT cache | {su['fixture_warm_s']:.3f} |")
         L.append(
-            f"| tiny pair, first run with an empty numba cache (compiles every kernel) | "
-            f"{su['tiny_cold_s']:.2f} |"
+            f"| tiny pair, first run with an empty numba cache (compiles every kernel) | {su['tiny_cold_s']:.2f} |"
         )
         L.append("")
 
@@ -593,12 +609,24 @@ def render(allres: dict[str, Any]) -> str:
             L.append(
                 f"{br.get('size', '')} pair's report ({br['bytes'] / 1024:,.0f} KB): navigation start to "
                 f"load event end **{br['navigation_to_load_ms']:.0f} ms** (median of {len(br['loads'])}; "
-                f"{br['method']}; DOMContentLoaded {br['loads'][0]['dom_content_loaded_ms']:.0f} ms, "
+                f"{br['method']}; DOMContentLoaded of that load "
+                f"{br['loads'][len(br['loads']) // 2]['dom_content_loaded_ms']:.0f} ms, "
                 f"{br['loads'][0]['table_rows']} table rows).\n"
             )
         else:
             L.append(f"{br.get('note')}\n")
 
+    if order:
+        L.append("## Trace generation (gen.py, cached; two processes, one per trace of a pair)\n")
+        L.append("| pair | seconds | its no-live twin, seconds | MB (both traces) |")
+        L.append("|---|---|---|---|")
+        for s in order:
+            r = pairs[s]
+            L.append(
+                f"| {s} | {r.get('generation_s', 0):.0f} | {r.get('generation_nolive_s', 0):.0f} | "
+                f"{r['bytes'] / 1e6:,.0f} |"
+            )
+        L.append("")
     L.append("## Targets (2 cores, 24 GB)\n")
     L.append("| target | measured | result |")
     L.append("|---|---|---|")
@@ -663,17 +691,17 @@ def targets(allres: dict[str, Any]) -> list[list[str]]:
             [
                 f"summed peak RSS ≤ 300 MB + 100 B/live block + stacks ({s}: {j['live_blocks']:,} blocks, "
                 f"~{stacks:,} stacks)",
-                f"{j['maxrss_mb']:,.0f} MB (anon {j['anon_peak_mb']:,.0f} MB) vs budget {budget:,.0f} MB",
-                _pf(j["maxrss_mb"] <= budget, f"{j['maxrss_mb'] / budget:.2f}x of the budget"),
+                f"{rss(j):,.0f} MB (anon {j['anon_peak_mb']:,.0f} MB) vs budget {budget:,.0f} MB",
+                _pf(rss(j) <= budget, f"{rss(j) / budget:.2f}x of the budget"),
             ]
         )
     j1, j30 = job("1M"), job("30M")
     if j1 and j30:
-        q = j30["maxrss_mb"] / j1["maxrss_mb"]
+        q = rss(j30) / rss(j1)
         rows.append(
             [
                 "30M pair's peak RSS within 1.5x the 1M pair's",
-                f"{j30['maxrss_mb']:,.0f} / {j1['maxrss_mb']:,.0f} MB = {q:.2f}x",
+                f"{rss(j30):,.0f} / {rss(j1):,.0f} MB = {q:.2f}x",
                 _pf(q <= 1.5),
             ]
         )
@@ -690,9 +718,7 @@ def targets(allres: dict[str, Any]) -> list[list[str]]:
     for s in ("1M", "10M", "30M"):
         j = job(s)
         if j:
-            rows.append(
-                [f"HTML < 5 MB ({s})", f"{j['html_bytes'] / 2**20:.2f} MB", _pf(j["html_bytes"] < 5 * 2**20)]
-            )
+            rows.append([f"HTML < 5 MB ({s})", f"{j['html_bytes'] / 2**20:.2f} MB", _pf(j["html_bytes"] < 5 * 2**20)])
     if j1 and j30:
         grow = j30["json_bytes"] / j1["json_bytes"]
         g = j30["groups"] / max(1, j1["groups"])
@@ -726,9 +752,7 @@ def log(msg: str) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1M,10M,30M")
-    ap.add_argument(
-        "--cache", type=Path, default=None, help="default $HEAPDIFF_BENCH_CACHE or ~/.cache/heapdiff-bench"
-    )
+    ap.add_argument("--cache", type=Path, default=None, help="default $HEAPDIFF_BENCH_CACHE or ~/.cache/heapdiff-bench")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "RESULTS.md")
     ap.add_argument("--no-browser", action="store_true")
     ap.add_argument("--no-startup", action="store_true")
@@ -743,9 +767,10 @@ def main() -> int:
     allres: dict[str, Any] = json.loads(store.read_text()) if store.exists() else {}
     allres.setdefault("pairs", {})
 
-    def save() -> None:
-        allres["machine"] = machine()
-        allres["date"] = allres["machine"]["date"]
+    def save(measured: bool = True) -> None:
+        if measured:  # --render-only keeps the date and machine of the measurements
+            allres["machine"] = machine()
+            allres["date"] = allres["machine"]["date"]
         store.write_text(json.dumps(allres, indent=1))
         keep = ""  # a hand-written "## Findings" section at the end of RESULTS.md is kept
         if args.out.exists():
@@ -755,7 +780,7 @@ def main() -> int:
         args.out.write_text(render(allres) + keep)
 
     if args.render_only:
-        save()
+        save(measured=False)
         print(args.out.read_text())
         return 0
     sizes = [s for s in args.sizes.split(",") if s]
