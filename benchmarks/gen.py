@@ -13,18 +13,19 @@ rundowns. Two processes, each with a main heap and a scratch heap, 8 CPUs, 64 Ki
 The number of blocks live at the end is bounded whatever N is: main-heap blocks live an exponential time
 chosen so that about ``W = min(50,000, 1.5 % of N)`` stay live (Little's law) and exactly W survive; 0.2 % of
 the frees are of blocks older than the trace; the allocations the mix has in excess of its frees go to the
-scratch heap, which is destroyed and re-created every 100,000 events; "after" leaks about twice as much as
-"before" at four stacks and newly at two more. A ``-nolive`` pair has the same events and working set but
-frees every block before the end (the scratch heap is destroyed last): the RSS baseline for peak RSS per live
-block.
+scratch heap, which is destroyed and re-created every 100,000 events; "after" leaks 2.5 times as many blocks
+as "before" (more at two of four stacks, and at two new ones): min(3,000, 0.15 % of N) leaked blocks before. A
+``-nolive`` pair has the same events and working set but frees every block before the end (the scratch heap is
+destroyed last): the RSS baseline for peak RSS per live block.
 
 The generator keeps its own bookkeeping of what is live at the end (stamp file ``<name>.json``), so that
 run.py can check heapdiff's totals against it.
 
 Speed: the event columns are built with vectorised numpy; the records are written by calling the writer's hot
-methods (about 400,000 records/s), and the two traces of a pair are written by two processes in parallel.
-Disk: about 165 bytes per heap event (a stack walk of 20 frames on average is 192 bytes): 1M pair 0.33 GB, 10M
-pair 3.3 GB, 30M pair 9.9 GB; with the -nolive pairs and the reader benchmark's 2M trace about 27 GB."""
+methods (about 400,000 records/s on an idle core), and the two traces of a pair are written by two processes
+in parallel. Disk: about 165 bytes per heap event (a stack walk of 20 frames on average is 192 bytes): 1M pair
+0.33 GB, 10M pair 3.3 GB, 30M pair 9.9 GB; with the -nolive pairs and the reader benchmark's 2M trace about 27
+GB."""
 
 from __future__ import annotations
 
