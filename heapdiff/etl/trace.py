@@ -282,46 +282,53 @@ def _plausible(hdr: dict[str, int | bytes], remaining: int, nominal: int) -> boo
 _BUFFER_DTYPE = S.BUFFER_HEADER.numpy_dtype()
 
 
-def _scan_uniform(data: np.ndarray, nominal: int, ncpu: int) -> list[BufferInfo] | None:
+def _scan_uniform(data: np.ndarray, nominal: int, ncpu: int, mm: mmap.mmap | None = None) -> list[BufferInfo] | None:
     """The common case at numpy speed: an uncompressed file of whole buffers that all have the session's size.
 
-    Reads every buffer header at once through a strided view; returns None unless every header is clean by the
+    Reads the buffer headers through strided views, a window at a time (touching a header maps its neighbours
+    too, so a window's pages are let go before the next one); returns None unless every header is clean by the
     same rules as the walk below (then the walk decides, buffer by buffer, and counts what does not fit).
     """
     n = int(data.shape[0])
     if nominal < S.BUFFER_HEADER_SIZE or nominal % 8 or n % nominal or n < nominal:
         return None
     count = n // nominal
-    h = np.ndarray(shape=(count,), dtype=_BUFFER_DTYPE, buffer=data, offset=0, strides=(nominal,))
-    size = h["BufferSize"].astype(np.int64)
-    saved = h["SavedOffset"].astype(np.int64)
-    field = h["Offset"].astype(np.int64)
-    flags = h["BufferFlag"].astype(np.int64)
-    # relogged header buffers move only Offset@0x30; old writers leave SavedOffset 0 there
-    filled = np.where((saved < field) | (saved == 0), field, saved)
-    cpu = h["ProcessorIndex"].astype(np.int64) & S.PROCESSOR_INDEX_MASK
-    ok = ((size == nominal) & ((flags & S.BUFFER_FLAG_COMPRESSED) == 0) & (filled >= S.BUFFER_HEADER_SIZE)
-          & (filled <= nominal) & ((saved == field) | (saved == 0) | (saved < field))
-          & ((flags & (S.BUFFER_FLAG_EVENTS_LOST | S.BUFFER_FLAG_BUFFER_LOST)) == 0) & (cpu < ncpu))
-    if not bool(np.all(ok)):
-        return None
-    seq = h["SequenceNumber"].tolist()
-    btype = h["BufferType"].tolist()
-    stamp = h["TimeStamp"].tolist()
-    return [BufferInfo(index=i, offset=i * nominal, size=nominal, filled=f_, cpu=c, seq=q, flags=fl, type=t,
-                       timestamp=ts, compressed=False)
-            for i, (f_, c, q, fl, t, ts) in enumerate(zip(filled.tolist(), cpu.tolist(), seq, flags.tolist(),
-                                                          btype, stamp, strict=True))]
+    per = max(1, RELEASE_EVERY // nominal)
+    out: list[BufferInfo] = []
+    for first in range(0, count, per):
+        k = min(per, count - first)
+        h = np.ndarray(shape=(k,), dtype=_BUFFER_DTYPE, buffer=data, offset=first * nominal, strides=(nominal,))
+        size = h["BufferSize"].astype(np.int64)
+        saved = h["SavedOffset"].astype(np.int64)
+        field = h["Offset"].astype(np.int64)
+        flags = h["BufferFlag"].astype(np.int64)
+        # relogged header buffers move only Offset@0x30; old writers leave SavedOffset 0 there
+        filled = np.where((saved < field) | (saved == 0), field, saved)
+        cpu = h["ProcessorIndex"].astype(np.int64) & S.PROCESSOR_INDEX_MASK
+        ok = ((size == nominal) & ((flags & S.BUFFER_FLAG_COMPRESSED) == 0) & (filled >= S.BUFFER_HEADER_SIZE)
+              & (filled <= nominal) & ((saved == field) | (saved == 0) | (saved < field))
+              & ((flags & (S.BUFFER_FLAG_EVENTS_LOST | S.BUFFER_FLAG_BUFFER_LOST)) == 0) & (cpu < ncpu))
+        if not bool(np.all(ok)):
+            _dontneed(mm, 0, n)
+            return None
+        seq = h["SequenceNumber"].tolist()
+        btype = h["BufferType"].tolist()
+        stamp = h["TimeStamp"].tolist()
+        out.extend(BufferInfo(index=first + i, offset=(first + i) * nominal, size=nominal, filled=f_, cpu=c, seq=q,
+                              flags=fl, type=t, timestamp=ts, compressed=False)
+                   for i, (f_, c, q, fl, t, ts) in enumerate(zip(filled.tolist(), cpu.tolist(), seq, flags.tolist(),
+                                                                 btype, stamp, strict=True)))
+        del h
+        _dontneed(mm, first * nominal, k * nominal)
+    return out
 
 
 def _scan_buffers(data: np.ndarray, header: LogfileHeader, anomalies: Anomalies,
                   mm: mmap.mmap | None = None) -> list[BufferInfo]:
     """Walk the file by each buffer's own BufferSize (notes 1.2), stepping over damage where a next start is found."""
-    n = int(data.shape[0])
     nominal = header.buffer_size if S.BUFFER_HEADER_SIZE < header.buffer_size <= MAX_BUFFER_SIZE else 0
-    fast = _scan_uniform(data, nominal, max(1, header.number_of_processors))
+    fast = _scan_uniform(data, nominal, max(1, header.number_of_processors), mm)
     if fast is not None:
-        _dontneed(mm, 0, n)
         return fast
     return _scan_buffers_walk(data, header, anomalies, mm)
 
