@@ -64,3 +64,18 @@ def test_uniform_scan_equals_the_walk_on_samples() -> None:
             used += 1
             assert fast == slow, f.name
     assert used >= 5  # the fast path is really taken on real files
+
+
+def test_vectorised_first_timestamps_equal_the_one_buffer_peek() -> None:
+    from heapdiff.etl.reader import Reader
+    from heapdiff.etl.trace import open_trace
+    from heapdiff.events.layout import KERNEL_GUIDS, layout
+
+    files = [_written()]
+    if SAMPLES.is_dir():
+        files += [np.fromfile(f, np.uint8) for f in sorted(SAMPLES.rglob("*.etl")) if f.stat().st_size]
+    for data in files:
+        tf = open_trace(data, "t")
+        r = Reader(tf, layout(), KERNEL_GUIDS)
+        plain = [b for b in tf.buffers if not b.compressed]
+        assert r._first_ts_plain(plain) == [r._first_ts(b) for b in plain]

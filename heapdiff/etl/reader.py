@@ -211,14 +211,38 @@ class Reader:
             return None
         return int.from_bytes(head[tpos:tpos + 8], "little", signed=True)
 
+    def _first_ts_plain(self, bufs: list[BufferInfo]) -> list[int | None]:
+        """:meth:`_first_ts` for uncompressed buffers, all at once (one peek a buffer, vectorised)."""
+        data = self.trace.data
+        h = S.BUFFER_HEADER_SIZE
+        off = np.asarray([b.offset for b in bufs], np.int64) + h
+        room = np.asarray([b.filled for b in bufs], np.int64) - h
+        idx = off[:, None] + np.arange(0x18)[None, :]
+        ok = (room >= 0x10) & (off + 0x18 <= data.shape[0])
+        head = np.zeros((len(bufs), 0x18), np.uint8)
+        head[ok] = data[idx[ok]]
+        m = head[:, :4].copy().view("<u4")[:, 0].astype(np.int64)
+        ht = (m >> 16) & 0xFF
+        perf = (ht == S.HT_PERFINFO32) | (ht == S.HT_PERFINFO64) | (((m >> 24) & 0xD0) == 0x90)
+        ts8 = head[:, 8:16].copy().view("<i8")[:, 0]
+        ts16 = head[:, 16:24].copy().view("<i8")[:, 0]
+        ts = np.where(perf, ts8, ts16)
+        fits = ok & (m != 0xFFFFFFFF) & (perf | (room >= 0x18))
+        return [int(t) if f else None for t, f in zip(ts.tolist(), fits.tolist(), strict=True)]
+
     def _order(self) -> list[tuple[int, BufferInfo]]:
         keyed: list[tuple[int, int, int, BufferInfo]] = []
-        for i, b in enumerate(self.trace.buffers):
-            if i % 512 == 511:
-                self.trace.release(0, b.offset)  # the peeks fault in neighbouring pages too
-            t = self._first_ts(b)
-            if t is not None:
-                keyed.append((t, b.cpu, b.seq, b))
+        bufs = self.trace.buffers
+        step = 2048
+        for start in range(0, len(bufs), step):
+            part = bufs[start:start + step]
+            plain = [b for b in part if not b.compressed]
+            firsts = dict(zip((b.index for b in plain), self._first_ts_plain(plain), strict=True)) if plain else {}
+            for b in part:
+                t = firsts[b.index] if not b.compressed else self._first_ts(b)
+                if t is not None:
+                    keyed.append((t, b.cpu, b.seq, b))
+            self.trace.release(part[0].offset, part[-1].offset + part[-1].size - part[0].offset)
         keyed.sort(key=lambda k: (k[0], k[1], k[2], k[3].index))
         self.trace.release(0, self.trace.size)
         return [(k[0], k[3]) for k in keyed]
