@@ -232,7 +232,7 @@ VERSION_PMC_MASK: Final = 0x0700
 #   0x08 u32 ThreadId   0x0C u32 ProcessId   0x10 i64 TimeStamp   0x18 GUID Guid (bytes_le)
 #   0x28 u32 KernelTime   0x2C u32 UserTime   [instance: 0x30 u32 InstanceId  0x34 u32 ParentInstanceId
 #   0x38 GUID ParentGuid]
-EVENT_TRACE_HEADER = Struct("EVENT_TRACE_HEADER", 0x30, [
+_EVENT_TRACE_FIELDS: Final[list[tuple[int, str, str]]] = [
     (0x00, "Size", "u16"),
     (0x02, "HeaderType", "u8"),
     (0x03, "MarkerFlags", "u8"),
@@ -245,20 +245,10 @@ EVENT_TRACE_HEADER = Struct("EVENT_TRACE_HEADER", 0x30, [
     (0x18, "Guid", "guid"),
     (0x28, "KernelTime", "u32"),
     (0x2C, "UserTime", "u32"),
-])
+]
+EVENT_TRACE_HEADER = Struct("EVENT_TRACE_HEADER", 0x30, _EVENT_TRACE_FIELDS)
 INSTANCE_HEADER = Struct("EVENT_INSTANCE_GUID_HEADER", 0x48, [
-    (0x00, "Size", "u16"),
-    (0x02, "HeaderType", "u8"),
-    (0x03, "MarkerFlags", "u8"),
-    (0x04, "Type", "u8"),
-    (0x05, "Level", "u8"),
-    (0x06, "Version", "u16"),
-    (0x08, "ThreadId", "u32"),
-    (0x0C, "ProcessId", "u32"),
-    (0x10, "TimeStamp", "i64"),
-    (0x18, "Guid", "guid"),
-    (0x28, "KernelTime", "u32"),
-    (0x2C, "UserTime", "u32"),
+    *_EVENT_TRACE_FIELDS,
     (0x30, "InstanceId", "u32"),
     (0x34, "ParentInstanceId", "u32"),
     (0x38, "ParentGuid", "guid"),
