@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -78,9 +79,33 @@ def _kind_tables() -> tuple[np.ndarray, np.ndarray]:
 
 
 _BY_PROV, _HEAP_OP_KIND = _kind_tables()
+_OTHER = _KIND["other"]
 _OP_BY_HOOK_LOW = np.zeros(256, np.uint8)
 for _h, _op in _HOOK_OP.items():
     _OP_BY_HOOK_LOW[_h & 0xFF] = _op
+
+
+@njit(inline="always")
+def _kind_of(p: Any, h: Any) -> int:
+    if p == K.GROUP_HEAP:
+        return int(_HEAP_OP_KIND[h & 0xFF])
+    if 0 <= p < GUID_PROVIDER_BASE:
+        return int(_BY_PROV[p])
+    return _OTHER
+
+
+@njit()
+def _count_kernel(prov: np.ndarray, hook: np.ndarray, status: np.ndarray, prov_counts: np.ndarray,
+                  kind_counts: np.ndarray) -> int:
+    """Records per provider and per event kind; returns how many payloads did not fit their layout."""
+    bad = 0
+    for i in range(prov.shape[0]):
+        p = np.int64(prov[i])
+        prov_counts[p + 1] += 1
+        kind_counts[_kind_of(p, np.int64(hook[i]))] += 1
+        if status[i] & ST_BAD_PAYLOAD:
+            bad += 1
+    return bad
 
 
 @dataclass
@@ -141,22 +166,17 @@ def scan(source: TraceFile | bytes | np.ndarray, heap_sink: HeapSink | None = No
         if not n:
             continue
         prov = batch.prov
-        # records per provider: message records at index 0, kernel groups at 1..256, GUIDs above
-        pc = np.bincount(prov.astype(np.int64) + 1)
-        if pc.shape[0] > prov_counts.shape[0]:
-            prov_counts = np.concatenate((prov_counts, np.zeros(pc.shape[0] - prov_counts.shape[0], np.int64)))
-        prov_counts[:pc.shape[0]] += pc
-        kinds = np.full(n, _KIND["other"], np.int8)
-        low = (prov >= 0) & (prov < GUID_PROVIDER_BASE)
-        kinds[low] = _BY_PROV[prov[low]]
-        heap = prov == K.GROUP_HEAP
-        kinds[heap] = _HEAP_OP_KIND[batch.hook[heap] & 0xFF]
-        kind_counts += np.bincount(kinds, minlength=len(KIND_NAMES)).astype(np.int64)
-        bad = np.flatnonzero(batch.status & ST_BAD_PAYLOAD)
-        for i in bad.tolist():
-            out.anomalies.add(f"bad_payload_size:{KIND_NAMES[int(kinds[i])]}")
-            out.first_anomaly_offset.setdefault(f"bad_payload_size:{KIND_NAMES[int(kinds[i])]}",
-                                                int(batch.pos[i]))
+        # records per provider (message records at index 0, kernel groups at 1..256, GUIDs above) and per kind,
+        # in one JIT pass
+        top = int(prov.max()) + 2
+        if top > prov_counts.shape[0]:
+            prov_counts = np.concatenate((prov_counts, np.zeros(top - prov_counts.shape[0], np.int64)))
+        nbad = _count_kernel(prov, batch.hook, batch.status, prov_counts, kind_counts)
+        if nbad:
+            for i in np.flatnonzero(batch.status & ST_BAD_PAYLOAD).tolist():
+                kind = KIND_NAMES[_kind_of(int(prov[i]), int(batch.hook[i]))]
+                out.anomalies.add(f"bad_payload_size:{kind}")
+                out.first_anomaly_offset.setdefault(f"bad_payload_size:{kind}", int(batch.pos[i]))
         if out.first_ts is None:
             out.first_ts = int(batch.ts[0])
         out.last_ts = int(batch.ts[-1])
