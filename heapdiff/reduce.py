@@ -128,7 +128,7 @@ Arr = npt.NDArray[Any]
 # ---------------------------------------------------------------------------------------------------- kernels
 
 
-@njit()
+@njit(inline="always")
 def _hash2(a: Any, b: Any) -> Any:
     """splitmix64 finaliser of two uint64 words (addresses are 16-aligned: their low bits alone cluster)."""
     h = (a * _K1) ^ b
@@ -137,12 +137,12 @@ def _hash2(a: Any, b: Any) -> Any:
     return h ^ (h >> _S31)
 
 
-@njit()
+@njit(inline="always")
 def _block_home(hrec: Any, addr: Any, mask: int) -> int:
     return int(np.int64(_hash2(np.uint64(hrec), addr) & np.uint64(mask)))
 
 
-@njit()
+@njit(inline="always")
 def _block_find(blocks: Arr, hrec: Any, addr: Any) -> int:
     """Slot of key (hrec, addr), live or stale, or the empty slot where it would go."""
     mask = blocks.shape[0] - 1
@@ -154,13 +154,13 @@ def _block_find(blocks: Arr, hrec: Any, addr: Any) -> int:
         s = (s + 1) & mask
 
 
-@njit()
+@njit(inline="always")
 def _block_live(blocks: Arr, s: int, hrec: Any, addr: Any, heaps: Arr) -> bool:
     return bool(blocks[s]["hrec"] == hrec and blocks[s]["addr"] == addr
                 and blocks[s]["hgen"] == heaps[hrec]["gen"])
 
 
-@njit()
+@njit(inline="always")
 def _block_delete(blocks: Arr, s: int, meta: Arr) -> None:
     """Backward-shift deletion: later entries of the probe run move up, so no tombstones are ever needed."""
     mask = blocks.shape[0] - 1
@@ -178,12 +178,12 @@ def _block_delete(blocks: Arr, s: int, meta: Arr) -> None:
     meta[M_BLOCKS] -= 1
 
 
-@njit()
+@njit(inline="always")
 def _pend_home(serial: Any, mask: int) -> int:
     return int(np.int64(_hash2(np.uint64(serial), _U1) & np.uint64(mask)))
 
 
-@njit()
+@njit(inline="always")
 def _pend_find(pend: Arr, serial: Any) -> int:
     mask = pend.shape[0] - 1
     s = _pend_home(serial, mask)
@@ -193,7 +193,7 @@ def _pend_find(pend: Arr, serial: Any) -> int:
         s = (s + 1) & mask
 
 
-@njit()
+@njit(inline="always")
 def _pend_delete(pend: Arr, s: int, meta: Arr) -> None:
     mask = pend.shape[0] - 1
     i = s
@@ -210,7 +210,7 @@ def _pend_delete(pend: Arr, s: int, meta: Arr) -> None:
     meta[M_PENDING] -= 1
 
 
-@njit()
+@njit(inline="always")
 def _pend_insert(pend: Arr, serial: Any, hrec: Any, addr: Any, meta: Arr) -> None:
     s = _pend_find(pend, serial)
     if pend[s]["hrec"] < 0:
@@ -220,7 +220,7 @@ def _pend_insert(pend: Arr, serial: Any, hrec: Any, addr: Any, meta: Arr) -> Non
     pend[s]["addr"] = addr
 
 
-@njit()
+@njit(inline="always")
 def _block_end(blocks: Arr, s: int, heaps: Arr, pend: Arr, meta: Arr, counts: Arr,
                count_no_stack: bool) -> None:
     """End the live block in slot ``s``: aggregates down, its pending stack entry gone, its slot freed."""
@@ -237,7 +237,7 @@ def _block_end(blocks: Arr, s: int, heaps: Arr, pend: Arr, meta: Arr, counts: Ar
     _block_delete(blocks, s, meta)
 
 
-@njit()
+@njit(inline="always")
 def _block_insert(blocks: Arr, s: int, heaps: Arr, pend: Arr, meta: Arr, hrec: Any, addr: Any, size: Any,
                   ts: Any, tid: Any, source: Any, serial: Any) -> None:
     """Make (hrec, addr) live in slot ``s`` and wait for its stack.
@@ -262,7 +262,7 @@ def _block_insert(blocks: Arr, s: int, heaps: Arr, pend: Arr, meta: Arr, hrec: A
     _pend_insert(pend, serial, hrec, addr, meta)
 
 
-@njit()
+@njit(inline="always")
 def _heap_clear(heaps: Arr, hrec: Any, counts: Arr) -> None:
     """End every block of a heap record at once: bump its generation (its blocks become stale)."""
     counts[K_EVENT_WITHOUT_STACK] += heaps[hrec]["nostack"]
@@ -272,7 +272,7 @@ def _heap_clear(heaps: Arr, hrec: Any, counts: Arr) -> None:
     heaps[hrec]["nostack"] = 0
 
 
-@njit()
+@njit(inline="always")
 def _pid_find(pidx: Arr, pids: Arr, pid: Any) -> int:
     """Slot in the pid index of ``pid`` (holds its record id) or the empty slot where it would go."""
     mask = pidx.shape[0] - 1
@@ -284,7 +284,7 @@ def _pid_find(pidx: Arr, pids: Arr, pid: Any) -> int:
         s = (s + 1) & mask
 
 
-@njit()
+@njit(inline="always")
 def _heap_find(hidx: Arr, heaps: Arr, pid: Any, heap: Any) -> int:
     mask = hidx.shape[0] - 1
     s = np.int64(_hash2(np.uint64(pid), heap) & np.uint64(mask))
@@ -295,7 +295,7 @@ def _heap_find(hidx: Arr, heaps: Arr, pid: Any, heap: Any) -> int:
         s = (s + 1) & mask
 
 
-@njit()
+@njit(inline="always")
 def _heap_get(hidx: Arr, heaps: Arr, pidx: Arr, pids: Arr, meta: Arr, pid: Any, heap: Any,
               create: bool) -> int:
     """Heap record of (pid, heap), created (with its pid record) if asked; -1 if absent and not created."""
@@ -327,7 +327,7 @@ def _heap_get(hidx: Arr, heaps: Arr, pidx: Arr, pids: Arr, meta: Arr, pid: Any, 
     return int(r)
 
 
-@njit()
+@njit(inline="always")
 def _thread_find(threads: Arr, pid: Any, tid: Any) -> int:
     mask = threads.shape[0] - 1
     s = np.int64(_hash2(np.uint64(pid), np.uint64(tid)) & np.uint64(mask))
@@ -337,7 +337,7 @@ def _thread_find(threads: Arr, pid: Any, tid: Any) -> int:
         s = (s + 1) & mask
 
 
-@njit()
+@njit(inline="always")
 def _attach(pend: Arr, blocks: Arr, heaps: Arr, meta: Arr, counts: Arr, serial: Any, stack: Any,
             quiet: bool) -> None:
     """Give the block made live by event ``serial`` its stack, if it is live and still waiting; else orphan.
