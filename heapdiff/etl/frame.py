@@ -404,57 +404,38 @@ def frame_kernel(data: np.ndarray, d32: np.ndarray, d64: np.ndarray, bstart: np.
 
 
 @njit()
-def gather_rows(idx: np.ndarray, na: int,
-                a_ts: np.ndarray, b_ts: np.ndarray, o_ts: np.ndarray,
-                a_cpu: np.ndarray, b_cpu: np.ndarray, o_cpu: np.ndarray,
-                a_tid: np.ndarray, b_tid: np.ndarray, o_tid: np.ndarray,
-                a_pid: np.ndarray, b_pid: np.ndarray, o_pid: np.ndarray,
-                a_hook: np.ndarray, b_hook: np.ndarray, o_hook: np.ndarray,
-                a_prov: np.ndarray, b_prov: np.ndarray, o_prov: np.ndarray,
-                a_ver: np.ndarray, b_ver: np.ndarray, o_ver: np.ndarray,
-                a_ptr: np.ndarray, b_ptr: np.ndarray, o_ptr: np.ndarray,
-                a_status: np.ndarray, b_status: np.ndarray, o_status: np.ndarray,
-                a_pos: np.ndarray, b_pos: np.ndarray, o_pos: np.ndarray,
-                a_tail: np.ndarray, b_tail: np.ndarray, o_tail: np.ndarray,
-                a_serial: np.ndarray, b_serial: np.ndarray, o_serial: np.ndarray,
-                a_f: np.ndarray, b_f: np.ndarray, o_f: np.ndarray) -> None:
-    """Row ``idx[i]`` of the concatenation of batch a (``na`` rows) and batch b into row i, every column at once.
+def gather2(a: np.ndarray, b: np.ndarray, idx: np.ndarray, out: np.ndarray) -> None:
+    """``out[i] = concat(a, b)[idx[i]]`` in one pass (the time merge's gather, one column at a time: a column's
+    reads follow a few per-CPU streams, which the prefetcher keeps up with; all columns at once do not)."""
+    na = a.shape[0]
+    for i in range(idx.shape[0]):
+        j = idx[i]
+        out[i] = a[j] if j < na else b[j - na]
 
-    The time merge's gather: one pass and one compiled function (a JIT-cache load costs ~40 ms at start-up,
-    so not one specialisation per column type)."""
+
+@njit()
+def gather2_rows(a: np.ndarray, b: np.ndarray, idx: np.ndarray, out: np.ndarray) -> None:
+    na = a.shape[0]
     for i in range(idx.shape[0]):
         j = idx[i]
         if j < na:
-            o_ts[i] = a_ts[j]
-            o_cpu[i] = a_cpu[j]
-            o_tid[i] = a_tid[j]
-            o_pid[i] = a_pid[j]
-            o_hook[i] = a_hook[j]
-            o_prov[i] = a_prov[j]
-            o_ver[i] = a_ver[j]
-            o_ptr[i] = a_ptr[j]
-            o_status[i] = a_status[j]
-            o_pos[i] = a_pos[j]
-            o_tail[i] = a_tail[j]
-            o_serial[i] = a_serial[j]
-            for k in range(NF):
-                o_f[i, k] = a_f[j, k]
+            for k in range(a.shape[1]):
+                out[i, k] = a[j, k]
         else:
-            j -= na
-            o_ts[i] = b_ts[j]
-            o_cpu[i] = b_cpu[j]
-            o_tid[i] = b_tid[j]
-            o_pid[i] = b_pid[j]
-            o_hook[i] = b_hook[j]
-            o_prov[i] = b_prov[j]
-            o_ver[i] = b_ver[j]
-            o_ptr[i] = b_ptr[j]
-            o_status[i] = b_status[j]
-            o_pos[i] = b_pos[j]
-            o_tail[i] = b_tail[j]
-            o_serial[i] = b_serial[j]
-            for k in range(NF):
-                o_f[i, k] = b_f[j, k]
+            for k in range(b.shape[1]):
+                out[i, k] = b[j - na, k]
+
+
+_UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def gather_column(a: np.ndarray, b: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """:func:`gather2` through unsigned views of the column's width: three compiled variants serve every
+    column type (each variant costs a JIT-cache load at start-up)."""
+    out = np.empty(idx.shape[0], a.dtype)
+    u = _UNSIGNED[a.dtype.itemsize]
+    gather2(a.view(u), b.view(u), idx, out.view(u))
+    return out
 
 
 def views(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -67,12 +67,9 @@ class RecordBatch:
     @staticmethod
     def take2(a: RecordBatch, b: RecordBatch, idx: np.ndarray) -> RecordBatch:
         """Rows ``idx`` of the concatenation of ``a`` and ``b``, without building the concatenation."""
-        n = idx.shape[0]
-        cols = {k: np.empty(n, a.cols[k].dtype) for k in BATCH_COLUMNS}
-        f = np.empty((n, F.NF), np.uint64)
-        c = [(a.cols[k], b.cols[k], cols[k]) for k in BATCH_COLUMNS]  # the kernel's argument order
-        F.gather_rows(idx, len(a), *c[0], *c[1], *c[2], *c[3], *c[4], *c[5], *c[6], *c[7], *c[8], *c[9], *c[10],
-                      *c[11], a.f, b.f, f)
+        cols = {k: F.gather_column(a.cols[k], b.cols[k], idx) for k in BATCH_COLUMNS}
+        f = np.empty((idx.shape[0], F.NF), np.uint64)
+        F.gather2_rows(a.f, b.f, idx, f)
         raw: dict[int, bytes] = {}
         if a.raw or b.raw:
             both = {**a.raw, **b.raw}
