@@ -223,3 +223,16 @@ def test_interrupt_exits_130_not_the_growth_code(capsys: pytest.CaptureFixture[s
     code, _, err = run(capsys, "info", str(AFTER))
     assert code == 130
     assert err.strip() == "heapdiff: interrupted"
+
+
+def test_the_pure_python_fallback_gives_the_same_report(tmp_path: pathlib.Path) -> None:
+    """Without numba (HEAPDIFF_NO_JIT=1 takes the same path as a failed import) the main job's JSON is identical."""
+    docs = []
+    for env_value in ("0", "1"):
+        out = tmp_path / f"r{env_value}.json"
+        p = subprocess.run([sys.executable, "-m", "heapdiff.cli", str(BEFORE), str(AFTER), "--json", str(out),
+                            "-o", str(tmp_path / "r.html"), "-q"], capture_output=True, text=True, timeout=600,
+                           env={**os.environ, "HEAPDIFF_NO_JIT": env_value})
+        assert p.returncode == 0, p.stderr
+        docs.append(json.loads(out.read_text(encoding="utf-8")))
+    assert docs[0] == docs[1] and docs[0]["groups"]
