@@ -239,8 +239,11 @@ def _block_end(blocks: Arr, s: int, heaps: Arr, pend: Arr, meta: Arr, counts: Ar
 
 @njit(inline="always")
 def _block_insert(blocks: Arr, s: int, heaps: Arr, pend: Arr, meta: Arr, hrec: Any, addr: Any, size: Any,
-                  ts: Any, tid: Any, source: Any, serial: Any) -> None:
-    """Make (hrec, addr) live in slot ``s`` and wait for its stack.
+                  ts: Any, tid: Any, source: Any, serial: Any, stack: Any) -> None:
+    """Make (hrec, addr) live in slot ``s`` with its stack, or waiting for it when ``stack`` < 0.
+
+    The events layer puts the stack on the Alloc/ReAlloc op itself when its walk came in the same batch (the
+    common case): no pending entry, no ATTACH op, a third fewer ops for this kernel.
 
     ``s`` is what :func:`_block_find` gave once any live block there was ended (the caller's find is reused
     when nothing was ended: one probe per Alloc, not two).
@@ -255,11 +258,14 @@ def _block_insert(blocks: Arr, s: int, heaps: Arr, pend: Arr, meta: Arr, hrec: A
     blocks[s]["tid"] = tid
     blocks[s]["source"] = source
     blocks[s]["serial"] = serial
-    blocks[s]["stack"] = -1
     heaps[hrec]["blocks"] += 1
     heaps[hrec]["bytes"] += size
-    heaps[hrec]["nostack"] += 1
-    _pend_insert(pend, serial, hrec, addr, meta)
+    if stack >= 0:
+        blocks[s]["stack"] = stack
+    else:
+        blocks[s]["stack"] = -1
+        heaps[hrec]["nostack"] += 1
+        _pend_insert(pend, serial, hrec, addr, meta)
 
 
 @njit(inline="always")
@@ -453,7 +459,7 @@ def _reduce_kernel(op: Arr, ts: Arr, pid: Arr, tid: Arr, serial: Arr, heap: Arr,
                 counts[K_ALLOC_OVER_LIVE] += 1
                 _block_end(blocks, s, heaps, pend, meta, counts, True)
                 s = _block_find(blocks, hrec, a)
-            _block_insert(blocks, s, heaps, pend, meta, hrec, a, size[i], ts[i], t, source[i], serial[i])
+            _block_insert(blocks, s, heaps, pend, meta, hrec, a, size[i], ts[i], t, source[i], serial[i], stack[i])
             if threads[tslot]["prec"] < 0:
                 meta[M_THREADS] += 1
                 threads[tslot]["pid"] = p
@@ -486,7 +492,7 @@ def _reduce_kernel(op: Arr, ts: Arr, pid: Arr, tid: Arr, serial: Arr, heap: Arr,
                         counts[K_ALLOC_OVER_LIVE] += 1
                         _block_end(blocks, s, heaps, pend, meta, counts, True)
             _block_insert(blocks, _block_find(blocks, hrec, a), heaps, pend, meta, hrec, a, size[i], ts[i], t,
-                          source[i], serial[i])
+                          source[i], serial[i], stack[i])
             if form:
                 threads[tslot]["kind"] = T_PAIR
                 threads[tslot]["addr"] = old

@@ -880,3 +880,18 @@ def test_throughput() -> None:
     red.finish()
     assert red.anomalies == {"orphan_stack": 800_000}
     assert red._blocks.shape[0] <= 8 * window
+
+
+def test_a_stack_on_the_alloc_op_needs_no_attach() -> None:
+    """The events layer puts a same-batch stack on the Alloc/ReAlloc op: live with it at once, nothing pending."""
+    r = Reducer()
+    r.feed(OpBatch.from_columns(op=[OP_ALLOC, OP_REALLOC], ts=[1, 2], pid=[7, 7], tid=[1, 1], serial=[10, 11],
+                                heap=[0x10, 0x10], addr=[0x100, 0x200], size=[8, 16], old_addr=[0, 0x999],
+                                source=[3, 3], stack=[5, 6]))
+    r.feed(OpBatch.from_columns(op=[OP_ATTACH], serial=[10], stack=[9]))  # its walk already came: an orphan
+    r.finish()
+    snap = r.snapshot()
+    assert sorted(zip(snap.addr.tolist(), snap.stack.tolist(), strict=True)) == [(0x100, 5), (0x200, 6)]
+    assert r.anomalies.get("event_without_stack", 0) == 0
+    assert r.anomalies["orphan_stack"] == 1
+    assert r.anomalies["unmatched_realloc"] == 1

@@ -96,7 +96,8 @@ def _read(data: bytes) -> tuple[list[Given], list[tuple[int, int, int, str]], di
     res = scan(open_trace(np.frombuffer(data, np.uint8), "mem"), heap_sink=ops.append)
     b = OpBatch.concat(*ops)
     stacks: dict[int, tuple[int, ...]] = {}
-    for j in np.flatnonzero(b.op == OP_ATTACH).tolist():
+    # a stack comes on its Alloc/ReAlloc op when its walk was in the same batch, else in an ATTACH op
+    for j in np.flatnonzero((b.op == OP_ATTACH) | (b.stack >= 0)).tolist():
         stacks[int(b.serial[j])] = tuple(int(x) for x in res.sequences.get(int(b.stack[j])).tolist())
     got = []
     for j in np.flatnonzero(b.op != OP_ATTACH).tolist():

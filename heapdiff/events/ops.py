@@ -35,7 +35,8 @@ class OpBatch:
 
     ``serial`` is the unique id of the event record; for an ATTACH it is the serial of the event its ``stack``
     belongs to. ``addr`` is the Alloc/Free address and the ReAlloc's new address, ``size`` the Alloc size and
-    the ReAlloc's new size, ``old_addr`` the ReAlloc's old address; ``stack`` is read for ATTACH only.
+    the ReAlloc's new size, ``old_addr`` the ReAlloc's old address. ``stack`` is the ATTACH's stack id, and on an
+    Alloc/ReAlloc its stack when already known (its walk came in the same batch), else -1 (an ATTACH follows).
     """
 
     op: npt.NDArray[np.uint8]

@@ -80,6 +80,8 @@ def _kind_tables() -> tuple[np.ndarray, np.ndarray]:
 
 _BY_PROV, _HEAP_OP_KIND = _kind_tables()
 _OTHER = _KIND["other"]
+#: how many earlier ops of the batch a stack walk looks back over for its event (else an ATTACH op)
+_ATTACH_LOOKBACK = 64
 _OP_BY_HOOK_LOW = np.zeros(256, np.uint8)
 for _h, _op in _HOOK_OP.items():
     _OP_BY_HOOK_LOW[_h & 0xFF] = _op
@@ -289,7 +291,21 @@ def _ops_kernel(hook: np.ndarray, status: np.ndarray, f: np.ndarray, serial: np.
             o_old[n] = f[i, COL_RA_OLD_ADDR]
             o_src[n] = f[i, COL_RA_SOURCE] & np.uint64(0xFF)
         elif op == OP_ATTACH:
-            o_serial[n] = targets[i]
+            # the walk usually follows its event within a few records: put the stack on that Alloc/ReAlloc
+            # op instead of a separate ATTACH (saves the reducer a pending entry and a lookup per event)
+            tgt = targets[i]
+            found = False
+            j = n - 1
+            while j >= 0 and j >= n - _ATTACH_LOOKBACK:
+                if o_serial[j] == tgt and (o_op[j] == OP_ALLOC or o_op[j] == OP_REALLOC):
+                    if o_stack[j] < 0:
+                        o_stack[j] = tail[i]
+                        found = True
+                    break
+                j -= 1
+            if found:
+                continue
+            o_serial[n] = tgt
             o_stack[n] = tail[i]
             o_heap[n] = 0
         elif op == OP_PROCESS_END:
