@@ -73,3 +73,14 @@ def test_group_module_skips_the_allocator() -> None:
     assert group_module(("ntdll.dll+0x1", "0x1234", "app.exe+0x3")) == "(unknown)"
     assert group_module(("ntdll.dll+0x1",)) == "(allocator only)"
     assert group_module(()) == "(no stack)"
+
+
+def test_utf16z_terminator_is_a_whole_character() -> None:
+    from heapdiff.events.decode import _utf16z
+
+    # "\u0100" is 00 01 in UTF-16-LE: with "A\0" before it the bytes hold 00 00 across two characters
+    raw = "A".encode("utf-16-le") + "\u0100B".encode("utf-16-le") + b"\x00\x00" + b"zz"
+    assert _utf16z(raw, 0) == ("A\u0100B", len(raw) - 2)
+    assert _utf16z("abc".encode("utf-16-le"), 0) == ("abc", 6)          # unterminated: runs to the end
+    assert _utf16z(b"\x00\x00x", 0) == ("", 2)
+    assert _utf16z("ab".encode("utf-16-le") + b"\x00", 0) == ("ab", 5)  # odd tail byte is not a character

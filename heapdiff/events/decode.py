@@ -65,11 +65,12 @@ PROCESS_KINDS = {K.HOOK_PROCESS_START: "start", K.HOOK_PROCESS_END: "end", K.HOO
 
 def _utf16z(raw: bytes, pos: int) -> tuple[str, int]:
     """UTF-16Z at ``pos`` -> (text, position after the terminator); an unterminated string runs to the end."""
-    end = pos
-    n = len(raw) - 1
-    while end < n and (raw[end] or raw[end + 1]):
-        end += 2
-    text = raw[pos:min(end, len(raw))].decode("utf-16-le", errors="replace")
+    end = raw.find(b"\x00\x00", pos)
+    while end >= 0 and (end - pos) % 2:  # a NUL pair straddling two characters is not the terminator
+        end = raw.find(b"\x00\x00", end + 1)
+    if end < 0:
+        end = len(raw) - (len(raw) - pos) % 2
+    text = raw[pos:end].decode("utf-16-le", errors="replace")
     return text, min(end + 2, len(raw))
 
 
@@ -122,6 +123,19 @@ def decode_process(raw: bytes, hook: int, version: int, ptr: int, ts: int) -> Pr
     return ProcessEvent(ts=ts, kind=PROCESS_KINDS.get(hook, "start"), pid=int(v["ProcessId"]),
                         parent_pid=int(v["ParentId"]), image_name=image, command_line=cmd,
                         exit_status=int(v["ExitStatus"]), session_id=int(v["SessionId"]))
+
+
+def image_id_fits(raw: bytes, opcode: int, ptr: int) -> bool:
+    """Whether an ImageID / DbgID_RSDS payload is long enough for its layout (other opcodes are not kept)."""
+    if opcode == 0:
+        if len(raw) < S.IMAGE_ID[ptr].size:
+            raise PayloadError("ImageID payload too short")
+        return True
+    if opcode == 0x24:
+        if len(raw) < S.DBGID_RSDS[ptr].size:
+            raise PayloadError("DbgID_RSDS payload too short")
+        return True
+    return False
 
 
 def decode_image_id(raw: bytes, opcode: int, ptr: int, ts: int) -> ImageIdEvent | None:

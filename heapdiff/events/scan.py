@@ -15,7 +15,7 @@ import numpy as np
 
 from heapdiff._jit import njit
 from heapdiff.errors import Anomalies
-from heapdiff.etl.frame import ST_BAD_PAYLOAD
+from heapdiff.etl.frame import ST_BAD_PAYLOAD, ST_KEEP_RAW
 from heapdiff.etl.reader import CHUNK_BYTES, GUID_PROVIDER_BASE, Reader, RecordBatch, SequenceTable
 from heapdiff.etl.trace import LogfileHeader, TraceFile, open_trace
 from heapdiff.events import kinds as K
@@ -27,6 +27,7 @@ from heapdiff.events.decode import (
     decode_image,
     decode_image_id,
     decode_process,
+    image_id_fits,
 )
 from heapdiff.events.layout import (
     COL_ALLOC_ADDR,
@@ -128,15 +129,24 @@ class TraceScan:
     first_anomaly_offset: dict[str, int] = field(default_factory=dict)
     images: list[ImageEvent] = field(default_factory=list)
     processes: list[ProcessEvent] = field(default_factory=list)
-    image_ids: list[ImageIdEvent] = field(default_factory=list)
+    image_id_raw: list[tuple[int, int, int, bytes]] = field(default_factory=list)  # (ts, opcode, ptr, payload)
     sequences: SequenceTable = field(default_factory=SequenceTable)
     first_ts: int | None = None
     last_ts: int | None = None
     ext_stacks: int = 0
+    _image_ids: list[ImageIdEvent] | None = None
 
     @property
     def pointer_size(self) -> int:
         return self.header.pointer_size
+
+    @property
+    def image_ids(self) -> list[ImageIdEvent]:
+        """ImageID and DbgID_RSDS events (notes 6.3), decoded on first use; their sizes were checked when read."""
+        if self._image_ids is None:
+            self._image_ids = [e for e in (decode_image_id(raw, op, ptr, ts) for ts, op, ptr, raw in self.image_id_raw)
+                               if e is not None]
+        return self._image_ids
 
 
 def _provider_key(p: int, guids: list[str]) -> str:
@@ -218,14 +228,15 @@ def scan(source: TraceFile | bytes | np.ndarray, heap_sink: HeapSink | None = No
 def _decode_rare(batch: RecordBatch, out: TraceScan) -> dict[int, int]:
     """Decode kept payloads; returns {row index: pid} for process ends (they end blocks in the reducer)."""
     ends: dict[int, int] = {}
-    ser_to_row = {int(s): i for i, s in enumerate(batch.serial.tolist())} if batch.raw else {}
-    # in row order, which is time order (serials are framing order: by CPU buffer, not by time)
-    for i, ser in sorted((ser_to_row[s], s) for s in batch.raw if s in ser_to_row):
-        raw = batch.raw[ser]
-        hook = int(batch.hook[i])
-        ver = int(batch.ver[i])
-        ptr = int(batch.ptr[i])
-        ts = int(batch.ts[i])
+    serials = batch.serial
+    keep = np.flatnonzero(batch.status & ST_KEEP_RAW)  # row order is time order (serials are framing order)
+    hooks, vers, ptrs, tss = (batch.hook[keep].tolist(), batch.ver[keep].tolist(), batch.ptr[keep].tolist(),
+                              batch.ts[keep].tolist())
+    for k, i in enumerate(keep.tolist()):
+        raw = batch.raw.get(int(serials[i]))
+        if raw is None:
+            continue
+        hook, ver, ptr, ts = hooks[k], vers[k], ptrs[k], tss[k]
         try:
             if hook in IMAGE_HOOKS:
                 out.images.append(decode_image(raw, hook, ver, ptr, ts))
@@ -234,10 +245,10 @@ def _decode_rare(batch: RecordBatch, out: TraceScan) -> dict[int, int]:
                 out.processes.append(pe)
                 if hook == K.HOOK_PROCESS_END:
                     ends[i] = pe.pid
-            elif hook >> 8 == GROUP_IMAGE_ID:
-                ie = decode_image_id(raw, hook & 0xFF, ptr, ts)
-                if ie is not None:
-                    out.image_ids.append(ie)
+            # image identities are kept for symbol look-up later and decoded when asked for (TraceScan.image_ids):
+            # a merged trace has a pair per image, and decoding them all was most of reading such a trace
+            elif hook >> 8 == GROUP_IMAGE_ID and image_id_fits(raw, hook & 0xFF, ptr):
+                out.image_id_raw.append((ts, hook & 0xFF, ptr, raw))
         except PayloadError:
             kind = "image" if hook in IMAGE_HOOKS else "process" if hook in PROCESS_HOOKS else "image_id"
             out.anomalies.add(f"bad_payload:{kind}")
