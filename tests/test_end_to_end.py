@@ -164,3 +164,30 @@ def test_process_end_ends_its_blocks(tmp_path: pathlib.Path, capsys: pytest.Capt
     assert _groups(doc) == sc.expected_groups() == {("ntdll.dll+0x3a2f0", "ucrtbase.dll+0x1b4c0",
                                                      "app.exe+0x4a10", "app.exe+0x1010"): (10, 500)}
     assert doc["traces"][0]["anomalies"]["freed_by_process_end"] == 10
+
+
+def test_stack_caching_kernel_and_user_keys(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With stack caching an Alloc gets a kernel key reference and a user one (notes 5.3), whose definitions come
+    later in either order: the group must carry the user frames, not an empty kernel-only signature."""
+    w = TraceWriter(str(tmp_path / "t.etl"), pointer_size=8, cpus=2, buffer_size=0x2000)
+    p = _process(1000, 0, 8)
+    sc = Scenario(w)
+    sc.start_process(p)
+    app = p.modules["app.exe"].base
+    kernel = [0xFFFFF80012340000 + 0x10, 0xFFFFF80012340000 + 0x20]
+    user_frames = [app + 0x1F30, app + 0x1010]
+    t = sc.ts
+    for i in range(6):
+        t += 100
+        w.heap_alloc(t, 0, p.pid, p.threads[0], p.heaps[0], 64, 0x500000 + 0x100 * i)
+        w.stack_key_ref(t + 1, 0, t, p.pid, p.threads[0], 0xAA00, user=False)   # kernel part
+        w.stack_key_ref(t + 2, 0, t, p.pid, p.threads[0], 0xBB00, user=True)    # user part
+    # the definitions come at the end of the trace (rundown), the kernel key first: it resolves first
+    w.stack_key_create(t + 10, 0, 0xAA00, kernel, hook=0x1824)
+    w.stack_key_create(t + 11, 0, 0xBB00, user_frames, hook=0x1824)
+    w.close()
+    doc = _job(capsys, str(tmp_path / "t.etl"))
+    assert _groups(doc) == {("app.exe+0x1f30", "app.exe+0x1010"): (6, 6 * 64)}
+    (t0,) = doc["traces"]
+    assert t0["stack_refs"] == t0["stacks_matched"] == 12
+    assert "orphan_stack" not in t0["anomalies"] and "event_without_stack" not in t0["anomalies"]

@@ -169,7 +169,7 @@ def scan(source: TraceFile | bytes | np.ndarray, heap_sink: HeapSink | None = No
     out = TraceScan(path=trace.path, header=trace.header, buffers=len(trace.buffers),
                     compressed_buffers=trace.compressed_buffers, size=trace.size, sequences=reader.sequences,
                     anomalies=reader.anomalies)
-    matcher = StackMatcher()
+    matcher = StackMatcher(attach_kernel_keys=heap_sink is None)
     prov_counts = np.zeros(GUID_PROVIDER_BASE + 2, np.int64)
     kind_counts = np.zeros(len(KIND_NAMES), np.int64)
     done = 0

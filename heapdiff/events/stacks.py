@@ -86,7 +86,11 @@ class StackMatcher:
     matched: int = 0
     key_refs_unresolved: int = 0
     key_defs: dict[int, int] = field(default_factory=dict)          # key -> sequence id of the latest KeyCreate
-    key_pending: dict[int, list[int]] = field(default_factory=dict)  # key -> target serials waiting
+    key_pending: dict[int, list[int]] = field(default_factory=dict)  # key -> target serials waiting (-1 - t: kernel)
+    #: With stack caching an event has a kernel key reference and a user one, resolved in either order; only one
+    #: stack rides on a block, and the kernel part would leave it without a signature (kernel frames are not
+    #: part of it). The main job therefore takes the user part (False); counting and tests see both (True).
+    attach_kernel_keys: bool = True
 
     def match(self, hook: np.ndarray, ts: np.ndarray, tid: np.ndarray, cpu: np.ndarray, serial: np.ndarray,
               f: np.ndarray, status: np.ndarray, tail: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int]]]:
@@ -114,7 +118,7 @@ class StackMatcher:
                                                  strict=True):
             if h == K.HOOK_STACK_KEY_KERNEL or h == K.HOOK_STACK_KEY_USER:
                 if tgt >= 0:
-                    pending.setdefault(key_ref, []).append(tgt)
+                    pending.setdefault(key_ref, []).append(tgt if h == K.HOOK_STACK_KEY_USER else -1 - tgt)
             elif h == K.HOOK_STACK_KEY_CREATE:
                 waiting = pending.pop(key_def, None)
                 if waiting:
@@ -122,14 +126,18 @@ class StackMatcher:
                     if old is None:
                         self.key_refs_unresolved += len(waiting)
                     else:
-                        out.extend((t, old) for t in waiting)
+                        out.extend(self._settle(waiting, old))
                 defs[key_def] = sid
             else:  # KeyDelete / KeyRundown: the definition that the references before it used
                 waiting = pending.pop(key_def, None)
                 if waiting:
-                    out.extend((t, sid) for t in waiting)
-        self.matched += len(out)
+                    out.extend(self._settle(waiting, sid))
         return out
+
+    def _settle(self, waiting: list[int], sid: int) -> list[tuple[int, int]]:
+        """Count the references as matched; hand over (target, sequence) pairs, kernel ones only if asked."""
+        self.matched += len(waiting)
+        return [(t if t >= 0 else -1 - t, sid) for t in waiting if t >= 0 or self.attach_kernel_keys]
 
     def finish(self) -> list[tuple[int, int]]:
         """Settle the references still waiting: the latest KeyCreate before them, else unresolved."""
@@ -139,7 +147,6 @@ class StackMatcher:
             if sid is None:
                 self.key_refs_unresolved += len(waiting)
             else:
-                out.extend((t, sid) for t in waiting)
+                out.extend(self._settle(waiting, sid))
         self.key_pending.clear()
-        self.matched += len(out)
         return out
