@@ -191,3 +191,28 @@ def test_stack_caching_kernel_and_user_keys(tmp_path: pathlib.Path, capsys: pyte
     (t0,) = doc["traces"]
     assert t0["stack_refs"] == t0["stacks_matched"] == 12
     assert "orphan_stack" not in t0["anomalies"] and "event_without_stack" not in t0["anomalies"]
+
+
+@pytest.mark.parametrize("kernel_first", [True, False])
+def test_split_stack_walk_fragments(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str],
+                                    kernel_first: bool) -> None:
+    """A walk may come as a kernel-only fragment and a user fragment with the same EventTimeStamp (notes 5.2):
+    the group carries the user frames whichever comes first."""
+    w = TraceWriter(str(tmp_path / "t.etl"), pointer_size=8, cpus=2, buffer_size=0x2000)
+    p = _process(1000, 0, 8)
+    sc = Scenario(w)
+    sc.start_process(p)
+    app = p.modules["app.exe"].base
+    kernel = [0xFFFFF80012340010, 0xFFFFF80012340020]
+    user_frames = [app + 0x4A10, app + 0x1010]
+    t = sc.ts
+    for i in range(5):
+        t += 100
+        w.heap_alloc(t, 0, p.pid, p.threads[0], p.heaps[0], 32, 0x600000 + 0x100 * i)
+        first, second = (kernel, user_frames) if kernel_first else (user_frames, kernel)
+        w.stack(t + 1, 0, t, p.pid, p.threads[0], first)
+        w.stack(t + 2, 0, t, p.pid, p.threads[0], second)
+    w.close()
+    doc = _job(capsys, str(tmp_path / "t.etl"))
+    assert _groups(doc) == {("app.exe+0x4a10", "app.exe+0x1010"): (5, 5 * 32)}
+    assert "orphan_stack" not in doc["traces"][0]["anomalies"]

@@ -170,6 +170,7 @@ def scan(source: TraceFile | bytes | np.ndarray, heap_sink: HeapSink | None = No
                     compressed_buffers=trace.compressed_buffers, size=trace.size, sequences=reader.sequences,
                     anomalies=reader.anomalies)
     matcher = StackMatcher(attach_kernel_keys=heap_sink is None)
+    kfloor = np.uint64(0xFFFF800000000000 if trace.header.pointer_size == 8 else 0x80000000)
     prov_counts = np.zeros(GUID_PROVIDER_BASE + 2, np.int64)
     kind_counts = np.zeros(len(KIND_NAMES), np.int64)
     done = 0
@@ -199,7 +200,7 @@ def scan(source: TraceFile | bytes | np.ndarray, heap_sink: HeapSink | None = No
         targets, resolved = matcher.match(batch.hook, batch.ts, batch.tid, batch.cpu, batch.serial, batch.f,
                                           batch.status, batch.tail)
         if heap_sink is not None:
-            ops = _heap_ops(batch, targets, resolved, pend)
+            ops = _heap_ops(batch, targets, resolved, pend, _kernel_only(reader.sequences, kfloor))
             if ops is not None:
                 heap_sink(ops)
         done += n
@@ -258,7 +259,8 @@ def _decode_rare(batch: RecordBatch, out: TraceScan) -> dict[int, int]:
 
 @njit()
 def _ops_kernel(hook: np.ndarray, status: np.ndarray, f: np.ndarray, serial: np.ndarray, tail: np.ndarray,
-                targets: np.ndarray, pid: np.ndarray, tid: np.ndarray, ts: np.ndarray, pe_rows: np.ndarray,
+                kernel_only: np.ndarray, targets: np.ndarray, pid: np.ndarray, tid: np.ndarray, ts: np.ndarray,
+                pe_rows: np.ndarray,
                 pe_pids: np.ndarray, o_op: np.ndarray, o_ts: np.ndarray, o_pid: np.ndarray, o_tid: np.ndarray,
                 o_serial: np.ndarray, o_heap: np.ndarray, o_addr: np.ndarray, o_size: np.ndarray,
                 o_old: np.ndarray, o_src: np.ndarray, o_stack: np.ndarray) -> int:
@@ -309,9 +311,13 @@ def _ops_kernel(hook: np.ndarray, status: np.ndarray, f: np.ndarray, serial: np.
             j = n - 1
             while j >= 0 and j >= n - _ATTACH_LOOKBACK:
                 if o_serial[j] == tgt and (o_op[j] == OP_ALLOC or o_op[j] == OP_REALLOC):
-                    if o_stack[j] < 0:
+                    # a walk may come as a kernel-only fragment and a user one (notes 5.2): the user part wins,
+                    # a kernel-only part leaves the block without a signature (kernel frames are not part of it)
+                    if o_stack[j] < 0 or (kernel_only[o_stack[j]] and not kernel_only[tail[i]]):
                         o_stack[j] = tail[i]
                         found = True
+                    elif kernel_only[tail[i]]:
+                        found = True  # a kernel fragment after the user part: nothing to add to the signature
                     break
                 j -= 1
             if found:
@@ -327,14 +333,24 @@ def _ops_kernel(hook: np.ndarray, status: np.ndarray, f: np.ndarray, serial: np.
     return n
 
 
+def _kernel_only(seq: SequenceTable, floor: np.uint64) -> np.ndarray:
+    """Per sequence id: is it a kernel-only stack fragment (its outermost frame a kernel address, notes 5.2)?"""
+    n = len(seq)
+    length = seq.length[:n]
+    last = seq.pool[np.maximum(seq.start[:n] + length - 1, 0)]
+    flags: np.ndarray = (length > 0) & (last >= floor)
+    return flags
+
+
 def _heap_ops(batch: RecordBatch, targets: np.ndarray, resolved: list[tuple[int, int]],
-              process_ends: dict[int, int]) -> OpBatch | None:
+              process_ends: dict[int, int], kernel_only: np.ndarray) -> OpBatch | None:
     rows = sorted(process_ends)
     pe_rows = np.asarray(rows, np.int64)
     pe_pids = np.asarray([process_ends[r] for r in rows], np.int64)
     m = len(batch)
     cols = {name: np.empty(m, dt) for name, dt in OP_COLUMNS}
-    n = _ops_kernel(batch.hook, batch.status, batch.f, batch.serial, batch.tail, targets, batch.pid, batch.tid,
+    n = _ops_kernel(batch.hook, batch.status, batch.f, batch.serial, batch.tail, kernel_only, targets, batch.pid,
+                    batch.tid,
                     batch.ts, pe_rows, pe_pids, cols["op"], cols["ts"], cols["pid"], cols["tid"], cols["serial"],
                     cols["heap"], cols["addr"], cols["size"], cols["old_addr"], cols["source"], cols["stack"])
     if not n and not resolved:
