@@ -50,11 +50,15 @@ def machine() -> dict[str, str]:
             versions[mod] = "not installed"
     try:
         rev = subprocess.run(
-            ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
-            capture_output=True,
-            text=True,
-            timeout=10,
+            ["git", "-C", str(REPO), "describe", "--always"], capture_output=True, text=True, timeout=10,
         ).stdout.strip()
+        # dirty only if the code is: the run itself rewrites benchmarks/RESULTS.md while it goes
+        changed = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks"],
+            capture_output=True, text=True, timeout=10,
+        ).stdout.strip()
+        if changed:
+            rev += "-dirty"
     except (OSError, subprocess.SubprocessError):
         rev = "?"
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

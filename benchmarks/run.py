@@ -459,8 +459,8 @@ def render(allres: dict[str, Any]) -> str:
     L.append(f"- date: {allres.get('date', m.get('date'))}")
     L.append(f"- machine: {m.get('cpu')}, {m.get('cores')}, {m.get('memory')} RAM, {m.get('os')}")
     L.append(
-        f"- heapdiff revision measured: `{m.get('heapdiff_revision')}` (`-dirty`: the tree also held other "
-        "engineers' uncommitted work)"
+        f"- heapdiff revision measured: `{m.get('heapdiff_revision')}` (`-dirty`: the code held uncommitted "
+        "changes)"
     )
     L.append(
         f"- Python {m.get('python')}, numpy {m.get('numpy')}, numba {m.get('numba')}, "
