@@ -385,17 +385,18 @@ def frame_kernel(data: np.ndarray, d32: np.ndarray, d64: np.ndarray, bstart: np.
             o_pid[n] = pid
             o_hook[n] = hook
             o_prov[n] = prov
-            o_op[n] = op
             o_ver[n] = ver
-            o_htype[n] = htype
             o_ptr[n] = ptr
             o_status[n] = st
             o_pos[n] = bbase[b] + (p - bstart[b])
-            o_payoff[n] = pay
-            o_paylen[n] = plen
             o_tail[n] = tail
-            o_glo[n] = glo
-            o_ghi[n] = ghi
+            # only the rows that need them: payload bytes kept for a Python decoder, a GUID to intern
+            if st & ST_KEEP_RAW:
+                o_payoff[n] = pay
+                o_paylen[n] = plen
+            if prov == PROV_BY_GUID:
+                o_glo[n] = glo
+                o_ghi[n] = ghi
             n += 1
             p += (size + 7) & ~7
         b_end[b] = why
