@@ -194,7 +194,7 @@ def frame_kernel(data: np.ndarray, d32: np.ndarray, d64: np.ndarray, bstart: np.
                  it_slots: np.ndarray, it_hash: np.ndarray, it_start: np.ndarray, it_len: np.ndarray,
                  it_pool: np.ndarray, it_meta: np.ndarray,
                  o_ts: np.ndarray, o_cpu: np.ndarray, o_tid: np.ndarray, o_pid: np.ndarray, o_hook: np.ndarray,
-                 o_prov: np.ndarray, o_op: np.ndarray, o_ver: np.ndarray, o_htype: np.ndarray, o_ptr: np.ndarray,
+                 o_prov: np.ndarray, o_ver: np.ndarray, o_ptr: np.ndarray,
                  o_status: np.ndarray, o_pos: np.ndarray, o_payoff: np.ndarray, o_paylen: np.ndarray,
                  o_f: np.ndarray, o_tail: np.ndarray, o_glo: np.ndarray, o_ghi: np.ndarray,
                  b_end: np.ndarray, b_endpos: np.ndarray, counters: np.ndarray, b_from: int, n_from: int) -> int:

@@ -27,7 +27,7 @@ DECOMPRESSED_CACHE_BYTES = 64 << 20
 GUID_PROVIDER_BASE = 0x100
 
 _COLUMNS = (("ts", np.int64), ("cpu", np.int32), ("tid", np.uint32), ("pid", np.uint32), ("hook", np.int32),
-            ("prov", np.int32), ("op", np.uint8), ("ver", np.uint8), ("htype", np.uint8), ("ptr", np.uint8),
+            ("prov", np.int32), ("ver", np.uint8), ("ptr", np.uint8),
             ("status", np.uint8), ("pos", np.int64), ("payoff", np.int64), ("paylen", np.int32),
             ("tail", np.int64), ("glo", np.uint64), ("ghi", np.uint64))
 #: the columns a batch carries past the framing step
@@ -299,8 +299,8 @@ class Reader:
                     data, d32, d64, bs, be, bc, bb, self.layout.lut, self.layout.rows,
                     self._kg_lo, self._kg_hi, self._kg_group, self._kg_prov,
                     seq.slots, seq.hash, seq.start, seq.length, seq.pool, seq.meta,
-                    out["ts"], out["cpu"], out["tid"], out["pid"], out["hook"], out["prov"], out["op"], out["ver"],
-                    out["htype"], out["ptr"], out["status"], out["pos"], out["payoff"], out["paylen"], f,
+                    out["ts"], out["cpu"], out["tid"], out["pid"], out["hook"], out["prov"], out["ver"],
+                    out["ptr"], out["status"], out["pos"], out["payoff"], out["paylen"], f,
                     out["tail"], out["glo"], out["ghi"], b_end, b_endpos, counters, b_from, n)
             if int(seq.meta[2]) < 0:
                 break
