@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
 
+from heapdiff import diff
+
 __all__ = [
     "ALLOCATOR_MODULES",
     "BREAKDOWN_CAP",
@@ -78,8 +80,9 @@ _MAX_PROCESSES: Final = 50
 _MAX_LIST: Final = 16
 _MAX_HISTOGRAM: Final = 64
 
-NO_STACK: Final = "(no stack)"
-UNKNOWN: Final = "(unknown)"
+# the same words the grouping uses for a group without a stack or without a known module
+NO_STACK: Final = diff.NO_STACK
+UNKNOWN: Final = diff.UNKNOWN_MODULE
 SEVERAL_HEAPS: Final = "(several heaps)"
 OTHER: Final = "(other)"
 TOTAL: Final = "Total"
