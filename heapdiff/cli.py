@@ -194,7 +194,7 @@ def main_command(traces: Sequence[str], html_path: str, json_path: str | None, p
             _fail(str(e))
     progress = [_Progress(os.path.basename(p), not quiet) for p in traces]
     try:
-        result = run_job(mapped, opts, progress=progress, reopen=map_trace)
+        result = run_job(mapped, opts, progress=progress)
     finally:
         for pr in progress:
             pr.done()

@@ -8,6 +8,7 @@ diffed, and rendered.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,20 +109,13 @@ def analyse_trace(tf: TraceFile, role: str, opts: JobOptions, pid: int | None,
     for k, v in red_anoms.items():
         if v:
             anomalies[k] = anomalies.get(k, 0) + int(v)
-    s.sequences = SequenceTable()  # the frames now live in the groups' strings; don't ship the table around
+    s.sequences = SequenceTable()  # the frames now live in the groups' strings: let the table go
     return TraceResult(role, s, live, anomalies, images, grouping, chosen, notes)
 
 
-def _analyse_path(reopen: Callable[[str], TraceFile], path: str, role: str, opts: JobOptions, pid: int | None,
-                  progress: Progress | None) -> TraceResult:
-    with reopen(path) as tf:
-        return analyse_trace(tf, role, opts, pid, progress)
-
-
-def run_job(traces: Sequence[TraceFile], opts: JobOptions, progress: Sequence[Progress | None] | None = None,
-            reopen: Callable[[str], TraceFile] | None = None) -> JobResult:
-    """The main job. With two traces and ``reopen`` (how a worker process opens a trace by its path), the
-    "before" trace is analysed in a second process while this one does "after": the two cores of a laptop."""
+def run_job(traces: Sequence[TraceFile], opts: JobOptions,
+            progress: Sequence[Progress | None] | None = None) -> JobResult:
+    """The main job; the two traces of a diff are analysed at the same time (see :func:`_run_two`)."""
     from heapdiff.report.html import render_html
     from heapdiff.report.model import build_view, terminal_summary
 
@@ -129,8 +123,8 @@ def run_job(traces: Sequence[TraceFile], opts: JobOptions, progress: Sequence[Pr
     roles = ["before", "after"] if len(traces) == 2 else ["trace"]
     pids: list[int | None] = list(opts.pids) if opts.pids is not None else [None] * len(traces)
     results: list[TraceResult]
-    if len(traces) == 2 and reopen is not None:
-        results = _run_two(traces, opts, prog, pids, reopen)
+    if len(traces) == 2:
+        results = _run_two(traces, opts, prog, pids)
     else:
         results = [analyse_trace(tf, roles[i], opts, pids[i], prog[i]) for i, tf in enumerate(traces)]
     doc = build_document(results, opts)
@@ -142,23 +136,19 @@ def run_job(traces: Sequence[TraceFile], opts: JobOptions, progress: Sequence[Pr
     return JobResult(doc, html, summary, growth)
 
 
-def _run_two(traces: Sequence[TraceFile], opts: JobOptions, prog: list[Progress | None], pids: list[int | None],
-             reopen: Callable[[str], TraceFile]) -> list[TraceResult]:
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+def _run_two(traces: Sequence[TraceFile], opts: JobOptions, prog: list[Progress | None],
+             pids: list[int | None]) -> list[TraceResult]:
+    """Both traces at once on two threads of this process.
 
-    try:
-        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-        pool = ProcessPoolExecutor(max_workers=1, mp_context=ctx)
-        fut = pool.submit(_analyse_path, reopen, traces[0].path, "before", opts, pids[0], prog[0])
-    except (OSError, ValueError, RuntimeError):  # no processes here: one after the other
-        return [analyse_trace(tf, r, opts, pids[i], prog[i]) for i, (tf, r) in enumerate(zip(traces,
-                                                                                         ("before", "after"),
-                                                                                         strict=True))]
-    with pool:
-        after = analyse_trace(traces[1], "after", opts, pids[1], prog[1])
-        before = fut.result()
-    return [before, after]
+    The kernels (record walk, merge gathers, matching, ops, reducer) release the GIL and are most of the time,
+    so two threads keep both cores busy. Measured on the 10M benchmark pair against a worker process per trace:
+    the same wall time (7.0-8.1 s vs 7.4 s) with one interpreter, numpy and numba instead of two (peak RSS
+    ~390 MB against ~540 MB summed).
+    """
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futs = [pool.submit(analyse_trace, tf, role, opts, pids[i], prog[i])
+                for i, (tf, role) in enumerate(zip(traces, ("before", "after"), strict=True))]
+        return [f.result() for f in futs]
 
 
 # ------------------------------------------------------------------------------------------------------------
