@@ -69,6 +69,25 @@ def map_trace(path: str) -> TraceFile:
         raise Unreadable(str(e.with_path(path))) from None
 
 
+def _tame_malloc() -> None:
+    """glibc: fixed thresholds, so that the per-batch arrays the job frees go back to the OS.
+
+    glibc raises its mmap threshold after each large free, so later arrays of that size come from the heap
+    and stay there, fragmented: the resident set grew with the trace. Measured on the 10M benchmark pair:
+    peak RSS 405-419 -> 351-353 MB for ~3% more time (30M pair: 502 -> 389 MB). A no-op elsewhere.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 1 << 20)    # M_MMAP_THRESHOLD: 1 MiB and above is mapped and unmapped
+        libc.mallopt(-1, 128 << 20)  # M_TRIM_THRESHOLD: do not trim the heap on every free
+    except (OSError, AttributeError):
+        pass
+
+
 class _Progress:
     """Progress on stderr for long reads, only when stderr is a terminal."""
 
@@ -184,6 +203,8 @@ def main_command(traces: Sequence[str], html_path: str, json_path: str | None, p
         raise click.UsageError(f"--json {json_path} would overwrite an input trace")
 
     from heapdiff.job import JobOptions, run_job
+
+    _tame_malloc()
 
     opts = JobOptions(process=process_name, pids=pids, kernel_frames=kernel_frames, min_bytes=min_bytes, top=top)
     mapped: list[TraceFile] = []
