@@ -473,8 +473,8 @@ def render(allres: dict[str, Any]) -> str:
 
     L.append("## Main job per pair\n")
     L.append(
-        "`heapdiff before.etl after.etl -o out.html --json out.json -q` run as a child command (the job "
-        "forks a worker process for one of the traces), wall time including start-up; heap events = heap "
+        "`heapdiff before.etl after.etl -o out.html --json out.json -q` run as a child command (one process; "
+        "the two traces are read on two threads), wall time including start-up; heap events = heap "
         "events of both traces; warm page cache and warm JIT cache.\n"
     )
     cols = [
