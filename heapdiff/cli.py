@@ -172,7 +172,7 @@ Writes a self-contained HTML report (default heapdiff-report.html) and, with --j
 @click.command("heapdiff", help=MAIN_HELP, epilog=EXIT_CODES_HELP,
                context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.argument("traces", nargs=-1, type=click.Path(dir_okay=False))
-@click.option("-o", "--html", "html_path", default="heapdiff-report.html", show_default=True,
+@click.option("-o", "--html", "html_path", default="heapdiff-report.html", show_default=True, metavar="PATH",
               help="Where to write the HTML report.")
 @click.option("--json", "json_path", default=None, metavar="PATH",
               help="Also write the JSON document there ('-' for stdout: then stdout holds only the JSON).")
