@@ -86,9 +86,9 @@ def iso_utc(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BufferInfo:
-    """One buffer of the file, from its header (notes 1.1)."""
+    """One buffer of the file, from its header (notes 1.1). Slotted: a 5 GB trace has 75,000 of them."""
 
     index: int          # position in the file, 0 = header buffer
     offset: int         # file offset of its header
