@@ -18,10 +18,10 @@ from heapdiff.etl import frame as F
 from heapdiff.etl import structs as S
 from heapdiff.etl.trace import BufferInfo, TraceFile
 
-#: bytes of (uncompressed) buffers framed per kernel call. Measured with two traces read at once: on the 10M
-#: benchmark pair 4 MiB is as fast as 8 and holds less (peak RSS 287-292 MB against 350 MB); on the 30M pair it
-#: costs ~8% time (21.0 s against 19.3 s) for 348 against 404 MB. The memory bound is the harder target.
-CHUNK_BYTES = 4 << 20
+#: bytes of (uncompressed) buffers framed per kernel call. Measured with two traces read at once (10M / 30M
+#: benchmark pairs): 8 MiB 350 / 404 MB peak RSS, 4 MiB 281-290 / 327-348 MB, 2 MiB 263-265 / 302 MB, each halving
+#: costing up to ~5% time. 2 MiB keeps the job inside its memory bound (300 MB + 100 B a live block) on both.
+CHUNK_BYTES = 2 << 20
 #: decompressed buffers kept between ordering and framing (beyond this, a buffer is decoded twice)
 DECOMPRESSED_CACHE_BYTES = 64 << 20
 #: providers with an index below this are kernel groups (the group byte); above it, GUIDs interned per trace
