@@ -8,7 +8,6 @@ the diff matches groups by signature alone.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -208,5 +207,3 @@ def diff_groupings(before: Grouping, after: Grouping) -> list[DiffRow]:
 def sort_single(groups: Grouping) -> list[Group]:
     return sorted(groups.groups.values(), key=lambda g: (-g.bytes, -g.blocks, g.signature))
 
-
-SourceNamer = Callable[[int], str]

@@ -33,6 +33,7 @@ def info_dict(s: TraceScan) -> dict[str, Any]:
         "events": dict(s.events),
         "stack_refs": s.stack_refs,
         "stacks_matched": s.stacks_matched,
+        "extended_item_stacks": s.ext_stacks,
         "distinct_stacks": len(s.sequences),
         "images": len(s.images),
         "processes": sorted({(p.pid, p.image_name) for p in s.processes}),

@@ -369,8 +369,7 @@ def _cases() -> list[Case]:
     # WPP message (3.1: byte 3 & 0xC0 == 0x80 and & 0x10; Size in the low word; 8-byte header)
     args = struct.pack("<II", 7, 9)
     c.append(Case("wpp_message", message(T0 + 20, args),
-                  dict(ts=T0 + 20, tid=NOT, pid=NOT, hook=-1, provider="message", paylen=8 + len(args)),
-                  counters={"message_records": 1}))
+                  dict(ts=T0 + 20, tid=NOT, pid=NOT, hook=-1, provider="message", paylen=8 + len(args))))
     return c
 
 

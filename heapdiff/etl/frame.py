@@ -44,18 +44,12 @@ END_NAMES = ("clean", "bad_marker", "record_overruns_buffer", "unknown_header_ty
 
 # misc counters
 C_EXT_STACKS = 0            # EVENT_HEADER STACK_TRACE32/64 extended items
-C_MESSAGE = 1               # WPP message records
 C_BAD_TAIL = 2
 N_COUNTERS = 4
 
 PROV_MESSAGE = -1
 PROV_BY_GUID = -2
 
-_HT_MESSAGE = 0xFF          # internal header-type code for MESSAGE_TRACE_HEADER records
-
-_U8 = np.uint64(8)
-_U16 = np.uint64(16)
-_U24 = np.uint64(24)
 _U32 = np.uint64(32)
 _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 _HK = np.uint64(0x9E3779B97F4A7C15)
@@ -245,9 +239,7 @@ def frame_kernel(data: np.ndarray, d32: np.ndarray, d64: np.ndarray, bstart: np.
             if (flags & 0xC0) == 0x80 and (flags & 0x10) != 0:
                 size = m & 0xFFFF
                 hdr = S.MESSAGE_HEADER_SIZE
-                htype = _HT_MESSAGE
                 prov = PROV_MESSAGE
-                counters[C_MESSAGE] += 1
                 if size >= 16 and p + 16 <= e:
                     ts = np.int64(_a64(data, d64, p + 8))  # best effort; message options vary
             elif (flags & 0xC0) != 0xC0:

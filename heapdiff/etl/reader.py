@@ -59,13 +59,6 @@ class RecordBatch:
         return RecordBatch(cols, self.f[idx], raw)
 
     @staticmethod
-    def concat(a: RecordBatch, b: RecordBatch) -> RecordBatch:
-        cols = {k: np.concatenate((a.cols[k], b.cols[k])) for k in a.cols}
-        raw = dict(a.raw)
-        raw.update(b.raw)
-        return RecordBatch(cols, np.concatenate((a.f, b.f)), raw)
-
-    @staticmethod
     def take2(a: RecordBatch, b: RecordBatch, idx: np.ndarray) -> RecordBatch:
         """Rows ``idx`` of the concatenation of ``a`` and ``b``, without building the concatenation."""
         cols = {k: F.gather_column(a.cols[k], b.cols[k], idx) for k in BATCH_COLUMNS}
@@ -143,7 +136,6 @@ class ReadStats:
     records: int = 0
     buffers_read: int = 0
     ext_stacks: int = 0
-    message_records: int = 0
     bytes_framed: int = 0
 
 
@@ -310,7 +302,6 @@ class Reader:
         self.stats.buffers_read += nb
         self.stats.bytes_framed += total
         self.stats.ext_stacks += int(counters[F.C_EXT_STACKS])
-        self.stats.message_records += int(counters[F.C_MESSAGE])
         if counters[F.C_BAD_TAIL]:
             self.anomalies.add("stack_payload_not_whole_frames", int(counters[F.C_BAD_TAIL]))
         for bi in np.flatnonzero(b_end).tolist():

@@ -131,7 +131,6 @@ class TraceScan:
     processes: list[ProcessEvent] = field(default_factory=list)
     image_id_raw: list[tuple[int, int, int, bytes]] = field(default_factory=list)  # (ts, opcode, ptr, payload)
     sequences: SequenceTable = field(default_factory=SequenceTable)
-    first_ts: int | None = None
     last_ts: int | None = None
     ext_stacks: int = 0
     _image_ids: list[ImageIdEvent] | None = None
@@ -173,7 +172,6 @@ def scan(source: TraceFile | bytes | np.ndarray, heap_sink: HeapSink | None = No
     kfloor = np.uint64(0xFFFF800000000000 if trace.header.pointer_size == 8 else 0x80000000)
     prov_counts = np.zeros(GUID_PROVIDER_BASE + 2, np.int64)
     kind_counts = np.zeros(len(KIND_NAMES), np.int64)
-    done = 0
     for batch in reader.batches():
         n = len(batch)
         if not n:
@@ -190,8 +188,6 @@ def scan(source: TraceFile | bytes | np.ndarray, heap_sink: HeapSink | None = No
                 kind = KIND_NAMES[_kind_of(int(prov[i]), int(batch.hook[i]))]
                 out.anomalies.add(f"bad_payload_size:{kind}")
                 out.first_anomaly_offset.setdefault(f"bad_payload_size:{kind}", int(batch.pos[i]))
-        if out.first_ts is None:
-            out.first_ts = int(batch.ts[0])
         out.last_ts = int(batch.ts[-1])
         # rare records: decode in time order
         pend: dict[int, int] = {}
@@ -203,12 +199,11 @@ def scan(source: TraceFile | bytes | np.ndarray, heap_sink: HeapSink | None = No
             ops = _heap_ops(batch, targets, resolved, pend, _kernel_only(reader.sequences, kfloor))
             if ops is not None:
                 heap_sink(ops)
-        done += n
         if progress is not None:
             progress(reader.stats.bytes_framed, trace.size)
     tail = matcher.finish()
     if heap_sink is not None and tail:
-        heap_sink(_attach_ops(OpBatch, tail))
+        heap_sink(_attach_ops(tail))
     out.records = reader.stats.records
     out.ext_stacks = reader.stats.ext_stacks
     out.stack_refs = matcher.refs
@@ -357,15 +352,15 @@ def _heap_ops(batch: RecordBatch, targets: np.ndarray, resolved: list[tuple[int,
         return None
     ops = OpBatch(**{k: v[:n] for k, v in cols.items()})
     if resolved:
-        ops = OpBatch.concat(ops, _attach_ops(OpBatch, resolved, ts=int(batch.ts[-1])))
+        ops = OpBatch.concat(ops, _attach_ops(resolved, ts=int(batch.ts[-1])))
     return ops
 
 
-def _attach_ops(cls: type[OpBatch], pairs: list[tuple[int, int]], ts: int = 0) -> OpBatch:
+def _attach_ops(pairs: list[tuple[int, int]], ts: int = 0) -> OpBatch:
     n = len(pairs)
     arr = np.asarray(pairs, np.int64).reshape(n, 2)
     z64 = np.zeros(n, np.uint64)
-    return cls.from_columns(op=np.full(n, OP_ATTACH, np.uint8), ts=np.full(n, ts, np.int64),
+    return OpBatch.from_columns(op=np.full(n, OP_ATTACH, np.uint8), ts=np.full(n, ts, np.int64),
                             pid=np.zeros(n, np.int64), tid=np.zeros(n, np.int64), serial=arr[:, 0].copy(),
                             heap=z64, addr=z64.copy(), size=z64.copy(), old_addr=z64.copy(),
                             source=np.zeros(n, np.uint8), stack=arr[:, 1].copy())
