@@ -37,3 +37,44 @@ def njit(*args: Any, **kwargs: Any) -> Any:
     if bare:
         return _numba.njit(**options)(args[0])
     return _numba.njit(*args, **options)
+
+
+def _prefetch_py(arr: Any, index: int) -> None:
+    """Without the JIT a prefetch has nothing to hide: a no-op."""
+
+
+prefetch: Callable[[Any, int], None] = _prefetch_py
+if JIT_ENABLED:
+    import importlib
+
+    # numba's and llvmlite's internals, untyped on purpose: mypy knows nothing useful about them
+    _ir: Any = importlib.import_module("llvmlite.ir")
+    _cgutils: Any = importlib.import_module("numba.core.cgutils")
+    _types: Any = importlib.import_module("numba.core.types")
+    _intrinsic: Any = importlib.import_module("numba.extending").intrinsic
+
+    def _prefetch_jit(typingctx: Any, arr: Any, index: Any) -> Any:
+        """``llvm.prefetch`` of ``arr[index]`` (read, keep in all cache levels).
+
+        Why: a hash-table probe whose slot is not in cache stalls the loop for a memory round trip, and an
+        op's probe cannot start before the previous op's branches resolve. Asking for the slot of an op some
+        ops ahead overlaps those round trips (measured: the reducer kernel, see its docstring).
+        """
+        sig = _types.void(arr, index)
+
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            aryty = signature.args[0]
+            ary = context.make_array(aryty)(context, builder, args[0])
+            ptr = _cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]], wraparound=False)
+            i8pt = _ir.IntType(8).as_pointer()
+            i32 = _ir.IntType(32)
+            fnty = _ir.FunctionType(_ir.VoidType(), [i8pt, i32, i32, i32])
+            # the intrinsic's name carries the pointer type: "ptr" (opaque, LLVM 15+) or "i8*" (older)
+            name = "llvm.prefetch.p0" if str(i8pt) == "ptr" else "llvm.prefetch.p0i8"
+            fn = _cgutils.get_or_insert_function(builder.module, fnty, name)
+            builder.call(fn, [builder.bitcast(ptr, i8pt), i32(0), i32(3), i32(1)])
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    prefetch = _intrinsic(_prefetch_jit)

@@ -11,6 +11,10 @@ State (all numpy, open addressing with linear probing, power-of-two sizes):
 * **blocks**: key (heap record, address) -> size, ts, tid, source, serial, stack and the *generation* of its
   heap record when it was made live. 64-byte records, so a probe costs one cache line. A block ended by an
   event (Free, ReAlloc, Alloc over it, Attach bookkeeping) is deleted at once by backward-shift deletion.
+  The home slot is a hash of the address alone (blocks of other heaps at the same address just share a probe
+  run), so the kernel can compute the slot of the op :data:`PREFETCH_AHEAD` ops ahead and prefetch it: with
+  ~100k live blocks the table is several MB, and without the prefetch most ops waited for one memory round
+  trip (measured on the 10M benchmark trace: 9.5 M ops in 1.44-1.52 s without, 0.89-0.93 s with).
 * **heap records**: one per (pid, heap handle) ever used by an Alloc/ReAlloc (a dense array plus a hash
   index): generation, live blocks, live bytes, live blocks still without a stack, and a link to the next heap
   record of the same pid.
@@ -56,7 +60,7 @@ import numpy as np
 import numpy.typing as npt
 from sortedcontainers import SortedDict
 
-from heapdiff._jit import JIT_ENABLED, njit
+from heapdiff._jit import JIT_ENABLED, njit, prefetch
 
 # the op codes and the columnar batch are declared by the events layer that produces them
 from heapdiff.events.ops import (
@@ -112,6 +116,8 @@ HEAP_DTYPE: Final = np.dtype([("pid", "i8"), ("heap", "u8"), ("prec", "i8"), ("n
 PID_DTYPE: Final = np.dtype([("pid", "i8"), ("first", "i8"), ("epoch", "i8")])
 
 _INT64_MAX: Final = (1 << 63) - 1
+#: how many ops ahead the kernel prefetches a block slot (4 to 16 measured alike; 24 and more were slower)
+PREFETCH_AHEAD: Final = 12 if JIT_ENABLED else 0
 _K1 = np.uint64(0x9E3779B97F4A7C15)
 _K2 = np.uint64(0xBF58476D1CE4E5B9)
 _K3 = np.uint64(0x94D049BB133111EB)
@@ -139,7 +145,7 @@ def _hash2(a: Any, b: Any) -> Any:
 
 @njit(inline="always")
 def _block_home(hrec: Any, addr: Any, mask: int) -> int:
-    return int(np.int64(_hash2(np.uint64(hrec), addr) & np.uint64(mask)))
+    return int(np.int64(_hash2(addr, _U0) & np.uint64(mask)))
 
 
 @njit(inline="always")
@@ -374,7 +380,7 @@ def _attach(pend: Arr, blocks: Arr, heaps: Arr, meta: Arr, counts: Arr, serial: 
 def _reduce_kernel(op: Arr, ts: Arr, pid: Arr, tid: Arr, serial: Arr, heap: Arr, addr: Arr, size: Arr,
                    old_addr: Arr, source: Arr, stack: Arr, start: int, end: int, stop_at: int,
                    blocks: Arr, pend: Arr, threads: Arr, hidx: Arr, heaps: Arr, pidx: Arr, pids: Arr,
-                   meta: Arr, counts: Arr) -> int:
+                   meta: Arr, counts: Arr, ahead: int) -> int:
     """Fold ops ``start:end`` into the tables. Returns the index of the first op not done (``end`` if all).
 
     Before an op that may add entries (Alloc, ReAlloc) it checks that no table is half full (live + stale
@@ -394,7 +400,13 @@ def _reduce_kernel(op: Arr, ts: Arr, pid: Arr, tid: Arr, serial: Arr, heap: Arr,
     c_tid = np.int64(0)
     c_tslot = np.int64(-1)          # cache of the last (pid, tid) -> existing thread slot
     i = start
+    bmask = blocks.shape[0] - 1
     while i < n:
+        if ahead and i + ahead < n:
+            k = i + ahead
+            prefetch(blocks, _block_home(0, addr[k], bmask))
+            if op[k] == OP_REALLOC:
+                prefetch(blocks, _block_home(0, old_addr[k], bmask))
         o = op[i]
         if ts[i] > stop_at:
             if o == OP_ATTACH:
@@ -837,6 +849,7 @@ class Reducer:
     SMALL_SLOTS: ClassVar[int] = 64
 
     def __init__(self, stop_at: int | None = None) -> None:
+        self.ahead = PREFETCH_AHEAD  # a benchmark may set 0 to measure the kernel without prefetching
         self.stop_at = stop_at
         self._stop = _INT64_MAX if stop_at is None else max(-_INT64_MAX - 1, min(int(stop_at), _INT64_MAX))
         big, small = self.BLOCK_SLOTS, self.SMALL_SLOTS
@@ -870,7 +883,7 @@ class Reducer:
                 j = _reduce_kernel(ops.op, ops.ts, ops.pid, ops.tid, ops.serial, ops.heap, ops.addr, ops.size,
                                    ops.old_addr, ops.source, ops.stack, i, n, self._stop,
                                    self._blocks, self._pend, self._threads, self._hidx, self._heaps,
-                                   self._pidx, self._pids, self._meta, self._counts)
+                                   self._pidx, self._pids, self._meta, self._counts, self.ahead)
                 if j == i:  # pragma: no cover - _reserve always leaves room for the op the kernel stopped at
                     raise AssertionError("reducer kernel made no progress")
                 i = int(j)

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from heapdiff import _jit
 from heapdiff import reduce as reduce_mod
 from heapdiff.reduce import (
+    BLOCK_DTYPE,
     OP_ALLOC,
     OP_ATTACH,
     OP_CREATE,
@@ -34,10 +35,12 @@ from heapdiff.reduce import (
     OP_FREE,
     OP_PROCESS_END,
     OP_REALLOC,
+    PREFETCH_AHEAD,
     SNAPSHOT_COLUMNS,
     OpBatch,
     Reducer,
     Snapshot,
+    _empty_table,
 )
 
 H = 0x10000          # a heap handle
@@ -654,11 +657,13 @@ def to_batch(rows: list[dict[str, int]]) -> OpBatch:
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(groups=st.lists(st.one_of(plain_op.map(lambda g: [g]), form_ops), min_size=1, max_size=60),
        cuts=st.lists(st.integers(0, 200), max_size=8), stop=st.one_of(st.none(), st.integers(0, 150)),
-       tiny=st.booleans())
-def test_model(groups: list[list[dict[str, int]]], cuts: list[int], stop: int | None, tiny: bool) -> None:
+       tiny=st.booleans(), ahead=st.sampled_from([0, 1, PREFETCH_AHEAD]))
+def test_model(groups: list[list[dict[str, int]]], cuts: list[int], stop: int | None, tiny: bool,
+               ahead: int) -> None:
     rows = materialise(groups)
     model = Model(stop)
     red = (TinyReducer if tiny else Reducer)(stop)
+    red.ahead = ahead  # a prefetch is only a hint: any distance (or none) folds the same
     bounds = sorted({0, len(rows), *(c for c in cuts if c < len(rows))})
     for lo, hi in itertools.pairwise(bounds):
         red.feed(to_batch(rows[lo:hi]))
@@ -852,6 +857,24 @@ def timed_fold(ops: OpBatch, batch: int = 1 << 18) -> tuple[Reducer, float]:
     for lo in range(0, len(ops), batch):
         red.feed(ops[lo:lo + batch])
     return red, time.process_time() - t0
+
+
+def test_prefetch_compiles_and_is_only_a_hint() -> None:
+    """The prefetch intrinsic builds under this numba/LLVM (its name depends on the pointer type) and never
+    changes what a kernel computes; without the JIT it is a no-op function."""
+    data = np.arange(64, dtype=np.uint64)
+    table = _empty_table(BLOCK_DTYPE, 16, "hrec")
+
+    @_jit.njit(cache=False)
+    def touch(a: np.ndarray, t: np.ndarray) -> int:
+        s = 0
+        for i in range(a.shape[0]):
+            _jit.prefetch(a, (i + 7) % a.shape[0])
+            _jit.prefetch(t, i % t.shape[0])
+            s += int(a[i])
+        return s
+
+    assert touch(data, table) == 63 * 64 // 2
 
 
 def test_throughput() -> None:
