@@ -65,7 +65,10 @@ class Group:
     histogram: np.ndarray = field(default_factory=lambda: np.zeros(len(HIST_LABELS), np.int64))
     first_ts: int = 1 << 62
     last_ts: int = -(1 << 62)
+    #: the group's oldest blocks (by time, then address): the likeliest leaks, and the same whatever order the
+    #: stacks were numbered in
     sample_addresses: list[int] = field(default_factory=list)
+    _samples: list[tuple[int, int]] = field(default_factory=list, repr=False)
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,7 @@ def group_blocks(live: LiveColumns, sequences: SequenceTable, images: ImageMap, 
     n = len(live)
     if not n:
         return out
-    order = np.lexsort((live.stack, live.pid))
+    order = np.lexsort((live.addr, live.ts, live.stack, live.pid))  # per pair: oldest first
     pid = live.pid[order]
     stack = live.stack[order]
     size = live.size[order].astype(np.int64)
@@ -155,8 +158,11 @@ def group_blocks(live: LiveColumns, sequences: SequenceTable, images: ImageMap, 
         g.histogram += hist[k]
         g.first_ts = min(g.first_ts, int(tmin[k]))
         g.last_ts = max(g.last_ts, int(tmax[k]))
-        if len(g.sample_addresses) < SAMPLE_ADDRESSES:
-            g.sample_addresses.extend(int(a) for a in addr[s:s + SAMPLE_ADDRESSES - len(g.sample_addresses)])
+        oldest = min(e, s + SAMPLE_ADDRESSES)
+        g._samples = sorted(g._samples + list(zip(ts[s:oldest].tolist(), addr[s:oldest].tolist(), strict=True)))
+        del g._samples[SAMPLE_ADDRESSES:]
+    for g in out.groups.values():
+        g.sample_addresses = [a for _, a in g._samples]
     return out
 
 

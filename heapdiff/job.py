@@ -72,7 +72,8 @@ def read_trace(tf: TraceFile, progress: Progress | None = None) -> tuple[TraceSc
     red.finish()
     snap = red.snapshot()
     live = LiveColumns(pid=snap.pid, heap=snap.heap, addr=snap.addr, size=snap.size, ts=snap.ts,
-                       source=snap.source, stack=snap.stack)
+                       source=snap.source, stack=result.resolve_stacks(snap.stack))
+    result.release_reader()
     return result, live, dict(red.anomalies)
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 
 from heapdiff.errors import TraceError
+from heapdiff.etl import frame as F
 from heapdiff.etl.frame import ST_BAD_PAYLOAD
 from heapdiff.etl.reader import GUID_PROVIDER_BASE, Reader
 from heapdiff.etl.trace import open_trace
@@ -709,3 +710,53 @@ def test_compressed_bomb_is_a_damaged_buffer() -> None:
     assert s.anomalies.as_dict() == {"damaged_buffer": 1}
     assert s.records == 1 + 1 + 0       # header record, the alloc; none of the bomb's
     assert len(frame(data).records) == 1
+
+
+# ------------------------------------------------------------------------------------------------------------
+# deferred tails (etl/frame.py docstring): walks left in the file until their frames are asked for
+# ------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("ptr", [4, 8])
+@pytest.mark.parametrize("compress", [False, True])
+def test_deferred_walks_intern_to_the_same_frames(tmp_path: Any, ptr: int, compress: bool) -> None:
+    from heapdiff.events.images import kernel_floor
+    from heapdiff.writer import TraceWriter
+
+    kfl = kernel_floor(ptr)
+    user = [0x401000, 0x402000, 0x403000] if ptr == 4 else [0x7FF6_1234_5678, 0x7FF6_1234_0000]
+    kern = [kfl + 0x1000, kfl + 0x2000]
+    walks = [user, kern, user, user + kern, [user[0]] * 40]
+    path = tmp_path / "t.etl"
+    w = TraceWriter(str(path), pointer_size=ptr, cpus=2, buffer_size=0x2000, compress=compress)
+    for i, frames in enumerate(walks):
+        w.stack(T0 + 10 * i, i % 2, T0 + 10 * i - 1, 0x88, 0x44, frames)
+    w.close()
+    data = path.read_bytes()
+
+    def tails(defer: bool) -> tuple[Reader, np.ndarray]:
+        rd = Reader(open_trace(data, "<built>"), layout(), KERNEL_GUIDS, defer_tails=defer)
+        got = [b.tail[b.hook == 0x1820] for b in rd.batches()]
+        return rd, np.concatenate(got)
+
+    plain_rd, plain = tails(False)
+    rd, refs = tails(True)
+    assert plain.shape == refs.shape == (len(walks),)
+    assert (plain < F.DEFERRED).all()
+    if compress:  # a decompressed copy is not the file: nothing to point at, interned at once
+        assert np.array_equal(refs, plain)
+        return
+    assert (refs >= F.DEFERRED).all() and len(rd.sequences) == 0
+    off, cnt, width, flag = F.deferred_parts(refs)
+    assert cnt.tolist() == [len(f) for f in walks]
+    assert width.tolist() == [ptr] * len(walks)
+    # the flag: the outermost frame is a kernel address (a kernel-only fragment)
+    assert flag.tolist() == [0, 1, 0, 1, 0]
+    for o, frames in zip(off.tolist(), walks, strict=True):
+        assert [int.from_bytes(data[o + ptr * k:o + ptr * (k + 1)], "little") for k in range(len(frames))] == frames
+    sids = rd.intern_deferred(np.concatenate((refs, [-1, 0])))
+    assert sids[-2] == -1  # "no stack" stays; so does an id that was never deferred
+    assert sids[-1] == 0
+    assert sids[0] == sids[2]  # the same frames: one sequence
+    assert len(rd.sequences) == 4
+    for sid, frames in zip(sids[:-2].tolist(), walks, strict=True):
+        assert rd.sequences.get(sid).tolist() == frames
+    assert [plain_rd.sequences.get(int(s)).tolist() for s in plain] == walks

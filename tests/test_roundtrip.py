@@ -96,9 +96,11 @@ def _read(data: bytes) -> tuple[list[Given], list[tuple[int, int, int, str]], di
     res = scan(open_trace(np.frombuffer(data, np.uint8), "mem"), heap_sink=ops.append)
     b = OpBatch.concat(*ops)
     stacks: dict[int, tuple[int, ...]] = {}
-    # a stack comes on its Alloc/ReAlloc op when its walk was in the same batch, else in an ATTACH op
+    # a stack comes on its Alloc/ReAlloc op when its walk was in the same batch, else in an ATTACH op; walks in
+    # uncompressed buffers come as deferred references, interned here
+    sids = res.resolve_stacks(b.stack)
     for j in np.flatnonzero((b.op == OP_ATTACH) | (b.stack >= 0)).tolist():
-        stacks[int(b.serial[j])] = tuple(int(x) for x in res.sequences.get(int(b.stack[j])).tolist())
+        stacks[int(b.serial[j])] = tuple(int(x) for x in res.sequences.get(int(sids[j])).tolist())
     got = []
     for j in np.flatnonzero(b.op != OP_ATTACH).tolist():
         kind = int(b.op[j])

@@ -7,7 +7,16 @@ pointer-array tail (stack frames) into a table of distinct sequences. It never i
 means is the layout table's business.
 
 Layout table (built by :class:`Layout`): ``lut[(hook << 1) | (ptr == 8)]`` -> row or -1, and per row
-``[min_len, max_len (-1: open), keep_raw, tail_off (-1: none), off0, width0, ..., off5, width5]``.
+``[min_len, max_len (-1: open), flags (ROW_KEEP_RAW | ROW_DEFER_TAIL), tail_off (-1: none), off0, width0, ...,
+off5, width5]``.
+
+Deferred tails: interning a stack is most of the walk's time (hash and compare 8-32 frames; measured ~1.1 of
+~1.6 s on the 10M benchmark trace), yet the main job needs the frames only of the stacks that stay live, about
+1% of them. So, when the caller asks and the bytes being framed are the file itself (not a decompressed copy),
+the tail of a row declared ``defer_tail`` is not interned: its column holds a *deferred reference* instead, which
+says where the values are in the file (:func:`deferred_ref`), and the few that matter are interned at the end
+(:meth:`heapdiff.etl.reader.Reader.intern_deferred`). A deferred reference is >= :data:`DEFERRED`, a sequence
+id is below it, so a consumer that only carries the column along need not care which it holds.
 """
 
 from __future__ import annotations
@@ -27,6 +36,15 @@ Scalar = Any
 NF = 6                      # field columns per record
 ROW_LEN = 4 + 2 * NF
 LUT_SIZE = 1 << 18          # hooks up to 0x1FFFF (pseudo groups 0x100+ for GUID-only providers), x2 pointer sizes
+
+# layout row flags (column 2)
+ROW_KEEP_RAW = 1            # hand the payload bytes to a Python decoder
+ROW_DEFER_TAIL = 2          # the tail may be a deferred reference (see the module docstring)
+
+# deferred reference: DEFERRED | offset << 17 | count << 2 | flag << 1 | (width == 8)
+DEFERRED = 1 << 62
+DEFERRED_MAX_OFFSET = 1 << 45
+DEFERRED_MAX_COUNT = (1 << 15) - 1
 
 # record status bits
 ST_BAD_PAYLOAD = 1          # payload length does not fit its layout: fields not extracted
@@ -169,6 +187,32 @@ def intern_seq(d: np.ndarray, d32: np.ndarray, d64: np.ndarray, p: int, n: int, 
     return int(sid)
 
 
+@njit(inline="always")
+def deferred_ref(d: np.ndarray, d32: np.ndarray, d64: np.ndarray, p: int, n: int, w: int,
+                 marks: np.ndarray) -> int:
+    """The deferred reference to the ``n`` ``w``-byte values at file offset ``p`` (see the module docstring)."""
+    flag = 0
+    if n > 0 and _uw(d, d32, d64, p + (n - 1) * w, w) >= marks[1 if w == 8 else 0]:
+        flag = 1
+    return int(DEFERRED | (p << 17) | (n << 2) | (flag << 1) | (1 if w == 8 else 0))
+
+
+def deferred_parts(ref: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(file offset, count, width, flag) of deferred references (int64 array, each >= DEFERRED)."""
+    r = ref.astype(np.int64) - DEFERRED
+    return r >> 17, (r >> 2) & DEFERRED_MAX_COUNT, np.where(r & 1, 8, 4), (r >> 1) & 1
+
+
+@njit()
+def intern_deferred_kernel(d: np.ndarray, d32: np.ndarray, d64: np.ndarray, offset: np.ndarray, count: np.ndarray,
+                           width: np.ndarray, it_slots: np.ndarray, it_hash: np.ndarray, it_start: np.ndarray,
+                           it_len: np.ndarray, it_pool: np.ndarray, it_meta: np.ndarray, out: np.ndarray) -> None:
+    """Intern the sequences at ``d[offset[i]:]`` (the caller made room for all of them)."""
+    for i in range(offset.shape[0]):
+        out[i] = intern_seq(d, d32, d64, offset[i], count[i], width[i], it_slots, it_hash, it_start, it_len, it_pool,
+                            it_meta)
+
+
 @njit()
 def rehash(it_slots: np.ndarray, it_hash: np.ndarray, n_seqs: int) -> None:
     """Re-insert every sequence id into a fresh (all -1) slot array after growing it."""
@@ -191,7 +235,8 @@ def frame_kernel(data: np.ndarray, d32: np.ndarray, d64: np.ndarray, bstart: np.
                  o_prov: np.ndarray, o_ver: np.ndarray, o_ptr: np.ndarray,
                  o_status: np.ndarray, o_pos: np.ndarray, o_payoff: np.ndarray, o_paylen: np.ndarray,
                  o_f: np.ndarray, o_tail: np.ndarray, o_glo: np.ndarray, o_ghi: np.ndarray,
-                 b_end: np.ndarray, b_endpos: np.ndarray, counters: np.ndarray, b_from: int, n_from: int) -> int:
+                 b_end: np.ndarray, b_endpos: np.ndarray, counters: np.ndarray, b_from: int, n_from: int,
+                 defer: bool, marks: np.ndarray) -> int:
     """Frame the records of every buffer ``data[bstart[i]:bend[i]]`` (header included) into the ``o_*`` columns.
 
     ``d32``/``d64`` are 4- and 8-byte views of ``data`` (see :func:`views`): aligned fields are read in one load.
@@ -203,6 +248,9 @@ def frame_kernel(data: np.ndarray, d32: np.ndarray, d64: np.ndarray, bstart: np.
     probes stay in cache: before a buffer that could overfill it (one sequence per 16 bytes, one value per 4),
     the walk stops and returns; ``it_meta[2]`` then holds the buffer to resume at (-1 when all are done).
     Returns the number of rows written so far.
+
+    ``defer``: ``data`` is the file itself, so tails of ``ROW_DEFER_TAIL`` rows become deferred references whose
+    flag bit says whether the last value is at or above ``marks[width == 8]`` (the layout's tail mark).
     """
     n = n_from
     it_meta[2] = -1
@@ -365,11 +413,14 @@ def frame_kernel(data: np.ndarray, d32: np.ndarray, d64: np.ndarray, bstart: np.
                             if rest % ptr != 0:
                                 st = ST_BAD_PAYLOAD
                                 counters[C_BAD_TAIL] += 1
+                            elif (defer and (rows[li, 2] & ROW_DEFER_TAIL) != 0 and pay + toff < DEFERRED_MAX_OFFSET
+                                  and rest // ptr <= DEFERRED_MAX_COUNT):
+                                tail = deferred_ref(data, d32, d64, pay + toff, rest // ptr, ptr, marks)
                             else:
                                 tail = intern_seq(data, d32, d64, pay + toff, rest // ptr, ptr, it_slots, it_hash,
                                                   it_start,
                                                   it_len, it_pool, it_meta)
-                        if rows[li, 2] != 0:
+                        if (rows[li, 2] & ROW_KEEP_RAW) != 0:
                             st |= ST_KEEP_RAW
             o_ts[n] = ts
             o_cpu[n] = bcpu[b]
@@ -456,12 +507,15 @@ class LayoutRow:
     fields: Sequence[FieldSpec] = ()
     tail_offset: int = -1             # pointer-sized values from here to the end are interned as one sequence
     keep_raw: bool = False            # hand the payload bytes over for a Python decoder
+    defer_tail: bool = False          # the tail may stay a deferred reference (module docstring)
 
 
 class Layout:
     """The layout table in the array form the kernel reads."""
 
-    def __init__(self, rows: Sequence[LayoutRow]) -> None:
+    def __init__(self, rows: Sequence[LayoutRow], tail_marks: tuple[int, int] = (1 << 32, (1 << 64) - 1)) -> None:
+        """``tail_marks``: (4-byte, 8-byte) value at or above which a deferred tail's last value sets its flag."""
+        self.marks = np.array(tail_marks, np.uint64)
         self.lut = np.full(LUT_SIZE, -1, np.int32)
         self.rows = np.zeros((max(1, len(rows)), ROW_LEN), np.int32)
         for i, r in enumerate(rows):
@@ -471,7 +525,8 @@ class Layout:
             if self.lut[key] >= 0:
                 raise ValueError(f"hook {r.hook:#x} ptr {r.ptr} declared twice")
             self.lut[key] = i
-            row = [r.min_len, r.max_len, int(r.keep_raw), r.tail_offset]
+            row = [r.min_len, r.max_len, (ROW_KEEP_RAW if r.keep_raw else 0) | (ROW_DEFER_TAIL if r.defer_tail else 0),
+                   r.tail_offset]
             for k in range(NF):
                 if k < len(r.fields):
                     row += [r.fields[k].offset, r.fields[k].width]

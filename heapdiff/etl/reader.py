@@ -143,9 +143,13 @@ class Reader:
     """Reads one opened trace with one layout table; iterate :meth:`batches` once."""
 
     def __init__(self, trace: TraceFile, layout: F.Layout, kernel_guids: dict[str, tuple[int, int]],
-                 chunk_bytes: int = CHUNK_BYTES) -> None:
-        """``kernel_guids``: GUID text -> (group used for the hook, provider index or -1 to count by GUID)."""
+                 chunk_bytes: int = CHUNK_BYTES, defer_tails: bool = False) -> None:
+        """``kernel_guids``: GUID text -> (group used for the hook, provider index or -1 to count by GUID).
+
+        ``defer_tails``: leave the tails of ``defer_tail`` rows in uncompressed buffers as deferred references
+        (:mod:`heapdiff.etl.frame`); :meth:`intern_deferred` turns the ones that matter into sequence ids."""
         self.trace = trace
+        self.defer_tails = defer_tails
         self.layout = layout
         self.chunk_bytes = chunk_bytes
         self.anomalies: Anomalies = trace.anomalies
@@ -294,7 +298,8 @@ class Reader:
                     seq.slots, seq.hash, seq.start, seq.length, seq.pool, seq.meta,
                     out["ts"], out["cpu"], out["tid"], out["pid"], out["hook"], out["prov"], out["ver"],
                     out["ptr"], out["status"], out["pos"], out["payoff"], out["paylen"], f,
-                    out["tail"], out["glo"], out["ghi"], b_end, b_endpos, counters, b_from, n)
+                    out["tail"], out["glo"], out["ghi"], b_end, b_endpos, counters, b_from, n,
+                    self.defer_tails and use_whole, self.layout.marks)
             if int(seq.meta[2]) < 0:
                 break
             b_from = int(seq.meta[2])
@@ -350,6 +355,42 @@ class Reader:
         if run_hi > run_lo:
             self.trace.release(run_lo, run_hi - run_lo)
         return RecordBatch(cols, f[:n], raw)
+
+    def intern_deferred(self, refs: np.ndarray) -> np.ndarray:
+        """Sequence ids for a column of tails: deferred references are interned (from the file), ids kept.
+
+        Why in windows: the file's pages were let go as the walk passed them; interning reads them back, so it
+        goes in file order, a window at a time, and lets each window go again (memory stays bounded however
+        many references there are). Costs one intern per distinct reference: the live blocks' stacks, not
+        the trace's.
+        """
+        refs = np.asarray(refs, np.int64)
+        out = refs.copy()
+        deferred = refs >= F.DEFERRED
+        if not deferred.any():
+            return out
+        uniq, inv = np.unique(refs[deferred], return_inverse=True)  # sorted: file order
+        off, cnt, width, _ = F.deferred_parts(uniq)
+        ids = np.empty(uniq.shape[0], np.int64)
+        data = self.trace.data
+        d32, d64 = F.views(data)
+        seq = self.sequences
+        window = 8 << 20  # file bytes whose pages are mapped back at once
+        margin = 128 << 10
+        lo = 0
+        while lo < uniq.shape[0]:
+            hi = int(np.searchsorted(off, off[lo] + window, "left"))
+            hi = max(hi, lo + 1)
+            seq.ensure(hi - lo, int(cnt[lo:hi].sum()))
+            F.intern_deferred_kernel(data, d32, d64, off[lo:hi], cnt[lo:hi], width[lo:hi], seq.slots, seq.hash,
+                                     seq.start, seq.length, seq.pool, seq.meta, ids[lo:hi])
+            # fault-around maps up to 64 KiB around a touched page: let go of a margin beyond the window too
+            first = max(0, int(off[lo]) - margin)
+            last = int(off[hi - 1] + cnt[hi - 1] * width[hi - 1]) + margin
+            self.trace.release(first, last - first)
+            lo = hi
+        out[deferred] = ids[inv.reshape(-1)]
+        return out
 
     def _outputs(self, cap: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Output columns reused from chunk to chunk: fresh arrays would fault in new pages every time.

@@ -25,6 +25,7 @@ from typing import Final
 from heapdiff.etl import structs as S
 from heapdiff.etl.frame import FieldSpec, Layout, LayoutRow
 from heapdiff.events import kinds as K
+from heapdiff.events.images import kernel_floor
 
 #: pseudo group for KernelTraceControl's ImageID provider (records with a GUID only, never classic)
 GROUP_IMAGE_ID: Final = 0x100
@@ -72,8 +73,10 @@ def build_rows() -> list[LayoutRow]:
         for hook in (K.HOOK_HEAP_EXPAND, K.HOOK_HEAP_CONTRACT):
             rows.append(LayoutRow(hook, ptr, ex.size, S.HEAP_EXPANSION_V3[ptr].size, _fields(ex, ["HeapHandle"])))
         sw = S.STACK_WALK
+        # a walk's frames are needed only if its block stays live: the reader may defer them (etl.frame)
         rows.append(LayoutRow(K.HOOK_STACK_WALK, ptr, sw.size, -1,
-                              _fields(sw, ["EventTimeStamp", "StackProcess", "StackThread"]), tail_offset=sw.size))
+                              _fields(sw, ["EventTimeStamp", "StackProcess", "StackThread"]), tail_offset=sw.size,
+                              defer_tail=True))
         kr = S.STACK_KEY_REF[ptr]
         for hook in (K.HOOK_STACK_KEY_KERNEL, K.HOOK_STACK_KEY_USER):
             rows.append(LayoutRow(hook, ptr, kr.size, kr.size,
@@ -98,5 +101,6 @@ _LAYOUT: Layout | None = None
 def layout() -> Layout:
     global _LAYOUT
     if _LAYOUT is None:
-        _LAYOUT = Layout(build_rows())
+        # a deferred walk's flag: its outermost frame is a kernel address (a kernel-only fragment, notes 5.2)
+        _LAYOUT = Layout(build_rows(), tail_marks=(kernel_floor(4), kernel_floor(8)))
     return _LAYOUT

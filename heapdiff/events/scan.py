@@ -15,7 +15,7 @@ import numpy as np
 
 from heapdiff._jit import njit
 from heapdiff.errors import Anomalies
-from heapdiff.etl.frame import ST_BAD_PAYLOAD, ST_KEEP_RAW
+from heapdiff.etl.frame import DEFERRED, ST_BAD_PAYLOAD, ST_KEEP_RAW
 from heapdiff.etl.reader import CHUNK_BYTES, GUID_PROVIDER_BASE, Reader, RecordBatch, SequenceTable
 from heapdiff.etl.trace import LogfileHeader, TraceFile, open_trace
 from heapdiff.events import kinds as K
@@ -29,6 +29,7 @@ from heapdiff.events.decode import (
     decode_process,
     image_id_fits,
 )
+from heapdiff.events.images import kernel_floor
 from heapdiff.events.layout import (
     COL_ALLOC_ADDR,
     COL_ALLOC_SIZE,
@@ -134,6 +135,17 @@ class TraceScan:
     last_ts: int | None = None
     ext_stacks: int = 0
     _image_ids: list[ImageIdEvent] | None = None
+    _reader: Reader | None = None
+
+    def resolve_stacks(self, stacks: np.ndarray) -> np.ndarray:
+        """Sequence ids for a column of stacks as the heap sink saw them (deferred walks interned now, from the
+        trace, which must still be open); -1 (no stack) stays -1. Then the reader is let go."""
+        if self._reader is None:
+            return np.asarray(stacks, np.int64).copy()
+        return self._reader.intern_deferred(stacks)
+
+    def release_reader(self) -> None:
+        self._reader = None
 
     @property
     def pointer_size(self) -> int:
@@ -164,12 +176,13 @@ def scan(source: TraceFile | bytes | np.ndarray, heap_sink: HeapSink | None = No
          progress: Progress | None = None, chunk_bytes: int = CHUNK_BYTES) -> TraceScan:
     """Read a trace once. ``heap_sink`` receives the reducer's op batches in time order, if given."""
     trace = source if isinstance(source, TraceFile) else open_trace(source)
-    reader = Reader(trace, layout(), KERNEL_GUIDS, chunk_bytes=chunk_bytes)
+    # the heap job needs the frames of the live blocks' stacks only: it lets the reader defer the rest
+    reader = Reader(trace, layout(), KERNEL_GUIDS, chunk_bytes=chunk_bytes, defer_tails=heap_sink is not None)
     out = TraceScan(path=trace.path, header=trace.header, buffers=len(trace.buffers),
                     compressed_buffers=trace.compressed_buffers, size=trace.size, sequences=reader.sequences,
-                    anomalies=reader.anomalies)
+                    anomalies=reader.anomalies, _reader=reader)
     matcher = StackMatcher(attach_kernel_keys=heap_sink is None)
-    kfloor = np.uint64(0xFFFF800000000000 if trace.header.pointer_size == 8 else 0x80000000)
+    kfloor = np.uint64(kernel_floor(trace.header.pointer_size))
     prov_counts = np.zeros(GUID_PROVIDER_BASE + 2, np.int64)
     kind_counts = np.zeros(len(KIND_NAMES), np.int64)
     for batch in reader.batches():
@@ -252,6 +265,14 @@ def _decode_rare(batch: RecordBatch, out: TraceScan) -> dict[int, int]:
     return ends
 
 
+@njit(inline="always")
+def _is_kernel_only(ref: Any, kernel_only: np.ndarray) -> bool:
+    """A stack (sequence id or deferred reference) that is a kernel-only fragment (see :func:`_kernel_only`)."""
+    if ref >= DEFERRED:
+        return bool((ref >> 1) & 1)
+    return bool(kernel_only[ref])
+
+
 @njit()
 def _ops_kernel(hook: np.ndarray, status: np.ndarray, f: np.ndarray, serial: np.ndarray, tail: np.ndarray,
                 kernel_only: np.ndarray, targets: np.ndarray, pid: np.ndarray, tid: np.ndarray, ts: np.ndarray,
@@ -308,10 +329,11 @@ def _ops_kernel(hook: np.ndarray, status: np.ndarray, f: np.ndarray, serial: np.
                 if o_serial[j] == tgt and (o_op[j] == OP_ALLOC or o_op[j] == OP_REALLOC):
                     # a walk may come as a kernel-only fragment and a user one (notes 5.2): the user part wins,
                     # a kernel-only part leaves the block without a signature (kernel frames are not part of it)
-                    if o_stack[j] < 0 or (kernel_only[o_stack[j]] and not kernel_only[tail[i]]):
+                    if o_stack[j] < 0 or (_is_kernel_only(o_stack[j], kernel_only)
+                                          and not _is_kernel_only(tail[i], kernel_only)):
                         o_stack[j] = tail[i]
                         found = True
-                    elif kernel_only[tail[i]]:
+                    elif _is_kernel_only(tail[i], kernel_only):
                         found = True  # a kernel fragment after the user part: nothing to add to the signature
                     break
                 j -= 1
