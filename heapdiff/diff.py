@@ -133,16 +133,16 @@ def group_blocks(live: LiveColumns, sequences: SequenceTable, images: ImageMap, 
     heaps_of: dict[int, list[int]] = {}
     for pr, hv in zip(hp[first].tolist(), hh[first].tolist(), strict=True):
         heaps_of.setdefault(pr, []).append(hv)
-    resolve_cache: dict[tuple[int, int], tuple[tuple[str, ...], tuple[str, ...], int, int]] = {}
+    pair_pid = pid[starts].tolist()
+    pair_sid = stack[starts].tolist()
+    with_stack = [k for k in range(npairs) if pair_sid[k] >= 0]
+    names = images.frames_many([pair_pid[k] for k in with_stack], [sequences.get(pair_sid[k]) for k in with_stack],
+                               [int(tmin[k]) for k in with_stack])
+    resolved = dict(zip(with_stack, names, strict=True))
     for k in range(npairs):
         s, e = int(starts[k]), int(ends[k])
-        p, sid = int(pid[s]), int(stack[s])
-        key = (p, sid)
-        res = resolve_cache.get(key)
-        if res is None:
-            res = _resolve(p, sid, int(tmin[k]), sequences, images, kernel_frames)
-            resolve_cache[key] = res
-        sig, display, nfr, nunres = res
+        sig, display, nfr, nunres = _signature(resolved.get(k), sequences.get(pair_sid[k]) if k in resolved else None,
+                                               images.kernel_floor, kernel_frames)
         out.frames += nfr
         out.unresolved += nunres
         g = out.groups.get(sig)
@@ -166,13 +166,12 @@ def group_blocks(live: LiveColumns, sequences: SequenceTable, images: ImageMap, 
     return out
 
 
-def _resolve(pid: int, sid: int, ts: int, sequences: SequenceTable, images: ImageMap,
-             kernel_frames: bool) -> tuple[tuple[str, ...], tuple[str, ...], int, int]:
-    if sid < 0:
+def _signature(names: list[str] | None, addrs: np.ndarray | None, kernel_floor: int,
+               kernel_frames: bool) -> tuple[tuple[str, ...], tuple[str, ...], int, int]:
+    """(signature, display frames, signature frames, unresolved signature frames) of a resolved stack."""
+    if names is None or addrs is None:
         return (), (), 0, 0
-    addrs = sequences.get(sid)
-    names = images.frames(pid, addrs, ts)
-    kern = (addrs >= np.uint64(images.kernel_floor)).tolist()
+    kern = (addrs >= np.uint64(kernel_floor)).tolist()
     display = tuple(("[k] " if k else "") + fr for fr, k in zip(names, kern, strict=True))
     sig = tuple(fr for fr, k in zip(names, kern, strict=True) if kernel_frames or not k)
     unresolved = sum(1 for fr in sig if fr.startswith("0x"))

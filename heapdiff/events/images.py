@@ -74,6 +74,9 @@ class ImageMap:
         # a process whose images neither come nor go nor overlap resolves without looking at the time:
         # one vectorised search for all its frames (see frames())
         self._static: dict[int, tuple[np.ndarray, np.ndarray, list[str]]] = {}
+        self._bounds: dict[int, list[int]] = {}
+        self._epochs: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, list[str]] | None] = {}
+        self._memo: dict[tuple[int, ...], dict[int, str]] = {}
         for pid, (bases, imgs) in self._by_pid.items():
             if imgs and all(i.start_ts == -NEVER and i.end_ts == NEVER for i in imgs) and all(
                     imgs[k].end <= imgs[k + 1].base for k in range(len(imgs) - 1)):
@@ -101,29 +104,120 @@ class ImageMap:
             return f"0x{addr:x}"
         return f"{img.name}+0x{addr - img.base:x}"
 
+    def _table_at(self, pid: int, ts: int) -> tuple[int, tuple[np.ndarray, np.ndarray, list[str]] | None]:
+        """(epoch, images of ``pid`` loaded at ``ts`` as sorted arrays) or (epoch, None) when they overlap.
+
+        The set of loaded images changes only at load/unload times, so it is built once per interval between
+        two such times (the epoch) and reused for every stack of that interval."""
+        static = self._static.get(pid)
+        if static is not None:
+            return -1, static
+        bounds = self._bounds.get(pid)
+        if bounds is None:  # images that come and go: their load and unload times
+            imgs0 = self._by_pid[pid][1]
+            bounds = sorted({i.start_ts for i in imgs0} | {i.end_ts for i in imgs0})
+            self._bounds[pid] = bounds
+        epoch = bisect.bisect_right(bounds, ts)
+        key = (pid, epoch)
+        if key not in self._epochs:
+            imgs = [i for i in self._by_pid[pid][1] if i.start_ts <= ts < i.end_ts]
+            if all(imgs[k].end <= imgs[k + 1].base for k in range(len(imgs) - 1)):
+                self._epochs[key] = (np.asarray([i.base for i in imgs], np.uint64),
+                                     np.asarray([i.end for i in imgs], np.uint64), [i.name for i in imgs])
+            else:
+                self._epochs[key] = None
+        return epoch, self._epochs[key]
+
     def frames(self, pid: int, addrs: np.ndarray, ts: int) -> list[str]:
         """:meth:`frame` for many addresses of one process at one time, with the same lookup order (kernel
-        addresses: System/Idle images first), vectorised when every process involved is static."""
+        addresses: System/Idle images first).
+
+        Vectorised over the images loaded at ``ts`` (see :meth:`_table_at`), and the answers are remembered
+        per (process, epochs, address): stacks share most of their frames, and grouping ~5,000 stacks of ~20
+        frames one frame at a time was 0.43 s of a 10M benchmark trace's 4.7 s, on the reading thread. Only
+        processes whose loaded images overlap each other go frame by frame."""
         kernel = addrs >= np.uint64(self.kernel_floor)
         order = [(p, True) for p in KERNEL_PIDS] + [(pid, False)] if bool(np.any(kernel)) else [(pid, False)]
-        if any(p in self._by_pid and p not in self._static for p, _ in order):
-            return [self.frame(pid, int(a), ts) for a in addrs.tolist()]
-        out: list[str | None] = [None] * int(addrs.shape[0])
+        tables: list[tuple[tuple[np.ndarray, np.ndarray, list[str]], bool]] = []
+        epochs: list[int] = [pid]
         for p, kernel_only in order:
-            table = self._static.get(p)
-            if table is None:
+            if p not in self._by_pid:
+                epochs.append(-2)
                 continue
-            bases, ends, names = table
-            idx = np.searchsorted(bases, addrs, side="right").astype(np.int64) - 1
+            epoch, table = self._table_at(p, ts)
+            if table is None:
+                return [self.frame(pid, int(a), ts) for a in addrs.tolist()]
+            epochs.append(epoch)
+            tables.append((table, kernel_only))
+        memo = self._memo.setdefault(tuple(epochs), {})
+        values = addrs.tolist()
+        known = [memo.get(a) for a in values]
+        missing = [j for j, k in enumerate(known) if k is None]
+        if not missing:
+            return known  # type: ignore[return-value]  # no None left
+        sub = addrs[np.asarray(missing, np.int64)]
+        out: list[str | None] = [None] * len(missing)
+        for (bases, ends, names), kernel_only in tables:
+            if not bases.shape[0]:
+                continue
+            idx = np.searchsorted(bases, sub, side="right").astype(np.int64) - 1
             safe = np.maximum(idx, 0)
-            hit = (idx >= 0) & (addrs < ends[safe])
+            hit = (idx >= 0) & (sub < ends[safe])
             if kernel_only:
-                hit &= kernel
+                hit &= sub >= np.uint64(self.kernel_floor)
             for j in np.flatnonzero(hit).tolist():
                 if out[j] is None:
                     k = int(safe[j])
-                    out[j] = f"{names[k]}+0x{int(addrs[j]) - int(bases[k]):x}"
-        return [o if o is not None else f"0x{int(a):x}" for o, a in zip(out, addrs.tolist(), strict=True)]
+                    out[j] = f"{names[k]}+0x{int(sub[j]) - int(bases[k]):x}"
+        for j, o in zip(missing, out, strict=True):
+            a = values[j]
+            known[j] = memo[a] = o if o is not None else f"0x{a:x}"
+        return known  # type: ignore[return-value]  # every None was filled
+
+    def frames_many(self, pids: list[int], addrs: list[np.ndarray], tss: list[int]) -> list[list[str]]:
+        """:meth:`frames` for many stacks at once: ``frames(pids[k], addrs[k], tss[k])`` for every k.
+
+        Why: grouping resolves thousands of stacks, and one call per stack cost ~80 us of numpy set-up for ~20
+        frames (0.5 s of a 10M benchmark trace, on the reading thread, holding the GIL). The stacks of a process
+        whose images are static (and the kernel's, when static) are resolved in one vectorised search, each
+        distinct address formatted once; the others go stack by stack."""
+        out: list[list[str] | None] = [None] * len(pids)
+        by_pid: dict[int, list[int]] = {}
+        for k, p in enumerate(pids):
+            by_pid.setdefault(p, []).append(k)
+        floor = np.uint64(self.kernel_floor)
+        for p, ks in by_pid.items():
+            kernel_tables = [self._static.get(kp) for kp in KERNEL_PIDS]
+            if (p in self._by_pid and p not in self._static) or any(
+                    kp in self._by_pid and t is None for kp, t in zip(KERNEL_PIDS, kernel_tables, strict=True)):
+                for k in ks:
+                    out[k] = self.frames(p, addrs[k], tss[k])
+                continue
+            lens = [int(addrs[k].shape[0]) for k in ks]
+            allv = np.concatenate([addrs[k] for k in ks]) if ks else np.zeros(0, np.uint64)
+            uniq, inv = np.unique(allv, return_inverse=True)
+            names: list[str | None] = [None] * int(uniq.shape[0])
+            lookups = [(t, True) for t in kernel_tables if t is not None]
+            own = self._static.get(p)
+            if own is not None:
+                lookups.append((own, False))
+            for (bases, ends, nm), kernel_only in lookups:
+                idx = np.searchsorted(bases, uniq, side="right").astype(np.int64) - 1
+                safe = np.maximum(idx, 0)
+                hit = (idx >= 0) & (uniq < ends[safe])
+                if kernel_only:
+                    hit &= uniq >= floor
+                for j in np.flatnonzero(hit).tolist():
+                    if names[j] is None:
+                        b = int(safe[j])
+                        names[j] = f"{nm[b]}+0x{int(uniq[j]) - int(bases[b]):x}"
+            text = [n if n is not None else f"0x{a:x}" for n, a in zip(names, uniq.tolist(), strict=True)]
+            flat = [text[i] for i in inv.reshape(-1).tolist()]
+            pos = 0
+            for k, n in zip(ks, lens, strict=True):
+                out[k] = flat[pos:pos + n]
+                pos += n
+        return out  # type: ignore[return-value]  # every stack was resolved
 
     def is_kernel(self, addr: int) -> bool:
         return addr >= self.kernel_floor
