@@ -66,6 +66,15 @@ def test_vectorised_frames_agree_with_single_lookups(data: st.DataObject) -> Non
         addrs = np.asarray(data.draw(st.lists(st.one_of(st.integers(0x10000, 0x60000),
                                                         st.integers(K64, K64 + 0x60000)), max_size=20)), np.uint64)
         assert m.frames(pid, addrs, ts) == [m.frame(pid, int(a), ts) for a in addrs.tolist()]
+    # many stacks of several processes at once
+    n = data.draw(st.integers(0, 6))
+    many_pids = [data.draw(st.sampled_from([*pids, 300])) for _ in range(n)]
+    many_ts = [data.draw(st.integers(0, 110)) for _ in range(n)]
+    many = [np.asarray(data.draw(st.lists(st.one_of(st.integers(0x10000, 0x60000), st.integers(K64, K64 + 0x60000)),
+                                          max_size=8)), np.uint64) for _ in range(n)]
+    fresh = ImageMap(events, 8)
+    assert fresh.frames_many(many_pids, many, many_ts) == [
+        [m.frame(p, int(a), t) for a in ad.tolist()] for p, ad, t in zip(many_pids, many, many_ts, strict=True)]
 
 
 def test_group_module_skips_the_allocator() -> None:
