@@ -69,6 +69,29 @@ def map_trace(path: str) -> TraceFile:
         raise Unreadable(str(e.with_path(path))) from None
 
 
+def _map_all(paths: Sequence[str]) -> list[TraceFile]:
+    """:func:`map_trace` on every path at once (threads: the buffer-map scan is numpy that releases the GIL;
+    measured 0.50 -> 0.25 s on the 10M benchmark pair, 1.07 -> 0.75 s on the 30M pair). The first unreadable
+    file in argument order is the error; the others are closed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def attempt(p: str) -> TraceFile | Unreadable:
+        try:
+            return map_trace(p)
+        except Unreadable as e:
+            return e
+
+    with ThreadPoolExecutor(max_workers=max(1, len(paths))) as pool:
+        got = list(pool.map(attempt, paths))
+    bad = [g for g in got if isinstance(g, Unreadable)]
+    if bad:
+        for g in got:
+            if not isinstance(g, Unreadable):
+                g.close()
+        _fail(str(bad[0]))
+    return [g for g in got if not isinstance(g, Unreadable)]
+
+
 def _tame_malloc() -> None:
     """glibc: fixed thresholds, so that the per-batch arrays the job frees go back to the OS.
 
@@ -207,12 +230,7 @@ def main_command(traces: Sequence[str], html_path: str, json_path: str | None, p
     _tame_malloc()
 
     opts = JobOptions(process=process_name, pids=pids, kernel_frames=kernel_frames, min_bytes=min_bytes, top=top)
-    mapped: list[TraceFile] = []
-    for p in traces:
-        try:
-            mapped.append(map_trace(p))
-        except Unreadable as e:
-            _fail(str(e))
+    mapped = _map_all(traces)
     progress = [_Progress(os.path.basename(p), not quiet) for p in traces]
     try:
         result = run_job(mapped, opts, progress=progress)

@@ -169,6 +169,20 @@ def test_missing_file_exit_3(capsys: pytest.CaptureFixture[str], cwd: pathlib.Pa
     assert len(err.strip().splitlines()) == 1 and "nope.etl" in err
 
 
+@pytest.mark.parametrize("order", ["good-bad", "bad-good", "bad-missing"])
+def test_the_first_unreadable_of_two_is_the_error(capsys: pytest.CaptureFixture[str], cwd: pathlib.Path,
+                                                  order: str) -> None:
+    """The two traces are opened at once; the error is still about the first bad one in argument order."""
+    shutil.copy(AFTER, cwd / "good.etl")
+    (cwd / "bad.etl").write_bytes(b"\x00" * 10)
+    args = {"good-bad": ["good.etl", "bad.etl"], "bad-good": ["bad.etl", "good.etl"],
+            "bad-missing": ["bad.etl", "nope.etl"]}[order]
+    code, _, err = run(capsys, *args)
+    assert code == 3
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "bad.etl" in lines[0] and "nope.etl" not in lines[0], err
+
+
 def test_truncated_trace_gives_a_result_with_a_warning(capsys: pytest.CaptureFixture[str],
                                                        cwd: pathlib.Path) -> None:
     data = AFTER.read_bytes()
