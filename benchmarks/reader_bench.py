@@ -2,9 +2,12 @@
 
     python benchmarks/reader_bench.py [--cache DIR] [--repeat 3] [--json OUT]
 
-What is timed: ``heapdiff.events.scan.scan`` on a memory-mapped file (``heapdiff.cli.map_trace``), i.e. buffer
-map, time-ordered merge, JIT framing into columns, event classification, stack matching and the decoding of
-images and processes -- everything the main job does before the reducer. Inputs:
+What is timed: ``heapdiff.events.scan.scan`` on a memory-mapped file (``heapdiff.cli.map_trace``) with a heap sink
+that only counts the reducer's ops, i.e. buffer map, time-ordered merge, JIT framing into columns, event
+classification, stack matching, the reducer's op batches and the decoding of images and processes --
+everything the main job does before the reducer, in the job's configuration (stack walks left as deferred
+references, heapdiff.etl.frame). Timed once more: the ``info`` configuration (no sink: every stack interned),
+reported as ``info_records_per_s``; its distinct stacks are the trace's. Inputs:
 
 * the largest real sample, ``../shared/etl-samples/Siemens-Healthineers__ETWAnalyzer/TraceLoggingTester.etl``
   (43 MB of TraceLogging events; skipped when absent);
@@ -63,11 +66,16 @@ def child(path: str, repeat: int, warmup: bool, spawn_time: float) -> dict[str, 
     }
     runs = []
     first = None
+    ops = [0]
+
+    def sink(batch: Any) -> None:
+        ops[0] += len(batch)
+
     for i in range(repeat + (1 if warmup else 0)):
         c0 = time.process_time()
         t0 = time.perf_counter()
         with map_trace(path) as tf:
-            s = scan(tf)
+            s = scan(tf, heap_sink=sink)
             size = tf.size
         dt = time.perf_counter() - t0
         cpu = time.process_time() - c0
@@ -76,6 +84,10 @@ def child(path: str, repeat: int, warmup: bool, spawn_time: float) -> dict[str, 
             continue
         runs.append((dt, cpu))
     best = min(runs)
+    t0 = time.perf_counter()
+    with map_trace(path) as tf:
+        s_info = scan(tf)
+    info_s = time.perf_counter() - t0
     out.update(
         {
             "path": path,
@@ -84,7 +96,10 @@ def child(path: str, repeat: int, warmup: bool, spawn_time: float) -> dict[str, 
             "events": s.events,
             "stack_refs": s.stack_refs,
             "stacks_matched": s.stacks_matched,
-            "distinct_stacks": len(s.sequences),
+            "distinct_stacks": len(s_info.sequences),
+            "ops_per_run": ops[0] // max(1, len(runs) + (1 if warmup else 0)),
+            "info_s": info_s,
+            "info_records_per_s": s_info.records / info_s,
             "first_run_s": first,
             "runs_s": [r[0] for r in runs],
             "best_s": best[0],
