@@ -376,7 +376,7 @@ class Reader:
         d32, d64 = F.views(data)
         seq = self.sequences
         window = 8 << 20  # file bytes whose pages are mapped back at once
-        margin = 128 << 10
+        swept = 0
         lo = 0
         while lo < uniq.shape[0]:
             hi = int(np.searchsorted(off, off[lo] + window, "left"))
@@ -384,11 +384,13 @@ class Reader:
             seq.ensure(hi - lo, int(cnt[lo:hi].sum()))
             F.intern_deferred_kernel(data, d32, d64, off[lo:hi], cnt[lo:hi], width[lo:hi], seq.slots, seq.hash,
                                      seq.start, seq.length, seq.pool, seq.meta, ids[lo:hi])
-            # fault-around maps up to 64 KiB around a touched page: let go of a margin beyond the window too
-            first = max(0, int(off[lo]) - margin)
-            last = int(off[hi - 1] + cnt[hi - 1] * width[hi - 1]) + margin
-            self.trace.release(first, last - first)
+            # a read maps the whole page-cache folio around it (up to MBs with large folios, beyond this window
+            # on either side): let go of everything from where the last sweep ended, not just this window
+            end = int(off[hi - 1] + cnt[hi - 1] * width[hi - 1])
+            self.trace.release(swept, end - swept)
+            swept = end
             lo = hi
+        self.trace.release(0, self.trace.size)  # and what a later window's folio mapped back behind a sweep
         out[deferred] = ids[inv.reshape(-1)]
         return out
 
