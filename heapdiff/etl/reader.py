@@ -225,21 +225,30 @@ class Reader:
         return [int(t) if f else None for t, f in zip(ts.tolist(), fits.tolist(), strict=True)]
 
     def _order(self) -> list[tuple[int, BufferInfo]]:
-        keyed: list[tuple[int, int, int, BufferInfo]] = []
+        keyed: list[tuple[int, int, int, int, BufferInfo]] = []
         bufs = self.trace.buffers
         step = 256  # a peek maps the buffer's neighbourhood: let go of every 256 buffers' pages
         for start in range(0, len(bufs), step):
             part = bufs[start:start + step]
-            plain = [b for b in part if not b.compressed]
+            # the header scan of a uniform file read them already (BufferInfo.first_ts); else peek now
+            plain = [b for b in part if not b.compressed and not b.first_ts_known]
             firsts = dict(zip((b.index for b in plain), self._first_ts_plain(plain), strict=True)) if plain else {}
+            peeked = bool(plain)
             for b in part:
-                t = firsts[b.index] if not b.compressed else self._first_ts(b)
+                if b.first_ts_known:
+                    t = b.first_ts
+                elif not b.compressed:
+                    t = firsts[b.index]
+                else:
+                    t = self._first_ts(b)
+                    peeked = True
                 if t is not None:
-                    keyed.append((t, b.cpu, b.seq, b))
-            self.trace.release(part[0].offset, part[-1].offset + part[-1].size - part[0].offset)
-        keyed.sort(key=lambda k: (k[0], k[1], k[2], k[3].index))
+                    keyed.append((t, b.cpu, b.seq, b.index, b))  # the index is unique: b is never compared
+            if peeked:
+                self.trace.release(part[0].offset, part[-1].offset + part[-1].size - part[0].offset)
+        keyed.sort()
         self.trace.release(0, self.trace.size)
-        return [(k[0], k[3]) for k in keyed]
+        return [(k[0], k[4]) for k in keyed]
 
     # -- framing ----------------------------------------------------------------------------------------------
     def _frame(self, bufs: list[BufferInfo]) -> RecordBatch:

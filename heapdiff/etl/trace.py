@@ -101,6 +101,10 @@ class BufferInfo:
     timestamp: int
     compressed: bool
     truncated: bool = False
+    #: raw timestamp of the buffer's first record (None: no record), when the header scan read it on the same
+    #: page (uncompressed buffers of uniform files); else the reader peeks it when it orders the buffers
+    first_ts: int | None = None
+    first_ts_known: bool = False
 
 
 @dataclass
@@ -282,6 +286,26 @@ def _plausible(hdr: dict[str, int | bytes], remaining: int, nominal: int) -> boo
 _BUFFER_DTYPE = S.BUFFER_HEADER.numpy_dtype()
 
 
+def _first_record_ts(data: np.ndarray, start: int, k: int, nominal: int,
+                     filled: np.ndarray) -> list[int | None] | None:
+    """Raw timestamp of the first record of ``k`` uniform buffers from ``start`` (None: no record), read through
+    strided views on the header's page while the scan has it mapped (saves the reader a second page fault per
+    buffer: ~0.3 s on a 1.6 GB trace). Where the timestamp is depends on the header kind (notes 3): at 8 in
+    PERFINFO and WPP-style headers, else at 0x10. None when the buffers are too small to hold the peek."""
+    h = S.BUFFER_HEADER_SIZE
+    if nominal < h + 0x18:
+        return None
+    mk = np.ndarray(shape=(k,), dtype="<u4", buffer=data, offset=start + h, strides=(nominal,)).astype(np.int64)
+    ts8 = np.ndarray(shape=(k,), dtype="<i8", buffer=data, offset=start + h + 8, strides=(nominal,))
+    ts16 = np.ndarray(shape=(k,), dtype="<i8", buffer=data, offset=start + h + 0x10, strides=(nominal,))
+    room = filled - h
+    ht = (mk >> 16) & 0xFF
+    perf = (ht == S.HT_PERFINFO32) | (ht == S.HT_PERFINFO64) | (((mk >> 24) & 0xD0) == 0x90)
+    ts = np.where(perf, ts8, ts16)
+    fits = (room >= 0x10) & (mk != 0xFFFFFFFF) & (perf | (room >= 0x18))
+    return [int(t) if f else None for t, f in zip(ts.tolist(), fits.tolist(), strict=True)]
+
+
 def _scan_uniform(data: np.ndarray, nominal: int, ncpu: int, mm: mmap.mmap | None = None) -> list[BufferInfo] | None:
     """The common case at numpy speed: an uncompressed file of whole buffers that all have the session's size.
 
@@ -314,10 +338,13 @@ def _scan_uniform(data: np.ndarray, nominal: int, ncpu: int, mm: mmap.mmap | Non
         seq = h["SequenceNumber"].tolist()
         btype = h["BufferType"].tolist()
         stamp = h["TimeStamp"].tolist()
+        firsts = _first_record_ts(data, first * nominal, k, nominal, filled)
+        known = firsts is not None
+        fts: list[int | None] = firsts if firsts is not None else [None] * k
         out.extend(BufferInfo(index=first + i, offset=(first + i) * nominal, size=nominal, filled=f_, cpu=c, seq=q,
-                              flags=fl, type=t, timestamp=ts, compressed=False)
-                   for i, (f_, c, q, fl, t, ts) in enumerate(zip(filled.tolist(), cpu.tolist(), seq, flags.tolist(),
-                                                                 btype, stamp, strict=True)))
+                              flags=fl, type=t, timestamp=ts, compressed=False, first_ts=ft, first_ts_known=known)
+                   for i, (f_, c, q, fl, t, ts, ft) in enumerate(zip(filled.tolist(), cpu.tolist(), seq,
+                                                                     flags.tolist(), btype, stamp, fts, strict=True)))
         del h
         _dontneed(mm, first * nominal, k * nominal)
     return out
