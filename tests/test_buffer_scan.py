@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from heapdiff.errors import Anomalies
+from heapdiff.etl import structs as S
 from heapdiff.etl import trace as T
 from heapdiff.etl.reader import Reader
 from heapdiff.events.layout import KERNEL_GUIDS, layout
@@ -95,3 +96,50 @@ def test_vectorised_first_timestamps_equal_the_one_buffer_peek() -> None:
         r = Reader(tf, layout(), KERNEL_GUIDS)
         plain = [b for b in tf.buffers if not b.compressed]
         assert r._first_ts_plain(plain) == [r._first_ts(b) for b in plain]
+
+
+@pytest.mark.parametrize("cpus", [1, 8])
+def test_framed_pages_are_let_go_in_a_sweep_that_never_passes_an_unframed_buffer(cpus: int) -> None:
+    """The reader releases a mapped file's pages as it frames (memory follows the buffers in flight): in a few
+    sweeps, never over a buffer it has yet to frame, and the whole file by the end."""
+    from heapdiff.etl import reader as R
+
+    out = io.BytesIO()
+    w = TraceWriter(out, cpus=cpus, buffer_size=0x1000)
+    t = w.t0 + 10
+    for i in range(40_000):
+        t += 1
+        w.heap_alloc(t, i % cpus, 10, 20, 0x10000, 16, 0x20000 + 16 * i)
+    w.close()
+    data = np.frombuffer(out.getvalue(), np.uint8)
+    tf = T.open_trace(data, "<built>")
+    released: list[tuple[int, int]] = []
+    tf.release = lambda off, n: released.append((off, off + n))  # type: ignore[method-assign]
+    rd = Reader(tf, layout(), KERNEL_GUIDS, chunk_bytes=0x4000)
+    old_sweep, old_step = R.RELEASE_SWEEP, R.RELEASE_FAR
+    R.RELEASE_SWEEP, R.RELEASE_FAR = 0x10000, 0x40000
+    try:
+        framed: set[int] = set()
+        real_frame = rd._frame
+
+        def frame(bufs: list[T.BufferInfo]) -> R.RecordBatch:
+            framed.update(b.index for b in bufs)
+            before = len(released)
+            got = real_frame(bufs)
+            for lo, hi in released[before:]:
+                for b in tf.buffers:
+                    if b.index not in framed and b.filled > S.BUFFER_HEADER_SIZE:
+                        assert hi <= b.offset or lo >= b.offset + b.size, (lo, hi, b)
+            return got
+
+        rd._frame = frame  # type: ignore[method-assign]
+        n = sum(len(b) for b in rd.batches())
+    finally:
+        R.RELEASE_SWEEP, R.RELEASE_FAR = old_sweep, old_step
+    assert n > 40_000
+    covered = 0
+    for lo, hi in sorted(released):
+        if lo <= covered:
+            covered = max(covered, hi)
+    assert covered >= tf.size  # everything was let go
+    assert len(released) < len(tf.buffers) // 4  # in sweeps, not buffer by buffer

@@ -22,6 +22,9 @@ from heapdiff.etl.trace import BufferInfo, TraceFile
 #: benchmark pairs): 8 MiB 350 / 404 MB peak RSS, 4 MiB 281-290 / 327-348 MB, 2 MiB 263-265 / 302 MB, each halving
 #: costing up to ~5% time. 2 MiB keeps the job inside its memory bound (300 MB + 100 B a live block) on both.
 CHUNK_BYTES = 2 << 20
+#: framed buffers' pages are let go in sweeps of this many bytes, and at once if this far above the sweep
+RELEASE_SWEEP = 4 << 20
+RELEASE_FAR = 16 << 20
 #: decompressed buffers kept between ordering and framing (beyond this, a buffer is decoded twice)
 DECOMPRESSED_CACHE_BYTES = 64 << 20
 #: providers with an index below this are kernel groups (the group byte); above it, GUIDs interned per trace
@@ -171,6 +174,9 @@ class Reader:
             self._kg_group[i] = grp
             self._kg_prov[i] = prov if prov >= 0 else F.PROV_BY_GUID
         self._serial = 0
+        self._suffix_min = np.zeros(0, np.int64)
+        self._framed = 0
+        self._swept = 0
         self._decompressed: dict[int, np.ndarray] = {}
         self._out: dict[str, np.ndarray] = {}
         self._out_f = np.zeros((0, F.NF), np.uint64)
@@ -353,9 +359,23 @@ class Reader:
                 o = int(payoff[i])
                 raw[int(ser[i])] = bytes(data[o:o + int(plen[i])])
         self.stats.records += n
-        runs = sorted((b.offset, b.offset + b.size) for b in ok_bufs)
+        self._release_framed(ok_bufs)
+        return RecordBatch(cols, f[:n], raw)
+
+    def _release_framed(self, bufs: list[BufferInfo]) -> None:
+        """Let go of the file pages of framed buffers, in a sweep that follows the lowest unframed buffer.
+
+        Buffers are framed in time order, which is close to file order (a buffer reaches the file when full),
+        so one madvise every :data:`RELEASE_SWEEP` bytes does what one per contiguous run of a chunk's buffers
+        did (~24,000 calls on a 1.6 GB trace, ~0.2 s). A framed buffer far above the sweep (a file out of
+        order) is let go at once, so what stays mapped is bounded by :data:`RELEASE_FAR`."""
+        sweep = self._sweep_to()
+        if sweep - self._swept >= RELEASE_SWEEP or sweep >= self.trace.size:
+            self.trace.release(self._swept, sweep - self._swept)
+            self._swept = sweep
+        far = sorted((b.offset, b.offset + b.size) for b in bufs if b.offset > sweep + RELEASE_FAR)
         run_lo = run_hi = -1
-        for start, stop in runs:  # one madvise per contiguous run of buffers, not one per buffer
+        for start, stop in far:  # one madvise per contiguous run of buffers, not one per buffer
             if start != run_hi:
                 if run_hi > run_lo:
                     self.trace.release(run_lo, run_hi - run_lo)
@@ -363,7 +383,11 @@ class Reader:
             run_hi = stop
         if run_hi > run_lo:
             self.trace.release(run_lo, run_hi - run_lo)
-        return RecordBatch(cols, f[:n], raw)
+
+    def _sweep_to(self) -> int:
+        """File offset of the lowest buffer not framed yet (the file's size when all are)."""
+        pos = self._framed
+        return int(self._suffix_min[pos]) if pos < self._suffix_min.shape[0] else self.trace.size
 
     def intern_deferred(self, refs: np.ndarray) -> np.ndarray:
         """Sequence ids for a column of tails: deferred references are interned (from the file), ids kept.
@@ -421,6 +445,10 @@ class Reader:
     def batches(self) -> Iterator[RecordBatch]:
         """Every record once, in non-decreasing raw timestamp order, in batches of columns."""
         order = self._order()
+        offs = np.asarray([b.offset for _, b in order], np.int64)
+        self._suffix_min = np.minimum.accumulate(offs[::-1])[::-1] if offs.size else offs
+        self._framed = 0
+        self._swept = 0
         pending: RecordBatch | None = None
         last_emitted = -(1 << 63)
         i = 0
@@ -430,6 +458,7 @@ class Reader:
             while j < len(order) and (j == i or size < self.chunk_bytes):
                 size += order[j][1].filled
                 j += 1
+            self._framed = j  # (before framing: _frame lets the pages go up to the lowest buffer after these)
             batch = self._frame([b for _, b in order[i:j]])
             watermark = order[j][0] if j < len(order) else None
             i = j
