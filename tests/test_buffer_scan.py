@@ -122,10 +122,10 @@ def test_framed_pages_are_let_go_in_a_sweep_that_never_passes_an_unframed_buffer
         framed: set[int] = set()
         real_frame = rd._frame
 
-        def frame(bufs: list[T.BufferInfo]) -> R.RecordBatch:
+        def frame(bufs: list[T.BufferInfo], held: int) -> tuple[R._Window, int]:
             framed.update(b.index for b in bufs)
             before = len(released)
-            got = real_frame(bufs)
+            got = real_frame(bufs, held)
             for lo, hi in released[before:]:
                 for b in tf.buffers:
                     if b.index not in framed and b.filled > S.BUFFER_HEADER_SIZE:

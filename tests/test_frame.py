@@ -760,3 +760,48 @@ def test_deferred_walks_intern_to_the_same_frames(tmp_path: Any, ptr: int, compr
     for sid, frames in zip(sids[:-2].tolist(), walks, strict=True):
         assert rd.sequences.get(sid).tolist() == frames
     assert [plain_rd.sequences.get(int(s)).tolist() for s in plain] == walks
+
+
+def test_a_batch_stays_readable_until_two_more_chunks_are_framed(tmp_path: Any) -> None:
+    """Batches are views of the reader's two alternating windows: a batch read one step late (the next batch
+    already handed out) must still hold its own records (field columns compared where every kind here declares
+    them: the others are unspecified)."""
+    from heapdiff.writer import TraceWriter
+
+    path = tmp_path / "t.etl"
+    w = TraceWriter(str(path), pointer_size=8, cpus=4, buffer_size=0x1000)
+    t = T0 + 10
+    for i in range(20_000):
+        t += 1
+        w.heap_alloc(t, i % 4, 10, 20, 0x10000, 16 + i % 7, 0x20000 + 16 * i)
+        if i % 3 == 0:
+            w.stack(t + 1, i % 4, t, 10, 20, [0x7FF6_0000_1000 + i % 50, 0x7FF6_0000_2000])
+            t += 1
+    w.close()
+    data = path.read_bytes()
+
+    def fields(b: Any) -> np.ndarray:
+        known = np.isin(b.hook, [HOOK_ALLOC, 0x1820])
+        return np.where(known[:, None], b.f[:, :3], 0)
+
+    def read(late: bool) -> list[tuple[np.ndarray, ...]]:
+        rd = Reader(open_trace(data, "<built>"), layout(), KERNEL_GUIDS, chunk_bytes=0x2000)
+        out: list[tuple[np.ndarray, ...]] = []
+        previous = None
+        for b in rd.batches():
+            if late and previous is not None:
+                out.append((previous.ts, previous.serial, previous.hook, fields(previous), previous.tail))
+            if not late:
+                out.append((b.ts, b.serial, b.hook, fields(b), b.tail))
+            previous = b
+        if late and previous is not None:
+            out.append((previous.ts, previous.serial, previous.hook, fields(previous), previous.tail))
+        return out
+
+    now, later = read(False), read(True)
+    assert len(now) == len(later) > 5
+    for a, b in zip(now, later, strict=True):
+        for x, y in zip(a, b, strict=True):
+            assert np.array_equal(x, y)
+    ts = np.concatenate([a[0] for a in now])
+    assert (np.diff(ts) >= 0).all() and len(np.unique(np.concatenate([a[1] for a in now]))) == ts.shape[0]

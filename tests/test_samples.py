@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 
 from heapdiff.etl.frame import ST_BAD_PAYLOAD
-from heapdiff.etl.reader import Reader
+from heapdiff.etl.reader import Reader, RecordBatch
 from heapdiff.etl.trace import LogfileHeader, open_trace
 from heapdiff.events import kinds as K
 from heapdiff.events.layout import COL_KEY_DEF, COL_KEY_REF, KERNEL_GUIDS, layout
@@ -342,7 +342,7 @@ def test_key_resolution_matches_rule(name: str, samples_dir: Path) -> None:
     got: list[tuple[int, int]] = []
     records: list[tuple[int, int, int, int]] = []
     for b in reader.batches():
-        targets, resolved = matcher.match(b.hook, b.ts, b.tid, b.cpu, b.serial, b.f, b.status, b.tail)
+        targets, resolved = matcher.match(b)
         got.extend(resolved)
         # the key events walked independently: hooks 0x1822-0x1826, columns per events/layout.py
         sel = np.flatnonzero((b.hook >= K.HOOK_STACK_KEY_CREATE) & (b.hook <= K.HOOK_STACK_KEY_USER)
@@ -405,8 +405,9 @@ def test_stack_matcher_key_redefined_between_refs() -> None:
     m = StackMatcher()
     resolved: list[tuple[int, int]] = []
     targets_all: list[int] = []
-    for sl in (slice(0, 5), slice(5, n)):
-        t, res = m.match(hook[sl], ts[sl], tid[sl], cpu[sl], serial[sl], f[sl], status[sl], tail[sl])
+    src = {"hook": hook, "ts": ts, "tid": tid, "cpu": cpu, "serial": serial, "status": status, "tail": tail}
+    for part in (np.arange(0, 5), np.arange(5, n)):  # batches are rows of the reader's columns
+        t, res = m.match(RecordBatch(src, f, part))
         targets_all.extend(t.tolist())
         resolved.extend(res)
     resolved.extend(m.finish())

@@ -9,9 +9,11 @@ What is held back is bounded by the buffers in flight, never by the length of th
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from heapdiff.errors import Anomalies, TraceError
 from heapdiff.etl import frame as F
@@ -38,44 +40,56 @@ _COLUMNS = (("ts", np.int64), ("cpu", np.int32), ("tid", np.uint32), ("pid", np.
 BATCH_COLUMNS = ("ts", "cpu", "tid", "pid", "hook", "prov", "ver", "ptr", "status", "pos", "tail", "serial")
 
 
-@dataclass
 class RecordBatch:
-    """Columns of records, one row per record; ``f`` holds the layout's fields, ``raw`` the kept payloads."""
+    """Records in time order: row ``i`` of the batch is row ``rows[i]`` of the source columns ``src`` (and of the
+    field rows ``src_f``); ``raw`` holds the kept payloads by serial.
 
-    cols: dict[str, np.ndarray]
-    f: np.ndarray
-    raw: dict[int, bytes] = field(default_factory=dict)
+    Why a view: gathering every column of every record into new arrays in time order was, after the two
+    kernels, the biggest cost of reading (two threads contend for memory bandwidth there); the events layer's
+    kernels read through ``rows`` instead, and a column is gathered only when asked for by name
+    (``batch.hook``, ``batch.cols``, ``batch.f``), once. A batch from :meth:`Reader.batches` reads the reader's
+    window, which is reused: it is valid until the reader frames two more chunks, so read it in the loop."""
+
+    def __init__(self, src: dict[str, np.ndarray], src_f: np.ndarray, rows: np.ndarray,
+                 raw: dict[int, bytes] | None = None) -> None:
+        self.src = src
+        self.src_f = src_f
+        self.rows = rows
+        self.raw: dict[int, bytes] = raw if raw is not None else {}
+        self._cache: dict[str, np.ndarray] = {}
 
     def __len__(self) -> int:
-        return int(self.cols["ts"].shape[0])
+        return int(self.rows.shape[0])
+
+    def column(self, name: str) -> np.ndarray:
+        got = self._cache.get(name)
+        if got is None:
+            got = self.src_f[self.rows] if name == "f" else self.src[name][self.rows]
+            self._cache[name] = got
+        return got
 
     def __getattr__(self, name: str) -> np.ndarray:
-        try:
-            return self.cols[name]
-        except KeyError:
-            raise AttributeError(name) from None
+        if name.startswith("_") or name not in BATCH_COLUMNS:
+            raise AttributeError(name)
+        return self.column(name)
 
-    def take(self, idx: np.ndarray) -> RecordBatch:
-        cols = {k: v[idx] for k, v in self.cols.items()}
-        ser = cols["serial"]
-        raw = {int(s): self.raw[int(s)] for s in ser[(cols["status"] & F.ST_KEEP_RAW) != 0]} if self.raw else {}
-        return RecordBatch(cols, self.f[idx], raw)
+    @property
+    def cols(self) -> dict[str, np.ndarray]:
+        return {k: self.column(k) for k in BATCH_COLUMNS}
 
-    @staticmethod
-    def take2(a: RecordBatch, b: RecordBatch, idx: np.ndarray) -> RecordBatch:
-        """Rows ``idx`` of the concatenation of ``a`` and ``b``, without building the concatenation."""
-        cols = {k: F.gather_column(a.cols[k], b.cols[k], idx) for k in BATCH_COLUMNS}
-        f = np.empty((idx.shape[0], F.NF), np.uint64)
-        F.gather2_rows(a.f, b.f, idx, f)
-        raw: dict[int, bytes] = {}
-        if a.raw or b.raw:
-            both = {**a.raw, **b.raw}
-            raw = {int(s): both[int(s)] for s in cols["serial"][(cols["status"] & F.ST_KEEP_RAW) != 0]}
-        return RecordBatch(cols, f, raw)
+    @property
+    def f(self) -> np.ndarray:
+        return self.column("f")
 
 
-_EMPTY = RecordBatch({k: np.zeros(0, dt) for k, dt in _COLUMNS if k in BATCH_COLUMNS}
-                     | {"serial": np.zeros(0, np.int64)}, np.zeros((0, F.NF), np.uint64))
+class _Window:
+    """Rows framed and not yet handed on: the held-back rows first (in time order), then the new chunk's."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.cols: dict[str, npt.NDArray[Any]] = ({name: np.empty(cap, dt) for name, dt in _COLUMNS}
+                                                  | {"serial": np.empty(cap, np.int64)})
+        self.f = np.empty((cap, F.NF), np.uint64)
 
 
 class SequenceTable:
@@ -178,9 +192,9 @@ class Reader:
         self._framed = 0
         self._swept = 0
         self._decompressed: dict[int, np.ndarray] = {}
-        self._out: dict[str, np.ndarray] = {}
-        self._out_f = np.zeros((0, F.NF), np.uint64)
-        self._out_cap = 0
+        self._windows: list[_Window | None] = [None, None]
+        self._cur = 0
+        self._raw: dict[int, bytes] = {}  # kept payloads of rows not yet handed on, by serial
         self._cached_bytes = 0
 
     # -- buffer order ---------------------------------------------------------------------------------------
@@ -257,7 +271,8 @@ class Reader:
         return [(k[0], k[4]) for k in keyed]
 
     # -- framing ----------------------------------------------------------------------------------------------
-    def _frame(self, bufs: list[BufferInfo]) -> RecordBatch:
+    def _frame(self, bufs: list[BufferInfo], held: int) -> tuple[_Window, int]:
+        """Frame ``bufs`` into the current window after its ``held`` rows; returns it and the new rows' count."""
         data_parts: list[np.ndarray] = []
         bstart: list[int] = []
         bend: list[int] = []
@@ -290,9 +305,9 @@ class Reader:
             bbase.append(b.offset)
             ok_bufs.append(b)
         data = whole if use_whole else (np.concatenate(data_parts) if data_parts else np.zeros(0, np.uint8))
-        cap = total // 8 + 1
         biggest = max((e - s_ for s_, e in zip(bstart, bend, strict=True)), default=0)
-        out, f = self._outputs(cap)
+        win = self._window_for(held, total // 8 + 1)
+        out, f = win.cols, win.f
         nb = len(ok_bufs)
         b_end = np.zeros(nb, np.int32)
         b_endpos = np.zeros(nb, np.int64)
@@ -301,7 +316,7 @@ class Reader:
         bs, be = np.asarray(bstart, np.int64), np.asarray(bend, np.int64)
         bc, bb = np.asarray(bcpu, np.int32), np.asarray(bbase, np.int64)
         d32, d64 = F.views(data)
-        n = 0
+        n = held
         b_from = 0
         while True:
             # room for at least the next buffer; grown further only as distinct sequences demand
@@ -326,12 +341,11 @@ class Reader:
             self.anomalies.add("stack_payload_not_whole_frames", int(counters[F.C_BAD_TAIL]))
         for bi in np.flatnonzero(b_end).tolist():
             self._anomaly("buffer_" + F.END_NAMES[int(b_end[bi])], int(b_endpos[bi]))
-        # the columns that travel on (op is hook & 0xFF; payload offsets and lengths served the raw copies)
-        cols = {k: out[k][:n] for k in BATCH_COLUMNS[:-1]}
-        cols["serial"] = np.arange(self._serial, self._serial + n, dtype=np.int64)
-        self._serial += n
+        new = n - held
+        out["serial"][held:n] = np.arange(self._serial, self._serial + new, dtype=np.int64)
+        self._serial += new
         # providers known only by GUID: intern the GUIDs of this chunk
-        byg = np.flatnonzero(cols["prov"] == F.PROV_BY_GUID)
+        byg = np.flatnonzero(out["prov"][held:n] == F.PROV_BY_GUID) + held
         if byg.size:
             lo = out["glo"][byg]
             hi = out["ghi"][byg]
@@ -348,19 +362,18 @@ class Reader:
                     import uuid
                     self.providers.append(str(uuid.UUID(bytes_le=g)))
                 ids[j] = idx
-            cols["prov"][byg] = ids[inv.reshape(-1)]
-        raw: dict[int, bytes] = {}
-        keep = np.flatnonzero(cols["status"] & F.ST_KEEP_RAW)
+            out["prov"][byg] = ids[inv.reshape(-1)]
+        keep = np.flatnonzero(out["status"][held:n] & F.ST_KEEP_RAW) + held
         if keep.size:
             payoff = out["payoff"]
-            ser = cols["serial"]
+            ser = out["serial"]
             plen = out["paylen"]
             for i in keep.tolist():
                 o = int(payoff[i])
-                raw[int(ser[i])] = bytes(data[o:o + int(plen[i])])
-        self.stats.records += n
+                self._raw[int(ser[i])] = bytes(data[o:o + int(plen[i])])
+        self.stats.records += new
         self._release_framed(ok_bufs)
-        return RecordBatch(cols, f[:n], raw)
+        return win, new
 
     def _release_framed(self, bufs: list[BufferInfo]) -> None:
         """Let go of the file pages of framed buffers, in a sweep that follows the lowest unframed buffer.
@@ -427,15 +440,42 @@ class Reader:
         out[deferred] = ids[inv.reshape(-1)]
         return out
 
-    def _outputs(self, cap: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Output columns reused from chunk to chunk: fresh arrays would fault in new pages every time.
+    def _window_for(self, held: int, more: int) -> _Window:
+        """The current window with room for ``more`` rows after its ``held`` ones (grown: held rows copied).
 
-        Safe because every batch handed on is a copy (the merge gathers rows by index)."""
-        if self._out_cap < cap:
-            self._out = {name: np.empty(cap, dt) for name, dt in _COLUMNS}
-            self._out_f = np.empty((cap, F.NF), np.uint64)
-            self._out_cap = cap
-        return self._out, self._out_f
+        Two windows take turns (the held rows move to the other one after each chunk), so a batch handed on
+        stays readable until the reader frames two more chunks; reused, their pages stay resident instead of
+        being faulted in for every chunk."""
+        win = self._windows[self._cur]
+        if win is None or win.cap < held + more:
+            grown = _Window(max(held + more, 2 * win.cap if win is not None else 0))
+            if win is not None and held:
+                for name in BATCH_COLUMNS:
+                    grown.cols[name][:held] = win.cols[name][:held]
+                grown.f[:held] = win.f[:held]
+            self._windows[self._cur] = win = grown
+        return win
+
+    def _hold(self, win: _Window, span: int, rest: np.ndarray) -> int:
+        """Move rows ``rest`` of ``win`` (time order) to the start of the other window; returns their count."""
+        k = int(rest.shape[0])
+        other = self._windows[1 - self._cur]
+        if other is None or other.cap < k:
+            other = _Window(max(k, 1 << 12, other.cap if other is not None else 0))
+            self._windows[1 - self._cur] = other
+        for name in BATCH_COLUMNS:
+            np.take(win.cols[name][:span], rest, out=other.cols[name][:k])
+        np.take(win.f[:span], rest, axis=0, out=other.f[:k])
+        self._cur = 1 - self._cur
+        return k
+
+    def _emit(self, win: _Window, span: int, rows: np.ndarray) -> RecordBatch:
+        src = {name: win.cols[name][:span] for name in BATCH_COLUMNS}
+        raw: dict[int, bytes] = {}
+        if self._raw:
+            kept = rows[(src["status"][rows] & F.ST_KEEP_RAW) != 0]
+            raw = {int(s): self._raw.pop(int(s)) for s in src["serial"][kept].tolist() if int(s) in self._raw}
+        return RecordBatch(src, win.f[:span], rows, raw)
 
     def _anomaly(self, kind: str, offset: int) -> None:
         self.anomalies.add(kind)
@@ -443,13 +483,14 @@ class Reader:
 
     # -- merge ------------------------------------------------------------------------------------------------
     def batches(self) -> Iterator[RecordBatch]:
-        """Every record once, in non-decreasing raw timestamp order, in batches of columns."""
+        """Every record once, in non-decreasing raw timestamp order, in batches (each valid until the reader
+        frames two more chunks: see :class:`RecordBatch`)."""
         order = self._order()
         offs = np.asarray([b.offset for _, b in order], np.int64)
         self._suffix_min = np.minimum.accumulate(offs[::-1])[::-1] if offs.size else offs
         self._framed = 0
         self._swept = 0
-        pending: RecordBatch | None = None
+        held = 0
         last_emitted = -(1 << 63)
         i = 0
         while i < len(order):
@@ -459,14 +500,13 @@ class Reader:
                 size += order[j][1].filled
                 j += 1
             self._framed = j  # (before framing: _frame lets the pages go up to the lowest buffer after these)
-            batch = self._frame([b for _, b in order[i:j]])
+            win, new = self._frame([b for _, b in order[i:j]], held)
             watermark = order[j][0] if j < len(order) else None
             i = j
-            held = pending if pending is not None else _EMPTY
-            ts_all = np.concatenate((held.cols["ts"], batch.cols["ts"])) if len(held) else batch.cols["ts"]
-            if not ts_all.shape[0]:
-                pending = None
+            span = held + new
+            if not span:
                 continue
+            ts_all = win.cols["ts"][:span]
             idx = np.argsort(ts_all, kind="stable")
             ts_sorted = ts_all[idx]
             k = len(idx) if watermark is None else int(np.searchsorted(ts_sorted, watermark, "left"))
@@ -475,7 +515,8 @@ class Reader:
                     late = int(np.count_nonzero(ts_sorted[:k] < last_emitted))
                     self.anomalies.add("record_out_of_time_order", late)
                 last_emitted = max(last_emitted, int(ts_sorted[k - 1]))
-                yield RecordBatch.take2(held, batch, idx[:k])
-            pending = RecordBatch.take2(held, batch, idx[k:]) if k < len(idx) else None
-        if pending is not None and len(pending):
-            yield pending
+                yield self._emit(win, span, idx[:k])
+            held = self._hold(win, span, idx[k:])
+        last = self._windows[self._cur]
+        if held and last is not None:
+            yield self._emit(last, held, np.arange(held, dtype=np.int64))

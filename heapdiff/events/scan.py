@@ -99,15 +99,16 @@ def _kind_of(p: Any, h: Any) -> int:
 
 
 @njit()
-def _count_kernel(prov: np.ndarray, hook: np.ndarray, status: np.ndarray, prov_counts: np.ndarray,
+def _count_kernel(prov: np.ndarray, hook: np.ndarray, status: np.ndarray, rows: np.ndarray, prov_counts: np.ndarray,
                   kind_counts: np.ndarray) -> int:
-    """Records per provider and per event kind; returns how many payloads did not fit their layout."""
+    """Records ``rows`` per provider and per event kind; returns how many payloads did not fit their layout."""
     bad = 0
-    for i in range(prov.shape[0]):
-        p = np.int64(prov[i])
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        p = np.int64(prov[r])
         prov_counts[p + 1] += 1
-        kind_counts[_kind_of(p, np.int64(hook[i]))] += 1
-        if status[i] & ST_BAD_PAYLOAD:
+        kind_counts[_kind_of(p, np.int64(hook[r]))] += 1
+        if status[r] & ST_BAD_PAYLOAD:
             bad += 1
     return bad
 
@@ -189,25 +190,25 @@ def scan(source: TraceFile | bytes | np.ndarray, heap_sink: HeapSink | None = No
         n = len(batch)
         if not n:
             continue
-        prov = batch.prov
+        src, rows = batch.src, batch.rows
         # records per provider (message records at index 0, kernel groups at 1..256, GUIDs above) and per kind,
-        # in one JIT pass
-        top = int(prov.max()) + 2
+        # in one JIT pass (the kernels read the reader's columns through the batch's rows: no gather)
+        top = int(src["prov"].max()) + 2  # over the reader's window: a bound for the batch's rows
         if top > prov_counts.shape[0]:
             prov_counts = np.concatenate((prov_counts, np.zeros(top - prov_counts.shape[0], np.int64)))
-        nbad = _count_kernel(prov, batch.hook, batch.status, prov_counts, kind_counts)
+        nbad = _count_kernel(src["prov"], src["hook"], src["status"], rows, prov_counts, kind_counts)
         if nbad:
+            prov = batch.prov
             for i in np.flatnonzero(batch.status & ST_BAD_PAYLOAD).tolist():
                 kind = KIND_NAMES[_kind_of(int(prov[i]), int(batch.hook[i]))]
                 out.anomalies.add(f"bad_payload_size:{kind}")
                 out.first_anomaly_offset.setdefault(f"bad_payload_size:{kind}", int(batch.pos[i]))
-        out.last_ts = int(batch.ts[-1])
+        out.last_ts = int(src["ts"][rows[-1]])
         # rare records: decode in time order
         pend: dict[int, int] = {}
         if batch.raw:
             pend = _decode_rare(batch, out)
-        targets, resolved = matcher.match(batch.hook, batch.ts, batch.tid, batch.cpu, batch.serial, batch.f,
-                                          batch.status, batch.tail)
+        targets, resolved = matcher.match(batch)
         if heap_sink is not None:
             ops = _heap_ops(batch, targets, resolved, pend, _kernel_only(reader.sequences, kfloor))
             if ops is not None:
@@ -276,19 +277,21 @@ def _is_kernel_only(ref: Any, kernel_only: np.ndarray) -> bool:
 @njit()
 def _ops_kernel(hook: np.ndarray, status: np.ndarray, f: np.ndarray, serial: np.ndarray, tail: np.ndarray,
                 kernel_only: np.ndarray, targets: np.ndarray, pid: np.ndarray, tid: np.ndarray, ts: np.ndarray,
-                pe_rows: np.ndarray,
+                rows: np.ndarray, pe_rows: np.ndarray,
                 pe_pids: np.ndarray, o_op: np.ndarray, o_ts: np.ndarray, o_pid: np.ndarray, o_tid: np.ndarray,
                 o_serial: np.ndarray, o_heap: np.ndarray, o_addr: np.ndarray, o_size: np.ndarray,
                 o_old: np.ndarray, o_src: np.ndarray, o_stack: np.ndarray) -> int:
-    """Heap records, matched stack walks and process ends of a batch -> the reducer's op columns, in order."""
+    """Heap records, matched stack walks and process ends of a batch (source rows ``rows``; ``targets`` and
+    ``pe_rows`` are by batch row) -> the reducer's op columns, in order."""
     n = 0
     pe = 0
-    for i in range(hook.shape[0]):
-        h = hook[i]
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        h = hook[r]
         op = 0
         if pe < pe_rows.shape[0] and pe_rows[pe] == i:
             op = OP_PROCESS_END
-        elif (status[i] & ST_BAD_PAYLOAD) != 0:
+        elif (status[r] & ST_BAD_PAYLOAD) != 0:
             op = 0
         elif (h >> 8) == K.GROUP_HEAP:
             op = _OP_BY_HOOK_LOW[h & 0xFF]
@@ -297,28 +300,28 @@ def _ops_kernel(hook: np.ndarray, status: np.ndarray, f: np.ndarray, serial: np.
         if op == 0:
             continue
         o_op[n] = op
-        o_ts[n] = ts[i]
-        o_pid[n] = pid[i]
-        o_tid[n] = tid[i]
-        o_serial[n] = serial[i]
-        o_heap[n] = f[i, COL_HEAP]
+        o_ts[n] = ts[r]
+        o_pid[n] = pid[r]
+        o_tid[n] = tid[r]
+        o_serial[n] = serial[r]
+        o_heap[n] = f[r, COL_HEAP]
         o_addr[n] = 0
         o_size[n] = 0
         o_old[n] = 0
         o_src[n] = 0
         o_stack[n] = -1
         if op == OP_ALLOC:
-            o_addr[n] = f[i, COL_ALLOC_ADDR]
-            o_size[n] = f[i, COL_ALLOC_SIZE]
-            o_src[n] = f[i, COL_ALLOC_SOURCE] & np.uint64(0xFF)
+            o_addr[n] = f[r, COL_ALLOC_ADDR]
+            o_size[n] = f[r, COL_ALLOC_SIZE]
+            o_src[n] = f[r, COL_ALLOC_SOURCE] & np.uint64(0xFF)
         elif op == OP_FREE:
-            o_addr[n] = f[i, COL_FREE_ADDR]
-            o_src[n] = f[i, COL_FREE_SOURCE] & np.uint64(0xFF)
+            o_addr[n] = f[r, COL_FREE_ADDR]
+            o_src[n] = f[r, COL_FREE_SOURCE] & np.uint64(0xFF)
         elif op == OP_REALLOC:
-            o_addr[n] = f[i, COL_RA_NEW_ADDR]
-            o_size[n] = f[i, COL_RA_NEW_SIZE]
-            o_old[n] = f[i, COL_RA_OLD_ADDR]
-            o_src[n] = f[i, COL_RA_SOURCE] & np.uint64(0xFF)
+            o_addr[n] = f[r, COL_RA_NEW_ADDR]
+            o_size[n] = f[r, COL_RA_NEW_SIZE]
+            o_old[n] = f[r, COL_RA_OLD_ADDR]
+            o_src[n] = f[r, COL_RA_SOURCE] & np.uint64(0xFF)
         elif op == OP_ATTACH:
             # the walk usually follows its event within a few records: put the stack on that Alloc/ReAlloc
             # op instead of a separate ATTACH (saves the reducer a pending entry and a lookup per event)
@@ -330,17 +333,17 @@ def _ops_kernel(hook: np.ndarray, status: np.ndarray, f: np.ndarray, serial: np.
                     # a walk may come as a kernel-only fragment and a user one (notes 5.2): the user part wins,
                     # a kernel-only part leaves the block without a signature (kernel frames are not part of it)
                     if o_stack[j] < 0 or (_is_kernel_only(o_stack[j], kernel_only)
-                                          and not _is_kernel_only(tail[i], kernel_only)):
-                        o_stack[j] = tail[i]
+                                          and not _is_kernel_only(tail[r], kernel_only)):
+                        o_stack[j] = tail[r]
                         found = True
-                    elif _is_kernel_only(tail[i], kernel_only):
+                    elif _is_kernel_only(tail[r], kernel_only):
                         found = True  # a kernel fragment after the user part: nothing to add to the signature
                     break
                 j -= 1
             if found:
                 continue
             o_serial[n] = tgt
-            o_stack[n] = tail[i]
+            o_stack[n] = tail[r]
             o_heap[n] = 0
         elif op == OP_PROCESS_END:
             o_pid[n] = pe_pids[pe]
@@ -366,15 +369,16 @@ def _heap_ops(batch: RecordBatch, targets: np.ndarray, resolved: list[tuple[int,
     pe_pids = np.asarray([process_ends[r] for r in rows], np.int64)
     m = len(batch)
     cols = {name: np.empty(m, dt) for name, dt in OP_COLUMNS}
-    n = _ops_kernel(batch.hook, batch.status, batch.f, batch.serial, batch.tail, kernel_only, targets, batch.pid,
-                    batch.tid,
-                    batch.ts, pe_rows, pe_pids, cols["op"], cols["ts"], cols["pid"], cols["tid"], cols["serial"],
-                    cols["heap"], cols["addr"], cols["size"], cols["old_addr"], cols["source"], cols["stack"])
+    src = batch.src
+    n = _ops_kernel(src["hook"], src["status"], batch.src_f, src["serial"], src["tail"], kernel_only, targets,
+                    src["pid"], src["tid"], src["ts"], batch.rows, pe_rows, pe_pids, cols["op"], cols["ts"],
+                    cols["pid"], cols["tid"], cols["serial"], cols["heap"], cols["addr"], cols["size"],
+                    cols["old_addr"], cols["source"], cols["stack"])
     if not n and not resolved:
         return None
     ops = OpBatch(**{k: v[:n] for k, v in cols.items()})
     if resolved:
-        ops = OpBatch.concat(ops, _attach_ops(resolved, ts=int(batch.ts[-1])))
+        ops = OpBatch.concat(ops, _attach_ops(resolved, ts=int(src["ts"][batch.rows[-1]])))
     return ops
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from heapdiff._jit import njit
+from heapdiff.etl.reader import RecordBatch
 from heapdiff.events import kinds as K
 from heapdiff.events.layout import COL_KEY_DEF, COL_KEY_REF, COL_STACK_TID, COL_STACK_TS
 
@@ -27,21 +28,29 @@ NO_THREAD = 0xFFFFFFFF
 
 @njit()
 def match_kernel(ts: np.ndarray, tid: np.ndarray, cpu: np.ndarray, hook: np.ndarray, serial: np.ndarray,
-                 f: np.ndarray, status: np.ndarray,
+                 f: np.ndarray, status: np.ndarray, rows: np.ndarray,
                  r_ts: np.ndarray, r_tid: np.ndarray, r_cpu: np.ndarray, r_serial: np.ndarray, r_meta: np.ndarray,
-                 out_target: np.ndarray) -> None:
-    """For each stack reference, the serial of its event (or -1); other records enter the ring."""
+                 out_target: np.ndarray, out_keyish: np.ndarray, counts: np.ndarray) -> int:
+    """For each stack reference among records ``rows`` (of the source columns), the serial of its event (or -1),
+    by batch row; other records enter the ring. Counts references and matched walks (``counts[0]``,
+    ``counts[1]``) and lists the batch rows of key records (``out_keyish``); returns how many."""
     rn = r_meta[0]
     cap = r_ts.shape[0]
-    for i in range(ts.shape[0]):
-        h = hook[i]
+    nkey = 0
+    for i in range(rows.shape[0]):
+        x = rows[i]
+        h = hook[x]
         out_target[i] = -1
+        if h >= K.HOOK_STACK_KEY_CREATE and h <= K.HOOK_STACK_KEY_USER and (status[x] & 1) == 0:
+            out_keyish[nkey] = i
+            nkey += 1
         if h == K.HOOK_STACK_WALK or h == K.HOOK_STACK_KEY_KERNEL or h == K.HOOK_STACK_KEY_USER:
-            if status[i] & 1:
+            counts[0] += 1
+            if status[x] & 1:
                 continue
-            want = np.int64(f[i, COL_STACK_TS])
-            wtid = np.int64(f[i, COL_STACK_TID])
-            c = cpu[i]
+            want = np.int64(f[x, COL_STACK_TS])
+            wtid = np.int64(f[x, COL_STACK_TID])
+            c = cpu[x]
             best = -1
             best_score = 0
             lim = rn if rn < cap else cap
@@ -63,14 +72,17 @@ def match_kernel(ts: np.ndarray, tid: np.ndarray, cpu: np.ndarray, hook: np.ndar
                     best_score = score
                     best = r_serial[j]
             out_target[i] = best
+            if h == K.HOOK_STACK_WALK and best >= 0:
+                counts[1] += 1
         elif (h >> 8) != K.GROUP_STACKWALK:
             j = rn % cap
-            r_ts[j] = ts[i]
-            r_tid[j] = tid[i]
-            r_cpu[j] = cpu[i]
-            r_serial[j] = serial[i]
+            r_ts[j] = ts[x]
+            r_tid[j] = np.int64(tid[x])
+            r_cpu[j] = cpu[x]
+            r_serial[j] = serial[x]
             rn += 1
     r_meta[0] = rn
+    return nkey
 
 
 @dataclass
@@ -92,21 +104,23 @@ class StackMatcher:
     #: part of it). The main job therefore takes the user part (False); counting and tests see both (True).
     attach_kernel_keys: bool = True
 
-    def match(self, hook: np.ndarray, ts: np.ndarray, tid: np.ndarray, cpu: np.ndarray, serial: np.ndarray,
-              f: np.ndarray, status: np.ndarray, tail: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int]]]:
-        """Returns (target serial per record, -1 if none) and key resolutions (target serial, sequence id)."""
-        target = np.empty(hook.shape[0], np.int64)
-        match_kernel(ts, tid.astype(np.int64), cpu, hook, serial, f, status, self.r_ts, self.r_tid, self.r_cpu,
-                     self.r_serial, self.r_meta, target)
-        is_ref = (hook == K.HOOK_STACK_WALK) | (hook == K.HOOK_STACK_KEY_KERNEL) | (hook == K.HOOK_STACK_KEY_USER)
-        self.refs += int(np.count_nonzero(is_ref))
-        walk_hit = (hook == K.HOOK_STACK_WALK) & (target >= 0)
-        self.matched += int(np.count_nonzero(walk_hit))
+    def match(self, batch: RecordBatch) -> tuple[np.ndarray, list[tuple[int, int]]]:
+        """Returns (target serial per batch row, -1 if none) and key resolutions (target serial, sequence id)."""
+        src, rows = batch.src, batch.rows
+        n = int(rows.shape[0])
+        target = np.empty(n, np.int64)
+        keyish = np.empty(n, np.int64)
+        counts = np.zeros(2, np.int64)
+        nkey = int(match_kernel(src["ts"], src["tid"], src["cpu"], src["hook"], src["serial"], batch.src_f,
+                                src["status"], rows, self.r_ts, self.r_tid, self.r_cpu, self.r_serial, self.r_meta,
+                                target, keyish, counts))
+        self.refs += int(counts[0])
+        self.matched += int(counts[1])
         resolved: list[tuple[int, int]] = []
-        keyish = np.flatnonzero((hook >= K.HOOK_STACK_KEY_CREATE) & (hook <= K.HOOK_STACK_KEY_USER)
-                                & ((status & 1) == 0))
-        if keyish.size:
-            resolved = self._keys(hook[keyish], f[keyish], tail[keyish], target[keyish])
+        if nkey:
+            sel = keyish[:nkey]
+            x = rows[sel]
+            resolved = self._keys(src["hook"][x], batch.src_f[x], src["tail"][x], target[sel])
         return target, resolved
 
     def _keys(self, hook: np.ndarray, f: np.ndarray, tail: np.ndarray,
