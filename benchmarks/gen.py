@@ -377,7 +377,8 @@ def write_trace(path: str, n: int, run: int, nolive: bool) -> dict[str, Any]:
     stacks, pop, typical = make_stacks()
     built = build_events(n, run, nolive, pop, typical)
     t_built = time.perf_counter()
-    ev, r, book = built["ev"], built["run"], built["book"]
+    ev, r = built["ev"], built["run"]
+    book: dict[str, Any] = built["book"]
     frames: list[tuple[int, ...]] = []
     for p in range(2):
         for fr in stacks:

@@ -107,11 +107,11 @@ def tables(stacks: list[tuple[list[str], int]], rate: int, wall: float) -> list[
         "| # | where | seconds | % of samples |",
         "|---|---|---|---|",
     ]
-    for i, (k, n) in enumerate(self_line.most_common(25), 1):
-        out.append(f"| {i} | `{k}` | {n * s_per:.1f} | {100 * n / total:.1f} |")
+    for i, (where, n) in enumerate(self_line.most_common(25), 1):
+        out.append(f"| {i} | `{where}` | {n * s_per:.1f} | {100 * n / total:.1f} |")
     out += ["", "### Top self costs by function", "", "| # | function | seconds | % |", "|---|---|---|---|"]
-    for i, (k, n) in enumerate(self_fn.most_common(15), 1):
-        out.append(f"| {i} | `{k}` | {n * s_per:.1f} | {100 * n / total:.1f} |")
+    for i, (fn, n) in enumerate(self_fn.most_common(15), 1):
+        out.append(f"| {i} | `{fn}` | {n * s_per:.1f} | {100 * n / total:.1f} |")
     out += [
         "",
         "### Inclusive costs (heapdiff, json and jinja2 functions)",
@@ -119,8 +119,8 @@ def tables(stacks: list[tuple[list[str], int]], rate: int, wall: float) -> list[
         "| # | function | seconds | % |",
         "|---|---|---|---|",
     ]
-    for i, (k, n) in enumerate(incl.most_common(30), 1):
-        out.append(f"| {i} | `{k}` | {n * s_per:.1f} | {100 * n / total:.1f} |")
+    for i, (fn, n) in enumerate(incl.most_common(30), 1):
+        out.append(f"| {i} | `{fn}` | {n * s_per:.1f} | {100 * n / total:.1f} |")
     return out
 
 

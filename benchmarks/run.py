@@ -66,7 +66,7 @@ def numpy_scan(paths: list[str], chunk: int = 64 << 20) -> dict[str, float]:
         for p in paths:
             with open(p, "rb", buffering=0) as f:
                 while True:
-                    n = f.readinto(memoryview(buf))
+                    n = f.readinto(buf.data)
                     if not n:
                         break
                     acc ^= np.bitwise_xor.reduce(buf[: n - n % 8].view(np.uint64))
