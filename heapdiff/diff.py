@@ -171,9 +171,13 @@ def _signature(names: list[str] | None, addrs: np.ndarray | None, kernel_floor: 
     """(signature, display frames, signature frames, unresolved signature frames) of a resolved stack."""
     if names is None or addrs is None:
         return (), (), 0, 0
-    kern = (addrs >= np.uint64(kernel_floor)).tolist()
-    display = tuple(("[k] " if k else "") + fr for fr, k in zip(names, kern, strict=True))
-    sig = tuple(fr for fr, k in zip(names, kern, strict=True) if kernel_frames or not k)
+    kernel = addrs >= np.uint64(kernel_floor)
+    if not kernel.any():  # a user stack (most of them): signature and display are the frames as they are
+        sig = display = tuple(names)
+    else:
+        kern = kernel.tolist()
+        display = tuple(("[k] " if k else "") + fr for fr, k in zip(names, kern, strict=True))
+        sig = tuple(fr for fr, k in zip(names, kern, strict=True) if kernel_frames or not k)
     unresolved = sum(1 for fr in sig if fr.startswith("0x"))
     return sig, display, len(sig), unresolved
 

@@ -39,3 +39,18 @@ def test_samples_are_the_oldest_blocks_whatever_the_stack_numbering() -> None:
         # oldest first, ties by address; at most SAMPLE_ADDRESSES
         assert ga.sample_addresses == [0x5000, 0x7000, 0x6000, 0x2000, 0x9000][:SAMPLE_ADDRESSES]
         assert g.groups[("0x501000",)].sample_addresses == [0x3000]
+
+
+def test_signature_leaves_kernel_frames_out_unless_asked_and_marks_them_in_the_display() -> None:
+    from heapdiff.diff import _signature
+
+    floor = 0xFFFF800000000000
+    addrs = np.array([0xFFFFF80000001000, 0x401000, 0x402000], np.uint64)
+    names = ["ntoskrnl.exe+0x1000", "app.exe+0x1000", "0x402000"]
+    assert _signature(names, addrs, floor, kernel_frames=False) == (
+        ("app.exe+0x1000", "0x402000"), ("[k] ntoskrnl.exe+0x1000", "app.exe+0x1000", "0x402000"), 2, 1)
+    assert _signature(names, addrs, floor, kernel_frames=True) == (
+        tuple(names), ("[k] ntoskrnl.exe+0x1000", "app.exe+0x1000", "0x402000"), 3, 1)
+    user = np.array([0x401000, 0x402000], np.uint64)
+    assert _signature(names[1:], user, floor, kernel_frames=False) == (tuple(names[1:]), tuple(names[1:]), 2, 1)
+    assert _signature(None, None, floor, kernel_frames=False) == ((), (), 0, 0)
