@@ -137,7 +137,7 @@ def _run_all(traces: Sequence[TraceFile], roles: list[str], opts: JobOptions, pr
              pids: list[int | None]) -> list[TraceResult]:
     """Every trace at once, each on a thread of this process, while this thread compiles the report template.
 
-    The kernels (record walk, merge gathers, matching, ops, reducer) release the GIL and are most of the time,
+    The kernels (record walk, matching, ops, reducer) and numpy's sort release the GIL and are most of the time,
     so two threads keep both cores busy. Measured on the 10M benchmark pair against a worker process per trace:
     the same wall time (7.0-8.1 s vs 7.4 s) with one interpreter, numpy and numba instead of two (peak RSS
     ~390 MB against ~540 MB summed).

@@ -447,41 +447,6 @@ def frame_kernel(data: np.ndarray, d32: np.ndarray, d64: np.ndarray, bstart: np.
     return n
 
 
-@njit()
-def gather2(a: np.ndarray, b: np.ndarray, idx: np.ndarray, out: np.ndarray) -> None:
-    """``out[i] = concat(a, b)[idx[i]]`` in one pass (the time merge's gather, one column at a time: a column's
-    reads follow a few per-CPU streams, which the prefetcher keeps up with; all columns at once do not)."""
-    na = a.shape[0]
-    for i in range(idx.shape[0]):
-        j = idx[i]
-        out[i] = a[j] if j < na else b[j - na]
-
-
-@njit()
-def gather2_rows(a: np.ndarray, b: np.ndarray, idx: np.ndarray, out: np.ndarray) -> None:
-    na = a.shape[0]
-    for i in range(idx.shape[0]):
-        j = idx[i]
-        if j < na:
-            for k in range(a.shape[1]):
-                out[i, k] = a[j, k]
-        else:
-            for k in range(b.shape[1]):
-                out[i, k] = b[j - na, k]
-
-
-_UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
-
-
-def gather_column(a: np.ndarray, b: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """:func:`gather2` through unsigned views of the column's width: three compiled variants serve every
-    column type (each variant costs a JIT-cache load at start-up)."""
-    out = np.empty(idx.shape[0], a.dtype)
-    u = _UNSIGNED[a.dtype.itemsize]
-    gather2(a.view(u), b.view(u), idx, out.view(u))
-    return out
-
-
 def views(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The u32 and u64 views of a byte array that the kernels read aligned fields through."""
     n = int(data.shape[0])

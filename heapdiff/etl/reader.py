@@ -3,7 +3,9 @@
 Buffers belong to CPUs and reach the file in flush order (notes 8, item 2). The reader sorts the buffers by the
 timestamp of their first record, loads them in that order a chunk at a time, frames each chunk with the JIT walk,
 and emits the records older than the first record of the next unloaded buffer: nothing later can precede them.
-What is held back is bounded by the buffers in flight, never by the length of the trace.
+What is held back is bounded by the buffers in flight, never by the length of the trace. A chunk is framed into
+a window after the rows held back from the one before, and a batch is the window's rows in time order (see
+:class:`RecordBatch`); only the held rows are copied, to the other window.
 """
 
 from __future__ import annotations
