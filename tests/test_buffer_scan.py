@@ -114,7 +114,10 @@ def test_framed_pages_are_let_go_in_a_sweep_that_never_passes_an_unframed_buffer
     data = np.frombuffer(out.getvalue(), np.uint8)
     tf = T.open_trace(data, "<built>")
     released: list[tuple[int, int]] = []
-    tf.release = lambda off, n: released.append((off, off + n))  # type: ignore[method-assign]
+    def release(offset: int, length: int) -> None:
+        released.append((offset, offset + length))
+
+    tf.release = release  # type: ignore[method-assign]
     rd = Reader(tf, layout(), KERNEL_GUIDS, chunk_bytes=0x4000)
     old_sweep, old_step = R.RELEASE_SWEEP, R.RELEASE_FAR
     R.RELEASE_SWEEP, R.RELEASE_FAR = 0x10000, 0x40000

@@ -408,7 +408,7 @@ def test_header_kind(case: Case) -> None:
 
 
 # --- heap Alloc/Free/ReAlloc: SYSTEM header and the relogged form (EVENT_TRACE_HEADER with the heap GUID) ---
-HEAP_KINDS = {
+HEAP_KINDS: dict[str, tuple[int, Callable[[int], bytes], list[int]]] = {
     # name: (hook, payload builder, expected layout columns -- events/layout.py docstring)
     "alloc": (HOOK_ALLOC, lambda p: alloc_payload(p, 0x00A0_0000, 0x123, 0x00A0_1000, 2),
               [0x00A0_0000, 0x123, 0x00A0_1000, 2]),

@@ -405,7 +405,8 @@ def test_stack_matcher_key_redefined_between_refs() -> None:
     m = StackMatcher()
     resolved: list[tuple[int, int]] = []
     targets_all: list[int] = []
-    src = {"hook": hook, "ts": ts, "tid": tid, "cpu": cpu, "serial": serial, "status": status, "tail": tail}
+    src: dict[str, np.ndarray] = {"hook": hook, "ts": ts, "tid": tid, "cpu": cpu, "serial": serial,
+                                  "status": status, "tail": tail}
     for part in (np.arange(0, 5), np.arange(5, n)):  # batches are rows of the reader's columns
         t, res = m.match(RecordBatch(src, f, part))
         targets_all.extend(t.tolist())

@@ -335,7 +335,7 @@ def build(w: TraceWriter, *, wow64: bool = False, rounds: int = 240) -> Scenario
     return s
 
 
-VARIANTS = {
+VARIANTS: dict[str, dict[str, Any]] = {
     "64-bit": {"pointer_size": 8},
     "32-bit": {"pointer_size": 4},
     "64-bit+wow64": {"pointer_size": 8, "wow64": True},
