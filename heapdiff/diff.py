@@ -68,7 +68,6 @@ class Group:
     #: the group's oldest blocks (by time, then address): the likeliest leaks, and the same whatever order the
     #: stacks were numbered in
     sample_addresses: list[int] = field(default_factory=list)
-    _samples: list[tuple[int, int]] = field(default_factory=list, repr=False)
 
 
 @dataclass(frozen=True)
@@ -136,13 +135,14 @@ def group_blocks(live: LiveColumns, sequences: SequenceTable, images: ImageMap, 
     pair_pid = pid[starts].tolist()
     pair_sid = stack[starts].tolist()
     with_stack = [k for k in range(npairs) if pair_sid[k] >= 0]
-    names = images.frames_many([pair_pid[k] for k in with_stack], [sequences.get(pair_sid[k]) for k in with_stack],
+    frames = {k: sequences.get(pair_sid[k]) for k in with_stack}
+    names = images.frames_many([pair_pid[k] for k in with_stack], list(frames.values()),
                                [int(tmin[k]) for k in with_stack])
     resolved = dict(zip(with_stack, names, strict=True))
+    samples: dict[tuple[str, ...], list[tuple[int, int]]] = {}
     for k in range(npairs):
         s, e = int(starts[k]), int(ends[k])
-        sig, display, nfr, nunres = _signature(resolved.get(k), sequences.get(pair_sid[k]) if k in resolved else None,
-                                               images.kernel_floor, kernel_frames)
+        sig, display, nfr, nunres = _signature(resolved.get(k), frames.get(k), images.kernel_floor, kernel_frames)
         out.frames += nfr
         out.unresolved += nunres
         g = out.groups.get(sig)
@@ -159,10 +159,11 @@ def group_blocks(live: LiveColumns, sequences: SequenceTable, images: ImageMap, 
         g.first_ts = min(g.first_ts, int(tmin[k]))
         g.last_ts = max(g.last_ts, int(tmax[k]))
         oldest = min(e, s + SAMPLE_ADDRESSES)
-        g._samples = sorted(g._samples + list(zip(ts[s:oldest].tolist(), addr[s:oldest].tolist(), strict=True)))
-        del g._samples[SAMPLE_ADDRESSES:]
-    for g in out.groups.values():
-        g.sample_addresses = [a for _, a in g._samples]
+        # (ts, address) of the group's oldest blocks so far: each pair's rows come oldest first
+        kept = sorted(samples.get(sig, []) + list(zip(ts[s:oldest].tolist(), addr[s:oldest].tolist(), strict=True)))
+        samples[sig] = kept[:SAMPLE_ADDRESSES]
+    for sig, g in out.groups.items():
+        g.sample_addresses = [a for _, a in samples[sig]]
     return out
 
 

@@ -20,7 +20,7 @@ import numpy.typing as npt
 from heapdiff.errors import Anomalies, TraceError
 from heapdiff.etl import frame as F
 from heapdiff.etl import structs as S
-from heapdiff.etl.trace import BufferInfo, TraceFile
+from heapdiff.etl.trace import BufferInfo, TraceFile, first_record_ts
 
 #: bytes of (uncompressed) buffers framed per kernel call. Measured with two traces read at once (10M / 30M
 #: benchmark pairs): 8 MiB 350 / 404 MB peak RSS, 4 MiB 281-290 / 327-348 MB, 2 MiB 263-265 / 302 MB, each halving
@@ -92,6 +92,19 @@ class _Window:
         self.cols: dict[str, npt.NDArray[Any]] = ({name: np.empty(cap, dt) for name, dt in _COLUMNS}
                                                   | {"serial": np.empty(cap, np.int64)})
         self.f = np.empty((cap, F.NF), np.uint64)
+
+
+def _peek_first_ts(data: np.ndarray, offset: np.ndarray, filled: np.ndarray) -> list[int | None]:
+    """:func:`~heapdiff.etl.trace.first_record_ts` of the buffers at ``offset`` in ``data`` (``filled`` bytes
+    each, header included), read with one gather."""
+    h = S.BUFFER_HEADER_SIZE
+    off = offset + h
+    room = filled - h
+    ok = (room >= 0x10) & (off + 0x18 <= data.shape[0])
+    head = np.zeros((offset.shape[0], 0x18), np.uint8)
+    head[ok] = data[(off[:, None] + np.arange(0x18)[None, :])[ok]]
+    return first_record_ts(head[:, :4].copy().view("<u4")[:, 0], head[:, 8:16].copy().view("<i8")[:, 0],
+                           head[:, 16:24].copy().view("<i8")[:, 0], np.where(ok, room, 0))
 
 
 class SequenceTable:
@@ -201,50 +214,23 @@ class Reader:
 
     # -- buffer order ---------------------------------------------------------------------------------------
     def _first_ts(self, b: BufferInfo) -> int | None:
-        """Raw timestamp of a buffer's first record, or None for a buffer without records."""
+        """Raw timestamp of a compressed buffer's first record (None: no record); the buffer is decoded once
+        and kept for framing while the cache has room."""
         if b.filled < S.BUFFER_HEADER_SIZE + 0x10:
             return None
-        if b.compressed:
-            try:
-                whole = self.trace.buffer_bytes(b)
-            except TraceError:
-                return -1  # decoded (and counted) when loaded
-            if self._cached_bytes + whole.shape[0] <= DECOMPRESSED_CACHE_BYTES:
-                self._decompressed[b.index] = whole  # decoded once, framed later
-                self._cached_bytes += int(whole.shape[0])
-            head = bytes(whole[S.BUFFER_HEADER_SIZE:S.BUFFER_HEADER_SIZE + 0x18])
-        else:
-            p = b.offset + S.BUFFER_HEADER_SIZE
-            head = bytes(self.trace.data[p:p + min(0x18, b.filled - S.BUFFER_HEADER_SIZE)])
-        if len(head) < 0x10:
-            return None
-        m = int.from_bytes(head[:4], "little")
-        if m == 0xFFFFFFFF:
-            return None
-        ht = (m >> 16) & 0xFF
-        tpos = 8 if ht in (S.HT_PERFINFO32, S.HT_PERFINFO64) or (m >> 24) & 0xD0 == 0x90 else 0x10
-        if len(head) < tpos + 8:
-            return None
-        return int.from_bytes(head[tpos:tpos + 8], "little", signed=True)
+        try:
+            whole = self.trace.buffer_bytes(b)
+        except TraceError:
+            return -1  # decoded (and counted) when loaded
+        if self._cached_bytes + whole.shape[0] <= DECOMPRESSED_CACHE_BYTES:
+            self._decompressed[b.index] = whole  # decoded once, framed later
+            self._cached_bytes += int(whole.shape[0])
+        return _peek_first_ts(whole, np.zeros(1, np.int64), np.asarray([whole.shape[0]], np.int64))[0]
 
     def _first_ts_plain(self, bufs: list[BufferInfo]) -> list[int | None]:
-        """:meth:`_first_ts` for uncompressed buffers, all at once (one peek a buffer, vectorised)."""
-        data = self.trace.data
-        h = S.BUFFER_HEADER_SIZE
-        off = np.asarray([b.offset for b in bufs], np.int64) + h
-        room = np.asarray([b.filled for b in bufs], np.int64) - h
-        idx = off[:, None] + np.arange(0x18)[None, :]
-        ok = (room >= 0x10) & (off + 0x18 <= data.shape[0])
-        head = np.zeros((len(bufs), 0x18), np.uint8)
-        head[ok] = data[idx[ok]]
-        m = head[:, :4].copy().view("<u4")[:, 0].astype(np.int64)
-        ht = (m >> 16) & 0xFF
-        perf = (ht == S.HT_PERFINFO32) | (ht == S.HT_PERFINFO64) | (((m >> 24) & 0xD0) == 0x90)
-        ts8 = head[:, 8:16].copy().view("<i8")[:, 0]
-        ts16 = head[:, 16:24].copy().view("<i8")[:, 0]
-        ts = np.where(perf, ts8, ts16)
-        fits = ok & (m != 0xFFFFFFFF) & (perf | (room >= 0x18))
-        return [int(t) if f else None for t, f in zip(ts.tolist(), fits.tolist(), strict=True)]
+        """The first records' timestamps of uncompressed buffers, all at once (one peek a buffer)."""
+        return _peek_first_ts(self.trace.data, np.asarray([b.offset for b in bufs], np.int64),
+                              np.asarray([b.filled for b in bufs], np.int64))
 
     def _order(self) -> list[tuple[int, BufferInfo]]:
         keyed: list[tuple[int, int, int, int, BufferInfo]] = []

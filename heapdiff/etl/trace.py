@@ -286,24 +286,32 @@ def _plausible(hdr: dict[str, int | bytes], remaining: int, nominal: int) -> boo
 _BUFFER_DTYPE = S.BUFFER_HEADER.numpy_dtype()
 
 
-def _first_record_ts(data: np.ndarray, start: int, k: int, nominal: int,
-                     filled: np.ndarray) -> list[int | None] | None:
-    """Raw timestamp of the first record of ``k`` uniform buffers from ``start`` (None: no record), read through
-    strided views on the header's page while the scan has it mapped (saves the reader a second page fault per
-    buffer: ~0.3 s on a 1.6 GB trace). Where the timestamp is depends on the header kind (notes 3): at 8 in
-    PERFINFO and WPP-style headers, else at 0x10. None when the buffers are too small to hold the peek."""
-    h = S.BUFFER_HEADER_SIZE
-    if nominal < h + 0x18:
-        return None
-    mk = np.ndarray(shape=(k,), dtype="<u4", buffer=data, offset=start + h, strides=(nominal,)).astype(np.int64)
-    ts8 = np.ndarray(shape=(k,), dtype="<i8", buffer=data, offset=start + h + 8, strides=(nominal,))
-    ts16 = np.ndarray(shape=(k,), dtype="<i8", buffer=data, offset=start + h + 0x10, strides=(nominal,))
-    room = filled - h
+def first_record_ts(marker: np.ndarray, ts8: np.ndarray, ts16: np.ndarray, room: np.ndarray) -> list[int | None]:
+    """Raw timestamp of each buffer's first record (None: no record), from the first 0x18 bytes after the buffer
+    header: the record's marker (u32 at 0), the i64 at 8 and the i64 at 0x10, and ``room``, the buffer's filled
+    bytes after its header. Where the timestamp is depends on the header kind (notes 3): at 8 in PERFINFO and
+    WPP-style headers, else at 0x10. The one rule for the header scan and the reader's peeks."""
+    mk = marker.astype(np.int64)
     ht = (mk >> 16) & 0xFF
     perf = (ht == S.HT_PERFINFO32) | (ht == S.HT_PERFINFO64) | (((mk >> 24) & 0xD0) == 0x90)
     ts = np.where(perf, ts8, ts16)
     fits = (room >= 0x10) & (mk != 0xFFFFFFFF) & (perf | (room >= 0x18))
     return [int(t) if f else None for t, f in zip(ts.tolist(), fits.tolist(), strict=True)]
+
+
+def _first_record_ts(data: np.ndarray, start: int, k: int, nominal: int,
+                     filled: np.ndarray) -> list[int | None] | None:
+    """:func:`first_record_ts` of ``k`` uniform buffers from ``start``, read through strided views on the
+    header's page while the scan has it mapped (saves the reader a second page fault per buffer: ~0.3 s on a
+    1.6 GB trace). None when the buffers are too small to hold the peek."""
+    h = S.BUFFER_HEADER_SIZE
+    if nominal < h + 0x18:
+        return None
+
+    def at(dtype: str, pos: int) -> np.ndarray:
+        return np.ndarray(shape=(k,), dtype=dtype, buffer=data, offset=start + h + pos, strides=(nominal,))
+
+    return first_record_ts(at("<u4", 0), at("<i8", 8), at("<i8", 0x10), filled - h)
 
 
 def _scan_uniform(data: np.ndarray, nominal: int, ncpu: int, mm: mmap.mmap | None = None) -> list[BufferInfo] | None:

@@ -128,6 +128,26 @@ class ImageMap:
                 self._epochs[key] = None
         return epoch, self._epochs[key]
 
+    def _search(self, tables: list[tuple[tuple[np.ndarray, np.ndarray, list[str]], bool]],
+                addrs: np.ndarray) -> list[str]:
+        """``module+0xrva`` (or ``0x...``) of ``addrs`` in the first of ``tables`` (sorted, non-overlapping
+        images; ``True``: kernel addresses only) that holds each: one vectorised search a table."""
+        out: list[str | None] = [None] * int(addrs.shape[0])
+        floor = np.uint64(self.kernel_floor)
+        for (bases, ends, names), kernel_only in tables:
+            if not bases.shape[0]:
+                continue
+            idx = np.searchsorted(bases, addrs, side="right").astype(np.int64) - 1
+            safe = np.maximum(idx, 0)
+            hit = (idx >= 0) & (addrs < ends[safe])
+            if kernel_only:
+                hit &= addrs >= floor
+            for j in np.flatnonzero(hit).tolist():
+                if out[j] is None:
+                    k = int(safe[j])
+                    out[j] = f"{names[k]}+0x{int(addrs[j]) - int(bases[k]):x}"
+        return [o if o is not None else f"0x{a:x}" for o, a in zip(out, addrs.tolist(), strict=True)]
+
     def frames(self, pid: int, addrs: np.ndarray, ts: int) -> list[str]:
         """:meth:`frame` for many addresses of one process at one time, with the same lookup order (kernel
         addresses: System/Idle images first).
@@ -155,23 +175,8 @@ class ImageMap:
         missing = [j for j, k in enumerate(known) if k is None]
         if not missing:
             return known  # type: ignore[return-value]  # no None left
-        sub = addrs[np.asarray(missing, np.int64)]
-        out: list[str | None] = [None] * len(missing)
-        for (bases, ends, names), kernel_only in tables:
-            if not bases.shape[0]:
-                continue
-            idx = np.searchsorted(bases, sub, side="right").astype(np.int64) - 1
-            safe = np.maximum(idx, 0)
-            hit = (idx >= 0) & (sub < ends[safe])
-            if kernel_only:
-                hit &= sub >= np.uint64(self.kernel_floor)
-            for j in np.flatnonzero(hit).tolist():
-                if out[j] is None:
-                    k = int(safe[j])
-                    out[j] = f"{names[k]}+0x{int(sub[j]) - int(bases[k]):x}"
-        for j, o in zip(missing, out, strict=True):
-            a = values[j]
-            known[j] = memo[a] = o if o is not None else f"0x{a:x}"
+        for j, name in zip(missing, self._search(tables, addrs[np.asarray(missing, np.int64)]), strict=True):
+            known[j] = memo[values[j]] = name
         return known  # type: ignore[return-value]  # every None was filled
 
     def frames_many(self, pids: list[int], addrs: list[np.ndarray], tss: list[int]) -> list[list[str]]:
@@ -185,7 +190,6 @@ class ImageMap:
         by_pid: dict[int, list[int]] = {}
         for k, p in enumerate(pids):
             by_pid.setdefault(p, []).append(k)
-        floor = np.uint64(self.kernel_floor)
         for p, ks in by_pid.items():
             kernel_tables = [self._static.get(kp) for kp in KERNEL_PIDS]
             if (p in self._by_pid and p not in self._static) or any(
@@ -196,22 +200,11 @@ class ImageMap:
             lens = [int(addrs[k].shape[0]) for k in ks]
             allv = np.concatenate([addrs[k] for k in ks]) if ks else np.zeros(0, np.uint64)
             uniq, inv = np.unique(allv, return_inverse=True)
-            names: list[str | None] = [None] * int(uniq.shape[0])
             lookups = [(t, True) for t in kernel_tables if t is not None]
             own = self._static.get(p)
             if own is not None:
                 lookups.append((own, False))
-            for (bases, ends, nm), kernel_only in lookups:
-                idx = np.searchsorted(bases, uniq, side="right").astype(np.int64) - 1
-                safe = np.maximum(idx, 0)
-                hit = (idx >= 0) & (uniq < ends[safe])
-                if kernel_only:
-                    hit &= uniq >= floor
-                for j in np.flatnonzero(hit).tolist():
-                    if names[j] is None:
-                        b = int(safe[j])
-                        names[j] = f"{nm[b]}+0x{int(uniq[j]) - int(bases[b]):x}"
-            text = [n if n is not None else f"0x{a:x}" for n, a in zip(names, uniq.tolist(), strict=True)]
+            text = self._search(lookups, uniq)
             flat = [text[i] for i in inv.reshape(-1).tolist()]
             pos = 0
             for k, n in zip(ks, lens, strict=True):
