@@ -60,7 +60,7 @@ import numpy as np
 import numpy.typing as npt
 from sortedcontainers import SortedDict
 
-from heapdiff._jit import JIT_ENABLED, njit, prefetch
+from heapdiff._jit import JIT_ENABLED, borrow, njit, prefetch
 
 # the op codes and the columnar batch are declared by the events layer that produces them
 from heapdiff.events.ops import (
@@ -387,6 +387,13 @@ def _reduce_kernel(op: Arr, ts: Arr, pid: Arr, tid: Arr, serial: Arr, heap: Arr,
     entries), else returns that op's index: Python rebuilds or grows the table and calls again. So a probe
     always finds an empty slot, and the table never holds more than half its slots.
     """
+    # every array borrowed (no reference counting in the loop: see heapdiff._jit.borrow); 0.92-1.15 s ->
+    # 0.77-0.90 s for the 9.5 M ops of the 10M benchmark trace, measured alternately
+    op, ts, pid, tid, serial = borrow(op), borrow(ts), borrow(pid), borrow(tid), borrow(serial)
+    heap, addr, size, old_addr = borrow(heap), borrow(addr), borrow(size), borrow(old_addr)
+    source, stack = borrow(source), borrow(stack)
+    blocks, pend, threads, hidx, heaps = borrow(blocks), borrow(pend), borrow(threads), borrow(hidx), borrow(heaps)
+    pidx, pids, meta, counts = borrow(pidx), borrow(pids), borrow(meta), borrow(counts)
     n = end
     bmax = blocks.shape[0] // 2
     pmax = pend.shape[0] // 2

@@ -877,6 +877,33 @@ def test_prefetch_compiles_and_is_only_a_hint() -> None:
     assert touch(data, table) == 63 * 64 // 2
 
 
+def test_borrowed_arrays_are_the_same_memory() -> None:
+    """A borrowed array (no owner, so no reference counting) reads and writes its caller's memory with the
+    same shape and strides: record, 2-d, read-only and strided arrays; without the JIT it is the array."""
+    table = _empty_table(BLOCK_DTYPE, 8, "hrec")
+    grid = np.arange(12, dtype=np.int64).reshape(3, 4)
+    ro = np.arange(10, dtype=np.uint32)
+    ro.flags.writeable = False
+    strided = np.arange(20, dtype=np.int64)[::3]
+
+    @_jit.njit(cache=False)
+    def use(t: np.ndarray, g: np.ndarray, r: np.ndarray, s: np.ndarray) -> int:
+        total = 0
+        for _ in range(1000):  # borrowed again and again: nothing to count, nothing to leak
+            t2, g2, r2, s2 = _jit.borrow(t), _jit.borrow(g), _jit.borrow(r), _jit.borrow(s)
+            t2[3]["addr"] = np.uint64(0xABC)
+            t2[5]["hrec"] = np.int32(7)
+            g2[2, 1] += 1
+            total = int(r2[9]) + int(s2[2]) + g2.shape[0] * 10 + g2.shape[1] + s2.shape[0] * 100
+        return total
+
+    assert use(table, grid, ro, strided) == 9 + 6 + 34 + 700
+    assert int(table[3]["addr"]) == 0xABC and int(table[5]["hrec"]) == 7
+    assert grid[2, 1] == 9 + 1000  # each borrow's write went to the caller's cell
+    if not _jit.JIT_ENABLED:
+        assert _jit.borrow(grid) is grid
+
+
 def test_throughput() -> None:
     """A few million ops through the compiled kernel; prints ops/s (pytest -s). Checks results, not time."""
     if not _jit.JIT_ENABLED:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from heapdiff._jit import njit
+from heapdiff._jit import borrow, njit
 from heapdiff.errors import Anomalies
 from heapdiff.etl.frame import DEFERRED, ST_BAD_PAYLOAD, ST_KEEP_RAW
 from heapdiff.etl.reader import CHUNK_BYTES, GUID_PROVIDER_BASE, Reader, RecordBatch, SequenceTable
@@ -102,6 +102,9 @@ def _kind_of(p: Any, h: Any) -> int:
 def _count_kernel(prov: np.ndarray, hook: np.ndarray, status: np.ndarray, rows: np.ndarray, prov_counts: np.ndarray,
                   kind_counts: np.ndarray) -> int:
     """Records ``rows`` per provider and per event kind; returns how many payloads did not fit their layout."""
+    # borrowed: no reference counting in the loop (heapdiff._jit.borrow)
+    prov, hook, status, rows = borrow(prov), borrow(hook), borrow(status), borrow(rows)
+    prov_counts, kind_counts = borrow(prov_counts), borrow(kind_counts)
     bad = 0
     for i in range(rows.shape[0]):
         r = rows[i]
@@ -283,6 +286,13 @@ def _ops_kernel(hook: np.ndarray, status: np.ndarray, f: np.ndarray, serial: np.
                 o_old: np.ndarray, o_src: np.ndarray, o_stack: np.ndarray) -> int:
     """Heap records, matched stack walks and process ends of a batch (source rows ``rows``; ``targets`` and
     ``pe_rows`` are by batch row) -> the reducer's op columns, in order."""
+    # borrowed: no reference counting in the loop (heapdiff._jit.borrow)
+    hook, status, f, serial = borrow(hook), borrow(status), borrow(f), borrow(serial)
+    tail, kernel_only, targets, pid = borrow(tail), borrow(kernel_only), borrow(targets), borrow(pid)
+    tid, ts, rows, pe_rows = borrow(tid), borrow(ts), borrow(rows), borrow(pe_rows)
+    pe_pids, o_op, o_ts, o_pid = borrow(pe_pids), borrow(o_op), borrow(o_ts), borrow(o_pid)
+    o_tid, o_serial, o_heap, o_addr = borrow(o_tid), borrow(o_serial), borrow(o_heap), borrow(o_addr)
+    o_size, o_old, o_src, o_stack = borrow(o_size), borrow(o_old), borrow(o_src), borrow(o_stack)
     n = 0
     pe = 0
     for i in range(rows.shape[0]):

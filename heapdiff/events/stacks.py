@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from heapdiff._jit import njit
+from heapdiff._jit import borrow, njit
 from heapdiff.etl.reader import RecordBatch
 from heapdiff.events import kinds as K
 from heapdiff.events.layout import COL_KEY_DEF, COL_KEY_REF, COL_STACK_TID, COL_STACK_TS
@@ -34,6 +34,11 @@ def match_kernel(ts: np.ndarray, tid: np.ndarray, cpu: np.ndarray, hook: np.ndar
     """For each stack reference among records ``rows`` (of the source columns), the serial of its event (or -1),
     by batch row; other records enter the ring. Counts references and matched walks (``counts[0]``,
     ``counts[1]``) and lists the batch rows of key records (``out_keyish``); returns how many."""
+    # borrowed: no reference counting in the loop (heapdiff._jit.borrow)
+    ts, tid, cpu, hook = borrow(ts), borrow(tid), borrow(cpu), borrow(hook)
+    serial, f, status, rows = borrow(serial), borrow(f), borrow(status), borrow(rows)
+    r_ts, r_tid, r_cpu, r_serial = borrow(r_ts), borrow(r_tid), borrow(r_cpu), borrow(r_serial)
+    r_meta, out_target, out_keyish, counts = borrow(r_meta), borrow(out_target), borrow(out_keyish), borrow(counts)
     rn = r_meta[0]
     cap = r_ts.shape[0]
     nkey = 0
