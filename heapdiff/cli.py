@@ -9,12 +9,14 @@ Exit codes, the same for every command:
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import mmap
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 import click
@@ -286,6 +288,25 @@ def _parse_pids(spec: str | None, n_traces: int) -> tuple[int, ...] | None:
     raise click.BadParameter(f"{spec!r} does not fit {n_traces} trace(s)", param_hint="--pid")
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a command runs (restored after: tests call :func:`main` in-process).
+
+    Why: the job's data is acyclic (arrays, and dicts and lists of them) and freed by reference counting;
+    the collector found nothing to free but walked every object of numba's registries and the job's
+    documents in each full pass. Measured on the 10M benchmark pair: 0.36-0.44 s in 5 full passes, and
+    4.87-4.93 s against 5.04-5.61 s wall, with the same peak RSS (270 against 275 MB). Any cycle made anyway
+    is freed when the process ends or when the collector is back on.
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point: a first argument ``info`` is the subcommand; anything else (``./info`` too) is a trace."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -293,8 +314,9 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     if cmd is info_command:
         args = args[1:]
     try:
-        rv = cmd.main(args=args, prog_name="heapdiff info" if cmd is info_command else "heapdiff",
-                      standalone_mode=False)
+        with _collector_paused():
+            rv = cmd.main(args=args, prog_name="heapdiff info" if cmd is info_command else "heapdiff",
+                          standalone_mode=False)
     except click.exceptions.Exit as e:  # --help
         sys.exit(e.exit_code)
     except click.ClickException as e:  # usage errors: exit 2 (click's own code for them)
