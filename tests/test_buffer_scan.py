@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import pathlib
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from heapdiff.writer import TraceWriter
 SAMPLES = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "etl-samples"
 
 
-def _both(data: np.ndarray) -> tuple[list[T.BufferInfo] | None, list[T.BufferInfo]]:
+def _both(data: np.ndarray) -> tuple[T.BufferTable | None, list[T.BufferInfo]]:
     header = T._read_logfile_header(data)
     nominal = header.buffer_size
     fast = T._scan_uniform(data, nominal, max(1, header.number_of_processors))
@@ -39,7 +40,7 @@ def _written(**kw: object) -> np.ndarray:
     return np.frombuffer(out.getvalue(), np.uint8)
 
 
-def _without_first_ts(bufs: list[T.BufferInfo]) -> list[T.BufferInfo]:
+def _without_first_ts(bufs: Sequence[T.BufferInfo]) -> list[T.BufferInfo]:
     return [dataclasses.replace(b, first_ts=None, first_ts_known=False) for b in bufs]
 
 

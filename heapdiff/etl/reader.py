@@ -20,7 +20,7 @@ import numpy.typing as npt
 from heapdiff.errors import Anomalies, TraceError
 from heapdiff.etl import frame as F
 from heapdiff.etl import structs as S
-from heapdiff.etl.trace import BufferInfo, TraceFile, first_record_ts
+from heapdiff.etl.trace import BufferInfo, TraceFile, first_record_ts_columns
 
 #: bytes of (uncompressed) buffers framed per kernel call. Measured with two traces read at once (10M / 30M
 #: benchmark pairs): 8 MiB 350 / 404 MB peak RSS, 4 MiB 281-290 / 327-348 MB, 2 MiB 263-265 / 302 MB, each halving
@@ -94,17 +94,23 @@ class _Window:
         self.f = np.empty((cap, F.NF), np.uint64)
 
 
-def _peek_first_ts(data: np.ndarray, offset: np.ndarray, filled: np.ndarray) -> list[int | None]:
-    """:func:`~heapdiff.etl.trace.first_record_ts` of the buffers at ``offset`` in ``data`` (``filled`` bytes
-    each, header included), read with one gather."""
+def _peek_first_ts_columns(data: np.ndarray, offset: np.ndarray, filled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`~heapdiff.etl.trace.first_record_ts_columns` of the buffers at ``offset`` in ``data`` (``filled``
+    bytes each, header included), read with one gather."""
     h = S.BUFFER_HEADER_SIZE
     off = offset + h
     room = filled - h
     ok = (room >= 0x10) & (off + 0x18 <= data.shape[0])
     head = np.zeros((offset.shape[0], 0x18), np.uint8)
     head[ok] = data[(off[:, None] + np.arange(0x18)[None, :])[ok]]
-    return first_record_ts(head[:, :4].copy().view("<u4")[:, 0], head[:, 8:16].copy().view("<i8")[:, 0],
-                           head[:, 16:24].copy().view("<i8")[:, 0], np.where(ok, room, 0))
+    return first_record_ts_columns(head[:, :4].copy().view("<u4")[:, 0], head[:, 8:16].copy().view("<i8")[:, 0],
+                                   head[:, 16:24].copy().view("<i8")[:, 0], np.where(ok, room, 0))
+
+
+def _peek_first_ts(data: np.ndarray, offset: np.ndarray, filled: np.ndarray) -> list[int | None]:
+    """:func:`_peek_first_ts_columns` as a list (None: no record)."""
+    ts, fits = _peek_first_ts_columns(data, offset, filled)
+    return [int(t) if f else None for t, f in zip(ts.tolist(), fits.tolist(), strict=True)]
 
 
 class SequenceTable:
@@ -232,31 +238,33 @@ class Reader:
         return _peek_first_ts(self.trace.data, np.asarray([b.offset for b in bufs], np.int64),
                               np.asarray([b.filled for b in bufs], np.int64))
 
-    def _order(self) -> list[tuple[int, BufferInfo]]:
-        keyed: list[tuple[int, int, int, int, BufferInfo]] = []
-        bufs = self.trace.buffers
+    def _order(self) -> tuple[np.ndarray, np.ndarray]:
+        """Positions (in the buffer table) of the buffers that hold records, in the time order of their first
+        records (ties: CPU, sequence number, position), and those first records' timestamps."""
+        bt = self.trace.buffers
+        ts = bt.first_ts.copy()
+        has = bt.has_first_ts.copy()
+        # the header scan of a uniform file read them already (first_ts_known); else peek now
+        need = np.flatnonzero(~bt.first_ts_known)
         step = 256  # a peek maps the buffer's neighbourhood: let go of every 256 buffers' pages
-        for start in range(0, len(bufs), step):
-            part = bufs[start:start + step]
-            # the header scan of a uniform file read them already (BufferInfo.first_ts); else peek now
-            plain = [b for b in part if not b.compressed and not b.first_ts_known]
-            firsts = dict(zip((b.index for b in plain), self._first_ts_plain(plain), strict=True)) if plain else {}
-            peeked = bool(plain)
-            for b in part:
-                if b.first_ts_known:
-                    t = b.first_ts
-                elif not b.compressed:
-                    t = firsts[b.index]
-                else:
-                    t = self._first_ts(b)
-                    peeked = True
-                if t is not None:
-                    keyed.append((t, b.cpu, b.seq, b.index, b))  # the index is unique: b is never compared
-            if peeked:
-                self.trace.release(part[0].offset, part[-1].offset + part[-1].size - part[0].offset)
-        keyed.sort()
+        for lo in range(0, int(need.shape[0]), step):
+            part = need[lo:lo + step]
+            comp = bt.compressed[part]
+            plain = part[~comp]
+            if plain.size:
+                t, f = _peek_first_ts_columns(self.trace.data, bt.offset[plain], bt.filled[plain])
+                ts[plain] = t
+                has[plain] = f
+            for i in part[comp].tolist():
+                got = self._first_ts(bt.info(i))
+                has[i] = got is not None
+                ts[i] = got if got is not None else 0
+            first, last = int(part[0]), int(part[-1])
+            self.trace.release(int(bt.offset[first]), int(bt.offset[last] + bt.size[last] - bt.offset[first]))
+        sel = np.flatnonzero(has)
+        order = sel[np.lexsort((bt.idx[sel], bt.seq[sel], bt.cpu[sel], ts[sel]))]
         self.trace.release(0, self.trace.size)
-        return [(k[0], k[4]) for k in keyed]
+        return order, ts[order]
 
     # -- framing ----------------------------------------------------------------------------------------------
     def _frame(self, bufs: list[BufferInfo], held: int) -> tuple[_Window, int]:
@@ -473,23 +481,26 @@ class Reader:
     def batches(self) -> Iterator[RecordBatch]:
         """Every record once, in non-decreasing raw timestamp order, in batches (each valid until the reader
         frames two more chunks: see :class:`RecordBatch`)."""
-        order = self._order()
-        offs = np.asarray([b.offset for _, b in order], np.int64)
+        order, order_ts = self._order()
+        bt = self.trace.buffers
+        offs = bt.offset[order]
         self._suffix_min = np.minimum.accumulate(offs[::-1])[::-1] if offs.size else offs
         self._framed = 0
         self._swept = 0
         held = 0
         last_emitted = -(1 << 63)
+        filled = bt.filled[order].tolist()
+        nbuf = len(filled)
         i = 0
-        while i < len(order):
+        while i < nbuf:
             j = i
             size = 0
-            while j < len(order) and (j == i or size < self.chunk_bytes):
-                size += order[j][1].filled
+            while j < nbuf and (j == i or size < self.chunk_bytes):
+                size += filled[j]
                 j += 1
             self._framed = j  # (before framing: _frame lets the pages go up to the lowest buffer after these)
-            win, new = self._frame([b for _, b in order[i:j]], held)
-            watermark = order[j][0] if j < len(order) else None
+            win, new = self._frame(bt.infos(order[i:j]), held)
+            watermark = int(order_ts[j]) if j < nbuf else None
             i = j
             span = held + new
             if not span:
