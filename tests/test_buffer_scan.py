@@ -160,3 +160,23 @@ def test_framed_pages_are_let_go_in_a_sweep_that_never_passes_an_unframed_buffer
             covered = max(covered, hi)
     assert covered >= tf.size  # everything was let go
     assert len(released) < len(tf.buffers) // 4  # in sweeps, not buffer by buffer
+
+
+def test_buffer_table_reads_back_what_it_was_made_from() -> None:
+    """The columnar buffer map gives back equal BufferInfo objects by index, slice, negative index and
+    iteration, None first timestamps included; out of range is an IndexError; the uniform scan's table
+    equals the walk's objects (see above) through the same accessors."""
+    infos = [T.BufferInfo(index=i, offset=0x10000 * i, size=0x10000, filled=0x48 + 8 * i, cpu=i % 3, seq=100 + i,
+                          flags=0, type=i % 2, timestamp=(1 << 40) + i, compressed=i == 2, truncated=i == 3,
+                          first_ts=None if i == 1 else (1 << 50) + i, first_ts_known=i != 2)
+             for i in range(5)]
+    bt = T.BufferTable.from_infos(infos)
+    assert len(bt) == 5 and list(bt) == infos
+    assert bt[1] == infos[1] and bt[1].first_ts is None and bt[-1] == infos[-1]
+    assert bt[1:4] == infos[1:4] and bt[::2] == infos[::2]
+    assert bt.infos([4, 0]) == [infos[4], infos[0]]
+    assert int(bt.compressed.sum()) == 1 and bt.offset.tolist() == [b.offset for b in infos]
+    with pytest.raises(IndexError):
+        bt[5]
+    with pytest.raises(IndexError):
+        bt[-6]
