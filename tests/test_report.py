@@ -133,6 +133,33 @@ def test_golden_small_diff() -> None:
         assert html == expected, "rendered HTML differs from golden (HEAPDIFF_UPDATE_GOLDEN=1 regenerates)"
 
 
+def test_compiled_template_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled template is kept beside the templates and loaded by the next process (here: a fresh
+    environment); the page is the same either way; nothing is written where Python writes no bytecode."""
+    from heapdiff.report import html as H
+
+    cache = tmp_path / "__pycache__"
+    monkeypatch.setattr(H, "_bytecode_dir", lambda: cache)
+    view = build_view(small_diff(), top=4)
+    try:
+        monkeypatch.setattr(sys, "dont_write_bytecode", True)
+        H._environment.cache_clear()
+        first = render_html(view)
+        assert not cache.exists()
+        monkeypatch.setattr(sys, "dont_write_bytecode", False)
+        H._environment.cache_clear()
+        assert render_html(view) == first
+        written = list(cache.glob("*.jinja-cache"))
+        assert len(written) == 1
+        H._environment.cache_clear()
+        env = H._environment()
+        bucket = env.bytecode_cache.get_bucket(env, H.TEMPLATE, None, H._read(H.TEMPLATE))  # type: ignore[union-attr]
+        assert bucket.code is not None  # a fresh environment finds the compiled template
+        assert render_html(view) == first
+    finally:
+        H._environment.cache_clear()
+
+
 def test_rendering_is_deterministic() -> None:
     doc = small_diff()
     assert render_html(build_view(doc, top=4)) == render_html(build_view(copy.deepcopy(doc), top=4))
