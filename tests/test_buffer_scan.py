@@ -139,10 +139,10 @@ def test_framed_pages_are_let_go_in_a_sweep_that_never_passes_an_unframed_buffer
         framed: set[int] = set()
         real_frame = rd._frame
 
-        def frame(bufs: list[T.BufferInfo], held: int) -> tuple[R._Window, int]:
-            framed.update(b.index for b in bufs)
+        def frame(pos: np.ndarray, held: int) -> tuple[R._Window, int]:
+            framed.update(b.index for b in tf.buffers.infos(pos))
             before = len(released)
-            got = real_frame(bufs, held)
+            got = real_frame(pos, held)
             for lo, hi in released[before:]:
                 for b in tf.buffers:
                     if b.index not in framed and b.filled > S.BUFFER_HEADER_SIZE:
