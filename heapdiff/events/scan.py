@@ -196,7 +196,9 @@ def scan(source: TraceFile | bytes | np.ndarray, heap_sink: HeapSink | None = No
         src, rows = batch.src, batch.rows
         # records per provider (message records at index 0, kernel groups at 1..256, GUIDs above) and per kind,
         # in one JIT pass (the kernels read the reader's columns through the batch's rows: no gather)
-        top = int(src["prov"].max()) + 2  # over the reader's window: a bound for the batch's rows
+        # a bound on the batch's provider indexes without scanning them: a group byte (< GUID_PROVIDER_BASE),
+        # -1 (messages) or a GUID the reader has interned
+        top = GUID_PROVIDER_BASE + len(reader.providers) + 2
         if top > prov_counts.shape[0]:
             prov_counts = np.concatenate((prov_counts, np.zeros(top - prov_counts.shape[0], np.int64)))
         nbad = _count_kernel(src["prov"], src["hook"], src["status"], rows, prov_counts, kind_counts)
