@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from heapdiff.errors import Anomalies
+from heapdiff.etl import reader as R
 from heapdiff.etl import structs as S
 from heapdiff.etl import trace as T
 from heapdiff.etl.reader import Reader
@@ -50,10 +51,8 @@ def test_uniform_scan_equals_the_walk_on_written_traces(ptr: int) -> None:
     fast, slow = _both(data)
     assert fast is not None and _without_first_ts(fast) == slow and len(fast) > 10
     # the first record's timestamp read during the scan is what the reader's own peek finds
-    tf = T.open_trace(data, "<built>")
-    rd = Reader(tf, layout(), KERNEL_GUIDS)
     assert all(b.first_ts_known for b in fast)
-    assert [b.first_ts for b in fast] == rd._first_ts_plain(slow)
+    assert [b.first_ts for b in fast] == _reader_peek(data, slow)
     assert any(b.first_ts is not None for b in fast)
 
 
@@ -79,9 +78,15 @@ def test_uniform_scan_equals_the_walk_on_samples() -> None:
         if fast is not None:
             used += 1
             assert _without_first_ts(fast) == slow, f.name
-            rd = Reader(T.open_trace(data, f.name), layout(), KERNEL_GUIDS)
-            assert [b.first_ts for b in fast] == rd._first_ts_plain(slow), f.name
+            assert [b.first_ts for b in fast] == _reader_peek(data, slow), f.name
     assert used >= 5  # the fast path is really taken on real files
+
+
+def _reader_peek(data: np.ndarray, bufs: Sequence[T.BufferInfo]) -> list[int | None]:
+    """What the reader's ordering peeks (R._peek_first_ts_columns) for these buffers, None where no record."""
+    ts, fits = R._peek_first_ts_columns(data, np.asarray([b.offset for b in bufs], np.int64),
+                                        np.asarray([b.filled for b in bufs], np.int64))
+    return [int(t) if f else None for t, f in zip(ts.tolist(), fits.tolist(), strict=True)]
 
 
 def _peek_one(data: np.ndarray, b: T.BufferInfo) -> int | None:
@@ -107,17 +112,14 @@ def test_vectorised_first_timestamps_equal_the_one_buffer_peek() -> None:
         files += [np.fromfile(f, np.uint8) for f in sorted(SAMPLES.rglob("*.etl")) if f.stat().st_size]
     for data in files:
         tf = T.open_trace(data, "t")
-        r = Reader(tf, layout(), KERNEL_GUIDS)
         plain = [b for b in tf.buffers if not b.compressed]
-        assert r._first_ts_plain(plain) == [_peek_one(data, b) for b in plain]
+        assert _reader_peek(data, plain) == [_peek_one(data, b) for b in plain]
 
 
 @pytest.mark.parametrize("cpus", [1, 8])
 def test_framed_pages_are_let_go_in_a_sweep_that_never_passes_an_unframed_buffer(cpus: int) -> None:
     """The reader releases a mapped file's pages as it frames (memory follows the buffers in flight): in a few
     sweeps, never over a buffer it has yet to frame, and the whole file by the end."""
-    from heapdiff.etl import reader as R
-
     out = io.BytesIO()
     w = TraceWriter(out, cpus=cpus, buffer_size=0x1000)
     t = w.t0 + 10

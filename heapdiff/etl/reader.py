@@ -107,12 +107,6 @@ def _peek_first_ts_columns(data: np.ndarray, offset: np.ndarray, filled: np.ndar
                                    head[:, 16:24].copy().view("<i8")[:, 0], np.where(ok, room, 0))
 
 
-def _peek_first_ts(data: np.ndarray, offset: np.ndarray, filled: np.ndarray) -> list[int | None]:
-    """:func:`_peek_first_ts_columns` as a list (None: no record)."""
-    ts, fits = _peek_first_ts_columns(data, offset, filled)
-    return [int(t) if f else None for t, f in zip(ts.tolist(), fits.tolist(), strict=True)]
-
-
 class SequenceTable:
     """Distinct pointer sequences (stack frames) met in a trace; memory grows with distinct sequences only."""
 
@@ -231,12 +225,8 @@ class Reader:
         if self._cached_bytes + whole.shape[0] <= DECOMPRESSED_CACHE_BYTES:
             self._decompressed[b.index] = whole  # decoded once, framed later
             self._cached_bytes += int(whole.shape[0])
-        return _peek_first_ts(whole, np.zeros(1, np.int64), np.asarray([whole.shape[0]], np.int64))[0]
-
-    def _first_ts_plain(self, bufs: list[BufferInfo]) -> list[int | None]:
-        """The first records' timestamps of uncompressed buffers, all at once (one peek a buffer)."""
-        return _peek_first_ts(self.trace.data, np.asarray([b.offset for b in bufs], np.int64),
-                              np.asarray([b.filled for b in bufs], np.int64))
+        ts, fits = _peek_first_ts_columns(whole, np.zeros(1, np.int64), np.asarray([whole.shape[0]], np.int64))
+        return int(ts[0]) if fits[0] else None
 
     def _order(self) -> tuple[np.ndarray, np.ndarray]:
         """Positions (in the buffer table) of the buffers that hold records, in the time order of their first
