@@ -54,3 +54,48 @@ def test_signature_leaves_kernel_frames_out_unless_asked_and_marks_them_in_the_d
     user = np.array([0x401000, 0x402000], np.uint64)
     assert _signature(names[1:], user, floor, kernel_frames=False) == (tuple(names[1:]), tuple(names[1:]), 2, 1)
     assert _signature(None, None, floor, kernel_frames=False) == ((), (), 0, 0)
+
+
+def test_grouping_matches_a_block_by_block_fold() -> None:
+    """The vectorised grouping against the plain definition, one block at a time: random blocks over several
+    processes, heaps, sources and stacks, two of which resolve to the same signature (one group)."""
+    from collections import Counter
+
+    from heapdiff.diff import HIST_BOUNDS, HIST_LABELS, _signature
+
+    rng = np.random.default_rng(7)
+    seq = SequenceTable()
+    frames = [np.array(f, np.uint64) for f in ([0x401000, 0x402000], [0x501000], [0x601000, 0x401000], [0x501000])]
+    sids = [seq.intern(f) for f in frames] + [-1]  # the 4th is the 2nd again (same id); -1: no stack
+    n = 3000
+    live = LiveColumns(pid=rng.choice([4, 9, 12], n).astype(np.int64),
+                       heap=rng.choice([0x10000, 0x20000, 0x30000], n).astype(np.uint64),
+                       addr=(rng.permutation(n) * 16 + 0x100000).astype(np.uint64),
+                       size=rng.choice([1, 16, 100, 5000, 1 << 21], n).astype(np.uint64),
+                       ts=rng.integers(0, 50, n).astype(np.int64), source=rng.choice([0, 1, 5], n).astype(np.uint8),
+                       stack=rng.choice(sids, n).astype(np.int64))
+    images = ImageMap([], 8)
+    got = group_blocks(live, seq, images, kernel_frames=False)
+
+    want: dict[tuple[str, ...], dict[str, object]] = {}
+    for i in range(n):
+        sid = int(live.stack[i])
+        names = [f"0x{int(a):x}" for a in seq.get(sid)] if sid >= 0 else None
+        sig = _signature(names, seq.get(sid) if sid >= 0 else None, images.kernel_floor, False)[0]
+        w = want.setdefault(sig, {"blocks": 0, "bytes": 0, "heaps": set(), "sources": Counter(),
+                                  "hist": [0] * len(HIST_LABELS), "ts": [], "rows": []})
+        size = int(live.size[i])
+        w["blocks"] += 1  # type: ignore[operator]
+        w["bytes"] += size  # type: ignore[operator]
+        w["heaps"].add(int(live.heap[i]))  # type: ignore[attr-defined]
+        w["sources"][int(live.source[i])] += 1  # type: ignore[index]
+        w["hist"][sum(1 for b in HIST_BOUNDS if size > b)] += 1  # type: ignore[index]
+        w["rows"].append((int(live.ts[i]), int(live.addr[i])))  # type: ignore[attr-defined]
+    assert set(got.groups) == set(want)
+    for sig, w in want.items():
+        g = got.groups[sig]
+        rows = sorted(w["rows"])  # type: ignore[call-overload]
+        assert (g.blocks, g.bytes, g.heaps, g.sources) == (w["blocks"], w["bytes"], w["heaps"], w["sources"])
+        assert g.histogram.tolist() == w["hist"]
+        assert (g.first_ts, g.last_ts) == (rows[0][0], rows[-1][0])
+        assert g.sample_addresses == [a for _, a in rows[:SAMPLE_ADDRESSES]]
