@@ -201,8 +201,7 @@ def _trace_doc(r: TraceResult) -> dict[str, Any]:
     }
 
 
-def _group_common(g: Group, r: TraceResult) -> dict[str, Any]:
-    h = r.scan.header
+def _group_common(g: Group, times: dict[int, str]) -> dict[str, Any]:
     return {
         "stack": list(g.signature),
         "stack_display": list(g.display),
@@ -210,21 +209,27 @@ def _group_common(g: Group, r: TraceResult) -> dict[str, Any]:
         "heaps": [f"0x{x:x}" for x in sorted(g.heaps)],
         "sources": {HEAP_SOURCES.get(k, f"source {k}"): int(v) for k, v in sorted(g.sources.items())},
         "size_histogram": {lab: int(c) for lab, c in zip(HIST_LABELS, g.histogram.tolist(), strict=True) if c},
-        "first_alloc_utc": iso_utc(h.raw_to_utc(g.first_ts)),
-        "last_alloc_utc": iso_utc(h.raw_to_utc(g.last_ts)),
+        "first_alloc_utc": times[g.first_ts],
+        "last_alloc_utc": times[g.last_ts],
         "sample_addresses": [f"0x{a:x}" for a in g.sample_addresses],
     }
 
 
-def _diff_group(row: DiffRow, before: TraceResult, after: TraceResult) -> dict[str, Any]:
+def _group_times(r: TraceResult) -> dict[int, str]:
+    """Raw timestamp -> ISO text of every group's first and last Alloc in a trace, formatted in one pass."""
+    raws = sorted({t for g in r.grouping.groups.values() for t in (g.first_ts, g.last_ts)})
+    return dict(zip(raws, r.scan.header.raw_to_iso_many(raws), strict=True))
+
+
+def _diff_group(row: DiffRow, times_before: dict[int, str], times_after: dict[int, str]) -> dict[str, Any]:
     # descriptive fields from the run where the group is outstanding now (after), else before
     if row.after is not None:
-        d = _group_common(row.after, after)
+        d = _group_common(row.after, times_after)
         if row.before is not None:
             d["heaps_before"] = [f"0x{x:x}" for x in sorted(row.before.heaps)]
     else:
         assert row.before is not None
-        d = _group_common(row.before, before)
+        d = _group_common(row.before, times_before)
     b = row.before
     a = row.after
     d["before"] = _bb(b.blocks if b else 0, b.bytes if b else 0)
@@ -246,7 +251,8 @@ def build_document(results: list[TraceResult], opts: JobOptions) -> dict[str, An
     if len(results) == 2:
         before, after = results
         rows = diff_groupings(before.grouping, after.grouping)
-        groups = [_diff_group(r, before, after) for r in rows]
+        tb_, ta_ = _group_times(before), _group_times(after)
+        groups = [_diff_group(r, tb_, ta_) for r in rows]
         tb = _bb(len(before.live), int(before.live.size.astype(np.int64).sum()) if len(before.live) else 0)
         ta = _bb(len(after.live), int(after.live.size.astype(np.int64).sum()) if len(after.live) else 0)
         doc["totals"] = {"before": tb, "after": ta,
@@ -254,8 +260,9 @@ def build_document(results: list[TraceResult], opts: JobOptions) -> dict[str, An
     else:
         (only,) = results
         groups = []
+        times = _group_times(only)
         for g in sort_single(only.grouping):
-            d = _group_common(g, only)
+            d = _group_common(g, times)
             d["blocks"] = g.blocks
             d["bytes"] = g.bytes
             groups.append(d)

@@ -182,3 +182,15 @@ def test_buffer_table_reads_back_what_it_was_made_from() -> None:
         bt[5]
     with pytest.raises(IndexError):
         bt[-6]
+
+
+@pytest.mark.parametrize("ft", [0, 1, 9, 10, 116444736000000000, 116444736000000009, 133_000_000_123_456_789,
+                                2_650_467_743_999_999_999, 2_650_467_744_000_000_000, -10, -(1 << 62), 1 << 63])
+def test_iso_times_in_one_pass_are_the_scalar_ones(ft: int) -> None:
+    """The vectorised FILETIME formatting gives the scalar path's text, clamped values included (alone and
+    among in-range ones, which then go the scalar way too)."""
+    want = T.iso_utc(T.filetime_to_utc(ft))
+    assert T.iso_utc_filetimes([ft]) == [want]
+    assert T.iso_utc_filetimes([133_000_000_000_000_000, ft]) == [
+        T.iso_utc(T.filetime_to_utc(133_000_000_000_000_000)), want]
+    assert T.iso_utc_filetimes([]) == []

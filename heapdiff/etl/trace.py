@@ -12,7 +12,7 @@ import mmap
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import overload
+from typing import Final, overload
 
 import numpy as np
 
@@ -65,6 +65,10 @@ class LogfileHeader:
     def raw_to_utc(self, raw: int) -> datetime:
         return filetime_to_utc(self.raw_to_filetime(raw))
 
+    def raw_to_iso_many(self, raws: Sequence[int]) -> list[str]:
+        """``iso_utc(self.raw_to_utc(r))`` for each of ``raws`` (see :func:`iso_utc_filetimes`)."""
+        return iso_utc_filetimes([self.raw_to_filetime(r) for r in raws])
+
     @property
     def start_utc(self) -> datetime:
         return filetime_to_utc(self.start_filetime)
@@ -86,6 +90,26 @@ def filetime_to_utc(ft: int) -> datetime:
 def iso_utc(dt: datetime) -> str:
     """ISO 8601 UTC with microseconds and Z, the one time format of heapdiff's outputs."""
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+#: microseconds since 1970 of 1601-01-01 (FILETIME 0) and of the last microsecond of 9999
+_US_1601: Final = -11_644_473_600_000_000
+_US_9999: Final = 253_402_300_799_999_999
+
+
+def iso_utc_filetimes(fts: Sequence[int]) -> list[str]:
+    """``iso_utc(filetime_to_utc(ft))`` of many FILETIMEs, formatted by numpy in one pass.
+
+    Why: the JSON document has two times per group, and a datetime and a strftime each were ~10 us, ~0.1 s for
+    the ~5,000 groups of a benchmark pair, on the job's serial path. Values outside 1601..9999 (which the scalar
+    path clamps) go the scalar way, so the strings are the same either way."""
+    us = [(ft - S.FILETIME_UNIX_EPOCH) // 10 for ft in fts]
+    if not us:
+        return []
+    if min(us) < _US_1601 or max(us) > _US_9999:
+        return [iso_utc(filetime_to_utc(ft)) for ft in fts]
+    text = np.datetime_as_string(np.asarray(us, np.int64).astype("datetime64[us]"), unit="us")
+    return [t + "Z" for t in text.tolist()]
 
 
 @dataclass(frozen=True, slots=True)
