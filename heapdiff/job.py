@@ -73,9 +73,11 @@ class _ReducerThread:
     """The reducer on a thread of its own, fed through a short queue: the reader and the reducer of one trace
     run at the same time.
 
-    Why: each is a JIT kernel that releases the GIL, and the reducer is about a third of a trace's time. With
-    one thread per trace, the trace of a pair that finished first left a core idle while the other one
-    finished (0.4-1.3 s on the 10M pair), and a single trace used one core. Op batches are fresh arrays made
+    Why: each is a JIT kernel that releases the GIL, and the reducer is about a third of a trace's time, so a
+    single trace used one core of two. Measured on the 10M benchmark trace, alternated: one trace read in
+    3.24 s against 3.99 s (medians of five). A pair, whose two traces already keep both cores busy, reads as
+    fast as before (5.3 s, medians of six): the idle core at the end of a pair (the first trace done while the
+    other one finishes, 0.4-1.3 s) was not won back. Op batches are fresh arrays made
     for the reducer, so handing them over needs no copy; the queue bounds what waits to a few batches (about
     1 MB each). An error in the reducer is raised in the reading thread at its next hand-over, or when the
     scan ends (the queue is drained meanwhile, so the reader never blocks on a dead consumer).
