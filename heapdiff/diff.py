@@ -145,13 +145,15 @@ def group_blocks(live: LiveColumns, sequences: SequenceTable, images: ImageMap, 
     row_pair = np.zeros(n, np.int64)
     row_pair[starts[1:]] = 1
     grp = pair_group[np.cumsum(row_pair)]          # group index of each block
-    blocks = np.bincount(grp, minlength=ng)
+    # the blocks by group, oldest first (time, then address): each group is a run starting at head[g]
+    so = np.lexsort((addr, ts, grp))
+    gs = grp[so]
+    head = np.concatenate(([0], np.flatnonzero(gs[1:] != gs[:-1]) + 1))
+    blocks = np.diff(np.concatenate((head, [n])))
+    first = ts[so[head]]
+    last = ts[so[head + blocks - 1]]
     nbytes = np.zeros(ng, np.int64)
     np.add.at(nbytes, grp, size)                   # exact (float weights could round above 2**53)
-    first = np.full(ng, np.iinfo(np.int64).max, np.int64)
-    last = np.full(ng, np.iinfo(np.int64).min, np.int64)
-    np.minimum.at(first, grp, ts)
-    np.maximum.at(last, grp, ts)
     nsrc = int(src.max()) + 1
     src_counts = np.bincount(grp * nsrc + src, minlength=ng * nsrc).reshape(ng, nsrc)
     bucket = np.searchsorted(np.asarray(HIST_BOUNDS, np.int64), size, side="left")
@@ -165,11 +167,8 @@ def group_blocks(live: LiveColumns, sequences: SequenceTable, images: ImageMap, 
     heaps_of: list[set[int]] = [set() for _ in range(ng)]
     for gi, hv in zip(gh[new_gh].tolist(), hh[new_gh].tolist(), strict=True):
         heaps_of[gi].add(hv)
-    # the oldest blocks of each group (by time, then address)
-    so = np.lexsort((addr, ts, grp))
-    gs = grp[so]
-    head = np.concatenate(([0], np.flatnonzero(gs[1:] != gs[:-1]) + 1))
-    rank = np.arange(n) - np.repeat(head, np.diff(np.concatenate((head, [n]))))
+    # the oldest blocks of each group
+    rank = np.arange(n) - np.repeat(head, blocks)
     keep = so[rank < SAMPLE_ADDRESSES]
     samples: list[list[int]] = [[] for _ in range(ng)]
     for gi, a in zip(grp[keep].tolist(), addr[keep].tolist(), strict=True):
