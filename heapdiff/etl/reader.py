@@ -165,10 +165,12 @@ class SequenceTable:
 class ReadStats:
     """What the walk saw, for `info` and the report."""
 
-    records: int = 0
+    records: int = 0             # every record framed, linked ones included
     buffers_read: int = 0
     ext_stacks: int = 0
     bytes_framed: int = 0
+    linked: int = 0              # records linked onto an earlier row (etl.frame): in no batch
+    link_last_ts: int | None = None  # the latest raw timestamp among them
 
 
 class Reader:
@@ -211,6 +213,12 @@ class Reader:
         self._cur = 0
         self._raw: dict[int, bytes] = {}  # kept payloads of rows not yet handed on, by serial
         self._cached_bytes = 0
+        self._link_counts = np.zeros((F.LINK_KINDS, 3), np.int64)  # (provider, hook, records linked)
+
+    def linked(self) -> list[tuple[int, int, int]]:
+        """(provider index, hook, count) of the records linked onto an earlier row (:mod:`heapdiff.etl.frame`):
+        they are in no batch, so whoever counts records by kind adds these."""
+        return [(int(p), int(h), int(c)) for p, h, c in self._link_counts.tolist() if c]
 
     # -- buffer order ---------------------------------------------------------------------------------------
     def _first_ts(self, b: BufferInfo) -> int | None:
@@ -303,6 +311,7 @@ class Reader:
         b_end = np.zeros(nb, np.int32)
         b_endpos = np.zeros(nb, np.int64)
         counters = np.zeros(F.N_COUNTERS, np.int64)
+        counters[F.C_LINK_LAST_TS] = np.iinfo(np.int64).min
         seq = self.sequences
         bs, be = np.asarray(bstart, np.int64), np.asarray(bend, np.int64)
         bc, bb = np.asarray(bcpu, np.int32), np.asarray(bbase, np.int64)
@@ -320,7 +329,7 @@ class Reader:
                     out["ts"], out["cpu"], out["tid"], out["pid"], out["hook"], out["prov"], out["ver"],
                     out["ptr"], out["status"], out["pos"], out["payoff"], out["paylen"], f,
                     out["tail"], out["glo"], out["ghi"], b_end, b_endpos, counters, b_from, n,
-                    self.defer_tails and use_whole, self.layout.marks)
+                    self.defer_tails and use_whole, self.layout.marks, self._link_counts)
             if int(seq.meta[2]) < 0:
                 break
             b_from = int(seq.meta[2])
@@ -328,6 +337,11 @@ class Reader:
         self.stats.buffers_read += nb
         self.stats.bytes_framed += total
         self.stats.ext_stacks += int(counters[F.C_EXT_STACKS])
+        linked = int(counters[F.C_LINKED])
+        if linked:
+            self.stats.linked += linked
+            last = int(counters[F.C_LINK_LAST_TS])
+            self.stats.link_last_ts = last if self.stats.link_last_ts is None else max(self.stats.link_last_ts, last)
         if counters[F.C_BAD_TAIL]:
             self.anomalies.add("stack_payload_not_whole_frames", int(counters[F.C_BAD_TAIL]))
         for bi in np.flatnonzero(b_end).tolist():
@@ -362,7 +376,7 @@ class Reader:
             for i in keep.tolist():
                 o = int(payoff[i])
                 self._raw[int(ser[i])] = bytes(data[o:o + int(plen[i])])
-        self.stats.records += new
+        self.stats.records += new + linked
         self._release_framed(ok_pos)
         return win, new
 
@@ -478,7 +492,8 @@ class Reader:
     # -- merge ------------------------------------------------------------------------------------------------
     def batches(self) -> Iterator[RecordBatch]:
         """Every record once, in non-decreasing raw timestamp order, in batches (each valid until the reader
-        frames two more chunks: see :class:`RecordBatch`)."""
+        frames two more chunks: see :class:`RecordBatch`); records linked onto an earlier row are not in them
+        (:meth:`linked`)."""
         order, order_ts = self._order()
         bt = self.trace.buffers
         offs = bt.offset[order]

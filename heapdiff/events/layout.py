@@ -56,14 +56,14 @@ def build_rows() -> list[LayoutRow]:
     for ptr in (4, 8):
         a = S.HEAP_ALLOC[ptr]
         rows.append(LayoutRow(K.HOOK_HEAP_ALLOC, ptr, a.size, a.size,
-                              _fields(a, ["HeapHandle", "AllocSize", "AllocAddress", "SourceId"])))
+                              _fields(a, ["HeapHandle", "AllocSize", "AllocAddress", "SourceId"]), link_target=True))
         fr = S.HEAP_FREE[ptr]
         rows.append(LayoutRow(K.HOOK_HEAP_FREE, ptr, fr.size, fr.size,
                               _fields(fr, ["HeapHandle", "FreeAddress", "SourceId"])))
         ra = S.HEAP_REALLOC[ptr]
         rows.append(LayoutRow(K.HOOK_HEAP_REALLOC, ptr, ra.size, ra.size,
                               _fields(ra, ["HeapHandle", "NewAllocAddress", "OldAllocAddress", "NewAllocSize",
-                                           "OldAllocSize", "SourceId"])))
+                                           "OldAllocSize", "SourceId"]), link_target=True))
         cr = S.HEAP_CREATE[ptr]
         rows.append(LayoutRow(K.HOOK_HEAP_CREATE, ptr, cr.size, S.HEAP_CREATE_V3[ptr].size,
                               _fields(cr, ["HeapHandle", "HeapFlags"])))
@@ -73,10 +73,12 @@ def build_rows() -> list[LayoutRow]:
         for hook in (K.HOOK_HEAP_EXPAND, K.HOOK_HEAP_CONTRACT):
             rows.append(LayoutRow(hook, ptr, ex.size, S.HEAP_EXPANSION_V3[ptr].size, _fields(ex, ["HeapHandle"])))
         sw = S.STACK_WALK
-        # a walk's frames are needed only if its block stays live: the reader may defer them (etl.frame)
+        # a walk's frames are needed only if its block stays live: the reader may defer them, and put them on
+        # the Alloc/ReAlloc row the walk follows in its buffer (etl.frame: linked records); the events layer
+        # then finds the stack on the op's own row (events.scan)
         rows.append(LayoutRow(K.HOOK_STACK_WALK, ptr, sw.size, -1,
                               _fields(sw, ["EventTimeStamp", "StackProcess", "StackThread"]), tail_offset=sw.size,
-                              defer_tail=True))
+                              defer_tail=True, link=(COL_STACK_TS, COL_STACK_TID)))
         kr = S.STACK_KEY_REF[ptr]
         for hook in (K.HOOK_STACK_KEY_KERNEL, K.HOOK_STACK_KEY_USER):
             rows.append(LayoutRow(hook, ptr, kr.size, kr.size,

@@ -45,6 +45,7 @@ from heapdiff.events.layout import (
     IMAGE_HOOKS,
     KERNEL_GUIDS,
     PROCESS_HOOKS,
+    STACK_REF_HOOKS,
     layout,
 )
 from heapdiff.events.ops import (
@@ -223,6 +224,18 @@ def scan(source: TraceFile | bytes | np.ndarray, heap_sink: HeapSink | None = No
     tail = matcher.finish()
     if heap_sink is not None and tail:
         heap_sink(_attach_ops(tail))
+    # records linked onto their event's row by the reader (stack walks: etl.frame) are in no batch: counted here,
+    # each a stack reference matched to its event
+    for p, h, c in reader.linked():
+        prov_counts[p + 1] += c
+        kind_counts[_kind_of(p, h)] += c
+        if h in STACK_REF_HOOKS:
+            matcher.refs += c
+            if h == K.HOOK_STACK_WALK:
+                matcher.matched += c
+    if reader.stats.link_last_ts is not None:
+        out.last_ts = reader.stats.link_last_ts if out.last_ts is None else max(out.last_ts,
+                                                                                  reader.stats.link_last_ts)
     out.records = reader.stats.records
     out.ext_stacks = reader.stats.ext_stacks
     out.stack_refs = matcher.refs
@@ -323,6 +336,7 @@ def _ops_kernel(hook: np.ndarray, status: np.ndarray, f: np.ndarray, serial: np.
         o_src[n] = 0
         o_stack[n] = -1
         if op == OP_ALLOC:
+            o_stack[n] = tail[r]  # a walk the reader linked onto this row (etl.frame), else -1
             o_addr[n] = f[r, COL_ALLOC_ADDR]
             o_size[n] = f[r, COL_ALLOC_SIZE]
             o_src[n] = f[r, COL_ALLOC_SOURCE] & np.uint64(0xFF)
@@ -330,6 +344,7 @@ def _ops_kernel(hook: np.ndarray, status: np.ndarray, f: np.ndarray, serial: np.
             o_addr[n] = f[r, COL_FREE_ADDR]
             o_src[n] = f[r, COL_FREE_SOURCE] & np.uint64(0xFF)
         elif op == OP_REALLOC:
+            o_stack[n] = tail[r]
             o_addr[n] = f[r, COL_RA_NEW_ADDR]
             o_size[n] = f[r, COL_RA_NEW_SIZE]
             o_old[n] = f[r, COL_RA_OLD_ADDR]
