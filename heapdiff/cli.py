@@ -308,7 +308,22 @@ def _collector_paused() -> Iterator[None]:
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
-    """Entry point: a first argument ``info`` is the subcommand; anything else (``./info`` too) is a trace."""
+    """Entry point: a first argument ``info`` is the subcommand; anything else (``./info`` too) is a trace.
+
+    As the program (no ``argv``), every object is frozen out of the cyclic collector once the command is done
+    (outputs written and closed), just before the interpreter exits. Why: the interpreter's exit runs full
+    collections that walk every object numba and the job made, and nothing is left to free that exit would
+    not free anyway. Measured (perf): ~0.22 s of the tiny pair's exit was in the collector; with the objects
+    frozen its exit took 0.03 s instead of 0.27 s. In-process callers (tests) keep their collector as it was.
+    """
+    try:
+        _main(argv)
+    finally:
+        if argv is None:
+            gc.freeze()
+
+
+def _main(argv: Sequence[str] | None) -> NoReturn:
     args = list(sys.argv[1:] if argv is None else argv)
     cmd = info_command if args[:1] == ["info"] else main_command
     if cmd is info_command:
