@@ -762,6 +762,61 @@ def test_deferred_walks_intern_to_the_same_frames(tmp_path: Any, ptr: int, compr
     assert [plain_rd.sequences.get(int(s)).tolist() for s in plain] == walks
 
 
+def test_the_hold_kernel_takes_the_batch_columns_in_their_order() -> None:
+    """The reader passes its columns to :func:`heapdiff.etl.frame.hold_kernel` by position."""
+    import inspect
+
+    from heapdiff.etl.reader import BATCH_COLUMNS
+
+    fn = getattr(F.hold_kernel, "py_func", F.hold_kernel)
+    names = list(inspect.signature(fn).parameters)
+    n = len(BATCH_COLUMNS)
+    assert names[1:n + 1] == [f"s_{c}" for c in BATCH_COLUMNS] and names[n + 1] == "s_f"
+    assert names[n + 2:2 * n + 2] == [f"d_{c}" for c in BATCH_COLUMNS] and names[-1] == "d_f"
+
+
+def test_held_rows_keep_every_column(tmp_path: Any) -> None:
+    """Read in small chunks (so that most chunks hold rows back for the next one) and in one chunk (nothing
+    held): the same records with the same columns, in the same order."""
+    from heapdiff.writer import TraceWriter
+
+    path = tmp_path / "t.etl"
+    w = TraceWriter(str(path), pointer_size=8, cpus=4, buffer_size=0x1000)
+    rng = random.Random(5)
+    t = T0 + 10
+    for i in range(6000):
+        t += rng.randint(2, 4)
+        cpu = rng.randrange(4)
+        if i % 4 == 3:
+            w.heap_free(t, cpu, 10 + cpu, 20 + i % 7, 0x10000, 0x20000 + 16 * (i - 1))
+        else:
+            w.heap_alloc(t, cpu, 10 + cpu, 20 + i % 7, 0x10000, 16 + i % 9, 0x20000 + 16 * i)
+        if i % 5 == 0:
+            w.stack(t + 1, (cpu + 1) % 4, t, 10 + cpu, 20 + i % 7, [0x7FF6_0000_1000 + i % 30])
+    w.close()
+    data = path.read_bytes()
+
+    def read(chunk: int) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
+        rd = Reader(open_trace(data, "<built>"), layout(), KERNEL_GUIDS, chunk_bytes=chunk)
+        cols: dict[str, list[np.ndarray]] = {c: [] for c in ("ts", "cpu", "tid", "pid", "hook", "prov", "ver", "ptr",
+                                                             "status", "pos", "tail")}
+        fs: list[np.ndarray] = []
+        for b in rd.batches():
+            for c in cols:
+                cols[c].append(b.column(c))
+            # the fields each kind declares (the other columns of a row are unspecified)
+            declared = np.where(b.hook == HOOK_ALLOC, 4, np.where(np.isin(b.hook, [HOOK_FREE, HOOK_STACK]), 3, 0))
+            fs.append(np.where(np.arange(4)[None, :] < declared[:, None], b.f[:, :4], 0))
+        return {c: np.concatenate(v) for c, v in cols.items()}, np.concatenate(fs), rd.stats.buffers_read
+
+    small, small_f, nbuf = read(0x2000)
+    whole, whole_f, _ = read(1 << 30)
+    assert nbuf > 8
+    for c in whole:
+        assert np.array_equal(small[c], whole[c]), c
+    assert np.array_equal(small_f, whole_f)
+
+
 def test_a_batch_stays_readable_until_two_more_chunks_are_framed(tmp_path: Any) -> None:
     """Batches are views of the reader's two alternating windows: a batch read one step late (the next batch
     already handed out) must still hold its own records (field columns compared where every kind here declares

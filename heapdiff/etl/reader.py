@@ -38,7 +38,7 @@ _COLUMNS = (("ts", np.int64), ("cpu", np.int32), ("tid", np.uint32), ("pid", np.
             ("prov", np.int32), ("ver", np.uint8), ("ptr", np.uint8),
             ("status", np.uint8), ("pos", np.int64), ("payoff", np.int64), ("paylen", np.int32),
             ("tail", np.int64), ("glo", np.uint64), ("ghi", np.uint64))
-#: the columns a batch carries past the framing step
+#: the columns a batch carries past the framing step (in the order of :func:`heapdiff.etl.frame.hold_kernel`)
 BATCH_COLUMNS = ("ts", "cpu", "tid", "pid", "hook", "prov", "ver", "ptr", "status", "pos", "tail", "serial")
 
 
@@ -471,9 +471,11 @@ class Reader:
         if other is None or other.cap < k:
             other = _Window(max(k, 1 << 12, other.cap if other is not None else 0))
             self._windows[1 - self._cur] = other
-        for name in BATCH_COLUMNS:
-            np.take(win.cols[name][:span], rest, out=other.cols[name][:k])
-        np.take(win.f[:span], rest, axis=0, out=other.f[:k])
+        s, d = win.cols, other.cols
+        F.hold_kernel(rest, s["ts"], s["cpu"], s["tid"], s["pid"], s["hook"], s["prov"], s["ver"], s["ptr"],
+                      s["status"], s["pos"], s["tail"], s["serial"], win.f,
+                      d["ts"], d["cpu"], d["tid"], d["pid"], d["hook"], d["prov"], d["ver"], d["ptr"],
+                      d["status"], d["pos"], d["tail"], d["serial"], other.f)
         self._cur = 1 - self._cur
         return k
 
