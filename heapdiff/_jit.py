@@ -61,18 +61,21 @@ if JIT_ENABLED:
     _intrinsic: Any = importlib.import_module("numba.extending").intrinsic
 
     def _prefetch_jit(typingctx: Any, arr: Any, index: Any) -> Any:
-        """``llvm.prefetch`` of ``arr[index]`` (read, keep in all cache levels).
+        """``llvm.prefetch`` of ``arr[index]`` (of row ``index`` of a 2-D array: its first element; read, keep in
+        all cache levels).
 
         Why: a hash-table probe whose slot is not in cache stalls the loop for a memory round trip, and an
         op's probe cannot start before the previous op's branches resolve. Asking for the slot of an op some
-        ops ahead overlaps those round trips (measured: the reducer kernel, see its docstring).
+        ops ahead overlaps those round trips (measured: the reducer kernel, see its docstring). The events
+        kernels read the reader's columns in time order, which jumps between a chunk's buffers: the same.
         """
         sig = _types.void(arr, index)
 
         def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
             aryty = signature.args[0]
             ary = context.make_array(aryty)(context, builder, args[0])
-            ptr = _cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]], wraparound=False)
+            idx = [args[1]] + [context.get_constant(signature.args[1], 0)] * (aryty.ndim - 1)
+            ptr = _cgutils.get_item_pointer(context, builder, aryty, ary, idx, wraparound=False)
             i8pt = _ir.IntType(8).as_pointer()
             i32 = _ir.IntType(32)
             fnty = _ir.FunctionType(_ir.VoidType(), [i8pt, i32, i32, i32])

@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from heapdiff._jit import borrow, njit
+from heapdiff._jit import JIT_ENABLED, borrow, njit, prefetch
 from heapdiff.etl.reader import RecordBatch
 from heapdiff.events import kinds as K
 from heapdiff.events.layout import COL_KEY_DEF, COL_KEY_REF, COL_STACK_TID, COL_STACK_TS
 
 RING = 1 << 12
+#: rows ahead whose columns the matching kernel prefetches (as the other events kernels do)
+PREFETCH_ROWS = 16 if JIT_ENABLED else 0
 NO_THREAD = 0xFFFFFFFF
 
 
@@ -42,7 +44,15 @@ def match_kernel(ts: np.ndarray, tid: np.ndarray, cpu: np.ndarray, hook: np.ndar
     rn = r_meta[0]
     cap = r_ts.shape[0]
     nkey = 0
-    for i in range(rows.shape[0]):
+    m = rows.shape[0]
+    for i in range(m):
+        if PREFETCH_ROWS and i + PREFETCH_ROWS < m:  # (see heapdiff.events.scan.PREFETCH_ROWS)
+            ahead = rows[i + PREFETCH_ROWS]
+            prefetch(hook, ahead)
+            prefetch(ts, ahead)
+            prefetch(tid, ahead)
+            prefetch(cpu, ahead)
+            prefetch(serial, ahead)
         x = rows[i]
         h = hook[x]
         out_target[i] = -1
