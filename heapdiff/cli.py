@@ -62,13 +62,19 @@ def map_trace(path: str) -> TraceFile:
             mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else None
         except OSError as e:
             raise Unreadable(f"{path}: cannot read: {e.strerror}") from None
-    try:
-        import numpy as np
+        fd = fh.fileno()
 
-        data = np.frombuffer(mm, np.uint8) if mm is not None else np.zeros(0, np.uint8)
-        return open_trace(data, path, mm)
-    except TraceError as e:
-        raise Unreadable(str(e.with_path(path))) from None
+        def read_at(offset: int, n: int) -> bytes:  # the buffer headers, without faulting the mapping in
+            return os.pread(fd, n, offset)
+
+        try:
+            import numpy as np
+
+            data = np.frombuffer(mm, np.uint8) if mm is not None else np.zeros(0, np.uint8)
+            # (no os.pread on Windows: the headers are read through the mapping there)
+            return open_trace(data, path, mm, read_at if hasattr(os, "pread") else None)
+        except TraceError as e:
+            raise Unreadable(str(e.with_path(path))) from None
 
 
 def _map_all(paths: Sequence[str]) -> list[TraceFile]:

@@ -56,6 +56,38 @@ def test_uniform_scan_equals_the_walk_on_written_traces(ptr: int) -> None:
     assert any(b.first_ts is not None for b in fast)
 
 
+def _read_at(data: np.ndarray, calls: list[int] | None = None, short: int = -1):  # type: ignore[no-untyped-def]
+    """A ``read_at`` over bytes held in memory, as the CLI's is over the open file; ``short``: the read at
+    that offset comes back one byte short."""
+    raw = data.tobytes()
+
+    def read_at(offset: int, n: int) -> bytes:
+        if calls is not None:
+            calls.append(offset)
+        return raw[offset:offset + n - (1 if offset == short else 0)]
+    return read_at
+
+
+@pytest.mark.parametrize("ptr", [4, 8])
+def test_headers_read_with_read_at_give_the_same_buffer_table(ptr: int) -> None:
+    """The uniform scan through reads (the CLI's, one per buffer) and through the mapping: the same table."""
+    data = _written(pointer_size=ptr)
+    header = T._read_logfile_header(data)
+    nominal = header.buffer_size
+    mapped = T._scan_uniform(data, nominal, max(1, header.number_of_processors))
+    calls: list[int] = []
+    read = T._scan_uniform(data, nominal, max(1, header.number_of_processors), None, _read_at(data, calls))
+    assert mapped is not None and read is not None and len(read) > 10
+    assert list(read) == list(mapped)
+    assert calls == [i * nominal for i in range(len(mapped))]  # the reads were used, a header each
+    # a short read (a file that shrank under us): the mapping is read instead, same table
+    again = T._scan_uniform(data, nominal, max(1, header.number_of_processors), None,
+                            _read_at(data, short=3 * nominal))
+    assert again is not None and list(again) == list(mapped)
+    # and through open_trace, as the CLI calls it
+    assert list(T.open_trace(data, "<built>", None, _read_at(data)).buffers) == list(mapped)
+
+
 def test_uniform_scan_declines_compressed_and_lossy_files() -> None:
     fast, slow = _both(_written(compress=True))
     assert fast is None and slow

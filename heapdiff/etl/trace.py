@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import mmap
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final, overload
@@ -292,9 +292,16 @@ def _read_utf16z(buf: bytes, pos: int, limit: int) -> tuple[str, int]:
     return text, min(end + 2, limit)
 
 
+#: reads ``n`` bytes of the file at ``offset`` (fewer at its end): given by the caller that opened the file
+ReadAt = Callable[[int, int], bytes]
+
+
 def open_trace(data: bytes | bytearray | memoryview | np.ndarray, name: str = "<trace>",
-               closer: mmap.mmap | None = None) -> TraceFile:
+               closer: mmap.mmap | None = None, read_at: ReadAt | None = None) -> TraceFile:
     """Read the header and buffer map of a trace held in memory (the CLI maps files; this module never opens one).
+
+    ``read_at``, when the caller has the file open: the buffer headers are read through it instead of through
+    the mapping (see :func:`_scan_uniform`); the bytes are the same.
 
     :class:`TraceError` only when not even the header buffer can be read.
     """
@@ -302,7 +309,7 @@ def open_trace(data: bytes | bytearray | memoryview | np.ndarray, name: str = "<
     try:
         header = _read_logfile_header(arr)
         anomalies = Anomalies()
-        buffers = _scan_buffers(arr, header, anomalies, closer)
+        buffers = _scan_buffers(arr, header, anomalies, closer, read_at)
     except TraceError as e:
         raise e.with_path(name) from None
     return TraceFile(name, arr, header, buffers, anomalies, closer)
@@ -398,6 +405,10 @@ def first_record_ts_columns(marker: np.ndarray, ts8: np.ndarray, ts16: np.ndarra
     return np.where(fits, ts, 0), fits
 
 
+#: bytes of a buffer's start that the uniform scan reads: its header and its first record's timestamp
+HEAD_PEEK = S.BUFFER_HEADER_SIZE + 0x18
+
+
 def _first_record_ts(data: np.ndarray, start: int, k: int, nominal: int,
                      filled: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """:func:`first_record_ts_columns` of ``k`` uniform buffers from ``start``, read through strided views on the
@@ -413,24 +424,44 @@ def _first_record_ts(data: np.ndarray, start: int, k: int, nominal: int,
     return first_record_ts_columns(at("<u4", 0), at("<i8", 8), at("<i8", 0x10), filled - h)
 
 
-def _scan_uniform(data: np.ndarray, nominal: int, ncpu: int, mm: mmap.mmap | None = None) -> BufferTable | None:
+def _heads_read(read_at: ReadAt, count: int, nominal: int) -> np.ndarray | None:
+    """The first :data:`HEAD_PEEK` bytes of each of ``count`` buffers of ``nominal`` bytes, read with ``read_at``
+    into one array (row i at ``i * HEAD_PEEK``); None if a read comes back short or fails."""
+    try:
+        blob = b"".join([read_at(i * nominal, HEAD_PEEK) for i in range(count)])
+    except OSError:
+        return None
+    if len(blob) != count * HEAD_PEEK:
+        return None
+    return np.frombuffer(blob, np.uint8)
+
+
+def _scan_uniform(data: np.ndarray, nominal: int, ncpu: int, mm: mmap.mmap | None = None,
+                  read_at: ReadAt | None = None) -> BufferTable | None:
     """The common case at numpy speed: an uncompressed file of whole buffers that all have the session's size.
 
     Reads the buffer headers through strided views, a window at a time (touching a header maps its neighbours
     too, so a window's pages are let go before the next one); returns None unless every header is clean by the
     same rules as the walk below (then the walk decides, buffer by buffer, and counts what does not fit).
+
+    With ``read_at`` the headers (and each first record's timestamp) are read into one small array first, a
+    read per buffer, and the strided views are over that array: touching one page per buffer of the mapping
+    cost a page fault each (and the release of what the fault mapped around it). Measured on the 10M benchmark
+    trace (25,095 buffers): 0.13-0.15 s through the mapping, 0.035-0.04 s through reads.
     """
     n = int(data.shape[0])
     if nominal < S.BUFFER_HEADER_SIZE or nominal % 8 or n % nominal or n < nominal:
         return None
     count = n // nominal
+    heads = _heads_read(read_at, count, nominal) if read_at is not None and nominal >= HEAD_PEEK else None
+    src, stride, release = (heads, HEAD_PEEK, None) if heads is not None else (data, nominal, mm)
     per = max(1, RELEASE_EVERY // nominal)
     parts: dict[str, list[np.ndarray]] = {name: [] for name in ("filled", "cpu", "seq", "flags", "type",
                                                                "timestamp", "first_ts", "has_first_ts")}
     known = True
     for first in range(0, count, per):
         k = min(per, count - first)
-        h = np.ndarray(shape=(k,), dtype=_BUFFER_DTYPE, buffer=data, offset=first * nominal, strides=(nominal,))
+        h = np.ndarray(shape=(k,), dtype=_BUFFER_DTYPE, buffer=src, offset=first * stride, strides=(stride,))
         size = h["BufferSize"].astype(np.int64)
         saved = h["SavedOffset"].astype(np.int64)
         field = h["Offset"].astype(np.int64)
@@ -442,7 +473,7 @@ def _scan_uniform(data: np.ndarray, nominal: int, ncpu: int, mm: mmap.mmap | Non
               & (filled <= nominal) & ((saved == field) | (saved == 0) | (saved < field))
               & ((flags & (S.BUFFER_FLAG_EVENTS_LOST | S.BUFFER_FLAG_BUFFER_LOST)) == 0) & (cpu < ncpu))
         if not bool(np.all(ok)):
-            _dontneed(mm, 0, n)
+            _dontneed(release, 0, n)
             return None
         parts["filled"].append(filled)
         parts["cpu"].append(cpu)
@@ -450,14 +481,14 @@ def _scan_uniform(data: np.ndarray, nominal: int, ncpu: int, mm: mmap.mmap | Non
         parts["flags"].append(flags)
         parts["type"].append(h["BufferType"].astype(np.int64))
         parts["timestamp"].append(h["TimeStamp"].astype(np.int64))
-        firsts = _first_record_ts(data, first * nominal, k, nominal, filled)
+        firsts = _first_record_ts(src, first * stride, k, stride, filled)
         if firsts is None:
             known = False
             firsts = (np.zeros(k, np.int64), np.zeros(k, bool))
         parts["first_ts"].append(firsts[0])
         parts["has_first_ts"].append(firsts[1])
         del h
-        _dontneed(mm, first * nominal, k * nominal)
+        _dontneed(release, first * nominal, k * nominal)
     cols = {name: np.concatenate(v) for name, v in parts.items()}
     cols["offset"] = np.arange(count, dtype=np.int64) * nominal
     cols["size"] = np.full(count, nominal, np.int64)
@@ -466,10 +497,10 @@ def _scan_uniform(data: np.ndarray, nominal: int, ncpu: int, mm: mmap.mmap | Non
 
 
 def _scan_buffers(data: np.ndarray, header: LogfileHeader, anomalies: Anomalies,
-                  mm: mmap.mmap | None = None) -> BufferTable:
+                  mm: mmap.mmap | None = None, read_at: ReadAt | None = None) -> BufferTable:
     """Walk the file by each buffer's own BufferSize (notes 1.2), stepping over damage where a next start is found."""
     nominal = header.buffer_size if S.BUFFER_HEADER_SIZE < header.buffer_size <= MAX_BUFFER_SIZE else 0
-    fast = _scan_uniform(data, nominal, max(1, header.number_of_processors), mm)
+    fast = _scan_uniform(data, nominal, max(1, header.number_of_processors), mm, read_at)
     if fast is not None:
         return fast
     return BufferTable.from_infos(_scan_buffers_walk(data, header, anomalies, mm))
