@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from heapdiff._jit import JIT_ENABLED, borrow, njit, prefetch
+from heapdiff._jit import borrow, njit, prefetch
 from heapdiff.errors import Anomalies
 from heapdiff.etl.frame import DEFERRED, ST_BAD_PAYLOAD, ST_KEEP_RAW
 from heapdiff.etl.reader import CHUNK_BYTES, GUID_PROVIDER_BASE, Reader, RecordBatch, SequenceTable
@@ -59,7 +59,7 @@ from heapdiff.events.ops import (
     OP_REALLOC,
     OpBatch,
 )
-from heapdiff.events.stacks import StackMatcher
+from heapdiff.events.stacks import PREFETCH_ROWS, StackMatcher
 
 #: event kind index -> name; the ten keys partition every record of the file
 KIND_NAMES = (*K.EVENT_KIND_NAMES, "other")
@@ -85,11 +85,6 @@ _BY_PROV, _HEAP_OP_KIND = _kind_tables()
 _OTHER = _KIND["other"]
 #: how many earlier ops of the batch a stack walk looks back over for its event (else an ATTACH op)
 _ATTACH_LOOKBACK = 64
-#: rows ahead whose columns the ops kernel prefetches. A batch's rows in time order jump between the chunk's
-#: buffers, so each row's eight columns are as many cache misses. Measured on the 10M benchmark trace: the
-#: kernel run first on a batch 0.21 -> 0.13 s (half the batches each, same process); in a whole read,
-#: alternated, 0.28-0.35 -> 0.22-0.25 s
-PREFETCH_ROWS = 16 if JIT_ENABLED else 0
 _OP_BY_HOOK_LOW = np.zeros(256, np.uint8)
 for _h, _op in _HOOK_OP.items():
     _OP_BY_HOOK_LOW[_h & 0xFF] = _op

@@ -23,7 +23,10 @@ from heapdiff.events import kinds as K
 from heapdiff.events.layout import COL_KEY_DEF, COL_KEY_REF, COL_STACK_TID, COL_STACK_TS
 
 RING = 1 << 12
-#: rows ahead whose columns the matching kernel prefetches (as the other events kernels do)
+#: rows ahead whose columns the events kernels (matching here, ops in heapdiff.events.scan) prefetch. A batch's
+#: rows in time order jump between the chunk's buffers, so each row's columns are as many cache misses.
+#: Measured on the 10M benchmark trace: the ops kernel run first on a batch 0.21 -> 0.13 s (half the batches
+#: each, same process); in a whole read, alternated, 0.28-0.35 -> 0.22-0.25 s
 PREFETCH_ROWS = 16 if JIT_ENABLED else 0
 NO_THREAD = 0xFFFFFFFF
 
@@ -46,7 +49,7 @@ def match_kernel(ts: np.ndarray, tid: np.ndarray, cpu: np.ndarray, hook: np.ndar
     nkey = 0
     m = rows.shape[0]
     for i in range(m):
-        if PREFETCH_ROWS and i + PREFETCH_ROWS < m:  # (see heapdiff.events.scan.PREFETCH_ROWS)
+        if PREFETCH_ROWS and i + PREFETCH_ROWS < m:
             ahead = rows[i + PREFETCH_ROWS]
             prefetch(hook, ahead)
             prefetch(ts, ahead)
