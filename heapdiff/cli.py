@@ -321,7 +321,14 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     collections that walk every object numba and the job made, and nothing is left to free that exit would
     not free anyway. Measured (perf): ~0.22 s of the tiny pair's exit was in the collector; with the objects
     frozen its exit took 0.03 s instead of 0.27 s. In-process callers (tests) keep their collector as it was.
+
+    As the program, numpy's OpenBLAS also gets one thread unless the environment says otherwise (the job does no
+    linear algebra). Why: OpenBLAS starts a thread per core when numpy is imported, and they spin for a while,
+    on the cores the import and the first reads need (perf, 10M pair: ~0.25 s of CPU in the first 0.5 s; the
+    import of the job used 0.34-0.61 s of CPU against 0.49-0.75 s, alternated).
     """
+    if argv is None:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         _main(argv)
     finally:

@@ -237,6 +237,32 @@ def test_as_the_program_the_exit_skips_the_collector(capsys: pytest.CaptureFixtu
         gc.unfreeze()
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads through /proc")
+def test_as_the_program_openblas_gets_one_thread(tmp_path: pathlib.Path) -> None:
+    """Run as the program, numpy's OpenBLAS starts no threads of its own (they spin on the cores the job needs);
+    an OPENBLAS_NUM_THREADS the user set still wins."""
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import atexit, os, sys\n"
+        "atexit.register(lambda: sys.stderr.write(f\"TASKS {len(os.listdir('/proc/self/task'))}\\n\"))\n"
+        "from heapdiff.cli import main\n"
+        f"sys.argv = ['heapdiff', {str(BEFORE)!r}, {str(AFTER)!r}, '-o', {str(tmp_path / 'r.html')!r}, '-q']\n"
+        "main()\n")
+
+    def tasks(**env: str) -> int:
+        base = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+        p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                           env={**base, **env})
+        assert p.returncode == 0, p.stderr
+        return int(p.stderr.split("TASKS ")[1].split()[0])
+
+    asked = tasks(OPENBLAS_NUM_THREADS="2")
+    if asked == 1:
+        pytest.skip("this numpy starts no OpenBLAS threads")
+    assert asked == 2
+    assert tasks() == 1
+
+
 def _doc(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
     _, out, _ = run(capsys, *args, "--json", "-", "-q")
     d: dict[str, Any] = json.loads(out)
