@@ -17,7 +17,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -255,14 +255,19 @@ def main_command(traces: Sequence[str], html_path: str, json_path: str | None, p
             fh.write(result.html)
     except OSError as e:
         raise click.UsageError(f"cannot write --html {html_path}: {e.strerror}") from None
-    # compact: json's C encoder is used only without indent (10x faster on a doc of thousands of groups)
-    text = json.dumps(result.doc, separators=(",", ":"))
+    data = json_bytes(result.doc) + b"\n"
     if json_path == "-":
-        sys.stdout.write(text + "\n")
+        out = getattr(sys.stdout, "buffer", None)
+        if out is not None:
+            sys.stdout.flush()
+            out.write(data)
+            out.flush()
+        else:  # a text-only stream
+            sys.stdout.write(data.decode("utf-8"))
     elif json_path is not None:
         try:
-            with open(json_path, "w", encoding="utf-8") as fh:
-                fh.write(text + "\n")
+            with open(json_path, "wb") as fb:
+                fb.write(data)
         except OSError as e:
             raise click.UsageError(f"cannot write --json {json_path}: {e.strerror}") from None
     if not quiet:
@@ -275,6 +280,23 @@ def main_command(traces: Sequence[str], html_path: str, json_path: str | None, p
         click.echo(f"heapdiff: growth {result.growth_bytes:,} bytes exceeds --fail-on-growth {fail_on_growth:,}",
                    err=True)
         sys.exit(EXIT_GROWTH)
+
+
+def json_bytes(doc: Any) -> bytes:
+    """The JSON document as compact UTF-8.
+
+    orjson, not the standard library: the document of the 10M benchmark pair (5,516 groups, 7 MB) took 0.14 s to
+    encode with ``json`` and 0.027 s with orjson, on the job's serial tail after the last trace is read. The
+    text is the same for ASCII; other characters are written as UTF-8 instead of ``\\u`` escapes (both are the
+    same JSON). A string orjson refuses (a file name with bytes that are not UTF-8 reaches Python as lone
+    surrogates) sends the whole document through ``json``, whose ASCII escapes can carry it.
+    """
+    import orjson
+
+    try:
+        return orjson.dumps(doc)
+    except TypeError:
+        return json.dumps(doc, separators=(",", ":")).encode("ascii")
 
 
 def _parse_pids(spec: str | None, n_traces: int) -> tuple[int, ...] | None:

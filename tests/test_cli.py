@@ -263,6 +263,18 @@ def test_as_the_program_openblas_gets_one_thread(tmp_path: pathlib.Path) -> None
     assert tasks() == 1
 
 
+def test_json_bytes_is_compact_utf8_and_carries_what_orjson_refuses() -> None:
+    from heapdiff.cli import json_bytes
+
+    doc = {"name": "caf\u00e9.exe", "n": [1, 2], "big": (1 << 63) - 1, "nested": {"a": None, "b": True}}
+    data = json_bytes(doc)
+    assert data == json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    assert "caf\u00e9".encode() in data and json.loads(data) == doc
+    odd = {"path": "trace-\udcff.etl", "n": 1}  # a file name whose bytes are not UTF-8 (surrogateescape)
+    data = json_bytes(odd)
+    assert data == b'{"path":"trace-\\udcff.etl","n":1}' and json.loads(data) == odd
+
+
 def _doc(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
     _, out, _ = run(capsys, *args, "--json", "-", "-q")
     d: dict[str, Any] = json.loads(out)
