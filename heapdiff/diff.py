@@ -125,15 +125,23 @@ def group_blocks(live: LiveColumns, sequences: SequenceTable, images: ImageMap, 
     pair_sid = stack[starts].tolist()
     tmin_pair = np.minimum.reduceat(ts, starts)
     with_stack = [k for k in range(npairs) if pair_sid[k] >= 0]
-    frames = {k: sequences.get(pair_sid[k]) for k in with_stack}
-    names = images.frames_many([pair_pid[k] for k in with_stack], list(frames.values()),
+    addrs_of = [sequences.get(pair_sid[k]) for k in with_stack]
+    names = images.frames_many([pair_pid[k] for k in with_stack], addrs_of,
                                [int(tmin_pair[k]) for k in with_stack])
-    resolved = dict(zip(with_stack, names, strict=True))
+    # per stack, in whole-column passes: its kernel frames, and its unresolved frames (all, and outside the kernel)
+    lens = np.fromiter((a.shape[0] for a in addrs_of), np.int64, len(addrs_of))
+    nkern, unres_all, unres_user = _frame_counts(addrs_of, names, lens, images.kernel_floor)
+    stack_of: list[tuple[list[str], np.ndarray, tuple[int, int, int]] | None] = [None] * npairs
+    for j, k in enumerate(with_stack):
+        stack_of[k] = (names[j], addrs_of[j], (nkern[j], unres_all[j], unres_user[j]))
     index: dict[tuple[str, ...], int] = {}
     made: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
     pair_group = np.empty(npairs, np.int64)
+    floor = images.kernel_floor
     for k in range(npairs):
-        sig, display, nfr, nunres = _signature(resolved.get(k), frames.get(k), images.kernel_floor, kernel_frames)
+        st = stack_of[k]
+        sig, display, nfr, nunres = (_signature(st[0], st[1], floor, kernel_frames, st[2]) if st is not None
+                                     else _signature(None, None, floor, kernel_frames))
         out.frames += nfr
         out.unresolved += nunres
         gi = index.get(sig)
@@ -185,20 +193,49 @@ def group_blocks(live: LiveColumns, sequences: SequenceTable, images: ImageMap, 
     return out
 
 
-def _signature(names: list[str] | None, addrs: np.ndarray | None, kernel_floor: int,
-               kernel_frames: bool) -> tuple[tuple[str, ...], tuple[str, ...], int, int]:
-    """(signature, display frames, signature frames, unresolved signature frames) of a resolved stack."""
+def _frame_counts(addrs_of: list[np.ndarray], names: list[list[str]], lens: np.ndarray,
+                  kernel_floor: int) -> tuple[list[int], list[int], list[int]]:
+    """Per stack: its kernel frames, its unresolved frames, and its unresolved frames outside the kernel.
+
+    Why whole columns: two numpy calls and a string test per frame, stack by stack, were ~0.04 s of a 10M
+    benchmark trace's grouping, on the job's serial tail."""
+    if not addrs_of:
+        return [], [], []
+    flat = np.concatenate(addrs_of)
+    kern = flat >= np.uint64(kernel_floor)
+    unres = np.fromiter((fr.startswith("0x") for stack in names for fr in stack), bool, int(flat.shape[0]))
+    first = np.cumsum(lens) - lens
+    full = lens > 0
+    at = np.minimum(first, max(int(flat.shape[0]) - 1, 0))
+
+    def per_stack(v: np.ndarray) -> list[int]:
+        if not v.shape[0]:
+            return [0] * int(lens.shape[0])
+        return np.where(full, np.add.reduceat(v.astype(np.int64), at), 0).tolist()  # type: ignore[no-any-return]
+
+    return per_stack(kern), per_stack(unres), per_stack(unres & ~kern)
+
+
+def _signature(names: list[str] | None, addrs: np.ndarray | None, kernel_floor: int, kernel_frames: bool,
+               counts: tuple[int, int, int] | None = None) -> tuple[tuple[str, ...], tuple[str, ...], int, int]:
+    """(signature, display frames, signature frames, unresolved signature frames) of a resolved stack.
+
+    ``counts``: its (kernel frames, unresolved frames, unresolved frames outside the kernel) when the caller has
+    them (:func:`_frame_counts`); else they are found here."""
     if names is None or addrs is None:
         return (), (), 0, 0
-    kernel = addrs >= np.uint64(kernel_floor)
-    if not kernel.any():  # a user stack (most of them): signature and display are the frames as they are
+    if counts is None:
+        kernel = addrs >= np.uint64(kernel_floor)
+        unres = np.asarray([fr.startswith("0x") for fr in names], bool)
+        counts = int(kernel.sum()), int(unres.sum()), int((unres & ~kernel).sum())
+    nkern, unres_all, unres_user = counts
+    if not nkern:  # a user stack (most of them): signature and display are the frames as they are
         sig = display = tuple(names)
-    else:
-        kern = kernel.tolist()
-        display = tuple(("[k] " if k else "") + fr for fr, k in zip(names, kern, strict=True))
-        sig = tuple(fr for fr, k in zip(names, kern, strict=True) if kernel_frames or not k)
-    unresolved = sum(1 for fr in sig if fr.startswith("0x"))
-    return sig, display, len(sig), unresolved
+        return sig, display, len(sig), unres_all
+    kern = (addrs >= np.uint64(kernel_floor)).tolist()
+    display = tuple(("[k] " if k else "") + fr for fr, k in zip(names, kern, strict=True))
+    sig = tuple(fr for fr, k in zip(names, kern, strict=True) if kernel_frames or not k)
+    return sig, display, len(sig), unres_all if kernel_frames else unres_user
 
 
 @dataclass(frozen=True)

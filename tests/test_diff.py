@@ -99,3 +99,39 @@ def test_grouping_matches_a_block_by_block_fold() -> None:
         assert g.histogram.tolist() == w["hist"]
         assert (g.first_ts, g.last_ts) == (rows[0][0], rows[-1][0])
         assert g.sample_addresses == [a for _, a in rows[:SAMPLE_ADDRESSES]]
+
+
+def test_grouping_counts_kernel_and_unresolved_frames_as_the_plain_signature_does() -> None:
+    """The whole-column frame counts of the grouping against :func:`_signature` finding them stack by stack:
+    user, kernel-only, mixed and empty stacks, frames in an image, in the kernel's images and in none, with and
+    without kernel frames in the signature."""
+    from heapdiff.diff import _signature
+    from heapdiff.events.decode import ImageEvent
+
+    k64 = 0xFFFFF80000000000
+    images = ImageMap([ImageEvent(ts=1, kind="dcstart", pid=7, base=0x400000, size=0x10000, file_name="\\a\\app.exe"),
+                       ImageEvent(ts=1, kind="dcstart", pid=0, base=k64, size=0x100000, file_name="ntoskrnl.exe")],
+                      8)
+    stacks = [[0x401000, 0x402000], [k64 + 0x10, k64 + 0x20], [k64 + 0x10, 0x401000, 0x900000],
+              [], [0x900000, 0x401000, 0xFFFFF90000000000], [0x403000]]
+    seq = SequenceTable()
+    sids = [seq.intern(np.array(f, np.uint64)) for f in stacks]
+    n = len(sids) * 3
+    live = LiveColumns(pid=np.full(n, 7, np.int64), heap=np.full(n, 0x10000, np.uint64),
+                       addr=(np.arange(n) * 16 + 0x100000).astype(np.uint64), size=np.full(n, 32, np.uint64),
+                       ts=np.arange(n, dtype=np.int64) + 5, source=np.zeros(n, np.uint8),
+                       stack=np.array(sids * 3, np.int64))
+    for kernel_frames in (False, True):
+        got = group_blocks(live, seq, images, kernel_frames)
+        want_frames = want_unres = 0
+        want: dict[tuple[str, ...], tuple[str, ...]] = {}
+        for sid in sorted(sids):  # the grouping's pair order; a signature's first stack gives its display
+            addrs = seq.get(sid)
+            names = images.frames(7, addrs, 5)
+            sig, display, nfr, nunres = _signature(names, addrs, images.kernel_floor, kernel_frames)
+            want_frames += nfr
+            want_unres += nunres
+            want.setdefault(sig, display)
+        assert (got.frames, got.unresolved) == (want_frames, want_unres)
+        assert {s: g.display for s, g in got.groups.items()} == want
+        assert want_unres > 0 and any(d[:1] == ("[k] ntoskrnl.exe+0x10",) for d in want.values())

@@ -132,21 +132,27 @@ class ImageMap:
                 addrs: np.ndarray) -> list[str]:
         """``module+0xrva`` (or ``0x...``) of ``addrs`` in the first of ``tables`` (sorted, non-overlapping
         images; ``True``: kernel addresses only) that holds each: one vectorised search a table."""
-        out: list[str | None] = [None] * int(addrs.shape[0])
+        out: list[str] = [""] * int(addrs.shape[0])
+        todo = np.ones(addrs.shape[0], bool)  # not yet in an image of an earlier table
         floor = np.uint64(self.kernel_floor)
         for (bases, ends, names), kernel_only in tables:
             if not bases.shape[0]:
                 continue
             idx = np.searchsorted(bases, addrs, side="right").astype(np.int64) - 1
             safe = np.maximum(idx, 0)
-            hit = (idx >= 0) & (addrs < ends[safe])
+            hit = todo & (idx >= 0) & (addrs < ends[safe])
             if kernel_only:
                 hit &= addrs >= floor
-            for j in np.flatnonzero(hit).tolist():
-                if out[j] is None:
-                    k = int(safe[j])
-                    out[j] = f"{names[k]}+0x{int(addrs[j]) - int(bases[k]):x}"
-        return [o if o is not None else f"0x{a:x}" for o, a in zip(out, addrs.tolist(), strict=True)]
+            todo &= ~hit
+            js = np.flatnonzero(hit)
+            ks = safe[js]
+            # plain ints from whole columns: a numpy scalar per element was most of this loop's time
+            for j, k, rva in zip(js.tolist(), ks.tolist(), (addrs[js] - bases[ks]).tolist(), strict=True):
+                out[j] = f"{names[k]}+0x{rva:x}"
+        js = np.flatnonzero(todo)
+        for j, a in zip(js.tolist(), addrs[js].tolist(), strict=True):
+            out[j] = f"0x{a:x}"
+        return out
 
     def frames(self, pid: int, addrs: np.ndarray, ts: int) -> list[str]:
         """:meth:`frame` for many addresses of one process at one time, with the same lookup order (kernel
@@ -205,7 +211,7 @@ class ImageMap:
             if own is not None:
                 lookups.append((own, False))
             text = self._search(lookups, uniq)
-            flat = [text[i] for i in inv.reshape(-1).tolist()]
+            flat = np.asarray(text, dtype=object)[inv.reshape(-1)].tolist()  # one gather, not a loop
             pos = 0
             for k, n in zip(ks, lens, strict=True):
                 out[k] = flat[pos:pos + n]
