@@ -263,10 +263,15 @@ class DiffRow:
 
 def diff_groupings(before: Grouping, after: Grouping) -> list[DiffRow]:
     """Groups of both runs matched by signature, largest growth first (ties: signature order)."""
-    sigs = set(before.groups) | set(after.groups)
-    rows = [DiffRow(s, before.groups.get(s), after.groups.get(s)) for s in sigs]
-    rows.sort(key=lambda r: (-r.delta_bytes, -r.delta_blocks, r.signature))
-    return rows
+    bg, ag = before.groups, after.groups
+    keyed = []
+    for s in bg.keys() | ag.keys():
+        b, a = bg.get(s), ag.get(s)
+        dbytes = (a.bytes if a is not None else 0) - (b.bytes if b is not None else 0)
+        dblocks = (a.blocks if a is not None else 0) - (b.blocks if b is not None else 0)
+        keyed.append((-dbytes, -dblocks, s, b, a))
+    keyed.sort(key=lambda k: k[:3])  # the deltas computed once, not by the properties in every comparison
+    return [DiffRow(s, b, a) for _, _, s, b, a in keyed]
 
 
 def sort_single(groups: Grouping) -> list[Group]:

@@ -260,14 +260,20 @@ def _trace_doc(r: TraceResult) -> dict[str, Any]:
     }
 
 
+def _source_name(k: int) -> str:
+    name = HEAP_SOURCES.get(k)
+    return name if name is not None else f"source {k}"
+
+
 def _group_common(g: Group, times: dict[int, str]) -> dict[str, Any]:
+    hist = g.histogram.tolist()
     return {
         "stack": list(g.signature),
         "stack_display": list(g.display),
         "module": g.module,
         "heaps": [f"0x{x:x}" for x in sorted(g.heaps)],
-        "sources": {HEAP_SOURCES.get(k, f"source {k}"): int(v) for k, v in sorted(g.sources.items())},
-        "size_histogram": {lab: int(c) for lab, c in zip(HIST_LABELS, g.histogram.tolist(), strict=True) if c},
+        "sources": {_source_name(k): int(v) for k, v in sorted(g.sources.items())},
+        "size_histogram": {HIST_LABELS[i]: c for i, c in enumerate(hist) if c},
         "first_alloc_utc": times[g.first_ts],
         "last_alloc_utc": times[g.last_ts],
         "sample_addresses": [f"0x{a:x}" for a in g.sample_addresses],
@@ -291,9 +297,11 @@ def _diff_group(row: DiffRow, times_before: dict[int, str], times_after: dict[in
         d = _group_common(row.before, times_before)
     b = row.before
     a = row.after
-    d["before"] = _bb(b.blocks if b else 0, b.bytes if b else 0)
-    d["after"] = _bb(a.blocks if a else 0, a.bytes if a else 0)
-    d["delta"] = _bb(row.delta_blocks, row.delta_bytes)
+    bb, by = (b.blocks, b.bytes) if b is not None else (0, 0)
+    ab, ay = (a.blocks, a.bytes) if a is not None else (0, 0)
+    d["before"] = {"blocks": bb, "bytes": by}
+    d["after"] = {"blocks": ab, "bytes": ay}
+    d["delta"] = {"blocks": ab - bb, "bytes": ay - by}
     d["status"] = row.status
     return d
 
