@@ -42,7 +42,10 @@ def njit(*args: Any, **kwargs: Any) -> Any:
 
 
 def _lean_cache_load(dispatcher: Any) -> Any:
-    """Load this kernel's cached machine code without numba's context refresh (see :data:`_LeanCache`)."""
+    """Load this kernel's cached machine code without numba's context refresh (see :data:`_LeanCache`).
+
+    Only lazily compiled kernels (no signature: every kernel of the package) benefit: numba compiles or loads a
+    kernel declared with a signature as it is decorated, before this swap, through its own load."""
     if _LeanCache is not None and type(getattr(dispatcher, "_cache", None)) is _LeanCache.__base__:
         dispatcher._cache.__class__ = _LeanCache
     return dispatcher
