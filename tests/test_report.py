@@ -496,7 +496,7 @@ def installed_copy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     shutil.copy2(ROOT / "pyproject.toml", src / "pyproject.toml")
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.nbi", "*.nbc")
     shutil.copytree(ROOT / "heapdiff", src / "heapdiff", ignore=ignore)
-    shutil.copytree(ROOT / "reports", src / "reports", ignore=ignore)
+    shutil.copytree(ROOT / "native", src / "native", ignore=shutil.ignore_patterns("target"))
     readme = ROOT / "README.md"
     if readme.is_file():
         shutil.copy2(readme, src / "README.md")
@@ -514,9 +514,8 @@ def installed_copy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.mark.slow
 def test_templates_load_from_a_non_editable_install(installed_copy: Path, tmp_path: Path) -> None:
-    assert not (installed_copy / "reports").exists()
-    for name in ("report.html.j2", "report.css", "report.js", "__init__.py"):
-        assert (installed_copy / "heapdiff" / "templates" / name).is_file(), name
+    for name in ("report.html.j2", "report.css", "report.js"):
+        assert (installed_copy / "heapdiff" / "report" / "templates" / name).is_file(), name
     out = tmp_path / "out.html"
     code = (
         "import json, sys\n"
@@ -534,7 +533,7 @@ def test_templates_load_from_a_non_editable_install(installed_copy: Path, tmp_pa
                           cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     root = proc.stdout.strip()
-    assert root.startswith(str(installed_copy / "heapdiff" / "templates")), root
+    assert root.startswith(str(installed_copy / "heapdiff" / "report" / "templates")), root
     assert out.read_bytes() == render_html(build_view(small_diff(), top=4)).encode("utf-8")
 
 

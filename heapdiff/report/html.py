@@ -9,10 +9,8 @@ Every string of the view that came from a trace is untrusted: the jinja2 environ
 (``autoescape=True``) and only the two files above are marked safe. Undefined names fail rendering
 (``StrictUndefined``). Rendering is deterministic (no time of rendering), which the golden test relies on.
 
-Templates are read from the ``heapdiff.templates`` package (``reports/templates`` in the source tree, mapped
-by pyproject's package-dir) through :mod:`importlib.resources`, so they load from a wheel, an editable install
-or a zip alike; a source checkout run without installing (``PYTHONPATH=.``) reads ``reports/templates``
-directly.
+Templates are read from ``heapdiff/report/templates`` through :mod:`importlib.resources`, so they load from a
+wheel, an editable install, a source checkout or a zip alike.
 """
 
 from __future__ import annotations
@@ -41,18 +39,11 @@ _JS: Final = "report.js"
 
 
 def template_root() -> Traversable:
-    """Where the templates are: the installed ``heapdiff.templates`` package, else the source tree's
-    ``reports/templates`` (a checkout on PYTHONPATH, where the package-dir mapping does not apply)."""
-    try:
-        root = importlib.resources.files("heapdiff.templates")
-        if root.joinpath(TEMPLATE).is_file():
-            return root
-    except ModuleNotFoundError:
-        pass
-    tree = Path(__file__).resolve().parents[2] / "reports" / "templates"
-    if (tree / TEMPLATE).is_file():
-        return tree
-    raise FileNotFoundError(f"heapdiff's report templates are missing (no {TEMPLATE} in heapdiff.templates)")
+    """Where the templates are: the ``templates`` folder of the ``heapdiff.report`` package."""
+    root = importlib.resources.files("heapdiff.report").joinpath("templates")
+    if not root.joinpath(TEMPLATE).is_file():
+        raise FileNotFoundError(f"heapdiff's report templates are missing (no {TEMPLATE} in {root})")
+    return root
 
 
 def _read(name: str) -> str:

@@ -1,1 +1,0 @@
-"""Jinja templates of the HTML report; a package only so that the wheel ships them as package data."""
