@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from heapdiff.etl.reader import SequenceTable
+from heapdiff.etl.reader import InternedStacks
 from heapdiff.events.images import ImageMap
 
 ALLOCATOR_EXACT = frozenset({"ntdll", "kernelbase", "kernel32", "ucrtbase", "msvcrt"})
@@ -97,7 +97,7 @@ class Grouping:
     unresolved: int = 0        # of which not in any known image
 
 
-def group_blocks(live: LiveColumns, sequences: SequenceTable, images: ImageMap, kernel_frames: bool) -> Grouping:
+def group_blocks(live: LiveColumns, sequences: InternedStacks, images: ImageMap, kernel_frames: bool) -> Grouping:
     """Group outstanding blocks by signature.
 
     Python works once per (pid, stack) pair (resolving its frames to a signature) and once per group (making its

@@ -28,7 +28,7 @@ from heapdiff.diff import (
     group_blocks,
     sort_single,
 )
-from heapdiff.etl.reader import SequenceTable
+from heapdiff.etl.reader import InternedStacks
 from heapdiff.etl.trace import TraceFile, iso_utc
 from heapdiff.events.images import ImageMap
 from heapdiff.events.kinds import HEAP_SOURCES
@@ -169,7 +169,7 @@ def analyse_trace(tf: TraceFile, role: str, opts: JobOptions, pid: int | None,
     for k, v in red_anoms.items():
         if v:
             anomalies[k] = anomalies.get(k, 0) + int(v)
-    s.sequences = SequenceTable()  # the frames now live in the groups' strings: let the table go
+    s.sequences = InternedStacks()  # the frames now live in the groups' strings: let the table go
     return TraceResult(role, s, live, anomalies, images, grouping, chosen, notes)
 
 

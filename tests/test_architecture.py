@@ -23,7 +23,7 @@ LAYERS = {
     "job": 6,
     "cli": 7,
     # tooling: writes traces for tests, fixtures and benchmarks; the core never imports it
-    "writer": 8, "scenario": 9,
+    "tracegen": 8,
 }
 
 

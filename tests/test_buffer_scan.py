@@ -16,7 +16,7 @@ from heapdiff.etl import structs as S
 from heapdiff.etl import trace as T
 from heapdiff.etl.reader import Reader
 from heapdiff.events.layout import KERNEL_GUIDS, layout
-from heapdiff.writer import TraceWriter
+from heapdiff.tracegen.writer import TraceWriter
 
 SAMPLES = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "etl-samples"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from heapdiff.diff import SAMPLE_ADDRESSES, LiveColumns, group_blocks
-from heapdiff.etl.reader import SequenceTable
+from heapdiff.etl.reader import InternedStacks
 from heapdiff.events.images import ImageMap
 
 
@@ -19,11 +19,11 @@ def _live(rows: list[tuple[int, int, int, int]]) -> LiveColumns:
 
 
 def test_samples_are_the_oldest_blocks_whatever_the_stack_numbering() -> None:
-    seq = SequenceTable()
+    seq = InternedStacks()
     a = seq.intern(np.array([0x401000, 0x402000], np.uint64))
     b = seq.intern(np.array([0x501000], np.uint64))
     # the same frames under a second id (as two traces' tables, or a resolved and a re-interned stack, may give)
-    seq2 = SequenceTable()
+    seq2 = InternedStacks()
     b2 = seq2.intern(np.array([0x501000], np.uint64))
     a2 = seq2.intern(np.array([0x401000, 0x402000], np.uint64))
     assert (a, b) != (a2, b2)
@@ -64,7 +64,7 @@ def test_grouping_matches_a_block_by_block_fold() -> None:
     from heapdiff.diff import HIST_BOUNDS, HIST_LABELS, _signature
 
     rng = np.random.default_rng(7)
-    seq = SequenceTable()
+    seq = InternedStacks()
     frames = [np.array(f, np.uint64) for f in ([0x401000, 0x402000], [0x501000], [0x601000, 0x401000], [0x501000])]
     sids = [seq.intern(f) for f in frames] + [-1]  # the 4th is the 2nd again (same id); -1: no stack
     n = 3000
@@ -114,7 +114,7 @@ def test_grouping_counts_kernel_and_unresolved_frames_as_the_plain_signature_doe
                       8)
     stacks = [[0x401000, 0x402000], [k64 + 0x10, k64 + 0x20], [k64 + 0x10, 0x401000, 0x900000],
               [], [0x900000, 0x401000, 0xFFFFF90000000000], [0x403000]]
-    seq = SequenceTable()
+    seq = InternedStacks()
     sids = [seq.intern(np.array(f, np.uint64)) for f in stacks]
     n = len(sids) * 3
     live = LiveColumns(pid=np.full(n, 7, np.int64), heap=np.full(n, 0x10000, np.uint64),

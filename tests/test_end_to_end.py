@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from heapdiff.cli import main
-from heapdiff.scenario import Module, Process, Scenario
-from heapdiff.writer import TraceWriter
+from heapdiff.tracegen.scenario import Module, Process, Scenario
+from heapdiff.tracegen.writer import TraceWriter
 
 SITES = {
     "a": [("ntdll.dll", 0x3A2F0), ("app.exe", 0x1F30), ("app.exe", 0x1010)],

@@ -1,6 +1,6 @@
 """Property-based fuzzing of the production path: ``heapdiff info --json`` on mutated traces.
 
-Seeds: traces written by :class:`heapdiff.writer.TraceWriter` (64-bit with heap events, stack walks, stack-key
+Seeds: traces written by :class:`heapdiff.tracegen.writer.TraceWriter` (64-bit with heap events, stack walks, stack-key
 references, images, processes and records of the other header kinds; its Xpress-compressed twin; a 32-bit
 trace) and a few small real samples from ../shared/etl-samples (compressed ones included). Mutations, drawn
 by hypothesis: bit flips, byte overwrites, truncations, insertions, deletions, buffer-header fields and
@@ -68,7 +68,7 @@ paths = json.load(open(manifest))
 out = sys.stdout
 
 from heapdiff import _jit
-from heapdiff.etl import frame
+from heapdiff.etl import walk as frame
 from heapdiff.cli import main
 
 if not _jit.JIT_ENABLED or not hasattr(frame.frame_kernel, "signatures"):
@@ -233,7 +233,7 @@ def _other_kinds(ts: int) -> list[bytes]:
 
 
 def _written(pointer_size: int, compress: bool) -> bytes:
-    from heapdiff.writer import TraceWriter
+    from heapdiff.tracegen.writer import TraceWriter
 
     fh = io.BytesIO()
     w = TraceWriter(fh, pointer_size=pointer_size, cpus=2, buffer_size=0x1000, compress=compress)
@@ -278,9 +278,9 @@ def _written(pointer_size: int, compress: bool) -> bytes:
 @pytest.fixture(scope="module")
 def written_seeds() -> list[Seed]:
     try:
-        import heapdiff.writer  # noqa: F401
+        import heapdiff.tracegen.writer  # noqa: F401
     except ImportError:
-        pytest.skip("heapdiff.writer is not available")
+        pytest.skip("heapdiff.tracegen.writer is not available")
     return [_seed("written64", _written(8, False)), _seed("written64z", _written(8, True)),
             _seed("written32", _written(4, False))]
 

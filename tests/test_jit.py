@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from heapdiff import _jit, reduce
-from heapdiff.etl import frame
+from heapdiff.etl import walk as frame
 from heapdiff.events import scan, stacks
 
 needs_lean = pytest.mark.skipif(not _jit.JIT_ENABLED or _jit._LeanCache is None,

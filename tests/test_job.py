@@ -16,7 +16,7 @@ from heapdiff.etl.trace import open_trace
 from heapdiff.events.ops import OP_ALLOC, OP_FREE, OpBatch
 from heapdiff.events.scan import scan
 from heapdiff.reduce import Reducer
-from heapdiff.writer import TraceWriter
+from heapdiff.tracegen.writer import TraceWriter
 
 
 def _written_trace() -> bytes:

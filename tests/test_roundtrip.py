@@ -17,7 +17,7 @@ from heapdiff.etl.trace import open_trace
 from heapdiff.events.ops import OP_ALLOC, OP_ATTACH, OP_FREE, OP_REALLOC
 from heapdiff.events.scan import scan
 from heapdiff.reduce import OpBatch
-from heapdiff.writer import TraceWriter
+from heapdiff.tracegen.writer import TraceWriter
 
 
 @dataclass(frozen=True)

@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from heapdiff.etl.frame import ST_BAD_PAYLOAD
 from heapdiff.etl.reader import Reader, RecordBatch
 from heapdiff.etl.trace import LogfileHeader, open_trace
+from heapdiff.etl.walk import ST_BAD_PAYLOAD
 from heapdiff.events import kinds as K
 from heapdiff.events.layout import COL_KEY_DEF, COL_KEY_REF, KERNEL_GUIDS, layout
 from heapdiff.events.scan import TraceScan, scan

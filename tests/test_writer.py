@@ -1,6 +1,6 @@
 """The trace writer against an independent reader (dissect.etl) and against the format notes.
 
-Why these tests matter: every heap scenario of the project is written by :mod:`heapdiff.writer`, so a writer
+Why these tests matter: every heap scenario of the project is written by :mod:`heapdiff.tracegen.writer`, so a writer
 bug would be invisible to every other test. The checks here therefore avoid reusing the writer's own layouts:
 the payloads expected are packed with ``struct`` formats written down from the notes' tables (sections 4.3, 5,
 6), the buffers are walked with a small walker of the test's own (section 1.4), and dissect.etl frames the
@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from heapdiff.etl.xpress import decompress as heapdiff_decompress
-from heapdiff.writer import DEFAULT_START_FILETIME, TraceWriter
+from heapdiff.tracegen.writer import DEFAULT_START_FILETIME, TraceWriter
 
 dissect_etl = pytest.importorskip("dissect.etl")
 lzxpress = pytest.importorskip("dissect.util.compression.lzxpress")

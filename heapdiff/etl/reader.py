@@ -18,8 +18,8 @@ import numpy as np
 import numpy.typing as npt
 
 from heapdiff.errors import Anomalies, TraceError
-from heapdiff.etl import frame as F
 from heapdiff.etl import structs as S
+from heapdiff.etl import walk as F
 from heapdiff.etl.trace import BufferInfo, TraceFile, first_record_ts_columns
 
 #: bytes of (uncompressed) buffers framed per kernel call. Measured with two traces read at once (10M / 30M
@@ -39,7 +39,7 @@ _COLUMNS = (("ts", np.int64), ("cpu", np.int32), ("tid", np.uint32), ("pid", np.
             ("prov", np.int32), ("ver", np.uint8), ("ptr", np.uint8),
             ("status", np.uint8), ("pos", np.int64), ("payoff", np.int64), ("paylen", np.int32),
             ("tail", np.int64), ("glo", np.uint64), ("ghi", np.uint64))
-#: the columns a batch carries past the framing step (in the order of :func:`heapdiff.etl.frame.hold_kernel`)
+#: the columns a batch carries past the framing step (in the order of :func:`heapdiff.etl.walk.hold_kernel`)
 BATCH_COLUMNS = ("ts", "cpu", "tid", "pid", "hook", "prov", "ver", "ptr", "status", "pos", "tail", "serial")
 
 
@@ -108,7 +108,7 @@ def _peek_first_ts_columns(data: np.ndarray, offset: np.ndarray, filled: np.ndar
                                    head[:, 16:24].copy().view("<i8")[:, 0], np.where(ok, room, 0))
 
 
-class SequenceTable:
+class InternedStacks:
     """Distinct pointer sequences (stack frames) met in a trace; memory grows with distinct sequences only."""
 
     def __init__(self) -> None:
@@ -170,7 +170,7 @@ class ReadStats:
     buffers_read: int = 0
     ext_stacks: int = 0
     bytes_framed: int = 0
-    linked: int = 0              # records linked onto an earlier row (etl.frame): in no batch
+    linked: int = 0              # records linked onto an earlier row (etl.walk): in no batch
     link_last_ts: int | None = None  # the latest raw timestamp among them
 
 
@@ -182,13 +182,13 @@ class Reader:
         """``kernel_guids``: GUID text -> (group used for the hook, provider index or -1 to count by GUID).
 
         ``defer_tails``: leave the tails of ``defer_tail`` rows in uncompressed buffers as deferred references
-        (:mod:`heapdiff.etl.frame`); :meth:`intern_deferred` turns the ones that matter into sequence ids."""
+        (:mod:`heapdiff.etl.walk`); :meth:`intern_deferred` turns the ones that matter into sequence ids."""
         self.trace = trace
         self.defer_tails = defer_tails
         self.layout = layout
         self.chunk_bytes = chunk_bytes
         self.anomalies: Anomalies = trace.anomalies
-        self.sequences = SequenceTable()
+        self.sequences = InternedStacks()
         self.providers: list[str] = []          # GUID text of provider GUID_PROVIDER_BASE + i
         self._prov_index: dict[tuple[int, int], int] = {}
         self.stats = ReadStats()
@@ -217,7 +217,7 @@ class Reader:
         self._link_counts = np.zeros((F.LINK_KINDS, 3), np.int64)  # (provider, hook, records linked)
 
     def linked(self) -> list[tuple[int, int, int]]:
-        """(provider index, hook, count) of the records linked onto an earlier row (:mod:`heapdiff.etl.frame`):
+        """(provider index, hook, count) of the records linked onto an earlier row (:mod:`heapdiff.etl.walk`):
         they are in no batch, so whoever counts records by kind adds these."""
         return [(int(p), int(h), int(c)) for p, h, c in self._link_counts.tolist() if c]
 

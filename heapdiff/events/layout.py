@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Final
 
 from heapdiff.etl import structs as S
-from heapdiff.etl.frame import FieldSpec, Layout, LayoutRow
+from heapdiff.etl.walk import FieldSpec, Layout, LayoutRow
 from heapdiff.events import kinds as K
 from heapdiff.events.images import kernel_floor
 
@@ -74,7 +74,7 @@ def build_rows() -> list[LayoutRow]:
             rows.append(LayoutRow(hook, ptr, ex.size, S.HEAP_EXPANSION_V3[ptr].size, _fields(ex, ["HeapHandle"])))
         sw = S.STACK_WALK
         # a walk's frames are needed only if its block stays live: the reader may defer them, and put them on
-        # the Alloc/ReAlloc row the walk follows in its buffer (etl.frame: linked records); the events layer
+        # the Alloc/ReAlloc row the walk follows in its buffer (etl.walk: linked records); the events layer
         # then finds the stack on the op's own row (events.scan)
         rows.append(LayoutRow(K.HOOK_STACK_WALK, ptr, sw.size, -1,
                               _fields(sw, ["EventTimeStamp", "StackProcess", "StackThread"]), tail_offset=sw.size,

@@ -15,9 +15,9 @@ import numpy as np
 
 from heapdiff._jit import borrow, njit, prefetch
 from heapdiff.errors import Anomalies
-from heapdiff.etl.frame import DEFERRED, ST_BAD_PAYLOAD, ST_KEEP_RAW
-from heapdiff.etl.reader import CHUNK_BYTES, GUID_PROVIDER_BASE, Reader, RecordBatch, SequenceTable
+from heapdiff.etl.reader import CHUNK_BYTES, GUID_PROVIDER_BASE, InternedStacks, Reader, RecordBatch
 from heapdiff.etl.trace import LogfileHeader, TraceFile, open_trace
+from heapdiff.etl.walk import DEFERRED, ST_BAD_PAYLOAD, ST_KEEP_RAW
 from heapdiff.events import kinds as K
 from heapdiff.events.decode import (
     ImageEvent,
@@ -137,7 +137,7 @@ class TraceScan:
     images: list[ImageEvent] = field(default_factory=list)
     processes: list[ProcessEvent] = field(default_factory=list)
     image_id_raw: list[tuple[int, int, int, bytes]] = field(default_factory=list)  # (ts, opcode, ptr, payload)
-    sequences: SequenceTable = field(default_factory=SequenceTable)
+    sequences: InternedStacks = field(default_factory=InternedStacks)
     last_ts: int | None = None
     ext_stacks: int = 0
     _image_ids: list[ImageIdEvent] | None = None
@@ -225,7 +225,7 @@ def scan(source: TraceFile | bytes | np.ndarray, heap_sink: HeapSink | None = No
     tail = matcher.finish()
     if heap_sink is not None and tail:
         heap_sink(_attach_ops(tail))
-    # records linked onto their event's row by the reader (stack walks: etl.frame) are in no batch: counted here,
+    # records linked onto their event's row by the reader (stack walks: etl.walk) are in no batch: counted here,
     # each a stack reference matched to its event
     for p, h, c in reader.linked():
         prov_counts[p + 1] += c
@@ -348,7 +348,7 @@ def _ops_kernel(hook: np.ndarray, status: np.ndarray, f: np.ndarray, serial: np.
         o_src[n] = 0
         o_stack[n] = -1
         if op == OP_ALLOC:
-            o_stack[n] = tail[r]  # a walk the reader linked onto this row (etl.frame), else -1
+            o_stack[n] = tail[r]  # a walk the reader linked onto this row (etl.walk), else -1
             o_addr[n] = f[r, COL_ALLOC_ADDR]
             o_size[n] = f[r, COL_ALLOC_SIZE]
             o_src[n] = f[r, COL_ALLOC_SOURCE] & np.uint64(0xFF)
@@ -392,7 +392,7 @@ def _ops_kernel(hook: np.ndarray, status: np.ndarray, f: np.ndarray, serial: np.
     return n
 
 
-def _kernel_only(seq: SequenceTable, floor: np.uint64) -> np.ndarray:
+def _kernel_only(seq: InternedStacks, floor: np.uint64) -> np.ndarray:
     """Per sequence id: is it a kernel-only stack fragment (its outermost frame a kernel address, notes 5.2)?"""
     n = len(seq)
     length = seq.length[:n]

@@ -2,9 +2,9 @@
 
 No public trace holds heap events, so the bundled example, the end-to-end tests and the benchmarks all come from
 here: a program (processes, modules at per-run bases, heaps, threads, call sites given as module+rva frames)
-calls alloc/free/realloc and the :class:`~heapdiff.writer.TraceWriter` writes each call with its stack walk. The
-bookkeeping (``live``, :meth:`expected_groups`) is kept by this module from the calls themselves, never by
-heapdiff's reducer, so tests can compare the two.
+calls alloc/free/realloc and the :class:`~heapdiff.tracegen.writer.TraceWriter` writes each call with its
+stack walk. The bookkeeping (``live``, :meth:`expected_groups`) is kept by this module from the calls
+themselves, never by heapdiff's reducer, so tests can compare the two.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from heapdiff.writer import TraceWriter
+from heapdiff.tracegen.writer import TraceWriter
 
 Frame = tuple[str, int]          # (module file name, rva)
 

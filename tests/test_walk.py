@@ -1,4 +1,4 @@
-"""The record walk (heapdiff.etl.frame via the reader) against hand-written bytes, one row per header kind.
+"""The record walk (heapdiff.etl.walk via the reader) against hand-written bytes, one row per header kind.
 
 Every record here is packed with ``struct`` formats written down from the format notes (``etl-format.md``;
 the offsets are cited next to each), not from heapdiff's own declarations, and framed inside a minimal trace
@@ -27,10 +27,10 @@ import numpy as np
 import pytest
 
 from heapdiff.errors import TraceError
-from heapdiff.etl import frame as F
-from heapdiff.etl.frame import ST_BAD_PAYLOAD
+from heapdiff.etl import walk as F
 from heapdiff.etl.reader import GUID_PROVIDER_BASE, Reader
 from heapdiff.etl.trace import open_trace
+from heapdiff.etl.walk import ST_BAD_PAYLOAD
 from heapdiff.events.layout import KERNEL_GUIDS, layout
 from heapdiff.events.scan import scan
 
@@ -713,13 +713,13 @@ def test_compressed_bomb_is_a_damaged_buffer() -> None:
 
 
 # ------------------------------------------------------------------------------------------------------------
-# deferred tails (etl/frame.py docstring): walks left in the file until their frames are asked for
+# deferred tails (etl/walk.py docstring): walks left in the file until their frames are asked for
 # ------------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("ptr", [4, 8])
 @pytest.mark.parametrize("compress", [False, True])
 def test_deferred_walks_intern_to_the_same_frames(tmp_path: Any, ptr: int, compress: bool) -> None:
     from heapdiff.events.images import kernel_floor
-    from heapdiff.writer import TraceWriter
+    from heapdiff.tracegen.writer import TraceWriter
 
     kfl = kernel_floor(ptr)
     user = [0x401000, 0x402000, 0x403000] if ptr == 4 else [0x7FF6_1234_5678, 0x7FF6_1234_0000]
@@ -763,7 +763,7 @@ def test_deferred_walks_intern_to_the_same_frames(tmp_path: Any, ptr: int, compr
 
 
 def test_the_hold_kernel_takes_the_batch_columns_in_their_order() -> None:
-    """The reader passes its columns to :func:`heapdiff.etl.frame.hold_kernel` by position."""
+    """The reader passes its columns to :func:`heapdiff.etl.walk.hold_kernel` by position."""
     import inspect
 
     from heapdiff.etl.reader import BATCH_COLUMNS
@@ -778,7 +778,7 @@ def test_the_hold_kernel_takes_the_batch_columns_in_their_order() -> None:
 def test_held_rows_keep_every_column(tmp_path: Any) -> None:
     """Read in small chunks (so that most chunks hold rows back for the next one) and in one chunk (nothing
     held): the same records with the same columns, in the same order."""
-    from heapdiff.writer import TraceWriter
+    from heapdiff.tracegen.writer import TraceWriter
 
     path = tmp_path / "t.etl"
     w = TraceWriter(str(path), pointer_size=8, cpus=4, buffer_size=0x1000)
@@ -821,7 +821,7 @@ def test_a_batch_stays_readable_until_two_more_chunks_are_framed(tmp_path: Any) 
     """Batches are views of the reader's two alternating windows: a batch read one step late (the next batch
     already handed out) must still hold its own records (field columns compared where every kind here declares
     them: the others are unspecified)."""
-    from heapdiff.writer import TraceWriter
+    from heapdiff.tracegen.writer import TraceWriter
 
     path = tmp_path / "t.etl"
     w = TraceWriter(str(path), pointer_size=8, cpus=4, buffer_size=0x1000)
@@ -863,7 +863,7 @@ def test_a_batch_stays_readable_until_two_more_chunks_are_framed(tmp_path: Any) 
 
 
 # ------------------------------------------------------------------------------------------------------------
-# linked records (etl/frame.py docstring): a walk's deferred tail put on the row of the event it follows
+# linked records (etl/walk.py docstring): a walk's deferred tail put on the row of the event it follows
 # ------------------------------------------------------------------------------------------------------------
 _PID, _TA, _TB = 0x88, 0x44, 0x48
 _USER = [0x7FF6_0000_1000, 0x7FF6_0000_2000]
@@ -980,7 +980,7 @@ def test_linking_changes_no_result(seed: int, tmp_path: Path, monkeypatch: pytes
     import heapdiff.events.scan as scan_mod
     from heapdiff.events.images import kernel_floor
     from heapdiff.job import read_trace
-    from heapdiff.writer import TraceWriter
+    from heapdiff.tracegen.writer import TraceWriter
 
     rng = random.Random(seed)
     path = tmp_path / "t.etl"

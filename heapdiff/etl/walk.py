@@ -1,4 +1,4 @@
-"""The record walk: buffers in, one row of columns per record out.
+"""The record walk (record framing): buffers in, one row of columns per record out.
 
 This is the hot path, so it is one JIT-compiled loop (plain Python when numba is absent: same code, same results).
 It frames every header kind of the notes' section 3 and, for the records whose (hook, pointer size) has a row in the
