@@ -443,7 +443,6 @@ def _fuzz(seeds: list[Seed], tmp_path: Path) -> None:
           f"{done['maxrss_kb'] // 1024} MiB, peak address space {done['vmpeak_kb'] // 1024} MiB")
 
 
-@pytest.mark.slow
 def test_fuzz_written_traces(written_seeds: list[Seed], tmp_path: Path) -> None:
     # the seeds themselves read cleanly
     files = [_write(tmp_path, s) for s in written_seeds]
@@ -452,7 +451,6 @@ def test_fuzz_written_traces(written_seeds: list[Seed], tmp_path: Path) -> None:
     _fuzz(written_seeds, tmp_path)
 
 
-@pytest.mark.slow
 @pytest.mark.samples
 def test_fuzz_real_samples(sample_seeds: list[Seed], tmp_path: Path) -> None:
     _fuzz(sample_seeds, tmp_path)

@@ -904,6 +904,7 @@ def test_borrowed_arrays_are_the_same_memory() -> None:
         assert _jit.borrow(grid) is grid
 
 
+@pytest.mark.slow
 def test_throughput() -> None:
     """A few million ops through the compiled kernel; prints ops/s (pytest -s). Checks results, not time."""
     if not _jit.JIT_ENABLED:

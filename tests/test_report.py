@@ -512,7 +512,6 @@ def installed_copy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield target
 
 
-@pytest.mark.slow
 def test_templates_load_from_a_non_editable_install(installed_copy: Path, tmp_path: Path) -> None:
     for name in ("report.html.j2", "report.css", "report.js"):
         assert (installed_copy / "heapdiff" / "report" / "templates" / name).is_file(), name
