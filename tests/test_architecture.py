@@ -18,12 +18,14 @@ LAYERS = {
     "etl": 1,
     "events": 2,
     "reduce": 3,
-    "diff": 4,
+    "frames": 4, "diff": 4,
     "report": 5, "info": 5,
     "job": 6,
-    "cli": 7,
+    # the shell: symbols finds, downloads and reads PDBs; cli parses arguments, touches the terminal and files
+    "symbols": 7, "_native": 7,
+    "cli": 8,
     # tooling: writes traces for tests, fixtures and benchmarks; the core never imports it
-    "tracegen": 8,
+    "tracegen": 9,
 }
 
 
