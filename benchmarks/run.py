@@ -245,7 +245,7 @@ def startup(cache: Path, numba_cache: Path, outdir: Path, repeat: int = 5) -> di
     out: dict[str, Any] = {}
     out["python_bare_s"] = med([python(), "-c", "pass"], env)
     out["help_s"] = med([*heapdiff_cmd(), "--help"], env)
-    out["import_job_s"] = med([python(), "-c", "import heapdiff.job"], env, "import_job")
+    out["import_job_s"] = med([python(), "-c", "import heapdiff.commands.report"], env, "import_job")
     out["import_job_maxrss_mb"] = rss["import_job"]
     fixture_job = [*heapdiff_cmd(), "-q", "-o", "/dev/null", "--json", "/dev/null", str(FIXTURE)]
     out["fixture_single_maxrss_mb"] = run_child(fixture_job, env=env).maxrss_mb
@@ -582,10 +582,10 @@ def render(allres: dict[str, Any]) -> str:
         L.append("|---|---|")
         L.append(f"| `python -c pass` (interpreter alone) | {su['python_bare_s']:.3f} |")
         L.append(f"| `heapdiff --help` | {su['help_s']:.3f} |")
-        L.append(f'| `python -c "import heapdiff.job"` | {su["import_job_s"]:.3f} |')
+        L.append(f'| `python -c "import heapdiff.commands.report"` | {su["import_job_s"]:.3f} |')
         if "import_job_maxrss_mb" in su:
             L.append(
-                f"| (peak RSS of `import heapdiff.job`: {su['import_job_maxrss_mb']:.0f} MB; of the job on "
+                f"| (peak RSS of `import heapdiff.commands.report`: {su['import_job_maxrss_mb']:.0f} MB; of the job on "
                 f"one bundled fixture trace: {su['fixture_single_maxrss_mb']:.0f} MB) | |"
             )
         L.append(

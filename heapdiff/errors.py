@@ -39,3 +39,7 @@ class Anomalies(Counter[str]):
 
     def as_dict(self) -> dict[str, int]:
         return {k: int(v) for k, v in sorted(self.items()) if v}
+
+
+class DocumentError(HeapdiffError):
+    """A JSON document that is not a ``heapdiff/1`` document heapdiff can use: names the field that does not fit."""

@@ -30,8 +30,9 @@ from typing import Any
 
 import pytest
 
+from heapdiff.document import decode_value
 from heapdiff.report.html import render_html
-from heapdiff.report.model import build_view
+from heapdiff.report.view_build import build_view
 
 GOLDEN = Path(__file__).parent / "golden"
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser")
@@ -242,7 +243,7 @@ def page(browser: Browser) -> Iterator[Page]:
 
 def _report(tmp_path: Path, doc: dict[str, Any], top: int = 50, name: str = "report.html") -> str:
     path = tmp_path / name
-    path.write_text(render_html(build_view(doc, top=top)), encoding="utf-8")
+    path.write_text(render_html(build_view(decode_value(doc), top=top)), encoding="utf-8")
     return path.as_uri()
 
 

@@ -264,7 +264,7 @@ def test_as_the_program_openblas_gets_one_thread(tmp_path: pathlib.Path) -> None
 
 
 def test_json_bytes_is_compact_utf8_and_carries_what_orjson_refuses() -> None:
-    from heapdiff.cli import json_bytes
+    from heapdiff.document import json_bytes
 
     doc = {"name": "caf\u00e9.exe", "n": [1, 2], "big": (1 << 63) - 1, "nested": {"a": None, "b": True}}
     data = json_bytes(doc)
@@ -290,12 +290,12 @@ def test_kernel_frames_flag(capsys: pytest.CaptureFixture[str], cwd: pathlib.Pat
 
 def test_interrupt_exits_130_not_the_growth_code(capsys: pytest.CaptureFixture[str],
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    import heapdiff.events.scan as scan_mod
+    import heapdiff.commands.info as info_mod
 
     def boom(*a: object, **k: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(scan_mod, "scan", boom)
+    monkeypatch.setattr(info_mod, "scan", boom)
     code, _, err = run(capsys, "info", str(AFTER))
     assert code == 130
     assert err.strip() == "heapdiff: interrupted"

@@ -7,7 +7,6 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from heapdiff.diff import group_module, is_allocator
 from heapdiff.events.decode import ImageEvent
 from heapdiff.events.images import ImageMap, module_name
 
@@ -92,15 +91,6 @@ def test_vectorised_frames_agree_with_single_lookups(data: st.DataObject) -> Non
     fresh = ImageMap(events, 8)
     assert fresh.frames_many(many_pids, many, many_ts) == [
         [m.frame(p, int(a), t) for a in ad.tolist()] for p, ad, t in zip(many_pids, many, many_ts, strict=True)]
-
-
-def test_group_module_skips_the_allocator() -> None:
-    assert is_allocator("ntdll.dll") and is_allocator("vcruntime140.dll") and is_allocator("msvcp140.dll")
-    assert not is_allocator("app.exe") and not is_allocator("msvcrtx.dll")
-    assert group_module(("ntdll.dll+0x1", "ucrtbase.dll+0x2", "app.exe+0x3")) == "app.exe"
-    assert group_module(("ntdll.dll+0x1", "0x1234", "app.exe+0x3")) == "(unknown)"
-    assert group_module(("ntdll.dll+0x1",)) == "(allocator only)"
-    assert group_module(()) == "(no stack)"
 
 
 def test_utf16z_terminator_is_a_whole_character() -> None:

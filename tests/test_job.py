@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from heapdiff import job as J
+from heapdiff.commands import analyse as J
 from heapdiff.errors import TraceError
 from heapdiff.etl.trace import open_trace
 from heapdiff.events.ops import OP_ALLOC, OP_FREE, OpBatch

@@ -978,8 +978,8 @@ def test_linking_changes_no_result(seed: int, tmp_path: Path, monkeypatch: pytes
     one timestamp, and two user walks of one event in two buffers (the one in the event's buffer wins when
     linked, the first in time order when not: see the "user walks in two buffers" case above)."""
     import heapdiff.events.scan as scan_mod
+    from heapdiff.commands.analyse import read_trace
     from heapdiff.events.images import kernel_floor
-    from heapdiff.job import read_trace
     from heapdiff.tracegen.writer import TraceWriter
 
     rng = random.Random(seed)

@@ -16,22 +16,20 @@ wheel, an editable install, a source checkout or a zip alike.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import importlib.resources
 import re
-import sys
 from functools import lru_cache
 from importlib.resources.abc import Traversable
-from pathlib import Path
 from typing import Final
 
 import jinja2
 from markupsafe import Markup
 
-from heapdiff.report.model import ReportView, format_bytes, format_count
+from heapdiff.report.text import format_bytes, format_count
+from heapdiff.report.view import ReportView
 
-__all__ = ["TEMPLATE", "prepare_html", "render_html", "template_root"]
+__all__ = ["TEMPLATE", "prepare_html", "render_html", "set_bytecode_cache", "template_root"]
 
 TEMPLATE: Final = "report.html.j2"
 _CSS: Final = "report.css"
@@ -77,35 +75,22 @@ def _inline(name: str, closing: str) -> str:
     return text
 
 
-class _TemplateCache(jinja2.FileSystemBytecodeCache):
-    """Compiled templates kept like Python's own bytecode: read always, written unless the interpreter writes no
-    bytecode (``PYTHONDONTWRITEBYTECODE``), never an error (a read-only install just compiles each time).
-
-    Why: compiling the report template is ~0.1 s of pure Python in every run (holding the GIL while the traces'
-    threads start); loading it is ~2 ms. Jinja keys an entry by the template's name and checks it against a
-    hash of the source and its own bytecode version, so an edited template or another Python never loads a
-    stale entry."""
-
-    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        if sys.dont_write_bytecode:
-            return
-        with contextlib.suppress(OSError):
-            Path(self.directory).mkdir(exist_ok=True)
-            super().dump_bytecode(bucket)
+_bytecode_cache: jinja2.BytecodeCache | None = None
 
 
-def _bytecode_dir() -> Path | None:
-    """``__pycache__`` beside the templates (where Python keeps the package's .pyc files), when they are files."""
-    root = template_root()
-    return root / "__pycache__" if isinstance(root, Path) else None
+def set_bytecode_cache(cache: jinja2.BytecodeCache | None) -> None:
+    """Where compiled templates are kept (the shell decides; none by default). Compiling the report template is
+    pure Python on the job's start, while the traces' threads start; loading a compiled one is much cheaper."""
+    global _bytecode_cache
+    _bytecode_cache = cache
+    _environment.cache_clear()
 
 
 @lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
-    where = _bytecode_dir()
     env = jinja2.Environment(
         loader=jinja2.FunctionLoader(_read),
-        bytecode_cache=_TemplateCache(str(where), "%s.jinja-cache") if where is not None else None,
+        bytecode_cache=_bytecode_cache,
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -121,8 +106,7 @@ def _environment() -> jinja2.Environment:
 
 
 def prepare_html() -> None:
-    """Load the template now (compiled: ~0.1 s of pure Python when not in the bytecode cache, see
-    :class:`_TemplateCache`): the job calls this while the traces are being read."""
+    """Load (compile) the template now: the job calls this while the traces are being read."""
     _environment().get_template(TEMPLATE)
 
 

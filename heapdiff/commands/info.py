@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from heapdiff.etl.trace import filetime_to_utc, iso_utc
-from heapdiff.events.scan import TraceScan
+from heapdiff.etl.trace import TraceFile, filetime_to_utc, iso_utc
+from heapdiff.events.scan import Progress, TraceScan, scan
+
+
+def run_info(tf: TraceFile, progress: Progress | None = None) -> dict[str, Any]:
+    """Read the whole trace once (no reducer) and describe it."""
+    return info_dict(scan(tf, progress=progress))
 
 
 def info_dict(s: TraceScan) -> dict[str, Any]:

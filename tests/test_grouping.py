@@ -1,19 +1,21 @@
-"""Grouping of outstanding blocks (heapdiff.diff.group_blocks) on hand-made columns."""
+"""Grouping of outstanding blocks (heapdiff.grouping.group_blocks) on hand-made columns, and the diff of two."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from heapdiff.diff import SAMPLE_ADDRESSES, LiveColumns, group_blocks
+from heapdiff.diff import diff_groupings, status_of
 from heapdiff.etl.reader import InternedStacks
 from heapdiff.events.images import ImageMap
+from heapdiff.grouping import SAMPLE_ADDRESSES, Counts, Group, Grouping, LiveBlocks, group_blocks, signature
+from heapdiff.rules import FrameKind, name_group
 
 
-def _live(rows: list[tuple[int, int, int, int]]) -> LiveColumns:
+def _live(rows: list[tuple[int, int, int, int]]) -> LiveBlocks:
     """rows: (stack id, address, size, ts), all in pid 7, heap 0x10000."""
     n = len(rows)
     col = np.array(rows, np.int64).reshape(n, 4)
-    return LiveColumns(pid=np.full(n, 7, np.int64), heap=np.full(n, 0x10000, np.uint64),
+    return LiveBlocks(pid=np.full(n, 7, np.int64), heap=np.full(n, 0x10000, np.uint64),
                        addr=col[:, 1].astype(np.uint64), size=col[:, 2].astype(np.uint64), ts=col[:, 3],
                        source=np.zeros(n, np.uint8), stack=col[:, 0])
 
@@ -34,26 +36,24 @@ def test_samples_are_the_oldest_blocks_whatever_the_stack_numbering() -> None:
     renumbered = [({a: a2, b: b2}[s], ad, sz, t) for s, ad, sz, t in rows]
     second = group_blocks(_live(renumbered[::-1]), seq2, images, kernel_frames=False)
     for g in (first, second):
-        ga = g.groups[("0x401000", "0x402000")]
-        assert ga.blocks == 7 and ga.bytes == 7 * 16
+        ga = g.by_signature()[("0x401000", "0x402000")]
+        assert ga.counts.blocks == 7 and ga.counts.bytes == 7 * 16
         # oldest first, ties by address; at most SAMPLE_ADDRESSES
-        assert ga.sample_addresses == [0x5000, 0x7000, 0x6000, 0x2000, 0x9000][:SAMPLE_ADDRESSES]
-        assert g.groups[("0x501000",)].sample_addresses == [0x3000]
+        assert ga.sample_addresses == (0x5000, 0x7000, 0x6000, 0x2000, 0x9000)[:SAMPLE_ADDRESSES]
+        assert g.by_signature()[("0x501000",)].sample_addresses == (0x3000,)
 
 
 def test_signature_leaves_kernel_frames_out_unless_asked_and_marks_them_in_the_display() -> None:
-    from heapdiff.diff import _signature
-
     floor = 0xFFFF800000000000
     addrs = np.array([0xFFFFF80000001000, 0x401000, 0x402000], np.uint64)
     names = ["ntoskrnl.exe+0x1000", "app.exe+0x1000", "0x402000"]
-    assert _signature(names, addrs, floor, kernel_frames=False) == (
-        ("app.exe+0x1000", "0x402000"), ("[k] ntoskrnl.exe+0x1000", "app.exe+0x1000", "0x402000"), 2, 1)
-    assert _signature(names, addrs, floor, kernel_frames=True) == (
-        tuple(names), ("[k] ntoskrnl.exe+0x1000", "app.exe+0x1000", "0x402000"), 3, 1)
+    shown = (FrameKind("ntoskrnl.exe+0x1000", "ntoskrnl.exe", True, False),
+             FrameKind("app.exe+0x1000", "app.exe", False, False), FrameKind("0x402000", None, False, False))
+    assert signature(names, addrs, floor, kernel_frames=False) == (("app.exe+0x1000", "0x402000"), shown, 2, 1)
+    assert signature(names, addrs, floor, kernel_frames=True) == (tuple(names), shown, 3, 1)
     user = np.array([0x401000, 0x402000], np.uint64)
-    assert _signature(names[1:], user, floor, kernel_frames=False) == (tuple(names[1:]), tuple(names[1:]), 2, 1)
-    assert _signature(None, None, floor, kernel_frames=False) == ((), (), 0, 0)
+    assert signature(names[1:], user, floor, kernel_frames=False) == (tuple(names[1:]), shown[1:], 2, 1)
+    assert signature([], np.zeros(0, np.uint64), floor, kernel_frames=False) == ((), (), 0, 0)
 
 
 def test_grouping_matches_a_block_by_block_fold() -> None:
@@ -61,14 +61,14 @@ def test_grouping_matches_a_block_by_block_fold() -> None:
     processes, heaps, sources and stacks, two of which resolve to the same signature (one group)."""
     from collections import Counter
 
-    from heapdiff.diff import HIST_BOUNDS, HIST_LABELS, _signature
+    from heapdiff.grouping import HIST_BOUNDS, HIST_LABELS
 
     rng = np.random.default_rng(7)
     seq = InternedStacks()
     frames = [np.array(f, np.uint64) for f in ([0x401000, 0x402000], [0x501000], [0x601000, 0x401000], [0x501000])]
     sids = [seq.intern(f) for f in frames] + [-1]  # the 4th is the 2nd again (same id); -1: no stack
     n = 3000
-    live = LiveColumns(pid=rng.choice([4, 9, 12], n).astype(np.int64),
+    live = LiveBlocks(pid=rng.choice([4, 9, 12], n).astype(np.int64),
                        heap=rng.choice([0x10000, 0x20000, 0x30000], n).astype(np.uint64),
                        addr=(rng.permutation(n) * 16 + 0x100000).astype(np.uint64),
                        size=rng.choice([1, 16, 100, 5000, 1 << 21], n).astype(np.uint64),
@@ -80,8 +80,8 @@ def test_grouping_matches_a_block_by_block_fold() -> None:
     want: dict[tuple[str, ...], dict[str, object]] = {}
     for i in range(n):
         sid = int(live.stack[i])
-        names = [f"0x{int(a):x}" for a in seq.get(sid)] if sid >= 0 else None
-        sig = _signature(names, seq.get(sid) if sid >= 0 else None, images.kernel_floor, False)[0]
+        addrs = seq.get(sid) if sid >= 0 else np.zeros(0, np.uint64)
+        sig = signature([f"0x{int(a):x}" for a in addrs], addrs, images.kernel_floor, False)[0]
         w = want.setdefault(sig, {"blocks": 0, "bytes": 0, "heaps": set(), "sources": Counter(),
                                   "hist": [0] * len(HIST_LABELS), "ts": [], "rows": []})
         size = int(live.size[i])
@@ -91,21 +91,23 @@ def test_grouping_matches_a_block_by_block_fold() -> None:
         w["sources"][int(live.source[i])] += 1  # type: ignore[index]
         w["hist"][sum(1 for b in HIST_BOUNDS if size > b)] += 1  # type: ignore[index]
         w["rows"].append((int(live.ts[i]), int(live.addr[i])))  # type: ignore[attr-defined]
-    assert set(got.groups) == set(want)
+    by_sig = got.by_signature()
+    assert set(by_sig) == set(want)
     for sig, w in want.items():
-        g = got.groups[sig]
+        g = by_sig[sig]
         rows = sorted(w["rows"])  # type: ignore[call-overload]
-        assert (g.blocks, g.bytes, g.heaps, g.sources) == (w["blocks"], w["bytes"], w["heaps"], w["sources"])
-        assert g.histogram.tolist() == w["hist"]
+        assert (g.counts.blocks, g.counts.bytes) == (w["blocks"], w["bytes"])
+        assert (set(g.heaps), dict(g.sources)) == (w["heaps"], w["sources"])
+        assert list(g.heaps) == sorted(g.heaps)
+        assert list(g.histogram) == w["hist"]
         assert (g.first_ts, g.last_ts) == (rows[0][0], rows[-1][0])
-        assert g.sample_addresses == [a for _, a in rows[:SAMPLE_ADDRESSES]]
+        assert list(g.sample_addresses) == [a for _, a in rows[:SAMPLE_ADDRESSES]]
 
 
 def test_grouping_counts_kernel_and_unresolved_frames_as_the_plain_signature_does() -> None:
-    """The whole-column frame counts of the grouping against :func:`_signature` finding them stack by stack:
+    """The whole-column frame counts of the grouping against :func:`signature` finding them stack by stack:
     user, kernel-only, mixed and empty stacks, frames in an image, in the kernel's images and in none, with and
     without kernel frames in the signature."""
-    from heapdiff.diff import _signature
     from heapdiff.events.decode import ImageEvent
 
     k64 = 0xFFFFF80000000000
@@ -117,21 +119,40 @@ def test_grouping_counts_kernel_and_unresolved_frames_as_the_plain_signature_doe
     seq = InternedStacks()
     sids = [seq.intern(np.array(f, np.uint64)) for f in stacks]
     n = len(sids) * 3
-    live = LiveColumns(pid=np.full(n, 7, np.int64), heap=np.full(n, 0x10000, np.uint64),
+    live = LiveBlocks(pid=np.full(n, 7, np.int64), heap=np.full(n, 0x10000, np.uint64),
                        addr=(np.arange(n) * 16 + 0x100000).astype(np.uint64), size=np.full(n, 32, np.uint64),
                        ts=np.arange(n, dtype=np.int64) + 5, source=np.zeros(n, np.uint8),
                        stack=np.array(sids * 3, np.int64))
     for kernel_frames in (False, True):
         got = group_blocks(live, seq, images, kernel_frames)
         want_frames = want_unres = 0
-        want: dict[tuple[str, ...], tuple[str, ...]] = {}
+        want: dict[tuple[str, ...], tuple[FrameKind, ...]] = {}
         for sid in sorted(sids):  # the grouping's pair order; a signature's first stack gives its display
             addrs = seq.get(sid)
             names = images.frames(7, addrs, 5)
-            sig, display, nfr, nunres = _signature(names, addrs, images.kernel_floor, kernel_frames)
+            sig, shown, nfr, nunres = signature(names, addrs, images.kernel_floor, kernel_frames)
             want_frames += nfr
             want_unres += nunres
-            want.setdefault(sig, display)
+            want.setdefault(sig, shown)
         assert (got.frames, got.unresolved) == (want_frames, want_unres)
-        assert {s: g.display for s, g in got.groups.items()} == want
-        assert want_unres > 0 and any(d[:1] == ("[k] ntoskrnl.exe+0x10",) for d in want.values())
+        assert {s: g.frames for s, g in got.by_signature().items()} == want
+        kernel = FrameKind("ntoskrnl.exe+0x10", "ntoskrnl.exe", True, False)
+        assert want_unres > 0 and any(d[:1] == (kernel,) for d in want.values())
+
+
+def _group(sig: tuple[str, ...], blocks: int, nbytes: int) -> Group:
+    frames = tuple(FrameKind(f, f.split("+")[0], False, False) for f in sig)
+    return Group(sig, frames, name_group(frames), Counts(blocks, nbytes), (0x10000,), ((3, blocks),),
+                 (blocks,) + (0,) * 9, 1, 2, ())
+
+
+def test_diff_matches_by_signature_and_decides_the_status_once() -> None:
+    a, b, c, d = ("app.exe+0x10",), ("app.exe+0x20",), ("app.exe+0x30",), ("app.exe+0x40",)
+    before = Grouping((_group(a, 2, 64), _group(b, 5, 500), _group(d, 1, 10)), 3, 0)
+    after = Grouping((_group(a, 3, 96), _group(c, 1, 4000), _group(d, 1, 10)), 3, 0)
+    pairs = diff_groupings(before, after)
+    assert [(p.signature, p.status, p.delta) for p in pairs] == [
+        (c, "new", Counts(1, 4000)), (a, "common", Counts(1, 32)), (d, "common", Counts(0, 0)),
+        (b, "gone", Counts(-5, -500))]
+    assert pairs[0].before is None and pairs[-1].after is None
+    assert status_of(Counts(0, 0), Counts(0, 0)) == "new"

@@ -1,0 +1,96 @@
+"""The command line: the only part of heapdiff that touches click, the terminal and the file system.
+
+It parses arguments, checks and opens the inputs, calls one command (:mod:`heapdiff.commands`), writes what it
+returns and maps every outcome to an exit code, the same for every command:
+
+  0  a result was produced (also from a damaged or lossy trace: warnings on stderr)
+  1  a --fail-on-... gate was exceeded (reports are still written)
+  2  usage error (nothing is written)
+  3  a trace could not be read at all (one line naming the file and the byte offset), or the machine ran out of
+     memory or disk (one line)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from typing import NoReturn
+
+import click
+
+from heapdiff import __version__
+from heapdiff.cli.info_command import info_command
+from heapdiff.cli.inputs import Unreadable, map_trace
+from heapdiff.cli.outputs import OutOfSpace
+from heapdiff.cli.report_command import main_command
+from heapdiff.cli.terminal import fail
+
+__all__ = ["EXIT_GATE", "EXIT_OK", "EXIT_UNREADABLE", "EXIT_USAGE", "main", "map_trace"]
+
+EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_UNREADABLE = 0, 1, 2, 3
+
+#: first argument -> subcommand; anything else (``./info`` too) is a trace of the main job
+SUBCOMMANDS: dict[str, click.Command] = {"info": info_command}
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a command runs (restored after: tests call :func:`main` in-process).
+    The job's data is acyclic (arrays, and records and lists of them) and freed by reference counting; the
+    collector found nothing to free but walked every object of numba's registries and the job's documents."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Entry point. As the program (no ``argv``), numpy's OpenBLAS gets one thread unless the environment says
+    otherwise (the job does no linear algebra, and OpenBLAS's spinning threads took the cores the first reads
+    need), and every object is frozen out of the cyclic collector once the command is done, just before the
+    interpreter exits (its exit would otherwise walk every object numba and the job made). In-process callers
+    (tests) keep their collector as it was."""
+    if argv is None:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    try:
+        _main(argv)
+    finally:
+        if argv is None:
+            gc.freeze()
+
+
+def _main(argv: Sequence[str] | None) -> NoReturn:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] in (["--version"], ["-V"]):
+        click.echo(f"heapdiff {__version__}")
+        sys.exit(EXIT_OK)
+    name = args[0] if args and args[0] in SUBCOMMANDS else None
+    cmd = SUBCOMMANDS[name] if name is not None else main_command
+    if name is not None:
+        args = args[1:]
+    try:
+        with _collector_paused():
+            rv = cmd.main(args=args, prog_name=f"heapdiff {name}" if name else "heapdiff", standalone_mode=False)
+    except click.exceptions.Exit as e:  # --help
+        sys.exit(e.exit_code)
+    except click.ClickException as e:  # usage errors: exit 2 (click's own code for them)
+        e.show()
+        sys.exit(EXIT_USAGE if isinstance(e, click.UsageError) else e.exit_code)
+    except Unreadable as e:
+        fail(str(e), EXIT_UNREADABLE)
+    except OutOfSpace as e:
+        fail(str(e), EXIT_UNREADABLE)
+    except MemoryError:
+        fail("out of memory: the trace needs more memory than this machine has free (see the README's "
+             "figures per live block)", EXIT_UNREADABLE)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        # not click's "Aborted!" with exit 1: 1 means a gate was exceeded
+        click.echo("heapdiff: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(rv if isinstance(rv, int) else EXIT_OK)  # like click's standalone mode: always a SystemExit

@@ -1,0 +1,145 @@
+"""Each trace read once, reduced, filtered and grouped: the pipeline's per-trace half, on threads of its own.
+
+The two traces of a diff are analysed at the same time, each on a thread, and each trace's reducer folds on a
+further thread while its reader goes on (:class:`_ReducerThread`): the record walk, the matching, the ops and
+the reducer are JIT kernels that release the GIL, so the threads keep both cores busy with one interpreter.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from heapdiff.document.build import TraceAnalysis
+from heapdiff.document.model import Role
+from heapdiff.etl.reader import InternedStacks
+from heapdiff.etl.trace import TraceFile
+from heapdiff.events.images import ImageMap
+from heapdiff.events.ops import OpBatch
+from heapdiff.events.scan import Progress, TraceScan, scan
+from heapdiff.grouping import LiveBlocks, group_blocks
+from heapdiff.reduce import Reducer
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which processes to keep: by image name (every trace), by pid (one per trace, or None)."""
+
+    process: str | None = None
+    pid: int | None = None
+
+
+class _ReducerThread:
+    """The reducer on a thread of its own, fed through a short queue: the reader and the reducer of one trace run
+    at the same time, since each is a JIT kernel that releases the GIL.
+
+    Op batches are fresh arrays made for the reducer, so handing them over needs no copy; the queue bounds what
+    waits to a few batches. An error in the reducer is raised in the reading thread at its next hand-over, or
+    when the scan ends (the queue is drained meanwhile, so the reader never blocks on a dead consumer).
+    """
+
+    #: op batches waiting at most (each a chunk's heap events)
+    DEPTH = 4
+
+    def __init__(self, red: Reducer) -> None:
+        self._red = red
+        self._queue: queue.Queue[OpBatch | None] = queue.Queue(self.DEPTH)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="heapdiff-reducer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            ops = self._queue.get()
+            if ops is None:
+                return
+            if self._error is None:
+                try:
+                    self._red.feed(ops)
+                except BaseException as e:  # handed to the reading thread by put() or close()
+                    self._error = e
+
+    def put(self, ops: OpBatch) -> None:
+        """Hand a batch over; raises the reducer's error, if it failed, so that the scan stops early."""
+        if self._error is not None:
+            raise self._error
+        self._queue.put(ops)
+
+    def close(self, raise_error: bool = True) -> None:
+        """Wait until every batch is folded; raise the reducer's error, if any and if asked."""
+        self._queue.put(None)
+        self._thread.join()
+        if raise_error and self._error is not None:
+            raise self._error
+
+
+def read_trace(tf: TraceFile, progress: Progress | None = None) -> tuple[TraceScan, LiveBlocks, dict[str, int]]:
+    """Scan one trace through the reducer: the scan, the outstanding blocks at its end, the reducer's anomalies."""
+    red = Reducer()
+    pipe = _ReducerThread(red)
+    try:
+        result = scan(tf, heap_sink=pipe.put, progress=progress)
+    except BaseException:
+        pipe.close(raise_error=False)  # the scan's error is the one to report
+        raise
+    pipe.close()
+    red.finish()
+    snap = red.snapshot()
+    live = LiveBlocks(pid=snap.pid, heap=snap.heap, addr=snap.addr, size=snap.size, ts=snap.ts,
+                      source=snap.source, stack=result.resolve_stacks(snap.stack))
+    result.release_reader()
+    return result, live, dict(red.anomalies)
+
+
+def select(s: TraceScan, live: LiveBlocks, sel: Selection) -> tuple[LiveBlocks, frozenset[int] | None, list[str]]:
+    """The blocks of the selected processes, the pids kept (None: no filter), and a note per filter that matched
+    nothing in this trace."""
+    notes: list[str] = []
+    chosen: set[int] | None = None
+    if sel.process is not None:
+        want = sel.process.lower()
+        chosen = {p.pid for p in s.processes if p.image_name.lower() in (want, want + ".exe")}
+        if not chosen:
+            names = sorted({p.image_name for p in s.processes})
+            notes.append(f"no process named {sel.process!r} in {s.path}"
+                         + (f" (processes: {', '.join(names[:10])})" if names else " (no process events)"))
+    if sel.pid is not None:
+        chosen = {sel.pid} if chosen is None else chosen & {sel.pid}
+        if not np.any(live.pid == sel.pid) and not any(p.pid == sel.pid for p in s.processes):
+            notes.append(f"no process with pid {sel.pid} in {s.path}")
+    if chosen is None:
+        return live, None, notes
+    kept = live.take(np.isin(live.pid, np.fromiter(chosen, np.int64, len(chosen))))
+    return kept, frozenset(chosen), notes
+
+
+def analyse_trace(tf: TraceFile, role: Role, sel: Selection, kernel_frames: bool,
+                  progress: Progress | None = None) -> TraceAnalysis:
+    """Everything one trace contributes: read, reduce, filter, group."""
+    s, live_all, red_anoms = read_trace(tf, progress)
+    live, chosen, notes = select(s, live_all, sel)
+    grouping = group_blocks(live, s.sequences, ImageMap(s.images, s.pointer_size), kernel_frames)
+    anomalies = dict(s.anomalies.as_dict())
+    for k, v in red_anoms.items():
+        if v:
+            anomalies[k] = anomalies.get(k, 0) + int(v)
+    s.sequences = InternedStacks()  # the frames now live in the groups' strings: let the table go
+    return TraceAnalysis(role, s, live, anomalies, grouping, chosen, tuple(notes))
+
+
+def analyse_all(traces: Sequence[TraceFile], roles: Sequence[Role], selections: Sequence[Selection],
+                kernel_frames: bool, progress: Sequence[Progress | None],
+                meanwhile: Callable[[], None] | None = None) -> list[TraceAnalysis]:
+    """Every trace at once, each on a thread of this process; ``meanwhile`` runs on this thread in the meantime
+    (the report template compiles while the traces are read)."""
+    with ThreadPoolExecutor(max_workers=max(1, len(traces))) as pool:
+        futs = [pool.submit(analyse_trace, tf, roles[i], selections[i], kernel_frames, progress[i])
+                for i, tf in enumerate(traces)]
+        if meanwhile is not None:
+            meanwhile()
+        return [f.result() for f in futs]

@@ -1,0 +1,294 @@
+"""Reading a ``heapdiff/1`` JSON document back into a :class:`Document` (a baseline, a report to render again).
+
+Everything is checked: a field of the wrong type, a missing field, another schema or an unknown mode raises
+:class:`~heapdiff.errors.DocumentError` naming the field (``groups[3].after.bytes``), never a silent 0. Fields
+this version does not know are ignored (documents only ever gain fields). Documents written before a field
+existed still read: a group without ``frames`` gets them from ``stack``/``stack_display`` (a displayed frame that
+is not in the signature is a kernel frame), and a diff group without ``runs`` attaches its descriptive fields to
+the run it is outstanding in now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, cast
+
+import orjson
+
+from heapdiff.document.model import (
+    ROLES,
+    SCHEMA,
+    STATUSES,
+    Counts,
+    Document,
+    Filters,
+    FrameRecord,
+    FrameTotals,
+    GroupRecord,
+    Mode,
+    ProcessRecord,
+    RunDetails,
+    Status,
+    Totals,
+    TraceRecord,
+)
+from heapdiff.errors import DocumentError
+from heapdiff.rules import FrameKind, is_allocator_frame, module_of_frame, name_group
+
+T = TypeVar("T")
+
+
+def _fail(where: str, what: str, value: Any) -> DocumentError:
+    shown = repr(value)
+    return DocumentError(f"{where}: expected {what}, got {shown[:60] + '…' if len(shown) > 60 else shown}")
+
+
+def _obj(v: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(v, dict):
+        raise _fail(where, "an object", v)
+    return v
+
+
+def _get(o: Mapping[str, Any], key: str, where: str) -> Any:
+    if key not in o:
+        raise DocumentError(f"{where}.{key}: missing")
+    return o[key]
+
+
+def _int(v: Any, where: str) -> int:
+    if type(v) is not int:
+        raise _fail(where, "an integer", v)
+    return v
+
+
+def _str(v: Any, where: str) -> str:
+    if not isinstance(v, str):
+        raise _fail(where, "a string", v)
+    return v
+
+
+def _opt(conv: Callable[[Any, str], T], v: Any, where: str) -> T | None:
+    return None if v is None else conv(v, where)
+
+
+def _bool(v: Any, where: str) -> bool:
+    if not isinstance(v, bool):
+        raise _fail(where, "true or false", v)
+    return v
+
+
+def _list(v: Any, where: str) -> list[Any]:
+    if not isinstance(v, list):
+        raise _fail(where, "a list", v)
+    return v
+
+
+def _hex(v: Any, where: str) -> int:
+    try:
+        if not isinstance(v, str) or not v.startswith("0x"):
+            raise ValueError
+        return int(v, 16)
+    except ValueError:
+        raise _fail(where, "a hex string (0x...)", v) from None
+
+
+def _delta(o: Mapping[str, Any], where: str, before: Counts, after: Counts) -> None:
+    """A diff's delta is after minus before; a document that says otherwise is refused, not trusted."""
+    d = _counts(_get(o, "delta", where), f"{where}.delta")
+    if d != after - before:
+        raise DocumentError(f"{where}.delta: {d.blocks} blocks, {d.bytes} bytes is not after minus before "
+                            f"({after.blocks - before.blocks} blocks, {after.bytes - before.bytes} bytes)")
+
+
+def _counts(v: Any, where: str) -> Counts:
+    o = _obj(v, where)
+    return Counts(_int(_get(o, "blocks", where), f"{where}.blocks"), _int(_get(o, "bytes", where), f"{where}.bytes"))
+
+
+def _int_map(v: Any, where: str) -> dict[str, int]:
+    return {k: _int(x, f"{where}.{k}") for k, x in _obj(v, where).items()}
+
+
+def _trace(v: Any, where: str) -> TraceRecord:
+    o = _obj(v, where)
+
+    def f(key: str) -> Any:
+        return _get(o, key, where)
+
+    role = _str(f("role"), f"{where}.role")
+    if role not in ROLES:
+        raise _fail(f"{where}.role", " or ".join(ROLES), role)
+    by_pid: dict[int, Counts] = {}
+    for k, c in _obj(f("outstanding_by_pid"), f"{where}.outstanding_by_pid").items():
+        if not k.isdigit():
+            raise _fail(f"{where}.outstanding_by_pid", "decimal pid keys", k)
+        by_pid[int(k)] = _counts(c, f"{where}.outstanding_by_pid.{k}")
+    procs = []
+    for i, p in enumerate(_list(f("processes"), f"{where}.processes")):
+        pw = f"{where}.processes[{i}]"
+        po = _obj(p, pw)
+        procs.append(ProcessRecord(_int(_get(po, "pid", pw), f"{pw}.pid"),
+                                   _str(_get(po, "image_name", pw), f"{pw}.image_name"),
+                                   _str(_get(po, "command_line", pw), f"{pw}.command_line")))
+    unres = _obj(f("unresolved_frames"), f"{where}.unresolved_frames")
+    uw = f"{where}.unresolved_frames"
+    return TraceRecord(
+        role=role,
+        path=_str(f("path"), f"{where}.path"),
+        pointer_size=_int(f("pointer_size"), f"{where}.pointer_size"),
+        start_utc=_str(f("start_utc"), f"{where}.start_utc"),
+        end_utc=_str(f("end_utc"), f"{where}.end_utc"),
+        records=_int(f("records"), f"{where}.records"),
+        events=_int_map(f("events"), f"{where}.events"),
+        events_lost=_int(f("events_lost"), f"{where}.events_lost"),
+        buffers_lost=_int(f("buffers_lost"), f"{where}.buffers_lost"),
+        stack_refs=_int(f("stack_refs"), f"{where}.stack_refs"),
+        stacks_matched=_int(f("stacks_matched"), f"{where}.stacks_matched"),
+        outstanding=_counts(f("outstanding"), f"{where}.outstanding"),
+        outstanding_by_pid=by_pid,
+        unmatched_frees=_int(f("unmatched_frees"), f"{where}.unmatched_frees"),
+        anomalies=_int_map(f("anomalies"), f"{where}.anomalies"),
+        processes=tuple(procs),
+        unresolved_frames=FrameTotals(_int(_get(unres, "frames", uw), f"{uw}.frames"),
+                                      _int(_get(unres, "unresolved", uw), f"{uw}.unresolved")),
+        notes=tuple(_str(n, f"{where}.notes[{i}]") for i, n in enumerate(_list(f("notes"), f"{where}.notes"))),
+    )
+
+
+def _hexes(v: Any, where: str) -> tuple[int, ...]:
+    return tuple(_hex(x, f"{where}[{i}]") for i, x in enumerate(_list(v, where)))
+
+
+def _details(o: Mapping[str, Any], where: str, counts: Counts) -> RunDetails:
+    def f(key: str) -> Any:
+        return _get(o, key, where)
+
+    return RunDetails(
+        counts=counts,
+        heaps=_hexes(f("heaps"), f"{where}.heaps"),
+        sources=_int_map(f("sources"), f"{where}.sources"),
+        size_histogram=_int_map(f("size_histogram"), f"{where}.size_histogram"),
+        first_alloc_utc=_opt(_str, f("first_alloc_utc"), f"{where}.first_alloc_utc"),
+        last_alloc_utc=_opt(_str, f("last_alloc_utc"), f"{where}.last_alloc_utc"),
+        sample_addresses=_hexes(f("sample_addresses"), f"{where}.sample_addresses"),
+    )
+
+
+def _frame(v: Any, where: str) -> FrameRecord:
+    o = _obj(v, where)
+    return FrameRecord(text=_str(_get(o, "text", where), f"{where}.text"),
+                       module=_opt(_str, o.get("module"), f"{where}.module"),
+                       rva=_opt(_hex, o.get("rva"), f"{where}.rva"),
+                       kernel=_bool(o.get("kernel", False), f"{where}.kernel"),
+                       allocator=_bool(o.get("allocator", False), f"{where}.allocator"))
+
+
+def _legacy_frames(stack: list[str], display: list[str]) -> tuple[FrameRecord, ...]:
+    """Frames of a document written before ``frames`` existed: a displayed frame marked ``[k]`` or missing from
+    the signature is a kernel frame."""
+    out = []
+    j = 0
+    for raw in display or stack:
+        kernel = raw.startswith("[k] ")
+        text = raw[4:] if kernel else raw
+        if j < len(stack) and text == stack[j]:  # in the signature (kernel frames are, with --kernel-frames)
+            j += 1
+        else:  # displayed but left out of the signature: only kernel frames are
+            kernel = True
+        module = module_of_frame(text)
+        rva = None
+        if module is not None and "+0x" in text:
+            try:
+                rva = int(text.rsplit("+0x", 1)[1], 16)
+            except ValueError:
+                rva = None
+        out.append(FrameRecord(text, module, rva, kernel, not kernel and is_allocator_frame(module, None)))
+    return tuple(out)
+
+
+def _group(v: Any, where: str, mode: Mode) -> GroupRecord:
+    o = _obj(v, where)
+    stack = [_str(s, f"{where}.stack[{i}]") for i, s in enumerate(_list(_get(o, "stack", where), f"{where}.stack"))]
+    display = [_str(s, f"{where}.stack_display[{i}]")
+               for i, s in enumerate(_list(_get(o, "stack_display", where), f"{where}.stack_display"))]
+    if "frames" in o:
+        frames = tuple(_frame(f, f"{where}.frames[{i}]") for i, f in enumerate(_list(o["frames"], f"{where}.frames")))
+    else:
+        frames = _legacy_frames(stack, display)
+    named = name_group(tuple(FrameKind(f.text, f.module, f.kernel, f.allocator) for f in frames))
+    module = _str(_get(o, "module", where), f"{where}.module")
+    label = _str(o.get("label", named.label), f"{where}.label")
+    label_index = next((i for i, f in enumerate(frames) if f.text == label and not f.kernel), -1)
+    status: Status | None = None
+    runs: tuple[RunDetails | None, ...]
+    if mode == "single":
+        c = Counts(_int(_get(o, "blocks", where), f"{where}.blocks"), _int(_get(o, "bytes", where), f"{where}.bytes"))
+        runs = (_details(o, where, c),)
+    else:
+        st = _str(_get(o, "status", where), f"{where}.status")
+        if st not in STATUSES:
+            raise _fail(f"{where}.status", " or ".join(STATUSES), st)
+        status = st
+        b = _counts(_get(o, "before", where), f"{where}.before")
+        a = _counts(_get(o, "after", where), f"{where}.after")
+        _delta(o, where, b, a)
+        given = o.get("runs")
+        if given is not None:
+            rw = f"{where}.runs"
+            ro = _obj(given, rw)
+            runs = tuple(None if ro.get(k) is None else _details(_obj(ro[k], f"{rw}.{k}"), f"{rw}.{k}", c)
+                         for k, c in (("before", b), ("after", a)))
+        else:  # the first version: one set of facts, from after (else before); the other run's heaps only
+            now_after = a.blocks > 0 or b.blocks == 0
+            shown = _details(o, where, a if now_after else b)
+            other_counts = b if now_after else a
+            other_heaps = _hexes(o.get("heaps_before", []), f"{where}.heaps_before") if now_after else ()
+            other = (RunDetails(other_counts, other_heaps, {}, {}, None, None, ()) if other_counts.blocks
+                     else None)
+            runs = (other, shown) if now_after else (shown, other)
+    return GroupRecord(stack=tuple(stack), frames=frames, module=module, label=label, label_index=label_index,
+                       status=status, runs=runs)
+
+
+def decode_value(value: Any) -> Document:
+    """A document from parsed JSON; see the module docstring for what is checked."""
+    o = _obj(value, "document")
+    schema = o.get("schema")
+    if schema != SCHEMA:
+        raise DocumentError(f"not a {SCHEMA} document (schema {str(schema)[:40]!r})")
+    mode_raw = _str(_get(o, "mode", "document"), "mode")
+    if mode_raw not in ("single", "diff"):
+        raise _fail("mode", "'single' or 'diff'", mode_raw)
+    mode = cast(Mode, mode_raw)
+    fo = _obj(_get(o, "filters", "document"), "filters")
+    pid_raw = _get(fo, "pid", "filters")
+    filters = Filters(process=_opt(_str, _get(fo, "process", "filters"), "filters.process"),
+                      pid=None if pid_raw is None else tuple(_int(p, f"filters.pid[{i}]")
+                                                              for i, p in enumerate(_list(pid_raw, "filters.pid"))),
+                      kernel_frames=_bool(_get(fo, "kernel_frames", "filters"), "filters.kernel_frames"),
+                      min_bytes=_int(_get(fo, "min_bytes", "filters"), "filters.min_bytes"),
+                      top=_int(_get(fo, "top", "filters"), "filters.top"))
+    traces = tuple(_trace(t, f"traces[{i}]") for i, t in enumerate(_list(_get(o, "traces", "document"), "traces")))
+    if len(traces) != (2 if mode == "diff" else 1):
+        raise DocumentError(f"traces: a {mode} document has {2 if mode == 'diff' else 1} trace(s), "
+                            f"this one {len(traces)}")
+    to = _obj(_get(o, "totals", "document"), "totals")
+    if mode == "diff":
+        totals = Totals((_counts(_get(to, "before", "totals"), "totals.before"),
+                         _counts(_get(to, "after", "totals"), "totals.after")))
+        _delta(to, "totals", *totals.runs)
+    else:
+        totals = Totals((_counts(to, "totals"),))
+    groups = tuple(_group(g, f"groups[{i}]", mode) for i, g in enumerate(_list(_get(o, "groups", "document"),
+                                                                              "groups")))
+    return Document(mode=mode, generator=_str(_get(o, "generator", "document"), "generator"), filters=filters,
+                    traces=traces, totals=totals, groups=groups)
+
+
+def decode(data: bytes | str) -> Document:
+    """A document from its JSON text; :class:`DocumentError` for text that is not JSON or not such a document."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise DocumentError(f"not JSON: {e}") from None
+    return decode_value(value)

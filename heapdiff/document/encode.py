@@ -1,0 +1,147 @@
+"""The ``heapdiff/1`` JSON text of a :class:`Document` (fields are only ever added, never renamed or removed).
+
+Pids are decimal-string keys, addresses and handles lowercase hex strings, times ISO 8601 UTC. A diff group keeps
+its descriptive fields (heaps, sources, sizes, times, samples) from the run it is outstanding in now ("after", else
+"before") at the top level, as the first version of the schema did, and names each run's own facts under
+``runs``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from heapdiff.document.model import (
+    Counts,
+    Document,
+    FrameRecord,
+    GroupRecord,
+    RunDetails,
+    TraceRecord,
+)
+
+
+def _bb(c: Counts) -> dict[str, int]:
+    return {"blocks": c.blocks, "bytes": c.bytes}
+
+
+def _hex(v: int | None) -> str | None:
+    return None if v is None else f"0x{v:x}"
+
+
+def trace_json(t: TraceRecord) -> dict[str, Any]:
+    return {
+        "role": t.role,
+        "path": t.path,
+        "pointer_size": t.pointer_size,
+        "start_utc": t.start_utc,
+        "end_utc": t.end_utc,
+        "records": t.records,
+        "events": dict(t.events),
+        "events_lost": t.events_lost,
+        "buffers_lost": t.buffers_lost,
+        "stack_refs": t.stack_refs,
+        "stacks_matched": t.stacks_matched,
+        "outstanding": _bb(t.outstanding),
+        "outstanding_by_pid": {str(p): _bb(c) for p, c in t.outstanding_by_pid.items()},
+        "unmatched_frees": t.unmatched_frees,
+        "anomalies": dict(t.anomalies),
+        "processes": [{"pid": p.pid, "image_name": p.image_name, "command_line": p.command_line}
+                      for p in t.processes],
+        "unresolved_frames": {"frames": t.unresolved_frames.frames, "unresolved": t.unresolved_frames.unresolved},
+        "notes": list(t.notes),
+    }
+
+
+def frame_json(f: FrameRecord) -> dict[str, Any]:
+    return {"text": f.text, "module": f.module, "rva": _hex(f.rva), "kernel": f.kernel, "allocator": f.allocator,
+            "function": None, "offset": None, "file": None, "line": None, "inlined": []}
+
+
+def _details(r: RunDetails) -> dict[str, Any]:
+    return {
+        "heaps": [f"0x{h:x}" for h in r.heaps],
+        "sources": dict(r.sources),
+        "size_histogram": dict(r.size_histogram),
+        "first_alloc_utc": r.first_alloc_utc,
+        "last_alloc_utc": r.last_alloc_utc,
+        "sample_addresses": [f"0x{a:x}" for a in r.sample_addresses],
+    }
+
+
+class _FrameCache:
+    """Each distinct frame's JSON object made once (groups share most of their frames)."""
+
+    def __init__(self) -> None:
+        self._memo: dict[FrameRecord, dict[str, Any]] = {}
+
+    def __call__(self, f: FrameRecord) -> dict[str, Any]:
+        got = self._memo.get(f)
+        if got is None:
+            got = self._memo[f] = frame_json(f)
+        return got
+
+
+def group_json(g: GroupRecord, frames: _FrameCache) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "stack": list(g.stack),
+        "stack_display": [("[k] " if f.kernel else "") + f.text for f in g.frames],
+        "frames": [frames(f) for f in g.frames],
+        "module": g.module,
+        "label": g.label,
+    }
+    d.update(_details(g.details))
+    if g.status is None:
+        c = g.last
+        d["blocks"] = c.blocks
+        d["bytes"] = c.bytes
+        return d
+    before, after = g.runs
+    if before is not None and after is not None:
+        d["heaps_before"] = [f"0x{h:x}" for h in before.heaps]
+    d["before"] = _bb(g.counts(0))
+    d["after"] = _bb(g.counts(1))
+    d["delta"] = _bb(g.delta)
+    d["status"] = g.status
+    d["runs"] = {"before": _details(before) if before is not None else None,
+                 "after": _details(after) if after is not None else None}
+    return d
+
+
+def document_json(doc: Document) -> dict[str, Any]:
+    """The document as JSON-ready Python values, in the schema's field order."""
+    f = doc.filters
+    out: dict[str, Any] = {
+        "schema": doc.schema,
+        "mode": doc.mode,
+        "generator": doc.generator,
+        "filters": {"process": f.process, "pid": list(f.pid) if f.pid else None, "kernel_frames": f.kernel_frames,
+                    "min_bytes": f.min_bytes, "top": f.top},
+        "traces": [trace_json(t) for t in doc.traces],
+    }
+    t = doc.totals
+    if doc.is_diff:
+        out["totals"] = {"before": _bb(t.runs[0]), "after": _bb(t.runs[1]), "delta": _bb(t.delta)}
+    else:
+        out["totals"] = _bb(t.last)
+    frames = _FrameCache()
+    out["groups"] = [group_json(g, frames) for g in doc.groups]
+    return out
+
+
+def json_bytes(value: Any) -> bytes:
+    """Compact UTF-8 JSON. orjson is several times faster than the standard library on the job's serial tail;
+    names with non-ASCII characters are written as UTF-8. A string orjson refuses (a file name with bytes that
+    are not UTF-8 reaches Python as lone surrogates) sends the value through ``json``, whose ASCII escapes can
+    carry it."""
+    import orjson
+
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, separators=(",", ":")).encode("ascii")
+
+
+def encode(doc: Document) -> bytes:
+    """The document's JSON text, UTF-8, compact, ending with a newline."""
+    return json_bytes(document_json(doc)) + b"\n"

@@ -1,0 +1,255 @@
+"""Outstanding blocks grouped by call stack: each group's frames, name, sums, size histogram and oldest blocks.
+
+Two traces are two runs: pids, heap handles, addresses and image bases all differ (ASLR). So a group is keyed by
+its signature, the frames as ``module+0xrva`` strings (kernel frames left out unless asked), never by an address.
+Every fact about a group (which frames are the kernel's or allocator plumbing, its module and label) is decided
+here, once, by :mod:`heapdiff.rules`, and carried to every report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from heapdiff.etl.reader import InternedStacks
+from heapdiff.events.images import ImageMap
+from heapdiff.rules import FrameKind, GroupName, is_allocator_frame, module_of_frame, name_group
+
+#: size histogram bucket upper bounds (inclusive) and labels; the last bucket is open
+HIST_BOUNDS = (16, 64, 256, 1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20)
+HIST_LABELS = ("<=16", "<=64", "<=256", "<=1K", "<=4K", "<=16K", "<=64K", "<=256K", "<=1M", ">1M")
+#: a group keeps this many of its oldest blocks' addresses: the likeliest leaks
+SAMPLE_ADDRESSES = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """A number of heap blocks and their bytes (either may be negative in a delta)."""
+
+    blocks: int
+    bytes: int
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(self.blocks + other.blocks, self.bytes + other.bytes)
+
+    def __sub__(self, other: Counts) -> Counts:
+        return Counts(self.blocks - other.blocks, self.bytes - other.bytes)
+
+
+ZERO = Counts(0, 0)
+
+
+@dataclass(frozen=True)
+class LiveBlocks:
+    """The outstanding blocks at the end of a trace, as columns (any order); stack ids are interned stacks."""
+
+    pid: np.ndarray
+    heap: np.ndarray
+    addr: np.ndarray
+    size: np.ndarray
+    ts: np.ndarray
+    source: np.ndarray
+    stack: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.pid.shape[0])
+
+    def take(self, mask: np.ndarray) -> LiveBlocks:
+        return LiveBlocks(self.pid[mask], self.heap[mask], self.addr[mask], self.size[mask], self.ts[mask],
+                          self.source[mask], self.stack[mask])
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """Outstanding blocks of one signature in one trace."""
+
+    signature: tuple[str, ...]
+    #: every frame of its first stack, innermost first, kernel frames included and marked
+    frames: tuple[FrameKind, ...]
+    name: GroupName
+    counts: Counts
+    heaps: tuple[int, ...]
+    #: (heap Source kind, blocks), by kind
+    sources: tuple[tuple[int, int], ...]
+    #: blocks per :data:`HIST_LABELS` bucket
+    histogram: tuple[int, ...]
+    first_ts: int
+    last_ts: int
+    #: the group's oldest blocks (by time, then address), the same whatever order the stacks were numbered in
+    sample_addresses: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Grouping:
+    """One trace's groups, and its frame counts (signature frames over all (pid, stack) pairs)."""
+
+    groups: tuple[Group, ...]
+    frames: int
+    unresolved: int
+
+    def by_signature(self) -> dict[tuple[str, ...], Group]:
+        return {g.signature: g for g in self.groups}
+
+    def __iter__(self) -> Iterator[Group]:
+        return iter(self.groups)
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+
+class _FrameKinds:
+    """One :class:`FrameKind` per distinct (text, kernel) pair: stacks share most of their frames."""
+
+    def __init__(self) -> None:
+        self._memo: dict[tuple[str, bool], FrameKind] = {}
+
+    def __call__(self, text: str, kernel: bool) -> FrameKind:
+        got = self._memo.get((text, kernel))
+        if got is None:
+            module = module_of_frame(text)
+            got = self._memo[(text, kernel)] = FrameKind(text, module, kernel,
+                                                         not kernel and is_allocator_frame(module, None))
+        return got
+
+
+def group_blocks(live: LiveBlocks, stacks: InternedStacks, images: ImageMap, kernel_frames: bool) -> Grouping:
+    """Group outstanding blocks by signature.
+
+    Python works once per (pid, stack) pair (resolving its frames to a signature) and once per group (making its
+    :class:`Group`); every sum, count, extreme and the oldest blocks are numpy passes over the blocks or pairs
+    indexed by group, because this runs on the job's serial tail once the last trace is read. Long because it is
+    one pipeline of whole-column steps that share their sort orders."""
+    n = len(live)
+    if not n:
+        return Grouping((), 0, 0)
+    order = np.lexsort((live.addr, live.ts, live.stack, live.pid))  # per pair: oldest first
+    pid = live.pid[order]
+    stack = live.stack[order]
+    size = live.size[order].astype(np.int64)
+    ts = live.ts[order].astype(np.int64)
+    heap = live.heap[order]
+    src = live.source[order].astype(np.int64)
+    addr = live.addr[order]
+    cut = np.flatnonzero((pid[1:] != pid[:-1]) | (stack[1:] != stack[:-1])) + 1
+    starts = np.concatenate(([0], cut))
+    npairs = int(starts.shape[0])
+    # the signature of each pair, and the group it falls in (pairs with equal signatures share a group)
+    pair_pid = pid[starts].tolist()
+    pair_sid = stack[starts].tolist()
+    tmin_pair = np.minimum.reduceat(ts, starts)
+    with_stack = [k for k in range(npairs) if pair_sid[k] >= 0]
+    addrs_of = [stacks.get(pair_sid[k]) for k in with_stack]
+    names = images.frames_many([pair_pid[k] for k in with_stack], addrs_of,
+                               [int(tmin_pair[k]) for k in with_stack])
+    lens = np.fromiter((a.shape[0] for a in addrs_of), np.int64, len(addrs_of))
+    nkern, unres_all, unres_user = _frame_counts(addrs_of, names, lens, images.kernel_floor)
+    stack_of: list[tuple[list[str], np.ndarray, tuple[int, int, int]] | None] = [None] * npairs
+    for j, k in enumerate(with_stack):
+        stack_of[k] = (names[j], addrs_of[j], (nkern[j], unres_all[j], unres_user[j]))
+    index: dict[tuple[str, ...], int] = {}
+    made: list[tuple[tuple[str, ...], tuple[FrameKind, ...]]] = []
+    pair_group = np.empty(npairs, np.int64)
+    kinds = _FrameKinds()
+    floor = images.kernel_floor
+    total_frames = total_unresolved = 0
+    for k in range(npairs):
+        st = stack_of[k]
+        sig, frames, nfr, nunres = (signature(st[0], st[1], floor, kernel_frames, kinds, st[2]) if st is not None
+                                    else ((), (), 0, 0))
+        total_frames += nfr
+        total_unresolved += nunres
+        gi = index.get(sig)
+        if gi is None:
+            gi = index[sig] = len(made)
+            made.append((sig, frames))
+        pair_group[k] = gi
+    ng = len(made)
+    row_pair = np.zeros(n, np.int64)
+    row_pair[starts[1:]] = 1
+    grp = pair_group[np.cumsum(row_pair)]          # group index of each block
+    # the blocks by group, oldest first (time, then address): each group is a run starting at head[g]
+    so = np.lexsort((addr, ts, grp))
+    gs = grp[so]
+    head = np.concatenate(([0], np.flatnonzero(gs[1:] != gs[:-1]) + 1))
+    blocks = np.diff(np.concatenate((head, [n])))
+    first = ts[so[head]]
+    last = ts[so[head + blocks - 1]]
+    nbytes = np.zeros(ng, np.int64)
+    np.add.at(nbytes, grp, size)                   # exact (float weights could round above 2**53)
+    nsrc = int(src.max()) + 1
+    src_counts = np.bincount(grp * nsrc + src, minlength=ng * nsrc).reshape(ng, nsrc)
+    bucket = np.searchsorted(np.asarray(HIST_BOUNDS, np.int64), size, side="left")
+    nb = len(HIST_LABELS)
+    hist = np.bincount(grp * nb + bucket, minlength=ng * nb).reshape(ng, nb)
+    heaps_of = _distinct_per_group(grp, heap, ng)
+    # the oldest blocks of each group
+    rank = np.arange(n) - np.repeat(head, blocks)
+    keep = so[rank < SAMPLE_ADDRESSES]
+    samples: list[list[int]] = [[] for _ in range(ng)]
+    for gi, a in zip(grp[keep].tolist(), addr[keep].tolist(), strict=True):
+        samples[gi].append(a)
+    groups = [
+        Group(sig, frames, name_group(frames), Counts(nblk, nby), heaps_of[gi],
+              tuple((s, c) for s, c in enumerate(row) if c), tuple(hrow), t0, t1, tuple(samples[gi]))
+        for gi, (sig, frames), nblk, nby, t0, t1, row, hrow in zip(
+            range(ng), made, blocks.tolist(), nbytes.tolist(), first.tolist(), last.tolist(), src_counts.tolist(),
+            hist.tolist(), strict=True)
+    ]
+    return Grouping(tuple(groups), total_frames, total_unresolved)
+
+
+def _distinct_per_group(grp: np.ndarray, values: np.ndarray, ng: int) -> list[tuple[int, ...]]:
+    """The distinct values of each group, sorted: one lexsort, not a set per group."""
+    o = np.lexsort((values, grp))
+    g, v = grp[o], values[o]
+    new = np.ones(g.shape[0], bool)
+    new[1:] = (g[1:] != g[:-1]) | (v[1:] != v[:-1])
+    out: list[list[int]] = [[] for _ in range(ng)]
+    for gi, x in zip(g[new].tolist(), v[new].tolist(), strict=True):
+        out[gi].append(x)
+    return [tuple(x) for x in out]
+
+
+def _frame_counts(addrs_of: list[np.ndarray], names: list[list[str]], lens: np.ndarray,
+                  kernel_floor: int) -> tuple[list[int], list[int], list[int]]:
+    """Per stack: its kernel frames, its unresolved frames, and its unresolved frames outside the kernel, in
+    whole-column passes (a numpy call per stack was a visible share of the grouping)."""
+    if not addrs_of:
+        return [], [], []
+    flat = np.concatenate(addrs_of)
+    kern = flat >= np.uint64(kernel_floor)
+    unres = np.fromiter((fr.startswith("0x") for stack in names for fr in stack), bool, int(flat.shape[0]))
+    first = np.cumsum(lens) - lens
+    full = lens > 0
+    at = np.minimum(first, max(int(flat.shape[0]) - 1, 0))
+
+    def per_stack(v: np.ndarray) -> list[int]:
+        if not v.shape[0]:
+            return [0] * int(lens.shape[0])
+        return np.where(full, np.add.reduceat(v.astype(np.int64), at), 0).tolist()  # type: ignore[no-any-return]
+
+    return per_stack(kern), per_stack(unres), per_stack(unres & ~kern)
+
+
+def signature(names: Sequence[str], addrs: np.ndarray, kernel_floor: int, kernel_frames: bool,
+              kinds: _FrameKinds | None = None, counts: tuple[int, int, int] | None = None
+              ) -> tuple[tuple[str, ...], tuple[FrameKind, ...], int, int]:
+    """(signature, displayed frames, signature frames, unresolved signature frames) of a resolved stack.
+
+    ``counts``: its (kernel frames, unresolved frames, unresolved frames outside the kernel) when the caller has
+    them (:func:`_frame_counts`); else they are found here."""
+    kinds = kinds if kinds is not None else _FrameKinds()
+    if counts is None:
+        kernel = addrs >= np.uint64(kernel_floor)
+        unres = np.asarray([fr.startswith("0x") for fr in names], bool)
+        counts = int(kernel.sum()), int(unres.sum()), int((unres & ~kernel).sum())
+    nkern, unres_all, unres_user = counts
+    if not nkern:  # a user stack (most of them): the signature is the frames as they are
+        sig = tuple(names)
+        return sig, tuple(kinds(fr, False) for fr in sig), len(sig), unres_all
+    kern = (addrs >= np.uint64(kernel_floor)).tolist()
+    frames = tuple(kinds(fr, k) for fr, k in zip(names, kern, strict=True))
+    sig = tuple(fr for fr, k in zip(names, kern, strict=True) if kernel_frames or not k)
+    return sig, frames, len(sig), unres_all if kernel_frames else unres_user

@@ -1,0 +1,206 @@
+"""The report's view: what the HTML page and the terminal summary show, as frozen records.
+
+A view is built from a :class:`~heapdiff.document.Document` by :mod:`heapdiff.report.view_build`; templates and
+the terminal reporter only lay out its facts, never compute or decide anything. Its strings are cleaned already
+(:func:`heapdiff.report.text.clean`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from heapdiff.grouping import Counts
+
+Mode = Literal["single", "diff"]
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """Outstanding amounts. Diff mode: ``before``, ``after`` and ``delta``; single mode: ``after`` alone (the
+    trace's outstanding blocks), ``before`` and ``delta`` None."""
+
+    after: Counts
+    before: Counts | None = None
+    delta: Counts | None = None
+
+    @property
+    def growth(self) -> int:
+        """The sort key of the report: delta bytes in diff mode, bytes in single mode."""
+        return self.delta.bytes if self.delta is not None else self.after.bytes
+
+    def __add__(self, other: Figures) -> Figures:
+        def add(a: Counts | None, b: Counts | None) -> Counts | None:
+            return None if a is None or b is None else a + b
+
+        return Figures(self.after + other.after, add(self.before, other.before), add(self.delta, other.delta))
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessFacts:
+    pid: int
+    image_name: str
+    command_line: str
+    #: outstanding blocks of this pid at the end of the trace (None when the trace did not count it)
+    outstanding: Counts | None
+
+
+@dataclass(frozen=True, slots=True)
+class TraceFacts:
+    role: str  # "trace" | "before" | "after"
+    path: str
+    pointer_size: int
+    start_utc: str
+    end_utc: str
+    duration_s: float | None
+    records: int
+    #: (kind, count) in the document's order, zero counts left out
+    events: tuple[tuple[str, int], ...]
+    heap_events: int
+    events_lost: int
+    buffers_lost: int
+    outstanding: Counts
+    unmatched_frees: int
+    anomalies: tuple[tuple[str, int], ...]
+    processes: tuple[ProcessFacts, ...]
+    #: processes the document lists beyond the ones kept
+    processes_omitted: int
+    frames: int
+    unresolved_frames: int
+
+    @property
+    def unresolved_share(self) -> float | None:
+        return self.unresolved_frames / self.frames if self.frames > 0 else None
+
+
+@dataclass(frozen=True, slots=True)
+class ReportWarning:
+    """One line of the warning banner."""
+
+    #: "trace", "before", "after" or "" for the report as a whole
+    role: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    text: str
+    #: a kernel frame: shown in the HTML only, marked as such
+    kernel: bool
+    #: a frame of an allocator module (ntdll, ucrtbase, ...)
+    allocator: bool
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRow:
+    """One call stack's outstanding blocks."""
+
+    #: 1-based position in the report's order (largest growth first) over ALL groups
+    rank: int
+    figures: Figures
+    #: "new" | "gone" | "common" in diff mode, None in single mode
+    status: str | None
+    module: str
+    #: the innermost non-allocator user frame, or "(no stack)"
+    label: str
+    #: index of the frame ``label`` names within ``frames``, -1 when none
+    label_index: int
+    #: innermost first, kernel frames included and marked
+    frames: tuple[Frame, ...]
+    frames_omitted: int
+    heaps: tuple[str, ...]
+    heaps_omitted: int
+    sources: tuple[tuple[str, int], ...]
+    size_histogram: tuple[tuple[str, int], ...]
+    first_alloc_utc: str | None
+    last_alloc_utc: str | None
+    sample_addresses: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OtherRow:
+    """Every group not shown as a row, aggregated."""
+
+    groups: int
+    figures: Figures
+    #: (status, number of groups) in diff mode, () in single mode
+    statuses: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BreakdownRow:
+    key: str
+    groups: int
+    figures: Figures
+
+
+@dataclass(frozen=True, slots=True)
+class Breakdown:
+    """Groups summed per key (module or heap), over all groups, largest growth first."""
+
+    title: str
+    key_label: str
+    rows: tuple[BreakdownRow, ...]
+    #: the keys past the cap, summed (key "(other)")
+    other: BreakdownRow | None
+    #: how many keys ``other`` sums
+    other_keys: int
+    #: every group: sums to the groups' own sums, whatever the cap
+    total: BreakdownRow
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRow:
+    key: str
+    #: groups with at least one allocation from this Source
+    groups: int
+    #: allocations counted for this Source (the groups' ``sources`` counts, summed)
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class SourceBreakdown:
+    title: str
+    rows: tuple[SourceRow, ...]
+    other: SourceRow | None
+    other_keys: int
+    #: its ``groups``: groups with any Source count (a group with several Sources is in several rows)
+    total: SourceRow
+
+
+@dataclass(frozen=True, slots=True)
+class ViewFilters:
+    #: the tool's filters, as recorded in the document
+    process: str | None
+    pids: tuple[int, ...] | None
+    kernel_frames: bool
+    doc_min_bytes: int
+    doc_top: int
+    #: the report's own thinning
+    top: int
+    min_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReportView:
+    title: str
+    mode: Mode
+    generator: str
+    schema: str
+    traces: tuple[TraceFacts, ...]
+    warnings: tuple[ReportWarning, ...]
+    totals: Figures
+    filters: ViewFilters
+    rows: tuple[GroupRow, ...]
+    other: OtherRow | None
+    #: every group of the document
+    group_count: int
+    #: groups passing ``min_bytes`` (of which the first ``top`` are rows)
+    eligible_count: int
+    by_module: Breakdown
+    by_heap: Breakdown
+    by_source: SourceBreakdown
+
+    @property
+    def is_diff(self) -> bool:
+        return self.mode == "diff"
