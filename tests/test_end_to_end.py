@@ -216,3 +216,36 @@ def test_split_stack_walk_fragments(tmp_path: pathlib.Path, capsys: pytest.Captu
     doc = _job(capsys, str(tmp_path / "t.etl"))
     assert _groups(doc) == {("app.exe+0x4a10", "app.exe+0x1010"): (5, 5 * 32)}
     assert "orphan_stack" not in doc["traces"][0]["anomalies"]
+
+
+def test_one_module_and_label_in_terminal_html_and_json(tmp_path: pathlib.Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """A debug build's stack: the C++ runtime (msvcp140.dll) and the debug CRT (ucrtbased.dll) are both allocator
+    plumbing, so every reporter names the group by app.exe's frame (they once disagreed on each of them)."""
+    w = TraceWriter(str(tmp_path / "dbg.etl"), cpus=2, buffer_size=0x2000)
+    sc = Scenario(w, cpus=2)
+    base = 0x7FF6_0000_0000
+    mods = {name: Module(name, f"C:\\x\\{name}", base + 0x100_0000 * (i + 1), 0x80000)
+            for i, name in enumerate(("ntdll.dll", "ucrtbased.dll", "msvcp140.dll", "app.exe"))}
+    p = Process(4242, "app.exe", mods, heaps=[0x10000], threads=[8])
+    sc.start_process(p)
+    stack = [("ntdll.dll", 0x3A2F0), ("ucrtbased.dll", 0x1B4C0), ("msvcp140.dll", 0x2210), ("app.exe", 0x20),
+             ("app.exe", 0x1010)]
+    for _ in range(3):
+        sc.alloc(p, stack, 100, heap=0x10000, source=3)
+    sc.close()
+    html = tmp_path / "dbg.html"
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "dbg.etl"), "--json", "-", "-o", str(html), "--top", "5"])
+    out = capsys.readouterr().out
+    doc = json.loads(out)
+    (g,) = doc["groups"]
+    assert (g["module"], g["label"]) == ("app.exe", "app.exe+0x20")
+    assert [f["allocator"] for f in g["frames"]] == [True, True, True, False, False]
+    page = html.read_text(encoding="utf-8")
+    assert '<td class="module" data-v="app.exe"><code>app.exe</code></td>' in page
+    assert '<code class="label">app.exe+0x20</code>' in page
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "dbg.etl"), "-o", str(html)])
+    row = next(line for line in capsys.readouterr().out.splitlines() if "app.exe+0x20" in line)
+    assert row.split()[-2:] == ["app.exe", "app.exe+0x20"]
