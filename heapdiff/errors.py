@@ -43,3 +43,7 @@ class Anomalies(Counter[str]):
 
 class DocumentError(HeapdiffError):
     """A JSON document that is not a ``heapdiff/1`` document heapdiff can use: names the field that does not fit."""
+
+
+class SelectionError(HeapdiffError):
+    """A --process or --pid that matches no process of a trace: a usage error that names what the trace holds."""

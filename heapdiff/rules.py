@@ -101,3 +101,8 @@ def name_group(frames: tuple[FrameKind, ...]) -> GroupName:
             return GroupName(f.module if f.module is not None else UNKNOWN_MODULE, f.text, i)
     user = next((i for i, f in enumerate(frames) if not f.kernel), 0)
     return GroupName(ALLOCATOR_ONLY, frames[user].text, user)
+
+
+#: counted misfits that are normal, not data loss: tracing starts while the program runs, so frees and reallocs of
+#: blocks older than the trace are expected, and a process that ends frees everything it held
+INFORMATIONAL_ANOMALIES: Final = frozenset({"unmatched_frees", "unmatched_realloc", "freed_by_process_end"})

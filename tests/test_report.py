@@ -79,6 +79,10 @@ def make_doc(n_groups: int, mode: str = "diff", *, n_modules: int = 200, n_heaps
             after = (0, 0) if status == "gone" else (1 + i % 5, 64 * (1 + i % 70) + (n_groups - i))
             g.update(before=_counts(*before), after=_counts(*after),
                      delta=_counts(after[0] - before[0], after[1] - before[1]), status=status)
+            facts = {k: g[k] for k in ("heaps", "sources", "size_histogram", "first_alloc_utc", "last_alloc_utc",
+                                       "sample_addresses")}
+            g["runs"] = {"before": dict(facts, heaps=[f"0x{(i % (n_heaps - 1) + 2) << 20:x}"]) if before[0] else None,
+                         "after": facts if after[0] else None}
             tb[0] += before[0]
             tb[1] += before[1]
         else:
@@ -388,20 +392,28 @@ def test_rows_are_sorted_largest_growth_first_even_if_the_document_is_not() -> N
 def test_breakdowns_sum_to_totals(mode: str) -> None:
     doc = make_doc(5000, mode, n_modules=75, n_heaps=45)
     view = build_view(doc, top=20)
-    for b in (view.by_module, view.by_heap):
-        assert b.total.figures == view.totals  # consistent document: groups sum to the totals
+    runs = [view.totals.before, view.totals.after] if mode == "diff" else [view.totals.after]
+    per_run = [(b, Figures(c)) for b, c in zip(view.by_heap, runs, strict=True) if c is not None]
+    for b, want in [(view.by_module, view.totals), *per_run]:
+        assert b.total.figures == want  # consistent document: groups sum to the totals
         assert b.other is not None  # more keys than the cap
         acc = b.other.figures
         for r in b.rows:
             acc = acc + r.figures
         assert acc == b.total.figures
-        assert sum(r.groups for r in b.rows) + b.other.groups == b.total.groups == 5000
+        assert sum(r.groups for r in b.rows) + b.other.groups == b.total.groups
         assert len(b.rows) == BREAKDOWN_CAP
         growths = [r.figures.growth for r in b.rows]
         assert growths == sorted(growths, reverse=True)
+    assert view.by_module.total.groups == 5000
     assert view.by_module.other_keys == 75 - BREAKDOWN_CAP
-    src = view.by_source
-    assert src.total.count == sum(sum(g["sources"].values()) for g in doc["groups"])
+    # a heap breakdown per input: each counts the groups outstanding in that input
+    assert [b.total.groups for b in view.by_heap] == (
+        [sum(g["before"]["blocks"] > 0 for g in doc["groups"]), sum(g["after"]["blocks"] > 0 for g in doc["groups"])]
+        if mode == "diff" else [5000])
+    src = view.by_source[-1]
+    assert src.total.count == sum(sum(g["sources"].values()) for g in doc["groups"]
+                                  if mode == "single" or g["after"]["blocks"])
     assert sum(r.count for r in src.rows) + (src.other.count if src.other else 0) == src.total.count
 
 
@@ -410,13 +422,16 @@ def test_small_diff_breakdowns() -> None:
     mods = {r.key: r for r in view.by_module.rows}
     assert mods["plugin.dll"].groups == 2
     assert mods["plugin.dll"].figures.delta == Counts(4 - 30, 4000 - 61440)
-    heaps = {r.key: r for r in view.by_heap.rows}
-    assert set(heaps) == {"0x1f0000", "0x2a0000", "(several heaps)"}
-    assert view.by_heap.total.figures == view.totals
-    srcs = {r.key: (r.groups, r.count) for r in view.by_source.rows}
+    before, after = view.by_heap
+    assert (before.title, after.title) == ("By heap (before)", "By heap (after)")
+    assert before.one_run and after.one_run
+    # each run's own handles, never one list that mixes the two runs
+    assert {r.key for r in after.rows} == {"0x1f0000", "0x2a0000", "(several heaps)"}
+    assert after.total.figures.after == view.totals.after
+    srcs = {r.key: (r.groups, r.count) for r in view.by_source[1].rows}
     assert srcs == {"main path": (2, 107), "low-fragmentation heap": (3, 72), "lookaside": (1, 3),
                     "slow path": (1, 2)}
-    assert view.by_source.total.count == 184 == view.totals.after.blocks  # this document counts after-blocks
+    assert view.by_source[1].total.count == 184 == view.totals.after.blocks  # this document counts after-blocks
 
 
 # ------------------------------------------------------------------------------------------- single mode
@@ -489,12 +504,14 @@ def test_terminal_summary() -> None:
     lines = text.splitlines()
     assert all(len(line) <= 80 for line in lines)
     assert lines[0] == "Heap growth: before.etl → after.etl"
-    assert lines[1].startswith("Total: +2.0 MiB in +137 blocks")
+    assert lines[1] == "Growth: +2.0 MiB in +167 blocks (4 call stacks grew)"
+    assert lines[2] == "Shrink: -60.0 KiB in -30 blocks (1 call stack shrank)"
+    assert lines[3].startswith("Net: +2.0 MiB in +137 blocks (before 105 KiB in 47 blocks, after 2.1 MiB in 184")
     assert sum(line.startswith("WARNING (after)") for line in lines) == 3
     table = lines[lines.index("") + 1:]
     assert table[0].split() == ["Δ", "bytes", "Δ", "blocks", "module", "innermost", "frame"]
     assert table[1].split() == ["+1.9", "MiB", "+120", "app.exe", "app.exe+0x1a2b"]
-    assert table[-1].startswith("… 2 more groups (-60.0 KiB)")
+    assert table[-1].startswith("… 2 more call stacks (-60.0 KiB)")
     narrow = terminal_summary(view, width=40)
     assert all(len(line) <= 40 for line in narrow.splitlines())
 

@@ -27,6 +27,7 @@ from heapdiff.cli.inputs import Unreadable, map_trace
 from heapdiff.cli.outputs import OutOfSpace
 from heapdiff.cli.report_command import main_command
 from heapdiff.cli.terminal import fail
+from heapdiff.errors import HeapdiffError, TraceError
 
 __all__ = ["EXIT_GATE", "EXIT_OK", "EXIT_UNREADABLE", "EXIT_USAGE", "main", "map_trace"]
 
@@ -84,6 +85,11 @@ def _main(argv: Sequence[str] | None) -> NoReturn:
         sys.exit(EXIT_USAGE if isinstance(e, click.UsageError) else e.exit_code)
     except Unreadable as e:
         fail(str(e), EXIT_UNREADABLE)
+    except TraceError as e:
+        fail(str(e), EXIT_UNREADABLE)
+    except HeapdiffError as e:  # what the inputs showed the arguments to be wrong (a filter matching nothing)
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(EXIT_USAGE)
     except OutOfSpace as e:
         fail(str(e), EXIT_UNREADABLE)
     except MemoryError:

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import click
 
+from heapdiff.cli.documents import looks_like_json, read_document, read_suppressions
 from heapdiff.cli.inputs import map_all
 from heapdiff.cli.outputs import Output, check_outputs, install_template_cache, write_output
-from heapdiff.cli.terminal import Progress, warn_trace
+from heapdiff.cli.params import SIZE, parse_pids
+from heapdiff.cli.terminal import Progress, warn, warn_trace
 
-EXIT_GROWTH = 1
+if TYPE_CHECKING:
+    from heapdiff.document.model import Document
+
+EXIT_GATE = 1
 
 EXIT_CODES_HELP = """\b
 Exit codes (every command):
   0  a result was produced (also from a damaged or lossy trace; warnings on stderr)
-  1  --fail-on-growth: total delta bytes exceeded the threshold (reports still written)
+  1  a --fail-on-... gate failed (reports still written): a threshold was exceeded, or an
+     input held no heap events to measure
   2  usage error (nothing is written)
   3  a trace could not be read at all (one line on stderr with the file and byte offset),
      or the machine ran out of memory or disk"""
@@ -34,32 +41,21 @@ MAIN_HELP = f"""Report the heap blocks still outstanding at the end of a trace, 
 \b
   heapdiff after.etl                  outstanding blocks at the end of one trace
   heapdiff before.etl after.etl       per call stack: how much more (or less) is outstanding in "after"
+  heapdiff main.json pr.etl           the same against a baseline: the JSON of an earlier one-trace run
   heapdiff info [--json] TRACE        metadata and counts of one trace
 
 Two traces are usually two runs: pids, heap handles and image bases differ, so call stacks are matched by their
 frames (module+offset), never by address. A group's module and label are its first frame outside the kernel and
 the allocator modules ({_allocator_modules_help()}).
 
+The headline of a diff is the growth: the sum of every call stack's growth, so a leak is never hidden by memory
+freed elsewhere; then the shrink and the net. Gates (--fail-on-...) make CI fail on a leak, and fail on an input
+that holds no heap events instead of passing on nothing.
+
 Writes a self-contained HTML report (default heapdiff-report.html) and, with --json, the JSON document
-(schema heapdiff/1, see the README). Every output path may be '-' for standard output (one at most); outputs are
-checked before any work starts and never overwrite an input."""
-
-
-def parse_pids(spec: str | None, n_traces: int) -> tuple[int, ...] | None:
-    if spec is None:
-        return None
-    parts = spec.split(":")
-    try:
-        vals = tuple(int(p, 0) for p in parts)
-    except ValueError:
-        raise click.BadParameter(f"{spec!r} is not N or BEFORE:AFTER", param_hint="--pid") from None
-    if len(vals) == 1 and n_traces == 1:
-        return vals
-    if len(vals) == 1 and n_traces == 2:
-        raise click.BadParameter("with two traces give BEFORE:AFTER (a run's pids differ)", param_hint="--pid")
-    if len(vals) == 2 and n_traces == 2:
-        return vals
-    raise click.BadParameter(f"{spec!r} does not fit {n_traces} trace(s)", param_hint="--pid")
+(schema heapdiff/1, see the README); --markdown writes a summary for a ticket or a CI job. Every output path may
+be '-' for standard output (one at most); outputs are checked before any work starts and never overwrite an
+input. SIZE: bytes, or with a unit: 10k, 10KiB, 5M, 1G (1024 multiples)."""
 
 
 def _tame_malloc() -> None:
@@ -85,56 +81,130 @@ def _tame_malloc() -> None:
               help="Where to write the HTML report ('-' for stdout).")
 @click.option("--json", "json_path", default=None, metavar="PATH",
               help="Also write the JSON document there ('-' for stdout: then stdout holds only the JSON).")
+@click.option("--markdown", "markdown_path", default=None, metavar="PATH",
+              help="Also write a Markdown summary there, for a ticket or a CI job summary ('-' for stdout).")
 @click.option("--process", "process_name", default=None, metavar="NAME",
-              help="Only processes with this image name (case-insensitive), in both traces.")
+              help="Only processes with this image name (case-insensitive), in every trace.")
 @click.option("--pid", "pid_spec", default=None, metavar="N|BEFORE:AFTER",
               help="Only this process id (one trace), or BEFORE:AFTER ids (two traces).")
 @click.option("--min-bytes", default=0, show_default=True, type=click.IntRange(min=0),
               help="Hide groups smaller than this (absolute delta in a diff) in terminal and HTML; never in JSON.")
 @click.option("--top", default=50, show_default=True, type=click.IntRange(min=1),
               help="Show at most this many groups in terminal and HTML (the rest as one 'other' row); never in JSON.")
-@click.option("--fail-on-growth", default=None, type=click.IntRange(min=0), metavar="BYTES",
-              help="Exit 1 when total delta bytes (total outstanding with one trace) exceed BYTES.")
+@click.option("--fail-on-growth", default=None, type=SIZE, metavar="SIZE",
+              help="Exit 1 when the total growth exceeds SIZE (one trace: what is outstanding).")
+@click.option("--fail-on-stack-growth", default=None, type=SIZE, metavar="SIZE",
+              help="Exit 1 when one call stack grew by more than SIZE (one trace: holds more than SIZE).")
+@click.option("--fail-on-new", default=None, type=SIZE, metavar="SIZE",
+              help="Exit 1 when a call stack new in 'after' holds more than SIZE there (two inputs only).")
+@click.option("--suppress", "suppress_files", multiple=True, metavar="FILE",
+              help="Leave the call stacks that match a pattern of FILE out of totals and gates (repeatable; "
+                   "one module!function or module+0xRVA pattern per line, * and ? wildcards, # comments).")
 @click.option("--kernel-frames", is_flag=True, help="Keep kernel frames in stack signatures and in the JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary on the terminal.")
-def main_command(traces: Sequence[str], html_path: str, json_path: str | None, process_name: str | None,
-                 pid_spec: str | None, min_bytes: int, top: int, fail_on_growth: int | None, kernel_frames: bool,
-                 quiet: bool) -> None:
+def main_command(traces: Sequence[str], html_path: str, json_path: str | None, markdown_path: str | None,
+                 process_name: str | None, pid_spec: str | None, min_bytes: int, top: int,
+                 fail_on_growth: int | None, fail_on_stack_growth: int | None, fail_on_new: int | None,
+                 suppress_files: tuple[str, ...], kernel_frames: bool, quiet: bool) -> int:
     if not traces:
         raise click.UsageError("give one trace (outstanding blocks) or two (before and after)")
     if len(traces) > 2:
-        raise click.UsageError(f"at most two traces (before and after), got {len(traces)}")
-    pids = parse_pids(pid_spec, len(traces))
-    outputs = [Output("--html", html_path)] + ([Output("--json", json_path)] if json_path is not None else [])
+        raise click.UsageError(f"at most two inputs (before and after), got {len(traces)}")
+    outputs = [Output("--html", html_path)]
+    outputs += [Output("--json", json_path)] if json_path is not None else []
+    outputs += [Output("--markdown", markdown_path)] if markdown_path is not None else []
     check_outputs(outputs, traces)
+    baseline_path, trace_paths = _split_baseline(traces)
+    if fail_on_new is not None and len(traces) < 2:
+        raise click.UsageError("--fail-on-new needs two inputs: a call stack is new in 'after' against 'before'")
+    pids = parse_pids(pid_spec, len(trace_paths))
+    if len(traces) == 2 and _same_file(traces[0], traces[1]):
+        warn(f"{traces[0]} and {traces[1]} are the same file: the diff can only show no change")
+    suppressions = read_suppressions(suppress_files)
+    baseline = None
+    if baseline_path is not None:
+        from heapdiff.commands.report import check_baseline
+
+        baseline = read_document(baseline_path)
+        _check_baseline_fits(baseline, baseline_path, kernel_frames, process_name, check_baseline)
 
     from heapdiff.commands.report import ReportOptions, run_report
     from heapdiff.document import encode
+    from heapdiff.document.gates import GateRequest
+    from heapdiff.report.sentences import RECORD_HELP, gate_sentence
 
+    gates = tuple(r for r in (GateRequest("growth", fail_on_growth) if fail_on_growth is not None else None,
+                              GateRequest("stack_growth", fail_on_stack_growth) if fail_on_stack_growth is not None
+                              else None,
+                              GateRequest("new", fail_on_new) if fail_on_new is not None else None) if r is not None)
     _tame_malloc()
     install_template_cache()
     opts = ReportOptions(process=process_name, pids=pids, kernel_frames=kernel_frames, min_bytes=min_bytes,
-                         top=top)
-    mapped = map_all(traces)
-    progress = [Progress(os.path.basename(p), not quiet) for p in traces]
+                         top=top, gates=gates, suppressions=suppressions)
+    mapped = map_all(trace_paths)
+    progress = [Progress(os.path.basename(p), not quiet) for p in trace_paths]
     try:
-        result = run_report(mapped, opts, progress=progress)
+        result = run_report(mapped, opts, progress=progress, baseline=baseline)
     finally:
         for pr in progress:
             pr.done()
         for tf in mapped:
             tf.close()
     for t in result.document.traces:
-        warn_trace(t.path, t.anomalies, t.events_lost, t.buffers_lost)
+        if t.role != "baseline":
+            warn_trace(t.path, t.anomalies, t.events_lost, t.buffers_lost)
+    for e in result.view.empty_traces:
+        warn(f"{e.path} holds no heap events: it was recorded without heap tracing for the program; record one "
+             f"with: {RECORD_HELP[0]}")
+    for u in result.view.unused_suppressions:
+        warn(f"suppression pattern matched nothing: {u}")
+    texts = {"--html": lambda: result.html.encode("utf-8"), "--json": lambda: encode(result.document),
+             "--markdown": lambda: result.markdown.encode("utf-8")}
     for o in outputs:
-        write_output(o, result.html.encode("utf-8") if o.option == "--html" else encode(result.document))
+        write_output(o, texts[o.option]())
     if not quiet:
         summary_to = sys.stderr if any(o.to_stdout for o in outputs) else sys.stdout
         print(result.summary, file=summary_to)
         files = "   ".join(f"{o.option[2:].upper()}: {o.path}" for o in outputs if not o.to_stdout)
         if files:
             print(files.replace("HTML:", "HTML report:"), file=summary_to)
-    growth = result.document.totals.delta.bytes
-    if fail_on_growth is not None and growth > fail_on_growth:
-        click.echo(f"heapdiff: growth {growth:,} bytes exceeds --fail-on-growth {fail_on_growth:,}", err=True)
-        sys.exit(EXIT_GROWTH)
+    failed = [g for g in result.view.gates if g.failed]
+    for g in failed:
+        click.echo(f"heapdiff: gate {gate_sentence(g)}", err=True)
+    return EXIT_GATE if failed else 0
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _split_baseline(paths: Sequence[str]) -> tuple[str | None, list[str]]:
+    """A JSON document may stand first (the baseline); every other input is a trace."""
+    json_at = [i for i, p in enumerate(paths) if looks_like_json(p)]
+    if not json_at:
+        return None, list(paths)
+    if json_at != [0] or len(paths) != 2:
+        where = paths[json_at[-1]]
+        raise click.UsageError(f"{where} is a JSON document: a baseline document stands first, before one trace "
+                               "(heapdiff BASELINE.json AFTER.etl)")
+    return paths[0], list(paths[1:])
+
+
+def _check_baseline_fits(doc: Document, path: str, kernel_frames: bool, process: str | None,
+                         check: Callable[[Document, str], None]) -> None:
+    from heapdiff.errors import DocumentError
+
+    try:
+        check(doc, path)
+    except DocumentError as e:
+        raise click.UsageError(str(e)) from None
+    if doc.filters.kernel_frames != kernel_frames:
+        made = "with" if doc.filters.kernel_frames else "without"
+        raise click.UsageError(f"{path} was made {made} --kernel-frames: give the same option, or its call stacks "
+                               "cannot match")
+    if (doc.filters.process or "").lower() != (process or "").lower():
+        warn(f"{path} was made with --process {doc.filters.process or '(none)'}, this run with --process "
+             f"{process or '(none)'}")

@@ -17,6 +17,7 @@ import numpy as np
 
 from heapdiff.document.build import TraceAnalysis
 from heapdiff.document.model import Role
+from heapdiff.errors import SelectionError
 from heapdiff.etl.reader import InternedStacks
 from heapdiff.etl.trace import TraceFile
 from heapdiff.events.images import ImageMap
@@ -96,40 +97,47 @@ def read_trace(tf: TraceFile, progress: Progress | None = None) -> tuple[TraceSc
     return result, live, dict(red.anomalies)
 
 
-def select(s: TraceScan, live: LiveBlocks, sel: Selection) -> tuple[LiveBlocks, frozenset[int] | None, list[str]]:
-    """The blocks of the selected processes, the pids kept (None: no filter), and a note per filter that matched
-    nothing in this trace."""
-    notes: list[str] = []
+def _holds(s: TraceScan) -> str:
+    procs = sorted({(p.image_name, p.pid) for p in s.processes})
+    if not procs:
+        return "it holds no process events"
+    shown = ", ".join(f"{name} ({pid})" for name, pid in procs[:12])
+    return f"it holds {shown}" + (f" and {len(procs) - 12} more" if len(procs) > 12 else "")
+
+
+def select(s: TraceScan, live: LiveBlocks, sel: Selection) -> tuple[LiveBlocks, frozenset[int] | None]:
+    """The blocks of the selected processes and the pids kept (None: no filter). A filter that matches no process
+    of the trace raises :class:`SelectionError` naming the processes it holds: an empty report would look clean."""
     chosen: set[int] | None = None
     if sel.process is not None:
         want = sel.process.lower()
         chosen = {p.pid for p in s.processes if p.image_name.lower() in (want, want + ".exe")}
         if not chosen:
-            names = sorted({p.image_name for p in s.processes})
-            notes.append(f"no process named {sel.process!r} in {s.path}"
-                         + (f" (processes: {', '.join(names[:10])})" if names else " (no process events)"))
+            raise SelectionError(f"--process {sel.process}: no such process in {s.path}; {_holds(s)}")
     if sel.pid is not None:
-        chosen = {sel.pid} if chosen is None else chosen & {sel.pid}
-        if not np.any(live.pid == sel.pid) and not any(p.pid == sel.pid for p in s.processes):
-            notes.append(f"no process with pid {sel.pid} in {s.path}")
+        known = any(p.pid == sel.pid for p in s.processes) or bool(np.any(live.pid == sel.pid))
+        if not known:
+            raise SelectionError(f"--pid {sel.pid}: no such process in {s.path}; {_holds(s)}")
+        if chosen is not None and sel.pid not in chosen:
+            raise SelectionError(f"--pid {sel.pid} is not a {sel.process} process in {s.path}; {_holds(s)}")
+        chosen = {sel.pid}
     if chosen is None:
-        return live, None, notes
-    kept = live.take(np.isin(live.pid, np.fromiter(chosen, np.int64, len(chosen))))
-    return kept, frozenset(chosen), notes
+        return live, None
+    return live.take(np.isin(live.pid, np.fromiter(chosen, np.int64, len(chosen)))), frozenset(chosen)
 
 
 def analyse_trace(tf: TraceFile, role: Role, sel: Selection, kernel_frames: bool,
                   progress: Progress | None = None) -> TraceAnalysis:
     """Everything one trace contributes: read, reduce, filter, group."""
     s, live_all, red_anoms = read_trace(tf, progress)
-    live, chosen, notes = select(s, live_all, sel)
+    live, chosen = select(s, live_all, sel)
     grouping = group_blocks(live, s.sequences, ImageMap(s.images, s.pointer_size), kernel_frames)
     anomalies = dict(s.anomalies.as_dict())
     for k, v in red_anoms.items():
         if v:
             anomalies[k] = anomalies.get(k, 0) + int(v)
     s.sequences = InternedStacks()  # the frames now live in the groups' strings: let the table go
-    return TraceAnalysis(role, s, live, anomalies, grouping, chosen, tuple(notes))
+    return TraceAnalysis(role, s, live, anomalies, grouping, chosen, ())
 
 
 def analyse_all(traces: Sequence[TraceFile], roles: Sequence[Role], selections: Sequence[Selection],

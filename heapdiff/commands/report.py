@@ -1,7 +1,9 @@
 """The main job: one trace (what is outstanding at its end) or two (how much more is outstanding in "after").
 
-A short pipeline: read and reduce every trace, filter and group it (:mod:`heapdiff.commands.analyse`), diff the
-groupings and build the document (:mod:`heapdiff.document.build`), then the reporters render it.
+A short pipeline: read and reduce every trace, filter and group it (:mod:`heapdiff.commands.analyse`), match the
+groups of the inputs, mark suppressed groups, total them and run the gates (:mod:`heapdiff.document.build`), then
+the reporters render the document. A baseline (the JSON document of an earlier run) can stand where the "before"
+trace stands.
 """
 
 from __future__ import annotations
@@ -10,11 +12,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from heapdiff.commands.analyse import Selection, analyse_all
-from heapdiff.document.build import build_document
+from heapdiff.document.build import Baseline, BuildOptions, Input, build_document
+from heapdiff.document.gates import GateRequest
 from heapdiff.document.model import Document, Filters, Role
+from heapdiff.document.suppress import Pattern
+from heapdiff.errors import DocumentError
 from heapdiff.etl.trace import TraceFile
 from heapdiff.events.scan import Progress
 from heapdiff.report.html import prepare_html, render_html
+from heapdiff.report.markdown import markdown_summary
 from heapdiff.report.terminal import terminal_summary
 from heapdiff.report.view import ReportView
 from heapdiff.report.view_build import build_view
@@ -23,12 +29,14 @@ from heapdiff.report.view_build import build_view
 @dataclass(frozen=True)
 class ReportOptions:
     process: str | None = None
-    #: one pid (one trace) or one per trace (a diff)
+    #: one pid (one trace) or one per input (a diff)
     pids: tuple[int, ...] | None = None
     kernel_frames: bool = False
-    #: thinning of the terminal and HTML rows; never of the document
+    #: thinning of the terminal, HTML and Markdown rows; never of the document
     min_bytes: int = 0
     top: int = 50
+    gates: tuple[GateRequest, ...] = ()
+    suppressions: tuple[Pattern, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -37,22 +45,31 @@ class ReportResult:
     view: ReportView
     html: str
     summary: str
+    markdown: str
 
 
-def roles_for(n: int) -> tuple[Role, ...]:
-    return ("before", "after") if n == 2 else ("trace",)
+def check_baseline(doc: Document, name: str) -> None:
+    """A baseline is the document of one trace: what a diff document holds is not one run's outstanding."""
+    if doc.mode != "single":
+        raise DocumentError(f"{name} is a {doc.mode} document; a baseline is the JSON of one trace "
+                            "(heapdiff TRACE --json FILE)")
 
 
-def run_report(traces: Sequence[TraceFile], opts: ReportOptions,
-               progress: Sequence[Progress | None] | None = None) -> ReportResult:
-    """Read, reduce, group and diff ``traces`` (one or two), then render the document."""
+def run_report(traces: Sequence[TraceFile], opts: ReportOptions, progress: Sequence[Progress | None] | None = None,
+               baseline: Document | None = None) -> ReportResult:
+    """Read, reduce and group ``traces`` (with ``baseline``, one or two inputs in all), then build and render the
+    document."""
     n = len(traces)
-    pids: Sequence[int | None] = opts.pids if opts.pids is not None else [None] * n
-    selections = [Selection(opts.process, pids[i]) for i in range(n)]
-    analyses = analyse_all(traces, roles_for(n), selections, opts.kernel_frames,
+    inputs_n = n + (baseline is not None)
+    roles: tuple[Role, ...] = ("before", "after") if inputs_n == 2 else ("trace",)
+    pids: Sequence[int | None] = opts.pids if opts.pids is not None else [None] * inputs_n
+    trace_pids = pids[inputs_n - n:]
+    selections = [Selection(opts.process, trace_pids[i]) for i in range(n)]
+    analyses = analyse_all(traces, roles[inputs_n - n:], selections, opts.kernel_frames,
                            list(progress) if progress is not None else [None] * n, meanwhile=prepare_html)
+    inputs: list[Input] = ([Baseline(baseline)] if baseline is not None else []) + list(analyses)
     filters = Filters(process=opts.process, pid=opts.pids, kernel_frames=opts.kernel_frames,
                       min_bytes=opts.min_bytes, top=opts.top)
-    doc = build_document(analyses, filters)
+    doc = build_document(inputs, BuildOptions(filters, opts.suppressions, opts.gates))
     view = build_view(doc, top=opts.top, min_bytes=opts.min_bytes)
-    return ReportResult(doc, view, render_html(view), terminal_summary(view))
+    return ReportResult(doc, view, render_html(view), terminal_summary(view), markdown_summary(view))

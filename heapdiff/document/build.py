@@ -1,15 +1,23 @@
-"""From what the pipeline found in each trace (scan, live blocks, grouping) to the typed :class:`Document`."""
+"""From what the pipeline found in each input to the typed :class:`Document`.
+
+An input is a trace the pipeline read (:class:`TraceAnalysis`) or an earlier document standing in its place
+(:class:`Baseline`). Each becomes one trace record and one single-run group per signature; the inputs' groups
+are then matched by signature (never by address), suppressions mark groups, and the totals and gates are
+computed over the groups that are not suppressed.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from heapdiff import __version__
-from heapdiff.diff import diff_groupings, sort_single
+from heapdiff.diff import status_of
+from heapdiff.document.gates import GateRequest, evaluate
 from heapdiff.document.model import (
+    ZERO,
     Counts,
     Document,
     Filters,
@@ -19,14 +27,19 @@ from heapdiff.document.model import (
     ProcessRecord,
     Role,
     RunDetails,
+    Suppression,
     Totals,
     TraceRecord,
 )
+from heapdiff.document.suppress import Pattern, first_match
 from heapdiff.etl.trace import iso_utc
 from heapdiff.events.kinds import HEAP_SOURCES
 from heapdiff.events.scan import TraceScan
 from heapdiff.grouping import HIST_LABELS, Group, Grouping, LiveBlocks
 from heapdiff.rules import FrameKind
+
+#: the event kinds whose absence means a trace was recorded without heap tracing
+HEAP_EVENT_KINDS = ("heap_alloc", "heap_free", "heap_realloc")
 
 
 @dataclass(frozen=True)
@@ -43,6 +56,23 @@ class TraceAnalysis:
     #: the pids the filters kept, None without a filter
     selected_pids: frozenset[int] | None
     notes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """An earlier single-trace document standing where a trace stands (CI keeps the main branch's)."""
+
+    document: Document
+
+
+Input = TraceAnalysis | Baseline
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    filters: Filters
+    suppressions: tuple[Pattern, ...] = ()
+    gates: tuple[GateRequest, ...] = ()
 
 
 def outstanding(live: LiveBlocks) -> Counts:
@@ -70,53 +100,17 @@ def trace_record(a: TraceAnalysis) -> TraceRecord:
     live_pids = set(np.unique(a.live.pid).tolist()) if len(a.live) else set()
     shown = tuple(procs[p] for p in sorted(procs) if p in live_pids or a.selected_pids is not None)
     return TraceRecord(
-        role=a.role,
-        path=s.path,
-        pointer_size=h.pointer_size,
-        start_utc=iso_utc(h.start_utc),
-        end_utc=iso_utc(h.raw_to_utc(s.last_ts) if s.last_ts is not None else h.end_utc),
-        records=s.records,
-        events=dict(s.events),
-        events_lost=h.events_lost,
-        buffers_lost=h.buffers_lost,
-        stack_refs=s.stack_refs,
-        stacks_matched=s.stacks_matched,
-        outstanding=outstanding(a.live),
-        outstanding_by_pid=_by_pid(a.live),
-        unmatched_frees=int(a.anomalies.get("unmatched_frees", 0)),
-        anomalies=dict(sorted(a.anomalies.items())),
-        processes=shown,
-        unresolved_frames=FrameTotals(a.grouping.frames, a.grouping.unresolved),
-        notes=a.notes,
-    )
+        role=a.role, path=s.path, pointer_size=h.pointer_size, start_utc=iso_utc(h.start_utc),
+        end_utc=iso_utc(h.raw_to_utc(s.last_ts) if s.last_ts is not None else h.end_utc), records=s.records,
+        events=dict(s.events), events_lost=h.events_lost, buffers_lost=h.buffers_lost, stack_refs=s.stack_refs,
+        stacks_matched=s.stacks_matched, outstanding=outstanding(a.live), outstanding_by_pid=_by_pid(a.live),
+        unmatched_frees=int(a.anomalies.get("unmatched_frees", 0)), anomalies=dict(sorted(a.anomalies.items())),
+        processes=shown, unresolved_frames=FrameTotals(a.grouping.frames, a.grouping.unresolved), notes=a.notes)
 
 
 def _source_name(k: int) -> str:
     name = HEAP_SOURCES.get(k)
     return name if name is not None else f"source {k}"
-
-
-class _Times:
-    """Raw timestamp -> ISO text for every group's first and last Alloc of a trace, formatted in one pass."""
-
-    def __init__(self, a: TraceAnalysis) -> None:
-        raws = sorted({t for g in a.grouping for t in (g.first_ts, g.last_ts)})
-        self._iso = dict(zip(raws, a.scan.header.raw_to_iso_many(raws), strict=True))
-
-    def __getitem__(self, raw: int) -> str:
-        return self._iso[raw]
-
-
-def _run(g: Group, times: _Times) -> RunDetails:
-    return RunDetails(
-        counts=g.counts,
-        heaps=g.heaps,
-        sources={_source_name(k): c for k, c in g.sources},
-        size_histogram={HIST_LABELS[i]: c for i, c in enumerate(g.histogram) if c},
-        first_alloc_utc=times[g.first_ts],
-        last_alloc_utc=times[g.last_ts],
-        sample_addresses=g.sample_addresses,
-    )
 
 
 class _Frames:
@@ -139,29 +133,94 @@ class _Frames:
         return tuple(out)
 
 
-def build_document(analyses: Sequence[TraceAnalysis], filters: Filters) -> Document:
-    """The document of one trace (its groups largest first) or of two (matched, largest growth first)."""
-    frames = _Frames()
-    traces = tuple(trace_record(a) for a in analyses)
-    groups: list[GroupRecord] = []
-    if len(analyses) == 2:
-        before, after = analyses
-        tb, ta = _Times(before), _Times(after)
-        for p in diff_groupings(before.grouping, after.grouping):
-            shown = p.after if p.after is not None else p.before
-            assert shown is not None
-            runs = (_run(p.before, tb) if p.before is not None else None,
-                    _run(p.after, ta) if p.after is not None else None)
-            groups.append(GroupRecord(stack=p.signature, frames=frames(shown.frames), module=shown.name.module,
-                                      label=shown.name.label, label_index=shown.name.label_index,
-                                      status=p.status, runs=runs))
+def _trace_groups(a: TraceAnalysis, frames: _Frames) -> list[GroupRecord]:
+    """One single-run group per signature of a trace (times formatted in one pass)."""
+    raws = sorted({t for g in a.grouping for t in (g.first_ts, g.last_ts)})
+    iso = dict(zip(raws, a.scan.header.raw_to_iso_many(raws), strict=True))
+
+    def run(g: Group) -> RunDetails:
+        return RunDetails(counts=g.counts, heaps=g.heaps, sources={_source_name(k): c for k, c in g.sources},
+                          size_histogram={HIST_LABELS[i]: c for i, c in enumerate(g.histogram) if c},
+                          first_alloc_utc=iso[g.first_ts], last_alloc_utc=iso[g.last_ts],
+                          sample_addresses=g.sample_addresses)
+
+    return [GroupRecord(stack=g.signature, frames=frames(g.frames), module=g.name.module, label=g.name.label,
+                        label_index=g.name.label_index, status=None, runs=(run(g),)) for g in a.grouping]
+
+
+def _input(inp: Input, role: Role, frames: _Frames) -> tuple[TraceRecord, list[GroupRecord]]:
+    if isinstance(inp, TraceAnalysis):
+        return trace_record(inp), _trace_groups(inp, frames)
+    (t,) = inp.document.traces
+    return replace(t, role=role), [replace(g, suppressed_by=None) for g in inp.document.groups]
+
+
+def _combine(per_input: Sequence[Sequence[GroupRecord]]) -> list[GroupRecord]:
+    """The inputs' groups matched by signature: one group per signature with a run per input; its frames and
+    names from the last input it is outstanding in; largest growth first (ties: more blocks, then signature)."""
+    n = len(per_input)
+    if n == 1:
+        out = list(per_input[0])
     else:
-        (only,) = analyses
-        times = _Times(only)
-        for g in sort_single(only.grouping):
-            groups.append(GroupRecord(stack=g.signature, frames=frames(g.frames), module=g.name.module,
-                                      label=g.name.label, label_index=g.name.label_index, status=None,
-                                      runs=(_run(g, times),)))
-    return Document(mode="diff" if len(analyses) == 2 else "single", generator=f"heapdiff {__version__}",
-                    filters=filters, traces=traces, totals=Totals(tuple(t.outstanding for t in traces)),
-                    groups=tuple(groups))
+        runs: dict[tuple[str, ...], list[RunDetails | None]] = {}
+        shown: dict[tuple[str, ...], GroupRecord] = {}
+        for k, groups in enumerate(per_input):
+            for g in groups:
+                runs.setdefault(g.stack, [None] * n)[k] = g.runs[0]
+                shown[g.stack] = g
+        out = []
+        for stack, rs in runs.items():
+            g = shown[stack]
+            status = (status_of(rs[0].counts if rs[0] else ZERO, rs[1].counts if rs[1] else ZERO) if n == 2
+                      else None)
+            out.append(replace(g, runs=tuple(rs), status=status))
+    out.sort(key=lambda g: (-g.delta.bytes, -g.delta.blocks, g.stack))
+    return out
+
+
+def _suppress(groups: list[GroupRecord], patterns: Sequence[Pattern]) -> tuple[list[GroupRecord],
+                                                                                tuple[Suppression, ...]]:
+    if not patterns:
+        return groups, ()
+    used = dict.fromkeys(range(len(patterns)), 0)
+    index = {id(p): i for i, p in enumerate(patterns)}
+    out = []
+    for g in groups:
+        p = first_match(patterns, g.frames)
+        if p is not None:
+            used[index[id(p)]] += 1
+            g = replace(g, suppressed_by=p.text)
+        out.append(g)
+    return out, tuple(Suppression(p.text, p.source, p.line, used[i]) for i, p in enumerate(patterns))
+
+
+def nothing_measured(traces: Sequence[TraceRecord], inputs: Sequence[Input]) -> str | None:
+    """Why the inputs held nothing to measure (a gate must not pass on that), or None."""
+    for t in traces:
+        if not any(t.events.get(k, 0) for k in HEAP_EVENT_KINDS):
+            return f"{t.path} holds no heap events: it was recorded without heap tracing for the program"
+    for inp in inputs:
+        if isinstance(inp, TraceAnalysis) and inp.selected_pids is not None and not len(inp.live) and not any(
+                p.pid in inp.selected_pids for p in inp.scan.processes):
+            return f"the process filters leave no process in {inp.scan.path}"
+    return None
+
+
+def roles_for(inputs: Sequence[Input]) -> tuple[Role, ...]:
+    if len(inputs) == 1:
+        return ("trace",)
+    positions: tuple[Role, ...] = ("before", "after")
+    return tuple("baseline" if isinstance(i, Baseline) else r for i, r in zip(inputs, positions, strict=True))
+
+
+def build_document(inputs: Sequence[Input], opts: BuildOptions) -> Document:
+    """The document of one input (its groups largest first) or of two (matched, largest growth first)."""
+    frames = _Frames()
+    made = [_input(inp, role, frames) for inp, role in zip(inputs, roles_for(inputs), strict=True)]
+    traces = tuple(t for t, _ in made)
+    groups, used = _suppress(_combine([g for _, g in made]), opts.suppressions)
+    totals = Totals.of(groups, len(inputs))
+    diff = len(inputs) == 2
+    gates = evaluate(opts.gates, groups, totals, diff, nothing_measured(traces, inputs)) if opts.gates else ()
+    return Document(mode="diff" if diff else "single", generator=f"heapdiff {__version__}", filters=opts.filters,
+                    traces=traces, totals=totals, groups=tuple(groups), gates=gates, suppressions=used)

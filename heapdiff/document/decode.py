@@ -10,12 +10,14 @@ the run it is outstanding in now.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
 
 import orjson
 
 from heapdiff.document.model import (
+    GATE_NAMES,
     ROLES,
     SCHEMA,
     STATUSES,
@@ -24,15 +26,18 @@ from heapdiff.document.model import (
     Filters,
     FrameRecord,
     FrameTotals,
+    Gate,
     GroupRecord,
     Mode,
     ProcessRecord,
     RunDetails,
     Status,
+    Suppression,
     Totals,
     TraceRecord,
 )
 from heapdiff.errors import DocumentError
+from heapdiff.frames import SourceFrame
 from heapdiff.rules import FrameKind, is_allocator_frame, module_of_frame, name_group
 
 T = TypeVar("T")
@@ -106,7 +111,10 @@ def _counts(v: Any, where: str) -> Counts:
 
 
 def _int_map(v: Any, where: str) -> dict[str, int]:
-    return {k: _int(x, f"{where}.{k}") for k, x in _obj(v, where).items()}
+    o = _obj(v, where)
+    if all(type(x) is int for x in o.values()):
+        return dict(o)
+    return {k: _int(x, f"{where}.{k}") for k, x in o.items()}
 
 
 def _trace(v: Any, where: str) -> TraceRecord:
@@ -156,7 +164,24 @@ def _trace(v: Any, where: str) -> TraceRecord:
 
 
 def _hexes(v: Any, where: str) -> tuple[int, ...]:
-    return tuple(_hex(x, f"{where}[{i}]") for i, x in enumerate(_list(v, where)))
+    items = _list(v, where)
+    try:
+        if all(type(x) is str and x.startswith("0x") for x in items):
+            return tuple(int(x, 16) for x in items)
+    except ValueError:
+        pass
+    for i, x in enumerate(items):  # name the first bad one
+        _hex(x, f"{where}[{i}]")
+    raise AssertionError("unreachable: a bad item was found above")
+
+
+def _strs(v: Any, where: str) -> list[str]:
+    """A list of strings, checked in one pass (the path of a bad item is made only when there is one)."""
+    items = _list(v, where)
+    if not all(type(x) is str for x in items):
+        i = next(i for i, x in enumerate(items) if type(x) is not str)
+        raise _fail(f"{where}[{i}]", "a string", items[i])
+    return items
 
 
 def _details(o: Mapping[str, Any], where: str, counts: Counts) -> RunDetails:
@@ -174,50 +199,84 @@ def _details(o: Mapping[str, Any], where: str, counts: Counts) -> RunDetails:
     )
 
 
+def _source(v: Any, where: str) -> SourceFrame:
+    o = _obj(v, where)
+    return SourceFrame(_str(_get(o, "function", where), f"{where}.function"),
+                       _opt(_str, o.get("file"), f"{where}.file"), _opt(_int, o.get("line"), f"{where}.line"))
+
+
 def _frame(v: Any, where: str) -> FrameRecord:
     o = _obj(v, where)
     return FrameRecord(text=_str(_get(o, "text", where), f"{where}.text"),
                        module=_opt(_str, o.get("module"), f"{where}.module"),
                        rva=_opt(_hex, o.get("rva"), f"{where}.rva"),
                        kernel=_bool(o.get("kernel", False), f"{where}.kernel"),
-                       allocator=_bool(o.get("allocator", False), f"{where}.allocator"))
+                       allocator=_bool(o.get("allocator", False), f"{where}.allocator"),
+                       function=_opt(_str, o.get("function"), f"{where}.function"),
+                       offset=_opt(_hex, o.get("offset"), f"{where}.offset"),
+                       file=_opt(_str, o.get("file"), f"{where}.file"),
+                       line=_opt(_int, o.get("line"), f"{where}.line"),
+                       inlined=tuple(_source(x, f"{where}.inlined[{i}]")
+                                     for i, x in enumerate(_list(o.get("inlined", []), f"{where}.inlined"))))
 
 
-def _legacy_frames(stack: list[str], display: list[str]) -> tuple[FrameRecord, ...]:
-    """Frames of a document written before ``frames`` existed: a displayed frame marked ``[k]`` or missing from
-    the signature is a kernel frame."""
-    out = []
-    j = 0
-    for raw in display or stack:
-        kernel = raw.startswith("[k] ")
-        text = raw[4:] if kernel else raw
-        if j < len(stack) and text == stack[j]:  # in the signature (kernel frames are, with --kernel-frames)
-            j += 1
-        else:  # displayed but left out of the signature: only kernel frames are
-            kernel = True
-        module = module_of_frame(text)
-        rva = None
-        if module is not None and "+0x" in text:
-            try:
-                rva = int(text.rsplit("+0x", 1)[1], 16)
-            except ValueError:
+class _Frames:
+    """Frames decoded once per distinct frame: a document's groups share most of their frames."""
+
+    def __init__(self) -> None:
+        self._memo: dict[Any, FrameRecord] = {}
+
+    def record(self, v: Any, where: str) -> FrameRecord:
+        if type(v) is dict and not v.get("inlined"):
+            key = (v.get("text"), v.get("module"), v.get("rva"), v.get("kernel"), v.get("allocator"),
+                   v.get("function"), v.get("offset"), v.get("file"), v.get("line"))
+            got = self._memo.get(key)
+            if got is None:
+                got = self._memo[key] = _frame(v, where)
+            return got
+        return _frame(v, where)
+
+    def legacy(self, stack: list[str], display: list[str]) -> tuple[FrameRecord, ...]:
+        """Frames of a document written before ``frames`` existed: a displayed frame marked ``[k]`` or missing
+        from the signature is a kernel frame."""
+        out = []
+        j = 0
+        for raw in display or stack:
+            kernel = raw.startswith("[k] ")
+            text = raw[4:] if kernel else raw
+            if j < len(stack) and text == stack[j]:  # in the signature (kernel frames are, with --kernel-frames)
+                j += 1
+            else:  # displayed but left out of the signature: only kernel frames are
+                kernel = True
+            got = self._memo.get((text, kernel))
+            if got is None:
+                module = module_of_frame(text)
                 rva = None
-        out.append(FrameRecord(text, module, rva, kernel, not kernel and is_allocator_frame(module, None)))
-    return tuple(out)
+                if module is not None and "+0x" in text:
+                    try:
+                        rva = int(text.rsplit("+0x", 1)[1], 16)
+                    except ValueError:
+                        rva = None
+                got = self._memo[(text, kernel)] = FrameRecord(text, module, rva, kernel,
+                                                               not kernel and is_allocator_frame(module, None))
+            out.append(got)
+        return tuple(out)
 
 
-def _group(v: Any, where: str, mode: Mode) -> GroupRecord:
+def _group(v: Any, where: str, mode: Mode, frames_of: _Frames) -> GroupRecord:
     o = _obj(v, where)
-    stack = [_str(s, f"{where}.stack[{i}]") for i, s in enumerate(_list(_get(o, "stack", where), f"{where}.stack"))]
-    display = [_str(s, f"{where}.stack_display[{i}]")
-               for i, s in enumerate(_list(_get(o, "stack_display", where), f"{where}.stack_display"))]
+    stack = _strs(_get(o, "stack", where), f"{where}.stack")
+    display = _strs(_get(o, "stack_display", where), f"{where}.stack_display")
     if "frames" in o:
-        frames = tuple(_frame(f, f"{where}.frames[{i}]") for i, f in enumerate(_list(o["frames"], f"{where}.frames")))
+        frames = tuple(frames_of.record(f, f"{where}.frames[{i}]")
+                       for i, f in enumerate(_list(o["frames"], f"{where}.frames")))
     else:
-        frames = _legacy_frames(stack, display)
-    named = name_group(tuple(FrameKind(f.text, f.module, f.kernel, f.allocator) for f in frames))
+        frames = frames_of.legacy(stack, display)
     module = _str(_get(o, "module", where), f"{where}.module")
-    label = _str(o.get("label", named.label), f"{where}.label")
+    if "label" in o:
+        label = _str(o["label"], f"{where}.label")
+    else:
+        label = name_group(tuple(FrameKind(f.text, f.module, f.kernel, f.allocator) for f in frames)).label
     label_index = next((i for i, f in enumerate(frames) if f.text == label and not f.kernel), -1)
     status: Status | None = None
     runs: tuple[RunDetails | None, ...]
@@ -247,11 +306,45 @@ def _group(v: Any, where: str, mode: Mode) -> GroupRecord:
                      else None)
             runs = (other, shown) if now_after else (shown, other)
     return GroupRecord(stack=tuple(stack), frames=frames, module=module, label=label, label_index=label_index,
-                       status=status, runs=runs)
+                       status=status, runs=runs,
+                       suppressed_by=_opt(_str, o.get("suppressed_by"), f"{where}.suppressed_by"))
+
+
+def _gate(v: Any, where: str) -> Gate:
+    o = _obj(v, where)
+    name = _str(_get(o, "name", where), f"{where}.name")
+    if name not in GATE_NAMES:
+        raise _fail(f"{where}.name", " or ".join(GATE_NAMES), name)
+    return Gate(name=name, threshold=_int(_get(o, "threshold", where), f"{where}.threshold"),
+                value=_int(_get(o, "value", where), f"{where}.value"),
+                failed=_bool(_get(o, "failed", where), f"{where}.failed"),
+                groups=tuple(_int(x, f"{where}.groups[{i}]")
+                             for i, x in enumerate(_list(_get(o, "groups", where), f"{where}.groups"))),
+                reason=_opt(_str, o.get("reason"), f"{where}.reason"))
+
+
+def _suppression(v: Any, where: str) -> Suppression:
+    o = _obj(v, where)
+    return Suppression(_str(_get(o, "pattern", where), f"{where}.pattern"),
+                       _str(_get(o, "source", where), f"{where}.source"),
+                       _int(_get(o, "line", where), f"{where}.line"), _int(_get(o, "groups", where), f"{where}.groups"))
 
 
 def decode_value(value: Any) -> Document:
-    """A document from parsed JSON; see the module docstring for what is checked."""
+    """A document from parsed JSON; see the module docstring for what is checked.
+
+    The cyclic collector is paused meanwhile: decoding makes hundreds of thousands of acyclic records, and the
+    collector's full passes over them were more than half of the time for a document of 100,000 groups."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        return _decode(value)
+    finally:
+        if was:
+            gc.enable()
+
+
+def _decode(value: Any) -> Document:
     o = _obj(value, "document")
     schema = o.get("schema")
     if schema != SCHEMA:
@@ -272,17 +365,28 @@ def decode_value(value: Any) -> Document:
     if len(traces) != (2 if mode == "diff" else 1):
         raise DocumentError(f"traces: a {mode} document has {2 if mode == 'diff' else 1} trace(s), "
                             f"this one {len(traces)}")
+    frames_of = _Frames()
+    groups = tuple(_group(g, f"groups[{i}]", mode, frames_of)
+                   for i, g in enumerate(_list(_get(o, "groups", "document"), "groups")))
     to = _obj(_get(o, "totals", "document"), "totals")
+    runs: tuple[Counts, ...]
     if mode == "diff":
-        totals = Totals((_counts(_get(to, "before", "totals"), "totals.before"),
-                         _counts(_get(to, "after", "totals"), "totals.after")))
-        _delta(to, "totals", *totals.runs)
+        before = _counts(_get(to, "before", "totals"), "totals.before")
+        after = _counts(_get(to, "after", "totals"), "totals.after")
+        _delta(to, "totals", before, after)
+        runs = (before, after)
     else:
-        totals = Totals((_counts(to, "totals"),))
-    groups = tuple(_group(g, f"groups[{i}]", mode) for i, g in enumerate(_list(_get(o, "groups", "document"),
-                                                                              "groups")))
+        runs = (_counts(to, "totals"),)
+    derived = Totals.of(groups, len(runs))  # documents before growth and shrink existed
+    totals = Totals(runs,
+                    _counts(to["growth"], "totals.growth") if "growth" in to else derived.growth,
+                    _counts(to["shrink"], "totals.shrink") if "shrink" in to else derived.shrink,
+                    _counts(to["suppressed"], "totals.suppressed") if "suppressed" in to else derived.suppressed)
+    gates = tuple(_gate(g, f"gates[{i}]") for i, g in enumerate(_list(o.get("gates", []), "gates")))
+    used = tuple(_suppression(x, f"suppressions[{i}]")
+                 for i, x in enumerate(_list(o.get("suppressions", []), "suppressions")))
     return Document(mode=mode, generator=_str(_get(o, "generator", "document"), "generator"), filters=filters,
-                    traces=traces, totals=totals, groups=groups)
+                    traces=traces, totals=totals, groups=groups, gates=gates, suppressions=used)
 
 
 def decode(data: bytes | str) -> Document:

@@ -55,7 +55,8 @@ def trace_json(t: TraceRecord) -> dict[str, Any]:
 
 def frame_json(f: FrameRecord) -> dict[str, Any]:
     return {"text": f.text, "module": f.module, "rva": _hex(f.rva), "kernel": f.kernel, "allocator": f.allocator,
-            "function": None, "offset": None, "file": None, "line": None, "inlined": []}
+            "function": f.function, "offset": _hex(f.offset), "file": f.file, "line": f.line,
+            "inlined": [{"function": i.function, "file": i.file, "line": i.line} for i in f.inlined]}
 
 
 def _details(r: RunDetails) -> dict[str, Any]:
@@ -89,6 +90,7 @@ def group_json(g: GroupRecord, frames: _FrameCache) -> dict[str, Any]:
         "frames": [frames(f) for f in g.frames],
         "module": g.module,
         "label": g.label,
+        "suppressed_by": g.suppressed_by,
     }
     d.update(_details(g.details))
     if g.status is None:
@@ -121,9 +123,15 @@ def document_json(doc: Document) -> dict[str, Any]:
     }
     t = doc.totals
     if doc.is_diff:
-        out["totals"] = {"before": _bb(t.runs[0]), "after": _bb(t.runs[1]), "delta": _bb(t.delta)}
+        out["totals"] = {"before": _bb(t.runs[0]), "after": _bb(t.runs[1]), "delta": _bb(t.delta),
+                         "growth": _bb(t.growth), "shrink": _bb(t.shrink), "suppressed": _bb(t.suppressed)}
     else:
-        out["totals"] = _bb(t.last)
+        out["totals"] = {**_bb(t.last), "growth": _bb(t.growth), "shrink": _bb(t.shrink),
+                         "suppressed": _bb(t.suppressed)}
+    out["gates"] = [{"name": g.name, "threshold": g.threshold, "value": g.value, "failed": g.failed,
+                     "groups": list(g.groups), "reason": g.reason} for g in doc.gates]
+    out["suppressions"] = [{"pattern": s.pattern, "source": s.source, "line": s.line, "groups": s.groups}
+                           for s in doc.suppressions]
     frames = _FrameCache()
     out["groups"] = [group_json(g, frames) for g in doc.groups]
     return out

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from heapdiff.diff import Status
+from heapdiff.frames import SourceFrame
 from heapdiff.grouping import ZERO, Counts
 
 SCHEMA: Final = "heapdiff/1"
@@ -22,9 +23,13 @@ Role = Literal["trace", "before", "after", "baseline"]
 ROLES: Final[tuple[Role, ...]] = ("trace", "before", "after", "baseline")
 STATUSES: Final[tuple[Status, ...]] = ("new", "gone", "common")
 
+GateName = Literal["growth", "stack_growth", "new"]
+GATE_NAMES: Final[tuple[GateName, ...]] = ("growth", "stack_growth", "new")
+
 __all__ = [
-    "ROLES", "SCHEMA", "STATUSES", "ZERO", "Counts", "Document", "Filters", "FrameRecord", "FrameTotals",
-    "GroupRecord", "Mode", "ProcessRecord", "Role", "RunDetails", "Status", "Totals", "TraceRecord",
+    "GATE_NAMES", "ROLES", "SCHEMA", "STATUSES", "ZERO", "Counts", "Document", "Filters", "FrameRecord",
+    "FrameTotals", "Gate", "GateName", "GroupRecord", "Mode", "ProcessRecord", "Role", "RunDetails", "Status",
+    "Suppression", "Totals", "TraceRecord",
 ]
 
 
@@ -70,15 +75,24 @@ class TraceRecord:
 
 @dataclass(frozen=True, slots=True)
 class FrameRecord:
-    """One displayed frame of a group, innermost first."""
+    """One displayed frame of a group, innermost first; the symbol fields are None when no PDB named it."""
 
-    #: ``module+0xrva``, or ``0x<address>`` for an address in no known image
+    #: ``module!function+0xoff`` when symbols named it, else ``module+0xrva``, or ``0x<address>`` for an
+    #: address in no known image
     text: str
     #: None for an address in no known image
     module: str | None
     rva: int | None
     kernel: bool
     allocator: bool
+    #: the innermost source position at this address (an inlined callee when there is one)
+    function: str | None = None
+    #: from the start of the procedure
+    offset: int | None = None
+    file: str | None = None
+    line: int | None = None
+    #: the enclosing inlined calls, outward, ending with the procedure itself; empty when nothing is inlined
+    inlined: tuple[SourceFrame, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +126,8 @@ class GroupRecord:
     status: Status | None
     #: one entry per input, in the document's trace order; None where the group has no outstanding block
     runs: tuple[RunDetails | None, ...]
+    #: the suppression pattern that matched one of its frames: then it is left out of totals and gates
+    suppressed_by: str | None = None
 
     def counts(self, run: int) -> Counts:
         r = self.runs[run]
@@ -147,9 +163,17 @@ class Filters:
 
 @dataclass(frozen=True, slots=True)
 class Totals:
-    """Outstanding blocks per input (after the filters); the delta is the last input minus the first."""
+    """What the groups that are not suppressed hold: per input, and across inputs.
+
+    ``growth`` sums the positive per-group deltas (bytes and blocks each on their own), ``shrink`` the negative
+    ones (zero or negative), so a leak is never hidden by memory freed elsewhere; their sum is the net delta
+    (last input minus first). For one trace, growth is what is outstanding and shrink is zero. ``suppressed``
+    is what the suppressed groups hold (their delta in a diff)."""
 
     runs: tuple[Counts, ...]
+    growth: Counts
+    shrink: Counts
+    suppressed: Counts = ZERO
 
     @property
     def last(self) -> Counts:
@@ -158,6 +182,52 @@ class Totals:
     @property
     def delta(self) -> Counts:
         return self.runs[-1] - self.runs[0] if len(self.runs) > 1 else self.runs[-1]
+
+    @classmethod
+    def of(cls, groups: Sequence[GroupRecord], inputs: int) -> Totals:
+        """The totals of these groups: the suppressed ones apart, growth and shrink summed per group."""
+        runs = [ZERO] * inputs
+        growth = shrink = suppressed = ZERO
+        for g in groups:
+            d = g.delta
+            if g.suppressed_by is not None:
+                suppressed = suppressed + d
+                continue
+            for k in range(inputs):
+                runs[k] = runs[k] + g.counts(k)
+            growth = growth + Counts(max(d.blocks, 0), max(d.bytes, 0))
+            shrink = shrink + Counts(min(d.blocks, 0), min(d.bytes, 0))
+        return cls(tuple(runs), growth, shrink, suppressed)
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """One CI gate: what it measured against its threshold, and the groups that tripped it."""
+
+    name: GateName
+    #: bytes
+    threshold: int
+    #: bytes: the total growth, the largest group's delta, or the largest new group
+    value: int
+    failed: bool
+    #: indices into the document's groups, largest first (at most :data:`GATE_GROUPS_LISTED`)
+    groups: tuple[int, ...]
+    #: why the gate failed without measuring, when an input held nothing to measure (None otherwise)
+    reason: str | None = None
+
+
+#: a gate lists at most this many of the groups that tripped it
+GATE_GROUPS_LISTED: Final = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    """One suppression pattern, where it came from, and how many groups it suppressed."""
+
+    pattern: str
+    source: str
+    line: int
+    groups: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +239,8 @@ class Document:
     totals: Totals
     #: largest growth first
     groups: Sequence[GroupRecord]
+    gates: tuple[Gate, ...] = ()
+    suppressions: tuple[Suppression, ...] = ()
 
     @property
     def schema(self) -> str:

@@ -26,6 +26,7 @@ from typing import Final
 import jinja2
 from markupsafe import Markup
 
+from heapdiff.report.sentences import RECORD_HELP
 from heapdiff.report.text import format_bytes, format_count
 from heapdiff.report.view import ReportView
 
@@ -119,6 +120,7 @@ def render_html(view: ReportView) -> str:
            "img-src 'none'; base-uri 'none'; form-action 'none'")
     return env.get_template(TEMPLATE).render(
         view=view,
+        record_help=RECORD_HELP,
         diff=view.is_diff,
         css=Markup(css),  # our own file, not data: marked safe on purpose
         js=Markup(js),  # likewise

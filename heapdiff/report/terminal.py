@@ -5,6 +5,15 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Iterable
 
+from heapdiff.report.sentences import (
+    RECORD_HELP,
+    gate_sentence,
+    growth_sentence,
+    net_sentence,
+    outstanding_sentence,
+    shrink_sentence,
+    suppressed_sentence,
+)
 from heapdiff.report.text import format_bytes, format_count
 from heapdiff.report.view import ReportView
 
@@ -21,25 +30,41 @@ def _line_cells(cells: Iterable[tuple[str, int, str]]) -> str:
     return "  ".join(out).rstrip()
 
 
+def _wrap(text: str, width: int) -> list[str]:
+    return textwrap.wrap(text, width, subsequent_indent="  ", break_on_hyphens=False) or [""]
+
+
+def headline_lines(view: ReportView) -> list[str]:
+    """The leak answer: growth first (never hidden by memory freed elsewhere), then shrink and net; for one
+    trace, what is outstanding."""
+    t, h = view.totals, view.headline
+    if view.is_diff and t.before is not None:
+        return [growth_sentence(h), shrink_sentence(h),
+                net_sentence(h, t.before.bytes, t.before.blocks, t.after.bytes, t.after.blocks)]
+    return [outstanding_sentence(t.after.bytes, t.after.blocks)]
+
+
 def terminal_summary(view: ReportView, width: int = 100, *, rows: int = 10) -> str:
-    """A plain-text summary for the CLI: title, totals, warnings and the ``rows`` largest growths (delta
+    """A plain-text summary for the CLI: title, headline, gates, warnings and the ``rows`` largest growths (delta
     bytes, blocks, module, innermost non-allocator frame), every line at most ``width`` characters."""
     width = max(40, width)
     diff = view.is_diff
     lines = [_fit(view.title, width)]
-    t = view.totals
-    if diff and t.before is not None and t.delta is not None:
-        lines.append(_fit(
-            f"Total: {format_bytes(t.delta.bytes, signed=True)} in "
-            f"{format_count(t.delta.blocks, signed=True)} blocks (before {format_bytes(t.before.bytes)} in "
-            f"{format_count(t.before.blocks)}, after "
-            f"{format_bytes(t.after.bytes)} in {format_count(t.after.blocks)})", width))
-    else:
-        lines.append(_fit(f"Total: {format_bytes(t.after.bytes)} in {format_count(t.after.blocks)} "
-                          "outstanding blocks", width))
+    for line in headline_lines(view):
+        lines.extend(_wrap(line, width))
+    if view.suppressed_count:
+        lines.extend(_wrap(suppressed_sentence(view.headline, diff), width))
+    for u in view.unused_suppressions:
+        lines.extend(_wrap(f"Suppression pattern matched nothing: {u}", width))
+    for g in view.gates:
+        lines.extend(_wrap(f"Gate {gate_sentence(g)}", width))
+    for e in view.empty_traces:
+        lines.extend(_wrap(f"WARNING ({e.role}): {e.path} holds no heap events: it was recorded without heap "
+                           f"tracing. Record one with: {RECORD_HELP[0]}", width))
     for w in view.warnings:
-        lines.extend(textwrap.wrap(f"WARNING{f' ({w.role})' if w.role else ''}: {w.message}", width,
-                                   subsequent_indent="  ", break_on_hyphens=False))
+        lines.extend(_wrap(f"WARNING{f' ({w.role})' if w.role else ''}: {w.message}", width))
+    for n in view.notices:
+        lines.extend(_wrap(f"note ({n.role}): {n.message}", width))
     lines.append("")
     shown = view.rows[: max(0, rows)]
     if not shown:
@@ -61,5 +86,6 @@ def terminal_summary(view: ReportView, width: int = 100, *, rows: int = 10) -> s
     if rest > 0:
         every = sum(r.figures.growth for r in view.rows) + (view.other.figures.growth if view.other else 0)
         rest_bytes = every - sum(r.figures.growth for r in shown)
-        lines.append(_fit(f"… {rest:,} more groups ({format_bytes(rest_bytes, signed=diff)})", width))
+        more = "more call stack" if rest == 1 else "more call stacks"
+        lines.append(_fit(f"… {rest:,} {more} ({format_bytes(rest_bytes, signed=diff)})", width))
     return "\n".join(lines) + "\n"

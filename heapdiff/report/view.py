@@ -92,6 +92,21 @@ class Frame:
 
 
 @dataclass(frozen=True, slots=True)
+class RunFacts:
+    """What a group holds in one input, labelled by the input's role: facts of two runs never mix."""
+
+    role: str
+    counts: Counts
+    heaps: tuple[str, ...]
+    heaps_omitted: int
+    sources: tuple[tuple[str, int], ...]
+    size_histogram: tuple[tuple[str, int], ...]
+    first_alloc_utc: str | None
+    last_alloc_utc: str | None
+    sample_addresses: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class GroupRow:
     """One call stack's outstanding blocks."""
 
@@ -108,13 +123,10 @@ class GroupRow:
     #: innermost first, kernel frames included and marked
     frames: tuple[Frame, ...]
     frames_omitted: int
-    heaps: tuple[str, ...]
-    heaps_omitted: int
-    sources: tuple[tuple[str, int], ...]
-    size_histogram: tuple[tuple[str, int], ...]
-    first_alloc_utc: str | None
-    last_alloc_utc: str | None
-    sample_addresses: tuple[str, ...]
+    #: one per input the group is outstanding in, in the inputs' order
+    runs: tuple[RunFacts, ...]
+    #: the suppression pattern that matched, when the group is suppressed
+    suppressed_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +152,8 @@ class Breakdown:
 
     title: str
     key_label: str
+    #: figures of one input (a heap handle exists in one run only), even in a diff
+    one_run: bool
     rows: tuple[BreakdownRow, ...]
     #: the keys past the cap, summed (key "(other)")
     other: BreakdownRow | None
@@ -182,25 +196,84 @@ class ViewFilters:
 
 
 @dataclass(frozen=True, slots=True)
+class Headline:
+    """The leak answer first: what grew (never hidden by what shrank elsewhere), then what shrank, then the net."""
+
+    growth: Counts
+    #: call stacks that grew
+    growing: int
+    shrink: Counts
+    shrinking: int
+    net: Counts
+    suppressed: Counts
+    suppressed_groups: int
+
+
+@dataclass(frozen=True, slots=True)
+class GateFacts:
+    #: the option that asked for it (``--fail-on-growth``)
+    option: str
+    #: what it measures, in words
+    measures: str
+    threshold: int
+    value: int
+    failed: bool
+    reason: str | None
+    #: (rank, label) of the groups that tripped it, as many as the document lists
+    groups: tuple[tuple[int, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A plain fact about an input, not a data loss: frees of blocks older than the trace, say."""
+
+    role: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class EmptyTrace:
+    """An input that holds no heap events: the page says how to record one."""
+
+    role: str
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
 class ReportView:
     title: str
     mode: Mode
     generator: str
     schema: str
     traces: tuple[TraceFacts, ...]
+    #: data loss: the "read with care" banner
     warnings: tuple[ReportWarning, ...]
+    notices: tuple[Notice, ...]
+    empty_traces: tuple[EmptyTrace, ...]
     totals: Figures
+    headline: Headline
+    gates: tuple[GateFacts, ...]
     filters: ViewFilters
     rows: tuple[GroupRow, ...]
     other: OtherRow | None
-    #: every group of the document
+    #: every group of the document that is not suppressed
     group_count: int
     #: groups passing ``min_bytes`` (of which the first ``top`` are rows)
     eligible_count: int
+    #: suppressed groups, largest first (capped), and how many there are
+    suppressed_rows: tuple[GroupRow, ...]
+    suppressed_count: int
+    #: suppression patterns that matched nothing ("file:line: pattern")
+    unused_suppressions: tuple[str, ...]
     by_module: Breakdown
-    by_heap: Breakdown
-    by_source: SourceBreakdown
+    #: one breakdown per input: a heap handle belongs to one run
+    by_heap: tuple[Breakdown, ...]
+    by_source: tuple[SourceBreakdown, ...]
 
     @property
     def is_diff(self) -> bool:
         return self.mode == "diff"
+
+    @property
+    def gates_failed(self) -> bool:
+        return any(g.failed for g in self.gates)

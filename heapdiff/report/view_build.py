@@ -19,25 +19,30 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Final
 
-from heapdiff.document.model import Document, GroupRecord, TraceRecord
+from heapdiff.document.model import Document, Gate, GroupRecord, RunDetails, TraceRecord
 from heapdiff.grouping import ZERO, Counts
 from heapdiff.report.text import clean, plural
 from heapdiff.report.view import (
     Breakdown,
     BreakdownRow,
+    EmptyTrace,
     Figures,
     Frame,
+    GateFacts,
     GroupRow,
+    Headline,
+    Notice,
     OtherRow,
     ProcessFacts,
     ReportView,
     ReportWarning,
+    RunFacts,
     SourceBreakdown,
     SourceRow,
     TraceFacts,
     ViewFilters,
 )
-from heapdiff.rules import NO_STACK, UNKNOWN_MODULE
+from heapdiff.rules import INFORMATIONAL_ANOMALIES, NO_STACK, UNKNOWN_MODULE
 
 #: each breakdown shows at most this many keys, then one "other" row
 BREAKDOWN_CAP: Final = 30
@@ -57,6 +62,13 @@ MAX_FRAMES: Final = 256
 MAX_PROCESSES: Final = 50
 MAX_LIST: Final = 16
 MAX_HISTOGRAM: Final = 64
+#: suppressed groups listed on their own, at most
+MAX_SUPPRESSED_ROWS: Final = 20
+GATE_WORDS: Final = {
+    "growth": ("--fail-on-growth", "total growth"),
+    "stack_growth": ("--fail-on-stack-growth", "largest growth of one call stack"),
+    "new": ("--fail-on-new", "largest call stack new in after"),
+}
 
 
 def _duration(start: str, end: str) -> float | None:
@@ -85,6 +97,7 @@ def _trace(t: TraceRecord) -> TraceFacts:
 
 
 def _warnings(traces: Sequence[TraceFacts]) -> list[ReportWarning]:
+    """Data loss only: lost events or buffers, damage counted while reading, unattributed stacks."""
     out: list[ReportWarning] = []
     for t in traces:
         if t.events_lost:
@@ -95,22 +108,42 @@ def _warnings(traces: Sequence[TraceFacts]) -> list[ReportWarning]:
             out.append(ReportWarning(t.role, f"{plural(t.buffers_lost, 'buffer was', 'buffers were')} lost while "
                                              "tracing: whole stretches of events are missing from this "
                                              "report."))
-        n_anomalies = sum(n for _, n in t.anomalies)
-        if n_anomalies:
-            kinds = ", ".join(f"{k} ({n:,})" for k, n in t.anomalies[:8])
-            more = f" and {len(t.anomalies) - 8} more kinds" if len(t.anomalies) > 8 else ""
-            out.append(ReportWarning(t.role, f"{plural(n_anomalies, 'anomaly was', 'anomalies were')} counted "
+        loss = [(k, n) for k, n in t.anomalies if k not in INFORMATIONAL_ANOMALIES]
+        n_loss = sum(n for _, n in loss)
+        if n_loss:
+            kinds = ", ".join(f"{k} ({n:,})" for k, n in loss[:8])
+            more = f" and {len(loss) - 8} more kinds" if len(loss) > 8 else ""
+            out.append(ReportWarning(t.role, f"{plural(n_loss, 'anomaly was', 'anomalies were')} counted "
                                              f"while reading: {kinds}{more}."))
         share = t.unresolved_share
         if share is not None and share > UNRESOLVED_WARN_SHARE:
             out.append(ReportWarning(t.role, f"{share:.1%} of stack frames ({t.unresolved_frames:,} of "
                                              f"{t.frames:,}) could not be mapped to a module: call stacks "
                                              "may be split or unreadable."))
-    sizes = {t.pointer_size for t in traces if t.role in ("before", "after")}
+    sizes = {t.pointer_size for t in traces if t.role in ("before", "after", "baseline")}
     if len(sizes) > 1:
         out.append(ReportWarning("", "The before and after traces have different pointer sizes "
                                      f"({' and '.join(f'{s * 8}-bit' for s in sorted(sizes))}): their call "
                                      "stacks rarely match."))
+    return out
+
+
+_NOTICE_WORDS: Final = {
+    "unmatched_frees": ("free of a block", "frees of blocks", "allocated before the trace started"),
+    "unmatched_realloc": ("reallocation of a block", "reallocations of blocks", "allocated before the trace started"),
+    "freed_by_process_end": ("block", "blocks", "freed when its process ended"),
+}
+
+
+def _notices(traces: Sequence[TraceFacts]) -> list[Notice]:
+    """Counted misfits that are normal: tracing starts while the program runs."""
+    out = []
+    for t in traces:
+        for k, n in t.anomalies:
+            words = _NOTICE_WORDS.get(k)
+            if words is not None:
+                out.append(Notice(t.role, f"{plural(n, words[0], words[1])} {words[2]} (normal: tracing "
+                                          "starts while the program runs)."))
     return out
 
 
@@ -138,50 +171,54 @@ class _Frames:
         return got
 
 
-def _row(rank: int, g: GroupRecord, figures: Figures, diff: bool, frames_of: _Frames) -> GroupRow:
+def _run_facts(role: str, r: RunDetails) -> RunFacts:
+    heaps = [f"0x{h:x}" for h in r.heaps]
+    return RunFacts(
+        role=role, counts=r.counts, heaps=tuple(heaps[:MAX_LIST]), heaps_omitted=max(0, len(heaps) - MAX_LIST),
+        sources=_pairs(r.sources, MAX_LIST), size_histogram=_pairs(r.size_histogram, MAX_HISTOGRAM),
+        first_alloc_utc=clean(r.first_alloc_utc, 64) if r.first_alloc_utc else None,
+        last_alloc_utc=clean(r.last_alloc_utc, 64) if r.last_alloc_utc else None,
+        sample_addresses=tuple(f"0x{a:x}" for a in r.sample_addresses[:MAX_LIST]))
+
+
+def _row(rank: int, g: GroupRecord, figures: Figures, diff: bool, frames_of: _Frames,
+         roles: Sequence[str]) -> GroupRow:
     frames = [frames_of(f.text, f.kernel, f.allocator) for f in g.frames[:MAX_FRAMES]]
-    d = g.details
-    heaps = [f"0x{h:x}" for h in d.heaps]
     label_index = g.label_index if g.label_index < len(frames) else -1
     return GroupRow(
         rank=rank, figures=figures, status=g.status if diff else None,
         module=clean(g.module) or UNKNOWN_MODULE, label=clean(g.label, MAX_FRAME) if g.label else NO_STACK,
         label_index=label_index, frames=tuple(frames), frames_omitted=max(0, len(g.frames) - MAX_FRAMES),
-        heaps=tuple(heaps[:MAX_LIST]), heaps_omitted=max(0, len(heaps) - MAX_LIST),
-        sources=_pairs(d.sources, MAX_LIST), size_histogram=_pairs(d.size_histogram, MAX_HISTOGRAM),
-        first_alloc_utc=clean(d.first_alloc_utc, 64) if d.first_alloc_utc else None,
-        last_alloc_utc=clean(d.last_alloc_utc, 64) if d.last_alloc_utc else None,
-        sample_addresses=tuple(f"0x{a:x}" for a in d.sample_addresses[:MAX_LIST]),
+        runs=tuple(_run_facts(role, r) for role, r in zip(roles, g.runs, strict=True) if r is not None),
+        suppressed_by=clean(g.suppressed_by, MAX_FRAME) if g.suppressed_by is not None else None,
     )
 
 
-def _heap_key(g: GroupRecord) -> str:
-    heaps = g.details.heaps
-    if not heaps:
+def _heap_key(r: RunDetails) -> str:
+    if not r.heaps:
         return UNKNOWN_MODULE
-    if len(set(heaps)) > 1:
+    if len(set(r.heaps)) > 1:
         return SEVERAL_HEAPS
-    return f"0x{heaps[0]:x}"
+    return f"0x{r.heaps[0]:x}"
 
 
 class _Sums:
-    """Groups summed per key: how many, and their figures (after, before, delta)."""
+    """Groups summed per key: how many, and their figures (after, before, delta); ``one_run`` sums one input's
+    counts as single figures."""
 
-    def __init__(self) -> None:
+    def __init__(self, diff: bool) -> None:
+        self.diff = diff
         self.n: Counter[str] = Counter()
         self.sums: dict[str, tuple[Counts, Counts, Counts]] = {}
 
-    def add(self, key: str, g: GroupRecord, diff: bool) -> None:
+    def add(self, key: str, after: Counts, before: Counts = ZERO, delta: Counts = ZERO) -> None:
         self.n[key] += 1
         a, b, d = self.sums.get(key, (ZERO, ZERO, ZERO))
-        if diff:
-            self.sums[key] = (a + g.counts(1), b + g.counts(0), d + g.delta)
-        else:
-            self.sums[key] = (a + g.last, b, d)
+        self.sums[key] = (a + after, b + before, d + delta)
 
-    def figures(self, key: str, diff: bool) -> Figures:
+    def figures(self, key: str) -> Figures:
         a, b, d = self.sums[key]
-        return Figures(a, b, d) if diff else Figures(a)
+        return Figures(a, b, d) if self.diff else Figures(a)
 
 
 def _sum_rows(rows: Sequence[BreakdownRow], key: str, diff: bool) -> BreakdownRow:
@@ -194,21 +231,36 @@ def _sum_rows(rows: Sequence[BreakdownRow], key: str, diff: bool) -> BreakdownRo
     return BreakdownRow(key, sum(r.groups for r in rows), Figures(a, b, d) if diff else Figures(a))
 
 
-def _breakdown(title: str, key_label: str, sums: _Sums, diff: bool) -> Breakdown:
-    rows = [BreakdownRow(k, sums.n[k], sums.figures(k, diff)) for k in sums.n]
+def _breakdown(title: str, key_label: str, sums: _Sums) -> Breakdown:
+    rows = [BreakdownRow(k, sums.n[k], sums.figures(k)) for k in sums.n]
     rows.sort(key=lambda r: (-r.figures.growth, r.key))
     shown, rest = rows[:BREAKDOWN_CAP], rows[BREAKDOWN_CAP:]
-    return Breakdown(title, key_label, tuple(shown), _sum_rows(rest, OTHER, diff) if rest else None, len(rest),
-                     _sum_rows(rows, TOTAL, diff))
+    return Breakdown(title, key_label, not sums.diff, tuple(shown),
+                     _sum_rows(rest, OTHER, sums.diff) if rest else None, len(rest),
+                     _sum_rows(rows, TOTAL, sums.diff))
 
 
-def _source_breakdown(groups: Counter[str], counts: Counter[str], with_sources: int) -> SourceBreakdown:
-    ordered = sorted(counts, key=lambda k: (-counts[k], k))
-    rows = tuple(SourceRow(k, groups[k], counts[k]) for k in ordered[:BREAKDOWN_CAP])
-    rest = ordered[BREAKDOWN_CAP:]
-    other = SourceRow(OTHER, sum(groups[k] for k in rest), sum(counts[k] for k in rest)) if rest else None
-    return SourceBreakdown("By heap Source", rows, other, len(rest),
-                           SourceRow(TOTAL, with_sources, sum(counts.values())))
+class _SourceSums:
+    def __init__(self) -> None:
+        self.groups: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter()
+        self.with_sources = 0
+
+    def add(self, r: RunDetails) -> None:
+        for src, count in r.sources.items():
+            if count:
+                key = clean(src)
+                self.groups[key] += 1
+                self.counts[key] += count
+        self.with_sources += any(r.sources.values())
+
+    def breakdown(self, title: str) -> SourceBreakdown:
+        counts, groups = self.counts, self.groups
+        ordered = sorted(counts, key=lambda k: (-counts[k], k))
+        rows = tuple(SourceRow(k, groups[k], counts[k]) for k in ordered[:BREAKDOWN_CAP])
+        rest = ordered[BREAKDOWN_CAP:]
+        other = SourceRow(OTHER, sum(groups[k] for k in rest), sum(counts[k] for k in rest)) if rest else None
+        return SourceBreakdown(title, rows, other, len(rest), SourceRow(TOTAL, self.with_sources, sum(counts.values())))
 
 
 def _title(doc: Document, traces: Sequence[TraceFacts]) -> str:
@@ -222,46 +274,74 @@ def _title(doc: Document, traces: Sequence[TraceFacts]) -> str:
     return "heapdiff report"
 
 
+def _headline(doc: Document, counted: Sequence[GroupRecord], suppressed: int) -> Headline:
+    t = doc.totals
+    return Headline(growth=t.growth, growing=sum(g.delta.bytes > 0 or g.delta.blocks > 0 for g in counted),
+                    shrink=t.shrink, shrinking=sum(g.delta.bytes < 0 or g.delta.blocks < 0 for g in counted),
+                    net=t.delta, suppressed=t.suppressed, suppressed_groups=suppressed)
+
+
+def _gates(gates: Sequence[Gate], rank_of: dict[int, int], groups: Sequence[GroupRecord]) -> tuple[GateFacts, ...]:
+    out = []
+    for g in gates:
+        option, measures = GATE_WORDS[g.name]
+        tripped = tuple((rank_of.get(i, 0), clean(groups[i].label, MAX_FRAME) or NO_STACK) for i in g.groups
+                        if 0 <= i < len(groups))
+        out.append(GateFacts(option, measures, g.threshold, g.value, g.failed,
+                             clean(g.reason, MAX_PATH) if g.reason else None, tripped))
+    return tuple(out)
+
+
 def build_view(doc: Document, *, top: int = 50, min_bytes: int = 0) -> ReportView:
     """The view of ``doc``: see the module docstring. ``top`` rows at most (0: none), among the groups whose size
-    is at least ``min_bytes``; every other group goes to the single ``other`` row."""
+    is at least ``min_bytes``; every other group goes to the single ``other`` row. Suppressed groups are listed
+    on their own and counted in no total. Long because it is one pass over all groups that feeds every row,
+    the "other" row and every breakdown at once."""
     diff = doc.is_diff
     top, min_bytes = max(0, top), max(0, min_bytes)
     traces = tuple(_trace(t) for t in doc.traces)
+    roles = [t.role for t in traces]
     t = doc.totals
     totals = Figures(t.runs[1], t.runs[0], t.delta) if diff else Figures(t.last)
     figures = [_figures(g, diff) for g in doc.groups]
     # stable, so the document's order breaks ties (it is sorted already; sorting again makes it a fact here)
     order = sorted(range(len(figures)), key=lambda i: -figures[i].growth)
+    rank_of: dict[int, int] = {}
     rows: list[GroupRow] = []
-    cut_n, cut_status, eligible = 0, Counter[str](), 0
+    hidden: list[GroupRow] = []
+    cut_n, cut_status, eligible, n_hidden = 0, Counter[str](), 0, 0
     cut_a = cut_b = cut_d = ZERO
-    modules, heaps = _Sums(), _Sums()
-    src_groups: Counter[str] = Counter()
-    src_counts: Counter[str] = Counter()
-    with_sources = 0
+    modules = _Sums(diff)
+    heaps = [_Sums(False) for _ in roles]
+    sources = [_SourceSums() for _ in roles]
+    counted: list[GroupRecord] = []
     frames_of = _Frames()
-    for rank, i in enumerate(order, 1):
+    rank = 0
+    for i in order:
         g, f = doc.groups[i], figures[i]
+        if g.suppressed_by is not None:
+            n_hidden += 1
+            if len(hidden) < MAX_SUPPRESSED_ROWS:
+                hidden.append(_row(0, g, f, diff, frames_of, roles))
+            continue
+        rank += 1
+        rank_of[i] = rank
+        counted.append(g)
         size = abs(f.growth)
         eligible += size >= min_bytes
         if size >= min_bytes and len(rows) < top:
-            rows.append(_row(rank, g, f, diff, frames_of))
+            rows.append(_row(rank, g, f, diff, frames_of, roles))
         else:
             cut_n += 1
             cut_a = cut_a + f.after
             if diff and f.before is not None and f.delta is not None:
                 cut_b, cut_d = cut_b + f.before, cut_d + f.delta
                 cut_status[g.status or ""] += 1
-        modules.add(clean(g.module) or UNKNOWN_MODULE, g, diff)
-        heaps.add(_heap_key(g), g, diff)
-        sources = g.details.sources
-        for src, count in sources.items():
-            if count:
-                key = clean(src)
-                src_groups[key] += 1
-                src_counts[key] += count
-        with_sources += any(sources.values())
+        modules.add(clean(g.module) or UNKNOWN_MODULE, f.after, f.before or ZERO, f.delta or ZERO)
+        for k, r in enumerate(g.runs):
+            if r is not None:
+                heaps[k].add(_heap_key(r), r.counts)
+                sources[k].add(r)
     statuses = tuple(sorted(cut_status.items(), key=lambda kv: (-kv[1], kv[0])))
     other = (OtherRow(cut_n, Figures(cut_a, cut_b, cut_d) if diff else Figures(cut_a), statuses) if cut_n
              else None)
@@ -269,11 +349,17 @@ def build_view(doc: Document, *, top: int = 50, min_bytes: int = 0) -> ReportVie
     filters = ViewFilters(process=clean(fl.process) if fl.process is not None else None,
                           pids=fl.pid[:MAX_LIST] if fl.pid is not None else None, kernel_frames=fl.kernel_frames,
                           doc_min_bytes=fl.min_bytes, doc_top=fl.top, top=top, min_bytes=min_bytes)
+    suffix = [f" ({role})" if diff else "" for role in roles]
     return ReportView(
         title=_title(doc, traces), mode=doc.mode, generator=clean(doc.generator, 64), schema=doc.schema,
-        traces=traces, warnings=tuple(_warnings(traces)), totals=totals, filters=filters, rows=tuple(rows),
-        other=other, group_count=len(doc.groups), eligible_count=eligible,
-        by_module=_breakdown("By module", "Module", modules, diff),
-        by_heap=_breakdown("By heap", "Heap", heaps, diff),
-        by_source=_source_breakdown(src_groups, src_counts, with_sources),
+        traces=traces, warnings=tuple(_warnings(traces)), notices=tuple(_notices(traces)),
+        empty_traces=tuple(EmptyTrace(tf.role, tf.path) for tf in traces if not tf.heap_events),
+        totals=totals, headline=_headline(doc, counted, n_hidden), gates=_gates(doc.gates, rank_of, doc.groups),
+        filters=filters, rows=tuple(rows), other=other, group_count=len(counted), eligible_count=eligible,
+        suppressed_rows=tuple(hidden), suppressed_count=n_hidden,
+        unused_suppressions=tuple(clean(f"{u.source}:{u.line}: {u.pattern}", MAX_PATH) for u in doc.suppressions
+                                  if not u.groups),
+        by_module=_breakdown("By module", "Module", modules),
+        by_heap=tuple(_breakdown(f"By heap{suffix[k]}", "Heap", heaps[k]) for k in range(len(roles))),
+        by_source=tuple(sources[k].breakdown(f"By heap Source{suffix[k]}") for k in range(len(roles))),
     )

@@ -1,0 +1,54 @@
+"""Option values the CLI parses: sizes with units, pid pairs, suppression files, baseline documents."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import click
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20,
+          "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tb": 1 << 40, "tib": 1 << 40}
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*")
+
+
+def parse_size(text: str) -> int:
+    """``4096``, ``10k``, ``10KiB``, ``1.5M``, ``5MiB``, ``1G``: bytes; K, M, G and T are 1024 multiples (so are
+    KB, MB and GB here, as Windows counts them)."""
+    m = _SIZE.fullmatch(text)
+    unit = m.group(2).lower() if m else ""
+    if m is None or unit not in _UNITS:
+        raise ValueError(f"{text!r} is not a size (examples: 4096, 10k, 10KiB, 5M, 1G)")
+    return int(float(m.group(1)) * _UNITS[unit]) if "." in m.group(1) else int(m.group(1)) * _UNITS[unit]
+
+
+class Size(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click stubs
+    name = "SIZE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(str(value))
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+SIZE = Size()
+
+
+def parse_pids(spec: str | None, n_traces: int) -> tuple[int, ...] | None:
+    if spec is None:
+        return None
+    parts = spec.split(":")
+    try:
+        vals = tuple(int(p, 0) for p in parts)
+    except ValueError:
+        raise click.BadParameter(f"{spec!r} is not N or BEFORE:AFTER", param_hint="--pid") from None
+    if len(vals) == 1 and n_traces == 1:
+        return vals
+    if len(vals) == 1 and n_traces == 2:
+        raise click.BadParameter("with two traces give BEFORE:AFTER (a run's pids differ)", param_hint="--pid")
+    if len(vals) == 2 and n_traces == 2:
+        return vals
+    raise click.BadParameter(f"{spec!r} does not fit {n_traces} trace(s)", param_hint="--pid")
