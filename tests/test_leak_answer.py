@@ -141,7 +141,7 @@ def _no_heap_trace(path: pathlib.Path) -> None:
 
 def test_a_gate_never_passes_on_nothing(capsys: pytest.CaptureFixture[str], cwd: pathlib.Path) -> None:
     _no_heap_trace(cwd / "noheap.etl")
-    code, out, err = run(capsys, "noheap.etl", "-o", "r.html")
+    code, _out, err = run(capsys, "noheap.etl", "-o", "r.html")
     assert code == 0  # without a gate, a result with a warning
     assert "noheap.etl holds no heap events" in err and "xperf -on PROC_THREAD+LOADER" in err
     html = (cwd / "r.html").read_text(encoding="utf-8")
@@ -156,7 +156,7 @@ def test_a_gate_never_passes_on_nothing(capsys: pytest.CaptureFixture[str], cwd:
 
 def test_a_filter_that_matches_no_process_is_a_usage_error(capsys: pytest.CaptureFixture[str],
                                                            cwd: pathlib.Path) -> None:
-    code, out, err = run(capsys, AFTER, "--process", "notepad.exe", "--fail-on-growth", "0")
+    code, _out, err = run(capsys, AFTER, "--process", "notepad.exe", "--fail-on-growth", "0")
     assert code == 2 and "--process notepad.exe: no such process" in err and "app.exe (" in err
     code, _, err = run(capsys, AFTER, "--pid", "99999")
     assert code == 2 and "--pid 99999: no such process" in err and "app.exe (" in err
