@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +22,8 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
     #: announce this Content-Length but send only ``body`` and close (a transfer broken off)
     claimed_length: int | None = None
+    #: seconds to wait before answering (a slow server)
+    delay: float = 0.0
 
 
 @dataclass
@@ -45,6 +48,7 @@ def serve(routes: dict[str, Answer | bytes]) -> Iterator[SymbolServer]:
             with lock:
                 asked.append(self.path)
             answer = table.get(self.path, Answer(404, b"not here"))
+            time.sleep(answer.delay)
             self.send_response(answer.status)
             for name, value in answer.headers.items():
                 self.send_header(name, value)

@@ -159,5 +159,6 @@ def _optional_string(value: Any, strings: list[str]) -> str | None:
 
 
 def missing(cached: CachedFrames, rvas: Iterable[int]) -> list[int]:
-    """The RVAs of ``rvas`` the cache has no answer for, each once, in first-seen order."""
-    return [rva for rva in dict.fromkeys(rvas) if rva not in cached.frames]
+    """The RVAs of ``rvas`` the cache has no answer for, each once, in first-seen order, as Python ints (the
+    core may ask with numpy integers)."""
+    return [int(rva) for rva in dict.fromkeys(rvas) if rva not in cached.frames]
