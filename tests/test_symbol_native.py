@@ -265,3 +265,31 @@ def test_a_symbol_server(tmp_path: Path) -> None:
     assert not (stored / "x86.pdb").exists() or not any((stored / "x86.pdb").rglob("x86.pdb"))
     assert "widget.pdb:done" in progress and "inl.pd_:done" in progress
     assert not [p for p in stored.rglob("*") if p.is_file() and p.name.endswith((".tmp", ".pd_"))]
+
+
+def test_image_and_pdb_from_a_server_for_a_trace_without_dbgid(tmp_path: Path) -> None:
+    stamp, size, pdb = identity(FIXTURES / "names.exe")
+    routes: dict[str, Answer | bytes] = {
+        f"/names.exe/{pe_key(stamp, size)}/names.exe": (FIXTURES / "names.exe").read_bytes(),
+        f"/names.pdb/{pdb.store_key}/names.pdb": (FIXTURES / "names.pdb").read_bytes(),
+    }
+    with serve(routes) as server:
+        r = resolver(f"srv*{tmp_path / 'sym'}*{server.url}", tmp_path / "cache", timeout=2)
+        symbols, frames = one(r, request(FIXTURES / "names.exe", with_pdb=False), [0x1000])
+    assert symbols == ModuleSymbols("loaded", symbol_file=str(tmp_path / "sym" / "names.pdb" / pdb.store_key /
+                                                             "names.pdb"), pdb=pdb)
+    assert (tmp_path / "sym" / "names.exe" / pe_key(stamp, size) / "names.exe").is_file()
+    assert frames[0] is not None
+
+
+def test_a_windows_path_is_never_searched_as_a_relative_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    """On Linux, ``C:\\Symbols`` is a legal relative folder name; a symbol path meaning a Windows drive must not
+    find a folder of that name in the working directory."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "C:\\Symbols").mkdir()
+    shutil.copyfile(FIXTURES / "widget.pdb", tmp_path / "C:\\Symbols" / "widget.pdb")
+    req = request(FIXTURES / "widget.exe")
+    skipped = resolver("C:\\Symbols", tmp_path / "cache", windows_host=False)
+    assert one(skipped, req, [0x1000])[0].status == "not_found"
+    assert one(resolver("C:\\Symbols", tmp_path / "cache", windows_host=True), req, [0x1000])[0].status == "loaded"
