@@ -88,11 +88,18 @@ impl Msf {
         };
         let dir_bytes = u32_at(&head, superblock::NUM_DIRECTORY_BYTES);
         if u64::from(dir_bytes) > file_len || dir_bytes < 4 {
-            return Err(Error::at(superblock::NUM_DIRECTORY_BYTES as u64, format!("invalid stream directory size {dir_bytes}")));
+            return Err(Error::at(
+                superblock::NUM_DIRECTORY_BYTES as u64,
+                format!("invalid stream directory size {dir_bytes}"),
+            ));
         }
         let dir_block_count = dir_bytes.div_ceil(block_size);
         // the list of directory blocks fills consecutive blocks from BlockMapAddr
-        let map_start = check_block(u32_at(&head, superblock::BLOCK_MAP_ADDR), superblock::BLOCK_MAP_ADDR as u64, "the block map address")?;
+        let map_start = check_block(
+            u32_at(&head, superblock::BLOCK_MAP_ADDR),
+            superblock::BLOCK_MAP_ADDR as u64,
+            "the block map address",
+        )?;
         let map_len = u64::from(dir_block_count) * 4;
         if map_start + map_len > needed {
             return Err(Error::at(superblock::BLOCK_MAP_ADDR as u64, "the block map runs past the end of the file"));
@@ -135,13 +142,16 @@ impl Msf {
 /// refuses a block outside the file.
 fn parse_directory(dir: &[u8], block_size: u32, check: impl Fn(u32, usize) -> Result<()>) -> Result<Vec<Stream>> {
     let word = |at: usize| -> Result<u32> {
-        dir.get(at..at + 4)
-            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
-            .ok_or_else(|| Error::new(format!("the stream directory ({} bytes) ends at directory offset {at:#x}", dir.len())))
+        dir.get(at..at + 4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes"))).ok_or_else(|| {
+            Error::new(format!("the stream directory ({} bytes) ends at directory offset {at:#x}", dir.len()))
+        })
     };
     let count = word(0)? as usize;
     if count.saturating_mul(4) > dir.len() {
-        return Err(Error::new(format!("the stream directory declares {count} streams, more than its {} bytes hold", dir.len())));
+        return Err(Error::new(format!(
+            "the stream directory declares {count} streams, more than its {} bytes hold",
+            dir.len()
+        )));
     }
     let mut streams = Vec::with_capacity(count);
     let mut at = 4 + count * 4;
@@ -150,7 +160,9 @@ fn parse_directory(dir: &[u8], block_size: u32, check: impl Fn(u32, usize) -> Re
         let size = if raw == NIL_STREAM { 0 } else { raw };
         let n = size.div_ceil(block_size) as usize;
         if n.saturating_mul(4) > dir.len().saturating_sub(at) {
-            return Err(Error::new(format!("stream {i} of {size} bytes needs more blocks than the stream directory lists")));
+            return Err(Error::new(format!(
+                "stream {i} of {size} bytes needs more blocks than the stream directory lists"
+            )));
         }
         let mut blocks = Vec::with_capacity(n);
         for _ in 0..n {
@@ -179,7 +191,10 @@ mod tests {
         let cases: [(&[u8], &str); 5] = [
             (b"BSJB\x01\x00\x01\x00", "a portable (.NET) PDB, not a native PDB: not supported"),
             (b"Microsoft MSFZ Container\r\n\x1aALD\0\0\0\0", "an MSFZ (compressed) PDB container: not supported"),
-            (b"Microsoft C/C++ program database 2.00\r\n\x1aJG\0\0", "an old-format PDB (Microsoft C/C++ program database 2.00): not supported"),
+            (
+                b"Microsoft C/C++ program database 2.00\r\n\x1aJG\0\0",
+                "an old-format PDB (Microsoft C/C++ program database 2.00): not supported",
+            ),
             (b"Microsoft C/C++ MSF", "truncated: 19 bytes, shorter than the MSF superblock"),
             (b"MZ\x90\x00", "not a PDB: no MSF 7.00 signature"),
         ];

@@ -4,12 +4,16 @@
 use msvc_demangler::DemangleFlags;
 use std::borrow::Cow;
 
+/// `scope::name<args>` as MSVC spells it in procedure symbols: `__int64`, no `class`/`struct` keywords.
+const DEMANGLE: DemangleFlags =
+    DemangleFlags::NAME_ONLY.union(DemangleFlags::MS_TYPENAMES).union(DemangleFlags::NO_CLASS_TYPE);
+
 /// Undecorates a public name: `?...` C++ names are demangled to `scope::name` (template arguments kept);
 /// with `x86_c_decoration` the C forms `_name`, `_name@N` (stdcall) and `@name@N` (fastcall) are stripped.
 /// A name that fails to demangle stays as it is.
 pub fn undecorate(name: &str, x86_c_decoration: bool) -> Cow<'_, str> {
     if name.starts_with('?') {
-        return match msvc_demangler::demangle(name, DemangleFlags::NAME_ONLY) {
+        return match msvc_demangler::demangle(name, DEMANGLE) {
             Ok(s) if !s.is_empty() => Cow::Owned(s),
             _ => Cow::Borrowed(name),
         };
@@ -50,6 +54,12 @@ mod tests {
             ("??2@YAPEAX_K@Z", false, "operator new"),
             ("??3@YAXPEAX_K@Z", false, "operator delete"),
             ("??$clamp_max@H@gfx@@YAHHH@Z", false, "gfx::clamp_max<int>"),
+            ("??$clamp_max@_J@gfx@@YA_J_J0@Z", false, "gfx::clamp_max<__int64>"),
+            (
+                "?push_back@?$vector@HV?$allocator@H@std@@@std@@QEAAXAEBH@Z",
+                false,
+                "std::vector<int,std::allocator<int> >::push_back",
+            ),
             ("_mainCRTStartup", true, "mainCRTStartup"),
             ("_cache_insert@4", true, "cache_insert"),
             ("@cache_hash@4", true, "cache_hash"),

@@ -39,10 +39,9 @@ pub struct PdbIdentity {
 
 /// Reads a little-endian u32 of a stream, naming the stream and offset when it is too short.
 fn stream_u32(bytes: &[u8], at: usize, stream: &str) -> Result<u32> {
-    bytes
-        .get(at..at + 4)
-        .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
-        .ok_or_else(|| Error::new(format!("the {stream} stream ({} bytes) is cut short at its offset {at:#x}", bytes.len())))
+    bytes.get(at..at + 4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes"))).ok_or_else(|| {
+        Error::new(format!("the {stream} stream ({} bytes) is cut short at its offset {at:#x}", bytes.len()))
+    })
 }
 
 /// Skips the named-stream map (a string buffer, then a hash table with two bit vectors) and returns the
@@ -58,7 +57,9 @@ fn feature_codes(stream: &[u8]) -> Result<Vec<u32>> {
         let words = word(at)? as usize;
         at += 4;
         if words.saturating_mul(4) > stream.len().saturating_sub(at) {
-            return Err(Error::new(format!("the PDB info stream's name map bit vector of {words} words at offset {at:#x} runs past its end")));
+            return Err(Error::new(format!(
+                "the PDB info stream's name map bit vector of {words} words at offset {at:#x} runs past its end"
+            )));
         }
         if vector == 0 {
             present = (0..words).map(|i| word(at + 4 * i).map(u32::count_ones)).sum::<Result<u32>>()? as usize;

@@ -4,7 +4,7 @@ use crate::error::{Error, Result};
 use crate::guid::Guid;
 use object::pe::{self, ImageDebugDirectory, ImageDosHeader, ImageNtHeaders32, ImageNtHeaders64};
 use object::read::pe::{ImageNtHeaders, ImageOptionalHeader};
-use object::{ReadRef, LittleEndian as LE};
+use object::{LittleEndian as LE, ReadRef};
 use std::fs::File;
 use std::path::Path;
 
@@ -69,8 +69,7 @@ fn identity<'data, Nt: ImageNtHeaders, R: ReadRef<'data>>(data: R, nt_offset: u6
     let mut offset = nt_offset;
     let (nt, directories) =
         Nt::parse(data, &mut offset).map_err(|e| Error::at(nt_offset, format!("bad PE header: {e}")))?;
-    let sections =
-        nt.sections(data, offset).map_err(|e| Error::at(offset, format!("bad section table: {e}")))?;
+    let sections = nt.sections(data, offset).map_err(|e| Error::at(offset, format!("bad section table: {e}")))?;
     let header = nt.file_header();
     let mut id = PeIdentity {
         machine: header.machine.get(LE).0,
@@ -88,7 +87,10 @@ fn identity<'data, Nt: ImageNtHeaders, R: ReadRef<'data>>(data: R, nt_offset: u6
     };
     let rva = directory.virtual_address.get(LE);
     let (start, size) = directory.file_range(&sections).map_err(|_| {
-        Error::new(format!("the debug directory (RVA {rva:#x}, {:#x} bytes) is not inside a section", directory.size.get(LE)))
+        Error::new(format!(
+            "the debug directory (RVA {rva:#x}, {:#x} bytes) is not inside a section",
+            directory.size.get(LE)
+        ))
     })?;
     let count = size as usize / DEBUG_ENTRY_SIZE;
     let entries: &[ImageDebugDirectory] = data
@@ -107,7 +109,10 @@ fn identity<'data, Nt: ImageNtHeaders, R: ReadRef<'data>>(data: R, nt_offset: u6
         let raw_at = u64::from(entry.pointer_to_raw_data.get(LE));
         let raw_size = entry.size_of_data.get(LE);
         let raw = data.read_bytes_at(raw_at, u64::from(raw_size)).map_err(|()| {
-            Error::at(at, format!("CodeView entry {i}: its {raw_size:#x} bytes at {raw_at:#x} lie past the end of the file"))
+            Error::at(
+                at,
+                format!("CodeView entry {i}: its {raw_size:#x} bytes at {raw_at:#x} lie past the end of the file"),
+            )
         })?;
         match raw.get(..4) {
             Some(sig) if sig == rsds::SIGNATURE => {
@@ -215,9 +220,9 @@ pub(crate) mod tests {
     #[test]
     fn skips_portable_pdb_and_other_entries() {
         let entries = [
-            (16, 0, vec![]),                                // REPRO
-            (2, 0x504D, rsds_record(0x50, 1, "lib.pdb")),   // portable PDB
-            (2, 0, rsds_record(0x20, 7, "lib.ni.pdb")),     // the native PDB
+            (16, 0, vec![]),                              // REPRO
+            (2, 0x504D, rsds_record(0x50, 1, "lib.pdb")), // portable PDB
+            (2, 0, rsds_record(0x20, 7, "lib.ni.pdb")),   // the native PDB
         ];
         let id = pe_identity(synthetic_pe(true, &entries).as_slice()).unwrap();
         let cv = id.codeview.unwrap();
@@ -233,7 +238,10 @@ pub(crate) mod tests {
         let cases: [(&[Entry], &str); 3] = [
             (&[], "the image has no debug directory"),
             (&[(2, 0, nb10)], "no RSDS record: an NB10 CodeView record (pre-VC7 PDB), not supported"),
-            (&[(2, 0x504D, rsds_record(1, 1, "p.pdb"))], "no RSDS record: a portable (.NET) PDB entry, not a native PDB"),
+            (
+                &[(2, 0x504D, rsds_record(1, 1, "p.pdb"))],
+                "no RSDS record: a portable (.NET) PDB entry, not a native PDB",
+            ),
         ];
         for (entries, note) in cases {
             let id = pe_identity(synthetic_pe(true, entries).as_slice()).unwrap();
@@ -247,11 +255,39 @@ pub(crate) mod tests {
         let cases: Vec<(Vec<u8>, &str, Option<u64>)> = vec![
             (b"not a PE".to_vec(), "not a PE image: no MZ header", Some(0)),
             (good[..0x50].to_vec(), "not a PE image: the PE header lies past the end of the file", Some(0x40)),
-            ({ let mut f = good.clone(); f[0x40] = b'X'; f }, "bad PE header: Invalid PE magic", Some(0x40)),
-            ({ let mut f = good.clone(); f[0x58] = 0x99; f }, "unsupported optional header magic 0x299", Some(0x58)),
+            (
+                {
+                    let mut f = good.clone();
+                    f[0x40] = b'X';
+                    f
+                },
+                "bad PE header: Invalid PE magic",
+                Some(0x40),
+            ),
+            (
+                {
+                    let mut f = good.clone();
+                    f[0x58] = 0x99;
+                    f
+                },
+                "unsupported optional header magic 0x299",
+                Some(0x58),
+            ),
             (good[..0x210].to_vec(), "the debug directory (1 entries) is cut short", Some(0x200)),
-            (good[..0x220].to_vec(), "CodeView entry 0: its 0x1e bytes at 0x21c lie past the end of the file", Some(0x200)),
-            ({ let mut f = good.clone(); f[0x200 + 16] = 8; f }, "RSDS record of 8 bytes, shorter than its 24-byte header", Some(0x21c)),
+            (
+                good[..0x220].to_vec(),
+                "CodeView entry 0: its 0x1e bytes at 0x21c lie past the end of the file",
+                Some(0x200),
+            ),
+            (
+                {
+                    let mut f = good.clone();
+                    f[0x200 + 16] = 8;
+                    f
+                },
+                "RSDS record of 8 bytes, shorter than its 24-byte header",
+                Some(0x21c),
+            ),
         ];
         for (bytes, what, offset) in cases {
             let e = pe_identity(bytes.as_slice()).unwrap_err();

@@ -113,7 +113,9 @@ impl PdbReader {
     pub fn resolve(&self, rvas: &[i64]) -> Result<Resolution> {
         let mut slot = self.symbols.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let Some(symbols) = slot.as_ref() else {
-            return Err(Error::new("an earlier lookup met inconsistent symbol data; open the PDB again").in_file(&self.path));
+            return Err(
+                Error::new("an earlier lookup met inconsistent symbol data; open the PDB again").in_file(&self.path)
+            );
         };
         let outcome = catch(|| symbols.with_dependent(|_, lookup| self.lookup(lookup, rvas)));
         outcome.map_err(|message| {
@@ -179,7 +181,11 @@ impl PdbReader {
         let mut frames: Vec<OwnedFrame> = found
             .frames
             .into_iter()
-            .map(|f| OwnedFrame { function: f.function, file: f.file.map(|c| c.into_owned()), line: f.line.unwrap_or(0) })
+            .map(|f| OwnedFrame {
+                function: f.function,
+                file: f.file.map(|c| c.into_owned()),
+                line: f.line.unwrap_or(0),
+            })
             .collect();
         let outer = frames.last_mut()?;
         // a section contribution without a symbol (a static function in a publics-only PDB): no name to give
