@@ -14,7 +14,7 @@ import pytest
 from symbol_server import HTML, Answer, serve
 
 from heapdiff import _native
-from heapdiff.frames import ModuleRequest, ModuleSymbols, PdbId, ResolvedFrame
+from heapdiff.frames import ModuleRequest, ModuleSymbols, PdbId, ResolvedFrame, Symbolizer
 from heapdiff.symbols import SymbolResolver, parse_symbol_path
 from heapdiff.symbols.native import NativeBackend
 from heapdiff.symbols.store import pe_key
@@ -293,3 +293,8 @@ def test_a_windows_path_is_never_searched_as_a_relative_name(tmp_path: Path, mon
     skipped = resolver("C:\\Symbols", tmp_path / "cache", windows_host=False)
     assert one(skipped, req, [0x1000])[0].status == "not_found"
     assert one(resolver("C:\\Symbols", tmp_path / "cache", windows_host=True), req, [0x1000])[0].status == "loaded"
+
+
+def test_the_resolver_is_the_core_s_symbolizer(tmp_path: Path) -> None:
+    symbolizer: Symbolizer = resolver(str(FIXTURES), tmp_path)   # mypy checks the protocol here
+    assert symbolizer.resolve([]) == []
