@@ -90,21 +90,20 @@ pub struct PdbReader {
 
 impl PdbReader {
     pub fn open(path: &Path) -> Result<PdbReader> {
+        guarded("reading the PDB's symbols", || Self::open_unguarded(path)).map_err(|e| e.in_file(path))
+    }
+
+    fn open_unguarded(path: &Path) -> Result<PdbReader> {
         let (msf, identity) = open_pdb(path)?;
-        let file = msf.into_file();
-        let x86 = identity.machine == MACHINE_X86;
-        let (symbols, x86_publics) = guarded("reading the PDB's symbols", || {
-            let pdb_error = |e: pdb_addr2line::pdb::Error| Error::new(format!("cannot read the PDB's symbols: {e}"));
-            let mut pdb = PDB::open(file).map_err(pdb_error)?;
-            let x86_publics = if x86 { Some(public_names(&mut pdb).map_err(pdb_error)?) } else { None };
-            let streams = ContextPdbData::try_from_pdb(pdb)
-                .map_err(|e| Error::new(format!("cannot read the PDB's symbols: {e}")))?;
-            let flags = TypeFormatterFlags::default() | TypeFormatterFlags::NO_ARGUMENTS;
-            let symbols = Symbols::try_new(streams, |s| s.make_context_with_formatter_flags(flags))
-                .map_err(|e| Error::new(format!("cannot index the PDB's symbols: {e}")))?;
-            Ok((symbols, x86_publics))
-        })
-        .map_err(|e| e.in_file(path))?;
+        let pdb_error = |e: pdb_addr2line::pdb::Error| Error::new(format!("cannot read the PDB's symbols: {e}"));
+        let mut pdb = PDB::open(msf.into_file()).map_err(pdb_error)?;
+        let x86_publics =
+            if identity.machine == MACHINE_X86 { Some(public_names(&mut pdb).map_err(pdb_error)?) } else { None };
+        let streams =
+            ContextPdbData::try_from_pdb(pdb).map_err(|e| Error::new(format!("cannot read the PDB's symbols: {e}")))?;
+        let flags = TypeFormatterFlags::default() | TypeFormatterFlags::NO_ARGUMENTS;
+        let symbols = Symbols::try_new(streams, |s| s.make_context_with_formatter_flags(flags))
+            .map_err(|e| Error::new(format!("cannot index the PDB's symbols: {e}")))?;
         Ok(PdbReader { identity, path: path.to_owned(), symbols: Mutex::new(Some(symbols)), x86_publics })
     }
 
