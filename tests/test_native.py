@@ -111,9 +111,21 @@ def test_every_example_callsite_resolves_as_recorded() -> None:
             assert (start, chain) == (site["function_rva"], want), site
 
 
+def test_example_modules_are_as_recorded() -> None:
+    modules = json.loads((FIXTURES / "example" / "callsites.json").read_text())["modules"]
+    for name, want in modules.items():
+        ident = _native.pe_identity(FIXTURES / "example" / name)
+        pdb = _native.pdb_identity((FIXTURES / "example" / name).with_suffix(".pdb"))
+        assert ident.codeview is not None
+        assert (ident.timestamp, ident.size_of_image) == (want["timestamp"], want["size_of_image"])
+        assert (ident.codeview.pdb_name, ident.codeview.guid, ident.codeview.age) == tuple(want["pdb"].values())
+        assert (pdb.guid, pdb.age) == (want["pdb"]["guid"], want["pdb"]["age"])
+
+
 def test_callsites_json_is_what_llvm_says_now(llvm: Callable[..., str]) -> None:
-    recorded = json.loads((FIXTURES / "example" / "callsites.json").read_text())["callsites"]
-    assert [s for m in CALLSITES.MODULES for s in CALLSITES.module_callsites(m)] == recorded
+    recorded = json.loads((FIXTURES / "example" / "callsites.json").read_text())
+    assert [s for m in CALLSITES.MODULES for s in CALLSITES.module_callsites(m)] == recorded["callsites"]
+    assert {m: CALLSITES.module_identity(m) for m in CALLSITES.MODULES} == recorded["modules"]
 
 
 # --- every RVA inside every procedure, against llvm-symbolizer-19 ---------------------------------------------

@@ -32,10 +32,6 @@ impl Error {
         }
         self
     }
-
-    pub fn io(path: &Path, err: &std::io::Error) -> Self {
-        Error::new(format!("cannot read: {err}")).in_file(path)
-    }
 }
 
 impl fmt::Display for Error {

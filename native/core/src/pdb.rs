@@ -1,6 +1,7 @@
 //! A PDB's identity (GUID, the two ages, machine), read from the info stream (1) and the DBI stream (3).
 
 use crate::error::{Error, Result};
+use crate::guard::guarded;
 use crate::guid::Guid;
 use crate::msf::Msf;
 use std::fs::File;
@@ -97,21 +98,19 @@ pub fn identity_from_streams(info_stream: &[u8], dbi_stream: Option<&[u8]>) -> R
     Ok(PdbIdentity { guid, age, info_age, machine })
 }
 
-/// Checks the container and reads the identity; returns the open container for further reading.
+/// Checks the container and reads the identity; returns the open container for further reading. Errors
+/// do not name the file yet: the public callers add it.
 pub fn open_pdb(path: &Path) -> Result<(Msf, PdbIdentity)> {
-    let run = || {
-        let file = File::open(path).map_err(|e| Error::new(format!("cannot read: {e}")))?;
-        let mut msf = Msf::open(file)?;
-        let info_stream = msf.stream(INFO_STREAM)?.ok_or_else(|| Error::new("the PDB has no info stream"))?;
-        let dbi_stream = msf.stream(DBI_STREAM)?;
-        let id = identity_from_streams(&info_stream, dbi_stream.as_deref())?;
-        Ok((msf, id))
-    };
-    run().map_err(|e: Error| e.in_file(path))
+    let file = File::open(path).map_err(|e| Error::new(format!("cannot read: {e}")))?;
+    let mut msf = Msf::open(file)?;
+    let info_stream = msf.stream(INFO_STREAM)?.ok_or_else(|| Error::new("the PDB has no info stream"))?;
+    let dbi_stream = msf.stream(DBI_STREAM)?;
+    let id = identity_from_streams(&info_stream, dbi_stream.as_deref())?;
+    Ok((msf, id))
 }
 
 pub fn pdb_identity_file(path: &Path) -> Result<PdbIdentity> {
-    open_pdb(path).map(|(_, id)| id)
+    guarded("reading the PDB", || open_pdb(path).map(|(_, id)| id)).map_err(|e| e.in_file(path))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! A PE image's identity: machine, TimeDateStamp, SizeOfImage, and the CodeView (RSDS) record naming its PDB.
 
 use crate::error::{Error, Result};
+use crate::guard::guarded;
 use crate::guid::Guid;
 use object::pe::{self, ImageDebugDirectory, ImageDosHeader, ImageNtHeaders32, ImageNtHeaders64};
 use object::read::pe::{ImageNtHeaders, ImageOptionalHeader};
@@ -45,9 +46,12 @@ pub struct PeIdentity {
 
 /// Reads the identity of the PE image at `path`, reading only the headers and the debug data.
 pub fn pe_identity_file(path: &Path) -> Result<PeIdentity> {
-    let file = File::open(path).map_err(|e| Error::io(path, &e))?;
-    let cache = object::ReadCache::new(file);
-    pe_identity(&cache).map_err(|e| e.in_file(path))
+    guarded("reading the image", || {
+        let file = File::open(path).map_err(|e| Error::new(format!("cannot read: {e}")))?;
+        let cache = object::ReadCache::new(file);
+        pe_identity(&cache)
+    })
+    .map_err(|e| e.in_file(path))
 }
 
 /// Reads the identity of a PE image from any byte source `object` can read.

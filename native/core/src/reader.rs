@@ -90,21 +90,20 @@ pub struct PdbReader {
 
 impl PdbReader {
     pub fn open(path: &Path) -> Result<PdbReader> {
+        guarded("reading the PDB's symbols", || Self::open_unguarded(path)).map_err(|e| e.in_file(path))
+    }
+
+    fn open_unguarded(path: &Path) -> Result<PdbReader> {
         let (msf, identity) = open_pdb(path)?;
-        let file = msf.into_file();
-        let x86 = identity.machine == MACHINE_X86;
-        let (symbols, x86_publics) = guarded("reading the PDB's symbols", || {
-            let pdb_error = |e: pdb_addr2line::pdb::Error| Error::new(format!("cannot read the PDB's symbols: {e}"));
-            let mut pdb = PDB::open(file).map_err(pdb_error)?;
-            let x86_publics = if x86 { Some(public_names(&mut pdb).map_err(pdb_error)?) } else { None };
-            let streams = ContextPdbData::try_from_pdb(pdb)
-                .map_err(|e| Error::new(format!("cannot read the PDB's symbols: {e}")))?;
-            let flags = TypeFormatterFlags::default() | TypeFormatterFlags::NO_ARGUMENTS;
-            let symbols = Symbols::try_new(streams, |s| s.make_context_with_formatter_flags(flags))
-                .map_err(|e| Error::new(format!("cannot index the PDB's symbols: {e}")))?;
-            Ok((symbols, x86_publics))
-        })
-        .map_err(|e| e.in_file(path))?;
+        let pdb_error = |e: pdb_addr2line::pdb::Error| Error::new(format!("cannot read the PDB's symbols: {e}"));
+        let mut pdb = PDB::open(msf.into_file()).map_err(pdb_error)?;
+        let x86_publics =
+            if identity.machine == MACHINE_X86 { Some(public_names(&mut pdb).map_err(pdb_error)?) } else { None };
+        let streams =
+            ContextPdbData::try_from_pdb(pdb).map_err(|e| Error::new(format!("cannot read the PDB's symbols: {e}")))?;
+        let flags = TypeFormatterFlags::default() | TypeFormatterFlags::NO_ARGUMENTS;
+        let symbols = Symbols::try_new(streams, |s| s.make_context_with_formatter_flags(flags))
+            .map_err(|e| Error::new(format!("cannot index the PDB's symbols: {e}")))?;
         Ok(PdbReader { identity, path: path.to_owned(), symbols: Mutex::new(Some(symbols)), x86_publics })
     }
 
@@ -139,78 +138,66 @@ impl PdbReader {
         };
         for &rva in rvas {
             out.chain_start.push(out.function.len() as u32);
-            let found = match u32::try_from(rva) {
-                Ok(rva) => self.frames_at(lookup, rva, &mut first_rows, &mut out),
+            let start = match u32::try_from(rva) {
+                Ok(rva) => push_frames(lookup, rva, &mut names, &mut first_rows, &mut out),
                 Err(_) => None,
             };
-            let Some((start, frames)) = found else {
-                out.proc_start.push(-1);
-                continue;
-            };
-            out.proc_start.push(i64::from(start));
-            for frame in frames {
-                out.function.push(names.function(frame.function.as_deref().unwrap_or(UNNAMED_INLINE)));
-                out.file.push(frame.file.as_deref().map_or(-1, |s| names.string(s)));
-                out.line.push(frame.line);
-            }
+            out.proc_start.push(start.map_or(-1, i64::from));
         }
         out.chain_start.push(out.function.len() as u32);
         out.strings = names.strings;
         out
     }
+}
 
-    /// The procedure start and the inline chain at `rva`, innermost first. Lookups that fail on damaged data
-    /// are counted in `out` and fall back to the public symbols.
-    fn frames_at(
-        &self,
-        lookup: &Lookup<'_>,
-        rva: u32,
-        first_rows: &mut HashMap<u32, Option<SourcePos>>,
-        out: &mut Resolution,
-    ) -> Option<(u32, Vec<OwnedFrame>)> {
-        let found = match lookup.find_frames(rva) {
-            Ok(found) => found?,
-            Err(e) => {
-                out.failed += 1;
-                out.first_error.get_or_insert_with(|| format!("RVA {rva:#x}: {e}"));
-                let f = lookup.find_function(rva).ok()??;
-                let frame = OwnedFrame { function: Some(f.name?), file: None, line: 0 };
-                return Some((f.start_rva, vec![frame]));
-            }
-        };
-        let mut frames: Vec<OwnedFrame> = found
-            .frames
-            .into_iter()
-            .map(|f| OwnedFrame {
-                function: f.function,
-                file: f.file.map(|c| c.into_owned()),
-                line: f.line.unwrap_or(0),
-            })
-            .collect();
-        let outer = frames.last_mut()?;
-        // a section contribution without a symbol (a static function in a publics-only PDB): no name to give
-        outer.function.as_ref()?;
-        if let (0, Some(end)) = (outer.line, found.end_rva) {
-            let pos = first_rows.entry(found.start_rva).or_insert_with(|| first_row(lookup, rva, end)).clone();
-            if let Some(pos) = pos {
-                (outer.file, outer.line) = (pos.file, pos.line);
-            }
+/// Appends the inline chain at `rva` (innermost first) to the frame columns and returns the procedure start,
+/// or appends nothing and returns None. A lookup that fails on damaged data is counted in `out` and falls
+/// back to the public symbols.
+fn push_frames(
+    lookup: &Lookup<'_>,
+    rva: u32,
+    names: &mut Interner<'_>,
+    first_rows: &mut HashMap<u32, Option<SourcePos>>,
+    out: &mut Resolution,
+) -> Option<u32> {
+    let found = match lookup.find_frames(rva) {
+        Ok(found) => found?,
+        Err(e) => {
+            out.failed += 1;
+            out.first_error.get_or_insert_with(|| format!("RVA {rva:#x}: {e}"));
+            let f = lookup.find_function(rva).ok()??;
+            out.function.push(names.function(f.name.as_deref()?));
+            out.file.push(-1);
+            out.line.push(0);
+            return Some(f.start_rva);
         }
-        Some((found.start_rva, frames))
+    };
+    let (outer, inner) = found.frames.split_last()?;
+    // a section contribution without a symbol (a static function in a publics-only PDB): no name to give
+    let outer_name = outer.function.as_deref()?;
+    for frame in inner {
+        out.function.push(names.function(frame.function.as_deref().unwrap_or(UNNAMED_INLINE)));
+        out.file.push(frame.file.as_deref().map_or(-1, |s| names.string(s)));
+        out.line.push(frame.line.unwrap_or(0));
     }
+    out.function.push(names.function(outer_name));
+    let fallback = match (outer.line, found.end_rva) {
+        (None, Some(end)) => first_rows.entry(found.start_rva).or_insert_with(|| first_row(lookup, rva, end)).as_ref(),
+        _ => None,
+    };
+    let (file, line) = match fallback {
+        Some(pos) => (pos.file.as_deref(), pos.line),
+        None => (outer.file.as_deref(), outer.line.unwrap_or(0)),
+    };
+    out.file.push(file.map_or(-1, |s| names.string(s)));
+    out.line.push(line);
+    Some(found.start_rva)
 }
 
 /// Shown for an inlined call whose function the PDB cannot name.
 const UNNAMED_INLINE: &str = "<unknown>";
 
-#[derive(Clone)]
 struct SourcePos {
-    file: Option<String>,
-    line: u32,
-}
-
-struct OwnedFrame {
-    function: Option<String>,
     file: Option<String>,
     line: u32,
 }

@@ -167,6 +167,25 @@ fn damaged_cabinets_never_panic() {
     }
 }
 
+/// A flip in a module's line subsection (found by sampling): lookups that meet it are counted and fall back
+/// to the public symbols, so the function is still named.
+#[test]
+fn damaged_line_data_falls_back_to_public_names() {
+    let scratch = Scratch::new("lines");
+    let mut bytes = std::fs::read(fixture("inl.pdb")).unwrap();
+    bytes[333_517 / 8] ^= 1 << (333_517 % 8);
+    let reader = PdbReader::open(&scratch.write("l.pdb", &bytes)).unwrap();
+    let r = reader.resolve(&[0x1010, 0x1050]).unwrap();
+    assert_eq!(r.failed, 2);
+    assert!(r.first_error.as_deref().unwrap().contains("not implemented"), "{:?}", r.first_error);
+    assert_eq!(r.proc_start, vec![0x1000, 0x1050]);
+    let names: Vec<&str> = r.function.iter().map(|&f| r.strings[f as usize].as_str()).collect();
+    assert_eq!(
+        (names, r.file.clone(), r.line.clone()),
+        (vec!["load_texture", "mainCRTStartup"], vec![-1, -1], vec![0, 0])
+    );
+}
+
 /// Flips found by the sampled runs that make a third-party parser panic (a slice past its buffer in the
 /// PDB reader; the LZX decoder indexing past its registers): the panic must come back as an error.
 #[test]
