@@ -12,7 +12,7 @@ from typing import Literal
 
 from heapdiff.grouping import Counts
 
-Mode = Literal["single", "diff"]
+Mode = Literal["single", "diff", "trend"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +127,11 @@ class GroupRow:
     runs: tuple[RunFacts, ...]
     #: the suppression pattern that matched, when the group is suppressed
     suppressed_by: str | None = None
+    #: trend mode: outstanding bytes in each run, in run order (sparkline), the least-squares slope in bytes per
+    #: run, and the class (growing, plateau, shrinking, flat)
+    series: tuple[int, ...] = ()
+    slope_bytes: float | None = None
+    trend: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +245,31 @@ class EmptyTrace:
 
 
 @dataclass(frozen=True, slots=True)
+class Series:
+    """One line of a timeline chart: a call stack's bytes at each of the chart's times."""
+
+    label: str
+    bytes: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineView:
+    """Outstanding memory of one input over its time: the total and the largest call stacks as lines."""
+
+    role: str
+    #: seconds from the trace's start, evenly spaced, the last at its end
+    time_s: tuple[float, ...]
+    bytes: tuple[int, ...]
+    blocks: tuple[int, ...]
+    #: the top call stacks: their blocks still outstanding at the end, by the time they were allocated
+    groups: tuple[Series, ...]
+    #: the leak window (--from/--to/--at) in seconds from the start, shaded on the chart; None where not given
+    window_from_s: float | None = None
+    window_to_s: float | None = None
+    at_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ReportView:
     title: str
     mode: Mode
@@ -269,6 +299,8 @@ class ReportView:
     #: one breakdown per input: a heap handle belongs to one run
     by_heap: tuple[Breakdown, ...]
     by_source: tuple[SourceBreakdown, ...]
+    #: one per input that has a timeline
+    timelines: tuple[TimelineView, ...] = ()
 
     @property
     def is_diff(self) -> bool:
