@@ -93,3 +93,50 @@ class Symbolizer(Protocol):
 
     def resolve(self, requests: Sequence[tuple[ModuleRequest, Sequence[int]]]
                 ) -> list[tuple[ModuleSymbols, list[ResolvedFrame | None]]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One displayed frame of a call stack, innermost first; the symbol fields are None when no PDB named it.
+
+    ``function``, ``file`` and ``line`` are the innermost source position at the frame's address (an inlined
+    callee when there is one); ``inlined`` lists the enclosing inlined calls outward, ending with the procedure
+    itself, and is empty when nothing is inlined there. ``offset`` counts from the procedure's start."""
+
+    #: ``module!procedure+0xoff (file:line)`` when symbols named it, else ``module+0xrva``, or ``0x<address>``
+    #: for an address in no known image
+    text: str
+    #: None for an address in no known image
+    module: str | None
+    rva: int | None
+    kernel: bool
+    allocator: bool
+    function: str | None = None
+    offset: int | None = None
+    file: str | None = None
+    line: int | None = None
+    inlined: tuple[SourceFrame, ...] = ()
+
+    @property
+    def procedure(self) -> SourceFrame | None:
+        """The procedure that holds the address, with the source position in it (the call site of any inline)."""
+        if self.inlined:
+            return self.inlined[-1]
+        if self.function is None:
+            return None
+        return SourceFrame(self.function, self.file, self.line)
+
+    @property
+    def plain(self) -> str:
+        """The frame as an image and an offset: ``module+0xrva`` (or the address), whatever symbols say."""
+        if self.module is None or self.rva is None:
+            return self.text
+        return f"{self.module}+0x{self.rva:x}"
+
+    @property
+    def function_keys(self) -> tuple[str, ...]:
+        """What two builds of a program share for this frame: ``module!function`` of each level of the inline
+        chain, innermost first, ending with the procedure; the plain frame when symbols did not name it."""
+        if self.function is None or self.module is None:
+            return (self.plain,)
+        return (f"{self.module}!{self.function}", *(f"{self.module}!{s.function}" for s in self.inlined))

@@ -15,7 +15,9 @@ import numpy as np
 
 from heapdiff.etl.reader import InternedStacks
 from heapdiff.events.images import ImageMap
-from heapdiff.rules import FrameKind, GroupName, is_allocator_frame, module_of_frame, name_group
+from heapdiff.frames import Frame
+from heapdiff.rules import GroupName, name_group
+from heapdiff.symbolize import FrameNamer, ModuleOutcome
 
 #: size histogram bucket upper bounds (inclusive) and labels; the last bucket is open
 HIST_BOUNDS = (16, 64, 256, 1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20)
@@ -67,7 +69,7 @@ class Group:
 
     signature: tuple[str, ...]
     #: every frame of its first stack, innermost first, kernel frames included and marked
-    frames: tuple[FrameKind, ...]
+    frames: tuple[Frame, ...]
     name: GroupName
     counts: Counts
     heaps: tuple[int, ...]
@@ -83,11 +85,13 @@ class Group:
 
 @dataclass(frozen=True)
 class Grouping:
-    """One trace's groups, and its frame counts (signature frames over all (pid, stack) pairs)."""
+    """One trace's groups, its frame counts (signature frames over all (pid, stack) pairs), and the images its
+    groups' frames fall in, with how looking up their symbols went."""
 
     groups: tuple[Group, ...]
     frames: int
     unresolved: int
+    modules: tuple[ModuleOutcome, ...] = ()
 
     def by_signature(self) -> dict[tuple[str, ...], Group]:
         return {g.signature: g for g in self.groups}
@@ -99,22 +103,8 @@ class Grouping:
         return len(self.groups)
 
 
-class _FrameKinds:
-    """One :class:`FrameKind` per distinct (text, kernel) pair: stacks share most of their frames."""
-
-    def __init__(self) -> None:
-        self._memo: dict[tuple[str, bool], FrameKind] = {}
-
-    def __call__(self, text: str, kernel: bool) -> FrameKind:
-        got = self._memo.get((text, kernel))
-        if got is None:
-            module = module_of_frame(text)
-            got = self._memo[(text, kernel)] = FrameKind(text, module, kernel,
-                                                         not kernel and is_allocator_frame(module, None))
-        return got
-
-
-def group_blocks(live: LiveBlocks, stacks: InternedStacks, images: ImageMap, kernel_frames: bool) -> Grouping:
+def group_blocks(live: LiveBlocks, stacks: InternedStacks, images: ImageMap, kernel_frames: bool,
+                 namer: FrameNamer | None = None) -> Grouping:
     """Group outstanding blocks by signature.
 
     Python works once per (pid, stack) pair (resolving its frames to a signature) and once per group (making its
@@ -141,22 +131,24 @@ def group_blocks(live: LiveBlocks, stacks: InternedStacks, images: ImageMap, ker
     tmin_pair = np.minimum.reduceat(ts, starts)
     with_stack = [k for k in range(npairs) if pair_sid[k] >= 0]
     addrs_of = [stacks.get(pair_sid[k]) for k in with_stack]
-    names = images.frames_many([pair_pid[k] for k in with_stack], addrs_of,
-                               [int(tmin_pair[k]) for k in with_stack])
-    lens = np.fromiter((a.shape[0] for a in addrs_of), np.int64, len(addrs_of))
-    nkern, unres_all, unres_user = _frame_counts(addrs_of, names, lens, images.kernel_floor)
-    stack_of: list[tuple[list[str], np.ndarray, tuple[int, int, int]] | None] = [None] * npairs
-    for j, k in enumerate(with_stack):
-        stack_of[k] = (names[j], addrs_of[j], (nkern[j], unres_all[j], unres_user[j]))
-    index: dict[tuple[str, ...], int] = {}
-    made: list[tuple[tuple[str, ...], tuple[FrameKind, ...]]] = []
-    pair_group = np.empty(npairs, np.int64)
-    kinds = _FrameKinds()
+    located = images.located_many([pair_pid[k] for k in with_stack], addrs_of,
+                                  [int(tmin_pair[k]) for k in with_stack])
+    names = [[text for text, _ in st] for st in located]
     floor = images.kernel_floor
+    namer = namer if namer is not None else FrameNamer(images, None)
+    named = namer.name(located, [(a >= np.uint64(floor)).tolist() for a in addrs_of])
+    lens = np.fromiter((a.shape[0] for a in addrs_of), np.int64, len(addrs_of))
+    nkern, unres_all, unres_user = _frame_counts(addrs_of, names, lens, floor)
+    stack_of: list[tuple[list[str], list[Frame], tuple[int, int, int]] | None] = [None] * npairs
+    for j, k in enumerate(with_stack):
+        stack_of[k] = (names[j], named[j], (nkern[j], unres_all[j], unres_user[j]))
+    index: dict[tuple[str, ...], int] = {}
+    made: list[tuple[tuple[str, ...], tuple[Frame, ...]]] = []
+    pair_group = np.empty(npairs, np.int64)
     total_frames = total_unresolved = 0
     for k in range(npairs):
         st = stack_of[k]
-        sig, frames, nfr, nunres = (signature(st[0], st[1], floor, kernel_frames, kinds, st[2]) if st is not None
+        sig, frames, nfr, nunres = (signature(st[0], st[1], kernel_frames, st[2]) if st is not None
                                     else ((), (), 0, 0))
         total_frames += nfr
         total_unresolved += nunres
@@ -197,7 +189,7 @@ def group_blocks(live: LiveBlocks, stacks: InternedStacks, images: ImageMap, ker
             range(ng), made, blocks.tolist(), nbytes.tolist(), first.tolist(), last.tolist(), src_counts.tolist(),
             hist.tolist(), strict=True)
     ]
-    return Grouping(tuple(groups), total_frames, total_unresolved)
+    return Grouping(tuple(groups), total_frames, total_unresolved, tuple(namer.modules()))
 
 
 def _distinct_per_group(grp: np.ndarray, values: np.ndarray, ng: int) -> list[tuple[int, ...]]:
@@ -233,23 +225,13 @@ def _frame_counts(addrs_of: list[np.ndarray], names: list[list[str]], lens: np.n
     return per_stack(kern), per_stack(unres), per_stack(unres & ~kern)
 
 
-def signature(names: Sequence[str], addrs: np.ndarray, kernel_floor: int, kernel_frames: bool,
-              kinds: _FrameKinds | None = None, counts: tuple[int, int, int] | None = None
-              ) -> tuple[tuple[str, ...], tuple[FrameKind, ...], int, int]:
-    """(signature, displayed frames, signature frames, unresolved signature frames) of a resolved stack.
-
-    ``counts``: its (kernel frames, unresolved frames, unresolved frames outside the kernel) when the caller has
-    them (:func:`_frame_counts`); else they are found here."""
-    kinds = kinds if kinds is not None else _FrameKinds()
-    if counts is None:
-        kernel = addrs >= np.uint64(kernel_floor)
-        unres = np.asarray([fr.startswith("0x") for fr in names], bool)
-        counts = int(kernel.sum()), int(unres.sum()), int((unres & ~kernel).sum())
+def signature(names: Sequence[str], frames: Sequence[Frame], kernel_frames: bool,
+              counts: tuple[int, int, int]) -> tuple[tuple[str, ...], tuple[Frame, ...], int, int]:
+    """(signature, displayed frames, signature frames, unresolved signature frames) of a located stack; ``counts``
+    are its (kernel frames, unresolved frames, unresolved frames outside the kernel)."""
     nkern, unres_all, unres_user = counts
     if not nkern:  # a user stack (most of them): the signature is the frames as they are
         sig = tuple(names)
-        return sig, tuple(kinds(fr, False) for fr in sig), len(sig), unres_all
-    kern = (addrs >= np.uint64(kernel_floor)).tolist()
-    frames = tuple(kinds(fr, k) for fr, k in zip(names, kern, strict=True))
-    sig = tuple(fr for fr, k in zip(names, kern, strict=True) if kernel_frames or not k)
-    return sig, frames, len(sig), unres_all if kernel_frames else unres_user
+        return sig, tuple(frames), len(sig), unres_all
+    sig = tuple(n for n, f in zip(names, frames, strict=True) if kernel_frames or not f.kernel)
+    return sig, tuple(frames), len(sig), unres_all if kernel_frames else unres_user

@@ -11,8 +11,9 @@ interception list, the C runtime's exports).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 #: modules whose frames are heap or C runtime plumbing, by file name without its extension
 ALLOCATOR_MODULE_STEMS: Final = frozenset({
@@ -68,9 +69,25 @@ def is_allocator_frame(module: str | None, function: str | None) -> bool:
     return function is not None and is_allocator_function(function)
 
 
+class FrameLike(Protocol):
+    """What the rules need to know of one displayed frame."""
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def module(self) -> str | None: ...
+
+    @property
+    def kernel(self) -> bool: ...
+
+    @property
+    def allocator(self) -> bool: ...
+
+
 @dataclass(frozen=True, slots=True)
 class FrameKind:
-    """What the rules need to know of one displayed frame."""
+    """A frame as the rules see it (what tests and documents without symbol fields build)."""
 
     text: str
     #: None for an address in no known image
@@ -89,7 +106,7 @@ class GroupName:
     label_index: int
 
 
-def name_group(frames: tuple[FrameKind, ...]) -> GroupName:
+def name_group(frames: Sequence[FrameLike]) -> GroupName:
     """The innermost frame that is neither the kernel's nor allocator plumbing names the group.
 
     A stack of allocator and kernel frames only is ``(allocator only)``, labelled by its innermost user frame; an

@@ -7,8 +7,9 @@ import numpy as np
 from heapdiff.diff import diff_groupings, status_of
 from heapdiff.etl.reader import InternedStacks
 from heapdiff.events.images import ImageMap
+from heapdiff.frames import Frame
 from heapdiff.grouping import SAMPLE_ADDRESSES, Counts, Group, Grouping, LiveBlocks, group_blocks, signature
-from heapdiff.rules import FrameKind, name_group
+from heapdiff.rules import name_group
 
 
 def _live(rows: list[tuple[int, int, int, int]]) -> LiveBlocks:
@@ -44,16 +45,13 @@ def test_samples_are_the_oldest_blocks_whatever_the_stack_numbering() -> None:
 
 
 def test_signature_leaves_kernel_frames_out_unless_asked_and_marks_them_in_the_display() -> None:
-    floor = 0xFFFF800000000000
-    addrs = np.array([0xFFFFF80000001000, 0x401000, 0x402000], np.uint64)
     names = ["ntoskrnl.exe+0x1000", "app.exe+0x1000", "0x402000"]
-    shown = (FrameKind("ntoskrnl.exe+0x1000", "ntoskrnl.exe", True, False),
-             FrameKind("app.exe+0x1000", "app.exe", False, False), FrameKind("0x402000", None, False, False))
-    assert signature(names, addrs, floor, kernel_frames=False) == (("app.exe+0x1000", "0x402000"), shown, 2, 1)
-    assert signature(names, addrs, floor, kernel_frames=True) == (tuple(names), shown, 3, 1)
-    user = np.array([0x401000, 0x402000], np.uint64)
-    assert signature(names[1:], user, floor, kernel_frames=False) == (tuple(names[1:]), shown[1:], 2, 1)
-    assert signature([], np.zeros(0, np.uint64), floor, kernel_frames=False) == ((), (), 0, 0)
+    shown = (Frame("ntoskrnl.exe+0x1000", "ntoskrnl.exe", 0x1000, True, False),
+             Frame("app.exe+0x1000", "app.exe", 0x1000, False, False), Frame("0x402000", None, None, False, False))
+    assert signature(names, shown, False, (1, 1, 1)) == (("app.exe+0x1000", "0x402000"), shown, 2, 1)
+    assert signature(names, shown, True, (1, 1, 1)) == (tuple(names), shown, 3, 1)
+    assert signature(names[1:], shown[1:], False, (0, 1, 1)) == (tuple(names[1:]), shown[1:], 2, 1)
+    assert signature([], [], False, (0, 0, 0)) == ((), (), 0, 0)
 
 
 def test_grouping_matches_a_block_by_block_fold() -> None:
@@ -81,7 +79,7 @@ def test_grouping_matches_a_block_by_block_fold() -> None:
     for i in range(n):
         sid = int(live.stack[i])
         addrs = seq.get(sid) if sid >= 0 else np.zeros(0, np.uint64)
-        sig = signature([f"0x{int(a):x}" for a in addrs], addrs, images.kernel_floor, False)[0]
+        sig = tuple(f"0x{int(a):x}" for a in addrs)
         w = want.setdefault(sig, {"blocks": 0, "bytes": 0, "heaps": set(), "sources": Counter(),
                                   "hist": [0] * len(HIST_LABELS), "ts": [], "rows": []})
         size = int(live.size[i])
@@ -126,22 +124,25 @@ def test_grouping_counts_kernel_and_unresolved_frames_as_the_plain_signature_doe
     for kernel_frames in (False, True):
         got = group_blocks(live, seq, images, kernel_frames)
         want_frames = want_unres = 0
-        want: dict[tuple[str, ...], tuple[FrameKind, ...]] = {}
+        want: dict[tuple[str, ...], tuple[str, ...]] = {}
         for sid in sorted(sids):  # the grouping's pair order; a signature's first stack gives its display
             addrs = seq.get(sid)
             names = images.frames(7, addrs, 5)
-            sig, shown, nfr, nunres = signature(names, addrs, images.kernel_floor, kernel_frames)
-            want_frames += nfr
-            want_unres += nunres
-            want.setdefault(sig, shown)
+            kernel = (addrs >= np.uint64(images.kernel_floor)).tolist()
+            unresolved = [n.startswith("0x") for n in names]
+            sig = tuple(n for n, k in zip(names, kernel, strict=True) if kernel_frames or not k)
+            want_frames += len(sig)
+            want_unres += sum(u for u, k in zip(unresolved, kernel, strict=True) if kernel_frames or not k)
+            want.setdefault(sig, tuple(("[k] " if k else "") + n for n, k in zip(names, kernel, strict=True)))
         assert (got.frames, got.unresolved) == (want_frames, want_unres)
-        assert {s: g.frames for s, g in got.by_signature().items()} == want
-        kernel = FrameKind("ntoskrnl.exe+0x10", "ntoskrnl.exe", True, False)
-        assert want_unres > 0 and any(d[:1] == (kernel,) for d in want.values())
+        shown = {s: tuple(("[k] " if f.kernel else "") + f.text for f in g.frames)
+                 for s, g in got.by_signature().items()}
+        assert shown == want
+        assert want_unres > 0 and any(d[:1] == ("[k] ntoskrnl.exe+0x10",) for d in want.values())
 
 
 def _group(sig: tuple[str, ...], blocks: int, nbytes: int) -> Group:
-    frames = tuple(FrameKind(f, f.split("+")[0], False, False) for f in sig)
+    frames = tuple(Frame(f, f.split("+")[0], int(f.split("+")[1], 16), False, False) for f in sig)
     return Group(sig, frames, name_group(frames), Counts(blocks, nbytes), (0x10000,), ((3, blocks),),
                  (blocks,) + (0,) * 9, 1, 2, ())
 

@@ -23,8 +23,10 @@ from heapdiff.etl.trace import TraceFile
 from heapdiff.events.images import ImageMap
 from heapdiff.events.ops import OpBatch
 from heapdiff.events.scan import Progress, TraceScan, scan
+from heapdiff.frames import Symbolizer
 from heapdiff.grouping import LiveBlocks, group_blocks
 from heapdiff.reduce import Reducer
+from heapdiff.symbolize import FrameNamer
 
 
 @dataclass(frozen=True)
@@ -127,11 +129,12 @@ def select(s: TraceScan, live: LiveBlocks, sel: Selection) -> tuple[LiveBlocks, 
 
 
 def analyse_trace(tf: TraceFile, role: Role, sel: Selection, kernel_frames: bool,
-                  progress: Progress | None = None) -> TraceAnalysis:
-    """Everything one trace contributes: read, reduce, filter, group."""
+                  progress: Progress | None = None, symbolizer: Symbolizer | None = None) -> TraceAnalysis:
+    """Everything one trace contributes: read, reduce, filter, name the frames, group."""
     s, live_all, red_anoms = read_trace(tf, progress)
     live, chosen = select(s, live_all, sel)
-    grouping = group_blocks(live, s.sequences, ImageMap(s.images, s.pointer_size), kernel_frames)
+    images = ImageMap(s.images, s.pointer_size, s.image_ids)
+    grouping = group_blocks(live, s.sequences, images, kernel_frames, FrameNamer(images, symbolizer))
     anomalies = dict(s.anomalies.as_dict())
     for k, v in red_anoms.items():
         if v:
@@ -142,11 +145,13 @@ def analyse_trace(tf: TraceFile, role: Role, sel: Selection, kernel_frames: bool
 
 def analyse_all(traces: Sequence[TraceFile], roles: Sequence[Role], selections: Sequence[Selection],
                 kernel_frames: bool, progress: Sequence[Progress | None],
-                meanwhile: Callable[[], None] | None = None) -> list[TraceAnalysis]:
+                meanwhile: Callable[[], None] | None = None, symbolizer: Symbolizer | None = None
+                ) -> list[TraceAnalysis]:
     """Every trace at once, each on a thread of this process; ``meanwhile`` runs on this thread in the meantime
-    (the report template compiles while the traces are read)."""
+    (the report template compiles while the traces are read). The symbolizer is shared: it reads a PDB that
+    both traces need once."""
     with ThreadPoolExecutor(max_workers=max(1, len(traces))) as pool:
-        futs = [pool.submit(analyse_trace, tf, roles[i], selections[i], kernel_frames, progress[i])
+        futs = [pool.submit(analyse_trace, tf, roles[i], selections[i], kernel_frames, progress[i], symbolizer)
                 for i, tf in enumerate(traces)]
         if meanwhile is not None:
             meanwhile()

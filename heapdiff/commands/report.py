@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from heapdiff.commands.analyse import Selection, analyse_all
 from heapdiff.document.build import Baseline, BuildOptions, Input, build_document
 from heapdiff.document.gates import GateRequest
-from heapdiff.document.model import Document, Filters, Role
+from heapdiff.document.model import Document, Filters, Match, Role
 from heapdiff.document.suppress import Pattern
 from heapdiff.errors import DocumentError
 from heapdiff.etl.trace import TraceFile
 from heapdiff.events.scan import Progress
+from heapdiff.frames import Symbolizer
 from heapdiff.report.html import prepare_html, render_html
 from heapdiff.report.markdown import markdown_summary
 from heapdiff.report.terminal import terminal_summary
@@ -37,6 +38,11 @@ class ReportOptions:
     top: int = 50
     gates: tuple[GateRequest, ...] = ()
     suppressions: tuple[Pattern, ...] = ()
+    #: names frames from PDBs; None: symbols off
+    symbolizer: Symbolizer | None = None
+    #: the symbol path, as the document records it
+    symbol_path: str | None = None
+    match: Match = "function"
 
 
 @dataclass(frozen=True)
@@ -66,10 +72,12 @@ def run_report(traces: Sequence[TraceFile], opts: ReportOptions, progress: Seque
     trace_pids = pids[inputs_n - n:]
     selections = [Selection(opts.process, trace_pids[i]) for i in range(n)]
     analyses = analyse_all(traces, roles[inputs_n - n:], selections, opts.kernel_frames,
-                           list(progress) if progress is not None else [None] * n, meanwhile=prepare_html)
+                           list(progress) if progress is not None else [None] * n, meanwhile=prepare_html,
+                           symbolizer=opts.symbolizer)
     inputs: list[Input] = ([Baseline(baseline)] if baseline is not None else []) + list(analyses)
     filters = Filters(process=opts.process, pid=opts.pids, kernel_frames=opts.kernel_frames,
-                      min_bytes=opts.min_bytes, top=opts.top)
+                      min_bytes=opts.min_bytes, top=opts.top, match=opts.match,
+                      symbols=opts.symbol_path if opts.symbolizer is not None else None)
     doc = build_document(inputs, BuildOptions(filters, opts.suppressions, opts.gates))
     view = build_view(doc, top=opts.top, min_bytes=opts.min_bytes)
     return ReportResult(doc, view, render_html(view), terminal_summary(view), markdown_summary(view))

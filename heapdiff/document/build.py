@@ -8,7 +8,8 @@ computed over the groups that are not suppressed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -21,9 +22,9 @@ from heapdiff.document.model import (
     Counts,
     Document,
     Filters,
-    FrameRecord,
     FrameTotals,
     GroupRecord,
+    ModuleRecord,
     ProcessRecord,
     Role,
     RunDetails,
@@ -33,10 +34,11 @@ from heapdiff.document.model import (
 )
 from heapdiff.document.suppress import Pattern, first_match
 from heapdiff.etl.trace import iso_utc
+from heapdiff.events.images import KERNEL_PIDS
 from heapdiff.events.kinds import HEAP_SOURCES
 from heapdiff.events.scan import TraceScan
-from heapdiff.grouping import HIST_LABELS, Group, Grouping, LiveBlocks
-from heapdiff.rules import FrameKind
+from heapdiff.grouping import HIST_LABELS, SAMPLE_ADDRESSES, Group, Grouping, LiveBlocks
+from heapdiff.symbolize import ModuleOutcome, request_for
 
 #: the event kinds whose absence means a trace was recorded without heap tracing
 HEAP_EVENT_KINDS = ("heap_alloc", "heap_free", "heap_realloc")
@@ -89,6 +91,14 @@ def _by_pid(live: LiveBlocks) -> dict[int, Counts]:
     return {int(p): Counts(b, y) for p, b, y in zip(pids.tolist(), blocks.tolist(), sums.tolist(), strict=True)}
 
 
+def _module(m: ModuleOutcome) -> ModuleRecord:
+    img, sym = m.image, m.symbols
+    request = request_for(img)
+    return ModuleRecord(name=img.name, path=img.path, pid=None if img.pid in KERNEL_PIDS else img.pid,
+                        base=img.base, size=img.end - img.base, timestamp=img.time_date_stamp or None,
+                        pdb=request.pdb or sym.pdb, symbols=sym.status, symbol_file=sym.symbol_file, note=sym.note)
+
+
 def trace_record(a: TraceAnalysis) -> TraceRecord:
     s = a.scan
     h = s.header
@@ -105,7 +115,8 @@ def trace_record(a: TraceAnalysis) -> TraceRecord:
         events=dict(s.events), events_lost=h.events_lost, buffers_lost=h.buffers_lost, stack_refs=s.stack_refs,
         stacks_matched=s.stacks_matched, outstanding=outstanding(a.live), outstanding_by_pid=_by_pid(a.live),
         unmatched_frees=int(a.anomalies.get("unmatched_frees", 0)), anomalies=dict(sorted(a.anomalies.items())),
-        processes=shown, unresolved_frames=FrameTotals(a.grouping.frames, a.grouping.unresolved), notes=a.notes)
+        processes=shown, unresolved_frames=FrameTotals(a.grouping.frames, a.grouping.unresolved), notes=a.notes,
+        modules=tuple(_module(m) for m in a.grouping.modules))
 
 
 def _source_name(k: int) -> str:
@@ -113,27 +124,7 @@ def _source_name(k: int) -> str:
     return name if name is not None else f"source {k}"
 
 
-class _Frames:
-    """One :class:`FrameRecord` per distinct frame kind: groups share most of their frames."""
-
-    def __init__(self) -> None:
-        self._memo: dict[FrameKind, FrameRecord] = {}
-
-    def __call__(self, frames: Sequence[FrameKind]) -> tuple[FrameRecord, ...]:
-        out = []
-        for f in frames:
-            got = self._memo.get(f)
-            if got is None:
-                rva = None
-                if f.module is not None:
-                    plus = f.text.rfind("+0x")
-                    rva = int(f.text[plus + 3:], 16) if plus > 0 else None
-                got = self._memo[f] = FrameRecord(f.text, f.module, rva, f.kernel, f.allocator)
-            out.append(got)
-        return tuple(out)
-
-
-def _trace_groups(a: TraceAnalysis, frames: _Frames) -> list[GroupRecord]:
+def _trace_groups(a: TraceAnalysis) -> list[GroupRecord]:
     """One single-run group per signature of a trace (times formatted in one pass)."""
     raws = sorted({t for g in a.grouping for t in (g.first_ts, g.last_ts)})
     iso = dict(zip(raws, a.scan.header.raw_to_iso_many(raws), strict=True))
@@ -144,20 +135,64 @@ def _trace_groups(a: TraceAnalysis, frames: _Frames) -> list[GroupRecord]:
                           first_alloc_utc=iso[g.first_ts], last_alloc_utc=iso[g.last_ts],
                           sample_addresses=g.sample_addresses)
 
-    return [GroupRecord(stack=g.signature, frames=frames(g.frames), module=g.name.module, label=g.name.label,
+    return [GroupRecord(stack=g.signature, frames=g.frames, module=g.name.module, label=g.name.label,
                         label_index=g.name.label_index, status=None, runs=(run(g),)) for g in a.grouping]
 
 
-def _input(inp: Input, role: Role, frames: _Frames) -> tuple[TraceRecord, list[GroupRecord]]:
+def _input(inp: Input, role: Role) -> tuple[TraceRecord, list[GroupRecord]]:
     if isinstance(inp, TraceAnalysis):
-        return trace_record(inp), _trace_groups(inp, frames)
+        return trace_record(inp), _trace_groups(inp)
     (t,) = inp.document.traces
     return replace(t, role=role), [replace(g, suppressed_by=None) for g in inp.document.groups]
 
 
-def _combine(per_input: Sequence[Sequence[GroupRecord]]) -> list[GroupRecord]:
-    """The inputs' groups matched by signature: one group per signature with a run per input; its frames and
-    names from the last input it is outstanding in; largest growth first (ties: more blocks, then signature)."""
+def _merged(runs: Sequence[RunDetails]) -> RunDetails:
+    """One run's facts of several groups that match as one (call sites in the same functions)."""
+    if len(runs) == 1:
+        return runs[0]
+    counts, sources, sizes = ZERO, Counter[str](), Counter[str]()
+    for r in runs:
+        counts = counts + r.counts
+        sources.update(r.sources)
+        sizes.update(r.size_histogram)
+    firsts = [r.first_alloc_utc for r in runs if r.first_alloc_utc]
+    lasts = [r.last_alloc_utc for r in runs if r.last_alloc_utc]
+    oldest_first = sorted(runs, key=lambda r: r.first_alloc_utc or "")
+    samples = tuple(a for r in oldest_first for a in r.sample_addresses)[:SAMPLE_ADDRESSES]
+    return RunDetails(counts, tuple(sorted({h for r in runs for h in r.heaps})), dict(sources), dict(sizes),
+                      min(firsts) if firsts else None, max(lasts) if lasts else None, samples)
+
+
+def _key(g: GroupRecord, named: frozenset[str], kernel_frames: bool) -> tuple[str, ...]:
+    """What a group is matched by: each signature frame as ``module!function`` (inline chain included) where
+    every input has the module's symbols, else as ``module+0xrva``."""
+    out: list[str] = []
+    for f in g.frames:
+        if f.kernel and not kernel_frames:
+            continue
+        out.extend(f.function_keys if f.module in named else (f.plain,))
+    return tuple(out)
+
+
+def _by_key(groups: Sequence[GroupRecord], key: Callable[[GroupRecord], tuple[str, ...]]
+            ) -> dict[tuple[str, ...], GroupRecord]:
+    """One input's groups by matching key; groups that share a key become one (its frames from the largest)."""
+    out: dict[tuple[str, ...], list[GroupRecord]] = {}
+    for g in groups:
+        out.setdefault(key(g), []).append(g)
+    merged = {}
+    for k, gs in out.items():
+        top = max(gs, key=lambda g: (g.last.bytes, g.last.blocks))
+        run = _merged([g.runs[0] for g in gs if g.runs[0] is not None])
+        merged[k] = replace(top, stack=k, runs=(run,))
+    return merged
+
+
+def _combine(per_input: Sequence[Sequence[GroupRecord]], key: Callable[[GroupRecord], tuple[str, ...]] | None
+             ) -> list[GroupRecord]:
+    """The inputs' groups matched by signature (or by ``key``): one group per match with a run per input, its
+    frames and names from the last input it is outstanding in; largest growth first (ties: more blocks, then
+    signature)."""
     n = len(per_input)
     if n == 1:
         out = list(per_input[0])
@@ -165,17 +200,24 @@ def _combine(per_input: Sequence[Sequence[GroupRecord]]) -> list[GroupRecord]:
         runs: dict[tuple[str, ...], list[RunDetails | None]] = {}
         shown: dict[tuple[str, ...], GroupRecord] = {}
         for k, groups in enumerate(per_input):
-            for g in groups:
-                runs.setdefault(g.stack, [None] * n)[k] = g.runs[0]
-                shown[g.stack] = g
+            keyed = _by_key(groups, key) if key is not None else {g.stack: g for g in groups}
+            for stack, g in keyed.items():
+                runs.setdefault(stack, [None] * n)[k] = g.runs[0]
+                shown[stack] = g
         out = []
         for stack, rs in runs.items():
             g = shown[stack]
             status = (status_of(rs[0].counts if rs[0] else ZERO, rs[1].counts if rs[1] else ZERO) if n == 2
                       else None)
-            out.append(replace(g, runs=tuple(rs), status=status))
+            out.append(replace(g, stack=stack, runs=tuple(rs), status=status))
     out.sort(key=lambda g: (-g.delta.bytes, -g.delta.blocks, g.stack))
     return out
+
+
+def _named_everywhere(traces: Sequence[TraceRecord]) -> frozenset[str]:
+    """The modules whose symbols loaded in every input: only their frames can match by function."""
+    sets = [{m.name for m in t.modules if m.symbols == "loaded"} for t in traces]
+    return frozenset(set.intersection(*sets)) if sets else frozenset()
 
 
 def _suppress(groups: list[GroupRecord], patterns: Sequence[Pattern]) -> tuple[list[GroupRecord],
@@ -215,10 +257,15 @@ def roles_for(inputs: Sequence[Input]) -> tuple[Role, ...]:
 
 def build_document(inputs: Sequence[Input], opts: BuildOptions) -> Document:
     """The document of one input (its groups largest first) or of two (matched, largest growth first)."""
-    frames = _Frames()
-    made = [_input(inp, role, frames) for inp, role in zip(inputs, roles_for(inputs), strict=True)]
+    made = [_input(inp, role) for inp, role in zip(inputs, roles_for(inputs), strict=True)]
     traces = tuple(t for t, _ in made)
-    groups, used = _suppress(_combine([g for _, g in made]), opts.suppressions)
+    key = None
+    if len(inputs) > 1 and opts.filters.match == "function":
+        named = _named_everywhere(traces)
+        if named:
+            def key(g: GroupRecord) -> tuple[str, ...]:
+                return _key(g, named, opts.filters.kernel_frames)
+    groups, used = _suppress(_combine([g for _, g in made], key), opts.suppressions)
     totals = Totals.of(groups, len(inputs))
     diff = len(inputs) == 2
     gates = evaluate(opts.gates, groups, totals, diff, nothing_measured(traces, inputs)) if opts.gates else ()

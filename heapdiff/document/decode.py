@@ -28,7 +28,9 @@ from heapdiff.document.model import (
     FrameTotals,
     Gate,
     GroupRecord,
+    Match,
     Mode,
+    ModuleRecord,
     ProcessRecord,
     RunDetails,
     Status,
@@ -37,8 +39,10 @@ from heapdiff.document.model import (
     TraceRecord,
 )
 from heapdiff.errors import DocumentError
-from heapdiff.frames import SourceFrame
+from heapdiff.frames import PdbId, SourceFrame, SymbolStatus
 from heapdiff.rules import FrameKind, is_allocator_frame, module_of_frame, name_group
+
+SYMBOL_STATUSES: tuple[SymbolStatus, ...] = ("loaded", "not_found", "mismatch", "error", "off")
 
 T = TypeVar("T")
 
@@ -160,7 +164,36 @@ def _trace(v: Any, where: str) -> TraceRecord:
         unresolved_frames=FrameTotals(_int(_get(unres, "frames", uw), f"{uw}.frames"),
                                       _int(_get(unres, "unresolved", uw), f"{uw}.unresolved")),
         notes=tuple(_str(n, f"{where}.notes[{i}]") for i, n in enumerate(_list(f("notes"), f"{where}.notes"))),
+        modules=tuple(_module(m, f"{where}.modules[{i}]") for i, m in enumerate(_list(o.get("modules", []),
+                                                                                      f"{where}.modules"))),
     )
+
+
+def _module(v: Any, where: str) -> ModuleRecord:
+    o = _obj(v, where)
+
+    def f(key: str) -> Any:
+        return _get(o, key, where)
+
+    pid = _opt(_str, f("pid"), f"{where}.pid")
+    if pid is not None and not pid.isdigit():
+        raise _fail(f"{where}.pid", "a decimal string or null", pid)
+    pdb_raw = f("pdb")
+    pdb = None
+    if pdb_raw is not None:
+        po = _obj(pdb_raw, f"{where}.pdb")
+        pdb = PdbId(_str(_get(po, "name", f"{where}.pdb"), f"{where}.pdb.name"),
+                    _str(_get(po, "guid", f"{where}.pdb"), f"{where}.pdb.guid"),
+                    _int(_get(po, "age", f"{where}.pdb"), f"{where}.pdb.age"))
+    status = _str(f("symbols"), f"{where}.symbols")
+    if status not in SYMBOL_STATUSES:
+        raise _fail(f"{where}.symbols", " or ".join(SYMBOL_STATUSES), status)
+    return ModuleRecord(name=_str(f("name"), f"{where}.name"), path=_str(f("path"), f"{where}.path"),
+                        pid=None if pid is None else int(pid), base=_hex(f("base"), f"{where}.base"),
+                        size=_hex(f("size"), f"{where}.size"),
+                        timestamp=_opt(_hex, f("timestamp"), f"{where}.timestamp"),
+                        pdb=pdb, symbols=status, symbol_file=_opt(_str, f("symbol_file"), f"{where}.symbol_file"),
+                        note=_opt(_str, f("note"), f"{where}.note"))
 
 
 def _hexes(v: Any, where: str) -> tuple[int, ...]:
@@ -310,6 +343,12 @@ def _group(v: Any, where: str, mode: Mode, frames_of: _Frames) -> GroupRecord:
                        suppressed_by=_opt(_str, o.get("suppressed_by"), f"{where}.suppressed_by"))
 
 
+def _match(v: Any) -> Match:
+    if v not in ("function", "rva"):
+        raise _fail("filters.match", "'function' or 'rva'", v)
+    return "function" if v == "function" else "rva"
+
+
 def _gate(v: Any, where: str) -> Gate:
     o = _obj(v, where)
     name = _str(_get(o, "name", where), f"{where}.name")
@@ -360,7 +399,9 @@ def _decode(value: Any) -> Document:
                                                               for i, p in enumerate(_list(pid_raw, "filters.pid"))),
                       kernel_frames=_bool(_get(fo, "kernel_frames", "filters"), "filters.kernel_frames"),
                       min_bytes=_int(_get(fo, "min_bytes", "filters"), "filters.min_bytes"),
-                      top=_int(_get(fo, "top", "filters"), "filters.top"))
+                      top=_int(_get(fo, "top", "filters"), "filters.top"),
+                      match=_match(fo.get("match", "rva")),
+                      symbols=_opt(_str, fo.get("symbols"), "filters.symbols"))
     traces = tuple(_trace(t, f"traces[{i}]") for i, t in enumerate(_list(_get(o, "traces", "document"), "traces")))
     if len(traces) != (2 if mode == "diff" else 1):
         raise DocumentError(f"traces: a {mode} document has {2 if mode == 'diff' else 1} trace(s), "

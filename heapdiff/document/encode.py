@@ -16,6 +16,7 @@ from heapdiff.document.model import (
     Document,
     FrameRecord,
     GroupRecord,
+    ModuleRecord,
     RunDetails,
     TraceRecord,
 )
@@ -50,7 +51,15 @@ def trace_json(t: TraceRecord) -> dict[str, Any]:
                       for p in t.processes],
         "unresolved_frames": {"frames": t.unresolved_frames.frames, "unresolved": t.unresolved_frames.unresolved},
         "notes": list(t.notes),
+        "modules": [module_json(m) for m in t.modules],
     }
+
+
+def module_json(m: ModuleRecord) -> dict[str, Any]:
+    return {"name": m.name, "path": m.path, "pid": None if m.pid is None else str(m.pid), "base": _hex(m.base),
+            "size": _hex(m.size), "timestamp": _hex(m.timestamp),
+            "pdb": None if m.pdb is None else {"name": m.pdb.name, "guid": m.pdb.guid, "age": m.pdb.age},
+            "symbols": m.symbols, "symbol_file": m.symbol_file, "note": m.note}
 
 
 def frame_json(f: FrameRecord) -> dict[str, Any]:
@@ -118,7 +127,7 @@ def document_json(doc: Document) -> dict[str, Any]:
         "mode": doc.mode,
         "generator": doc.generator,
         "filters": {"process": f.process, "pid": list(f.pid) if f.pid else None, "kernel_frames": f.kernel_frames,
-                    "min_bytes": f.min_bytes, "top": f.top},
+                    "min_bytes": f.min_bytes, "top": f.top, "match": f.match, "symbols": f.symbols},
         "traces": [trace_json(t) for t in doc.traces],
     }
     t = doc.totals

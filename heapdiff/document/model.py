@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from heapdiff.diff import Status
-from heapdiff.frames import SourceFrame
+from heapdiff.frames import Frame, PdbId, SymbolStatus
 from heapdiff.grouping import ZERO, Counts
 
 SCHEMA: Final = "heapdiff/1"
@@ -28,8 +28,8 @@ GATE_NAMES: Final[tuple[GateName, ...]] = ("growth", "stack_growth", "new")
 
 __all__ = [
     "GATE_NAMES", "ROLES", "SCHEMA", "STATUSES", "ZERO", "Counts", "Document", "Filters", "FrameRecord",
-    "FrameTotals", "Gate", "GateName", "GroupRecord", "Mode", "ProcessRecord", "Role", "RunDetails", "Status",
-    "Suppression", "Totals", "TraceRecord",
+    "FrameTotals", "Gate", "GateName", "GroupRecord", "Match", "Mode", "ModuleRecord", "ProcessRecord", "Role",
+    "RunDetails", "Status", "Suppression", "Totals", "TraceRecord",
 ]
 
 
@@ -46,6 +46,25 @@ class FrameTotals:
 
     frames: int
     unresolved: int
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleRecord:
+    """An image that frames of the trace's groups fall in: its identity (so that a report made without symbols
+    can be symbolized later) and how looking up its symbols went."""
+
+    name: str
+    path: str
+    #: None for a kernel image (it serves every process)
+    pid: int | None
+    base: int
+    size: int
+    #: the PE TimeDateStamp, None when the trace did not give it
+    timestamp: int | None
+    pdb: PdbId | None
+    symbols: SymbolStatus
+    symbol_file: str | None
+    note: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,28 +90,11 @@ class TraceRecord:
     processes: tuple[ProcessRecord, ...]
     unresolved_frames: FrameTotals
     notes: tuple[str, ...]
+    modules: tuple[ModuleRecord, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class FrameRecord:
-    """One displayed frame of a group, innermost first; the symbol fields are None when no PDB named it."""
-
-    #: ``module!function+0xoff`` when symbols named it, else ``module+0xrva``, or ``0x<address>`` for an
-    #: address in no known image
-    text: str
-    #: None for an address in no known image
-    module: str | None
-    rva: int | None
-    kernel: bool
-    allocator: bool
-    #: the innermost source position at this address (an inlined callee when there is one)
-    function: str | None = None
-    #: from the start of the procedure
-    offset: int | None = None
-    file: str | None = None
-    line: int | None = None
-    #: the enclosing inlined calls, outward, ending with the procedure itself; empty when nothing is inlined
-    inlined: tuple[SourceFrame, ...] = ()
+#: one displayed frame of a group: the grouping's frame, symbol fields and all
+FrameRecord = Frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +154,9 @@ class GroupRecord:
         raise ValueError("a group with no run")
 
 
+Match = Literal["function", "rva"]
+
+
 @dataclass(frozen=True, slots=True)
 class Filters:
     process: str | None
@@ -159,6 +164,11 @@ class Filters:
     kernel_frames: bool
     min_bytes: int
     top: int
+    #: how groups of two inputs are matched: by ``module!function`` where both inputs have the module's symbols
+    #: (else by ``module+0xrva``), or by ``module+0xrva`` always
+    match: Match = "function"
+    #: the symbol path used, as text; None when symbols were off
+    symbols: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

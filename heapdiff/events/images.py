@@ -8,11 +8,11 @@ rundown, not an unload.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from heapdiff.events.decode import ImageEvent
+from heapdiff.events.decode import ImageEvent, ImageIdEvent
 
 KERNEL_PIDS = (0, 4)
 NEVER = 1 << 62
@@ -35,13 +35,55 @@ class LoadedImage:
     name: str
     start_ts: int
     end_ts: int
+    #: the image's identity, for symbols: its path, PE TimeDateStamp (0: unknown), and the PDB its CodeView
+    #: record names, from the trace's DbgID_RSDS event (notes 6.3) when it has one
+    path: str = ""
+    pid: int = 0
+    time_date_stamp: int = 0
+    pdb_name: str = ""
+    pdb_guid: str = ""
+    pdb_age: int = 0
+    #: position in :attr:`ImageMap.images`
+    index: int = -1
+
+
+def _identities(image_ids: list[ImageIdEvent]) -> tuple[dict[tuple[int, int], ImageIdEvent],
+                                                        dict[tuple[int, int], ImageIdEvent]]:
+    """The ImageID and DbgID_RSDS events by (raw timestamp, image base): merged traces write each with the same
+    timestamp and base as the image event it describes (TraceEvent pairs them the same way)."""
+    ids: dict[tuple[int, int], ImageIdEvent] = {}
+    rsds: dict[tuple[int, int], ImageIdEvent] = {}
+    for e in image_ids:
+        (rsds if e.kind == "rsds" else ids).setdefault((e.ts, e.base), e)
+    return ids, rsds
+
+
+#: images as sorted arrays for a vectorised search: bases, ends, names, indices into ImageMap.images
+_Table = tuple[np.ndarray, np.ndarray, list[str], list[int]]
+
+
+def _table(imgs: list[LoadedImage]) -> _Table:
+    return (np.asarray([i.base for i in imgs], np.uint64), np.asarray([i.end for i in imgs], np.uint64),
+            [i.name for i in imgs], [i.index for i in imgs])
 
 
 class ImageMap:
     """Per-process image ranges over time, for frame resolution."""
 
-    def __init__(self, images: list[ImageEvent], pointer_size: int) -> None:
+    def __init__(self, images: list[ImageEvent], pointer_size: int, image_ids: list[ImageIdEvent] | None = None
+                 ) -> None:
         self.kernel_floor = kernel_floor(pointer_size)
+        ids, rsds = _identities(image_ids or [])
+
+        def loaded(ev: ImageEvent, start: int, end: int) -> LoadedImage:
+            idev, dbg = ids.get((ev.ts, ev.base)), rsds.get((ev.ts, ev.base))
+            stamp = ev.time_date_stamp or (idev.time_date_stamp if idev is not None else 0)
+            return LoadedImage(ev.base, ev.base + max(ev.size, 1), module_name(ev.file_name), start, end,
+                               path=ev.file_name, pid=ev.pid, time_date_stamp=stamp,
+                               pdb_name=dbg.pdb_file_name if dbg is not None else "",
+                               pdb_guid=dbg.pdb_guid if dbg is not None else "",
+                               pdb_age=dbg.pdb_age if dbg is not None else 0)
+
         opened: dict[tuple[int, int], list[LoadedImage]] = {}
         done: list[tuple[int, LoadedImage]] = []
         for ev in sorted(images, key=lambda e: e.ts):
@@ -50,19 +92,25 @@ class ImageMap:
                 start = -NEVER if ev.kind == "dcstart" else ev.ts
                 if ev.kind == "dcstart" and opened.get(key):
                     continue  # a rundown repeats what a load already said
-                opened.setdefault(key, []).append(
-                    LoadedImage(ev.base, ev.base + max(ev.size, 1), module_name(ev.file_name), start, NEVER))
+                opened.setdefault(key, []).append(loaded(ev, start, NEVER))
             elif ev.kind == "unload":
                 stack = opened.get(key)
                 if stack:
                     img = stack.pop()
-                    done.append((ev.pid, LoadedImage(img.base, img.end, img.name, img.start_ts, ev.ts)))
-            elif ev.kind == "dcend" and not opened.get(key):
-                # only seen at the end: it was there all along
-                opened.setdefault(key, []).append(
-                    LoadedImage(ev.base, ev.base + max(ev.size, 1), module_name(ev.file_name), -NEVER, NEVER))
+                    done.append((ev.pid, replace(img, end_ts=ev.ts)))
+            elif ev.kind == "dcend":
+                stack = opened.get(key)
+                if not stack:  # only seen at the end: it was there all along
+                    opened.setdefault(key, []).append(loaded(ev, -NEVER, NEVER))
+                elif not stack[-1].pdb_guid and (ev.ts, ev.base) in rsds:  # the end rundown names its PDB
+                    fuller = loaded(ev, stack[-1].start_ts, NEVER)
+                    stack[-1] = replace(fuller, time_date_stamp=stack[-1].time_date_stamp or
+                                        fuller.time_date_stamp)
         for (pid, _), stack in opened.items():
             done.extend((pid, img) for img in stack)
+        done = [(pid, replace(img, index=i)) for i, (pid, img) in enumerate(done)]
+        #: every image of the trace, each with its identity; frames name them by index
+        self.images: list[LoadedImage] = [img for _, img in done]
         self._by_pid: dict[int, tuple[list[int], list[LoadedImage]]] = {}
         per: dict[int, list[LoadedImage]] = {}
         for pid, img in done:
@@ -73,15 +121,14 @@ class ImageMap:
         self.max_image = max((i.end - i.base for _, i in done), default=0)
         # a process whose images neither come nor go nor overlap resolves without looking at the time:
         # one vectorised search for all its frames (see frames())
-        self._static: dict[int, tuple[np.ndarray, np.ndarray, list[str]]] = {}
+        self._static: dict[int, _Table] = {}
         self._bounds: dict[int, list[int]] = {}
-        self._epochs: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, list[str]] | None] = {}
-        self._memo: dict[tuple[int, ...], dict[int, str]] = {}
-        for pid, (bases, imgs) in self._by_pid.items():
+        self._epochs: dict[tuple[int, int], _Table | None] = {}
+        self._memo: dict[tuple[int, ...], dict[int, tuple[str, int]]] = {}
+        for pid, (_, imgs) in self._by_pid.items():
             if imgs and all(i.start_ts == -NEVER and i.end_ts == NEVER for i in imgs) and all(
                     imgs[k].end <= imgs[k + 1].base for k in range(len(imgs) - 1)):
-                self._static[pid] = (np.asarray(bases, np.uint64), np.asarray([i.end for i in imgs], np.uint64),
-                                     [i.name for i in imgs])
+                self._static[pid] = _table(imgs)
 
     def find(self, pid: int, addr: int, ts: int) -> LoadedImage | None:
         pids = (*KERNEL_PIDS, pid) if addr >= self.kernel_floor else (pid,)
@@ -104,7 +151,7 @@ class ImageMap:
             return f"0x{addr:x}"
         return f"{img.name}+0x{addr - img.base:x}"
 
-    def _table_at(self, pid: int, ts: int) -> tuple[int, tuple[np.ndarray, np.ndarray, list[str]] | None]:
+    def _table_at(self, pid: int, ts: int) -> tuple[int, _Table | None]:
         """(epoch, images of ``pid`` loaded at ``ts`` as sorted arrays) or (epoch, None) when they overlap.
 
         The set of loaded images changes only at load/unload times, so it is built once per interval between
@@ -121,21 +168,17 @@ class ImageMap:
         key = (pid, epoch)
         if key not in self._epochs:
             imgs = [i for i in self._by_pid[pid][1] if i.start_ts <= ts < i.end_ts]
-            if all(imgs[k].end <= imgs[k + 1].base for k in range(len(imgs) - 1)):
-                self._epochs[key] = (np.asarray([i.base for i in imgs], np.uint64),
-                                     np.asarray([i.end for i in imgs], np.uint64), [i.name for i in imgs])
-            else:
-                self._epochs[key] = None
+            self._epochs[key] = (_table(imgs) if all(imgs[k].end <= imgs[k + 1].base for k in range(len(imgs) - 1))
+                                 else None)
         return epoch, self._epochs[key]
 
-    def _search(self, tables: list[tuple[tuple[np.ndarray, np.ndarray, list[str]], bool]],
-                addrs: np.ndarray) -> list[str]:
-        """``module+0xrva`` (or ``0x...``) of ``addrs`` in the first of ``tables`` (sorted, non-overlapping
-        images; ``True``: kernel addresses only) that holds each: one vectorised search a table."""
-        out: list[str] = [""] * int(addrs.shape[0])
+    def _search(self, tables: list[tuple[_Table, bool]], addrs: np.ndarray) -> list[tuple[str, int]]:
+        """(``module+0xrva`` or ``0x...``, image index or -1) of ``addrs`` in the first of ``tables`` (sorted,
+        non-overlapping images; ``True``: kernel addresses only) that holds each: one vectorised search a table."""
+        out: list[tuple[str, int]] = [("", -1)] * int(addrs.shape[0])
         todo = np.ones(addrs.shape[0], bool)  # not yet in an image of an earlier table
         floor = np.uint64(self.kernel_floor)
-        for (bases, ends, names), kernel_only in tables:
+        for (bases, ends, names, index), kernel_only in tables:
             if not bases.shape[0]:
                 continue
             idx = np.searchsorted(bases, addrs, side="right").astype(np.int64) - 1
@@ -148,23 +191,26 @@ class ImageMap:
             ks = safe[js]
             # plain ints from whole columns: a numpy scalar per element was most of this loop's time
             for j, k, rva in zip(js.tolist(), ks.tolist(), (addrs[js] - bases[ks]).tolist(), strict=True):
-                out[j] = f"{names[k]}+0x{rva:x}"
+                out[j] = (f"{names[k]}+0x{rva:x}", index[k])
         js = np.flatnonzero(todo)
         for j, a in zip(js.tolist(), addrs[js].tolist(), strict=True):
-            out[j] = f"0x{a:x}"
+            out[j] = (f"0x{a:x}", -1)
         return out
 
-    def frames(self, pid: int, addrs: np.ndarray, ts: int) -> list[str]:
-        """:meth:`frame` for many addresses of one process at one time, with the same lookup order (kernel
-        addresses: System/Idle images first).
+    def _one(self, pid: int, addr: int, ts: int) -> tuple[str, int]:
+        img = self.find(pid, addr, ts)
+        return (f"0x{addr:x}", -1) if img is None else (f"{img.name}+0x{addr - img.base:x}", img.index)
 
-        Vectorised over the images loaded at ``ts`` (see :meth:`_table_at`), and the answers are remembered
-        per (process, epochs, address): stacks share most of their frames, and grouping ~5,000 stacks of ~20
-        frames one frame at a time was 0.43 s of a 10M benchmark trace's 4.7 s, on the reading thread. Only
-        processes whose loaded images overlap each other go frame by frame."""
+    def located(self, pid: int, addrs: np.ndarray, ts: int) -> list[tuple[str, int]]:
+        """(frame text, image index or -1) of many addresses of one process at one time, with :meth:`frame`'s
+        lookup order (kernel addresses: System/Idle images first).
+
+        Vectorised over the images loaded at ``ts`` (see :meth:`_table_at`), and the answers are remembered per
+        (process, epochs, address): stacks share most of their frames. Only processes whose loaded images
+        overlap each other go frame by frame."""
         kernel = addrs >= np.uint64(self.kernel_floor)
         order = [(p, True) for p in KERNEL_PIDS] + [(pid, False)] if bool(np.any(kernel)) else [(pid, False)]
-        tables: list[tuple[tuple[np.ndarray, np.ndarray, list[str]], bool]] = []
+        tables: list[tuple[_Table, bool]] = []
         epochs: list[int] = [pid]
         for p, kernel_only in order:
             if p not in self._by_pid:
@@ -172,7 +218,7 @@ class ImageMap:
                 continue
             epoch, table = self._table_at(p, ts)
             if table is None:
-                return [self.frame(pid, int(a), ts) for a in addrs.tolist()]
+                return [self._one(pid, int(a), ts) for a in addrs.tolist()]
             epochs.append(epoch)
             tables.append((table, kernel_only))
         memo = self._memo.setdefault(tuple(epochs), {})
@@ -181,18 +227,21 @@ class ImageMap:
         missing = [j for j, k in enumerate(known) if k is None]
         if not missing:
             return known  # type: ignore[return-value]  # no None left
-        for j, name in zip(missing, self._search(tables, addrs[np.asarray(missing, np.int64)]), strict=True):
-            known[j] = memo[values[j]] = name
+        for j, got in zip(missing, self._search(tables, addrs[np.asarray(missing, np.int64)]), strict=True):
+            known[j] = memo[values[j]] = got
         return known  # type: ignore[return-value]  # every None was filled
 
-    def frames_many(self, pids: list[int], addrs: list[np.ndarray], tss: list[int]) -> list[list[str]]:
-        """:meth:`frames` for many stacks at once: ``frames(pids[k], addrs[k], tss[k])`` for every k.
+    def frames(self, pid: int, addrs: np.ndarray, ts: int) -> list[str]:
+        """:meth:`frame` for many addresses of one process at one time (see :meth:`located`)."""
+        return [text for text, _ in self.located(pid, addrs, ts)]
 
-        Why: grouping resolves thousands of stacks, and one call per stack cost ~80 us of numpy set-up for ~20
-        frames (0.5 s of a 10M benchmark trace, on the reading thread, holding the GIL). The stacks of a process
-        whose images are static (and the kernel's, when static) are resolved in one vectorised search, each
-        distinct address formatted once; the others go stack by stack."""
-        out: list[list[str] | None] = [None] * len(pids)
+    def located_many(self, pids: list[int], addrs: list[np.ndarray], tss: list[int]) -> list[list[tuple[str, int]]]:
+        """:meth:`located` for many stacks at once: ``located(pids[k], addrs[k], tss[k])`` for every k.
+
+        Grouping resolves thousands of stacks, and one call per stack is mostly numpy set-up, so the stacks of a
+        process whose images are static (and the kernel's, when static) are resolved in one vectorised search,
+        each distinct address formatted once; the others go stack by stack."""
+        out: list[list[tuple[str, int]] | None] = [None] * len(pids)
         by_pid: dict[int, list[int]] = {}
         for k, p in enumerate(pids):
             by_pid.setdefault(p, []).append(k)
@@ -201,7 +250,7 @@ class ImageMap:
             if (p in self._by_pid and p not in self._static) or any(
                     kp in self._by_pid and t is None for kp, t in zip(KERNEL_PIDS, kernel_tables, strict=True)):
                 for k in ks:
-                    out[k] = self.frames(p, addrs[k], tss[k])
+                    out[k] = self.located(p, addrs[k], tss[k])
                 continue
             lens = [int(addrs[k].shape[0]) for k in ks]
             allv = np.concatenate([addrs[k] for k in ks]) if ks else np.zeros(0, np.uint64)
@@ -210,13 +259,19 @@ class ImageMap:
             own = self._static.get(p)
             if own is not None:
                 lookups.append((own, False))
-            text = self._search(lookups, uniq)
-            flat = np.asarray(text, dtype=object)[inv.reshape(-1)].tolist()  # one gather, not a loop
+            found = self._search(lookups, uniq)
+            holder = np.empty(len(found), dtype=object)
+            holder[:] = found
+            flat = holder[inv.reshape(-1)].tolist()  # one gather, not a loop
             pos = 0
             for k, n in zip(ks, lens, strict=True):
                 out[k] = flat[pos:pos + n]
                 pos += n
         return out  # type: ignore[return-value]  # every stack was resolved
+
+    def frames_many(self, pids: list[int], addrs: list[np.ndarray], tss: list[int]) -> list[list[str]]:
+        """:meth:`frames` for many stacks at once (see :meth:`located_many`)."""
+        return [[text for text, _ in stack] for stack in self.located_many(pids, addrs, tss)]
 
     def is_kernel(self, addr: int) -> bool:
         return addr >= self.kernel_floor

@@ -1,0 +1,120 @@
+"""Naming the frames of a trace's stacks: ``module+0xrva`` always, and function, offset, source line and inlined
+calls where the shell's :class:`~heapdiff.frames.Symbolizer` finds the image's PDB.
+
+Every frame but the innermost is a return address: the instruction after the call. Looking up ``rva - 1`` finds
+the call itself (its line, and the inline chain it sits in), while the offset shown stays the frame's own. All
+distinct addresses of a trace go to the symbolizer in one batch per image, so PDBs are found and read once.
+"""
+
+from __future__ import annotations
+
+import ntpath
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from heapdiff.events.images import ImageMap, LoadedImage
+from heapdiff.frames import Frame, ModuleRequest, ModuleSymbols, PdbId, ResolvedFrame, Symbolizer
+from heapdiff.rules import is_allocator_frame, module_of_frame
+
+#: (frame text, image index or -1) of one frame, as the image map located it
+Located = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class ModuleOutcome:
+    """One image that frames of the trace fall in, and how looking up its symbols went."""
+
+    image: LoadedImage
+    symbols: ModuleSymbols
+
+
+def request_for(img: LoadedImage) -> ModuleRequest:
+    pdb = (PdbId(ntpath.basename(img.pdb_name.replace("/", "\\")) or f"{img.name.rsplit('.', 1)[0]}.pdb",
+                 img.pdb_guid, img.pdb_age) if img.pdb_guid else None)
+    return ModuleRequest(name=img.name, path=img.path, timestamp=img.time_date_stamp or None,
+                         size=img.end - img.base, pdb=pdb)
+
+
+def frame_text(module: str, r: ResolvedFrame, rva: int) -> str:
+    """``module!procedure+0xoff (file:line)``: the procedure that holds the address and the source line in it
+    (for an address in inlined code, the line of the call that was inlined)."""
+    proc = r.frames[-1]
+    text = f"{module}!{proc.function}+0x{rva - r.proc_start:x}"
+    if proc.file and proc.line:
+        text += f" ({ntpath.basename(proc.file.replace('/', chr(92)))}:{proc.line})"
+    return text
+
+
+def named_frame(text: str, rva: int | None, kernel: bool, r: ResolvedFrame | None) -> Frame:
+    module = module_of_frame(text)
+    if r is None or module is None or rva is None or not r.frames or not r.frames[-1].function:
+        return Frame(text, module, rva, kernel, not kernel and is_allocator_frame(module, None))
+    inner = r.frames[0]
+    proc = r.frames[-1].function
+    return Frame(frame_text(module, r, rva), module, rva, kernel, not kernel and is_allocator_frame(module, proc),
+                 function=inner.function, offset=rva - r.proc_start, file=inner.file, line=inner.line,
+                 inlined=r.frames[1:])
+
+
+def _rva(text: str) -> int | None:
+    plus = text.rfind("+0x")
+    return int(text[plus + 3:], 16) if plus > 0 and not text.startswith("0x") else None
+
+
+class FrameNamer:
+    """Names every frame of one trace's stacks, asking the symbolizer once for all of them."""
+
+    def __init__(self, images: ImageMap, symbolizer: Symbolizer | None) -> None:
+        self._images = images
+        self._symbolizer = symbolizer
+        self._memo: dict[tuple[str, bool, int, int], Frame] = {}
+        #: image index -> how its symbols went, for every image a frame fell in
+        self.outcomes: dict[int, ModuleSymbols] = {}
+
+    def name(self, stacks: Sequence[Sequence[Located]], kernel: Sequence[Sequence[bool]]) -> list[list[Frame]]:
+        """The frames of each stack, innermost first; ``kernel`` marks each frame that is the kernel's."""
+        answers = self._resolve(stacks)
+        out = []
+        for stack, kflags in zip(stacks, kernel, strict=True):
+            frames = []
+            for i, ((text, idx), k) in enumerate(zip(stack, kflags, strict=True)):
+                rva = _rva(text) if idx >= 0 else None
+                look = (rva - 1 if i and rva else rva) if rva is not None else -1
+                key = (text, k, idx, look)
+                f = self._memo.get(key)
+                if f is None:
+                    f = self._memo[key] = named_frame(text, rva, k, answers.get((idx, look)))
+                frames.append(f)
+            out.append(frames)
+        return out
+
+    def _resolve(self, stacks: Sequence[Sequence[Located]]) -> dict[tuple[int, int], ResolvedFrame]:
+        wanted: dict[int, set[int]] = {}
+        for stack in stacks:
+            for i, (text, idx) in enumerate(stack):
+                if idx < 0:
+                    continue
+                rva = _rva(text)
+                if rva is not None:
+                    wanted.setdefault(idx, set()).add(rva - 1 if i and rva else rva)
+        if not wanted:
+            return {}
+        order = sorted(wanted)
+        if self._symbolizer is None:
+            for idx in order:
+                self.outcomes[idx] = ModuleSymbols("off")
+            return {}
+        rvas = [sorted(wanted[idx]) for idx in order]
+        got = self._symbolizer.resolve([(request_for(self._images.images[idx]), r) for idx, r in
+                                        zip(order, rvas, strict=True)])
+        answers: dict[tuple[int, int], ResolvedFrame] = {}
+        for idx, asked, (outcome, frames) in zip(order, rvas, got, strict=True):
+            self.outcomes[idx] = outcome
+            for rva, r in zip(asked, frames, strict=True):
+                if r is not None:
+                    answers[(idx, rva)] = r
+        return answers
+
+    def modules(self) -> list[ModuleOutcome]:
+        """Every image a frame fell in, with its outcome, in image order."""
+        return [ModuleOutcome(self._images.images[i], self.outcomes[i]) for i in sorted(self.outcomes)]
