@@ -32,7 +32,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO, Final
 
+from heapdiff.etl import payloads as P
 from heapdiff.etl import structs as S
+from heapdiff.etl.cstruct import Payload, Struct
 from heapdiff.etl.xpress import compress as xpress_compress
 from heapdiff.events import kinds as K
 
@@ -92,7 +94,7 @@ _IMAGE_HOOKS: Final = {
 }
 _STILL_ACTIVE: Final = 0x103               # ExitStatus of a live process (Start/DCStart/DCEnd in real files)
 #: S-1-5-18 (LocalSystem): a real SID, because dissect cannot parse the NULL-SID form (6.2)
-_SID_LOCAL_SYSTEM: Final = S.SID_HEADER.pack(
+_SID_LOCAL_SYSTEM: Final = P.SID_HEADER.pack(
     {"Revision": 1, "SubAuthorityCount": 1, "IdentifierAuthority": (5).to_bytes(6, "big")}
 ) + struct.pack("<I", 18)
 
@@ -127,7 +129,7 @@ def _align8(n: int) -> int:
     return (n + 7) & ~7
 
 
-def _compose(*parts: S.Struct, tail: str = "") -> struct.Struct:
+def _compose(*parts: Struct, tail: str = "") -> struct.Struct:
     """One :class:`struct.Struct` for header + payload (+ ``tail`` codes), zero-padded to the 8-byte grid.
 
     Built from the declarations' own formats, so the offsets stay those of :mod:`heapdiff.etl.structs`.
@@ -276,16 +278,16 @@ class TraceWriter:
     def _build_structs(self) -> None:
         """Precompile one struct per hot record kind and pointer size (header + payload + zero padding)."""
         sh, ph = S.SYSTEM_HEADER, S.PERFINFO_HEADER
-        self._st_alloc = {p: _compose(sh, S.HEAP_ALLOC[p]) for p in self._ptrs}
-        self._st_free = {p: _compose(sh, S.HEAP_FREE[p]) for p in self._ptrs}
-        self._st_realloc = {p: _compose(sh, S.HEAP_REALLOC[p]) for p in self._ptrs}
-        self._st_create = {p: _compose(sh, S.HEAP_CREATE[p]) for p in self._ptrs}
-        self._st_destroy = {p: _compose(sh, S.HEAP_COMMON[p]) for p in self._ptrs}
-        self._sz_alloc = {p: sh.size + S.HEAP_ALLOC[p].size for p in self._ptrs}
-        self._sz_free = {p: sh.size + S.HEAP_FREE[p].size for p in self._ptrs}
-        self._sz_realloc = {p: sh.size + S.HEAP_REALLOC[p].size for p in self._ptrs}
-        self._sz_create = {p: sh.size + S.HEAP_CREATE[p].size for p in self._ptrs}
-        self._sz_destroy = {p: sh.size + S.HEAP_COMMON[p].size for p in self._ptrs}
+        self._st_alloc = {p: _compose(sh, P.HEAP_ALLOC[p]) for p in self._ptrs}
+        self._st_free = {p: _compose(sh, P.HEAP_FREE[p]) for p in self._ptrs}
+        self._st_realloc = {p: _compose(sh, P.HEAP_REALLOC[p]) for p in self._ptrs}
+        self._st_create = {p: _compose(sh, P.HEAP_CREATE[p]) for p in self._ptrs}
+        self._st_destroy = {p: _compose(sh, P.HEAP_COMMON[p]) for p in self._ptrs}
+        self._sz_alloc = {p: sh.size + P.HEAP_ALLOC[p].size for p in self._ptrs}
+        self._sz_free = {p: sh.size + P.HEAP_FREE[p].size for p in self._ptrs}
+        self._sz_realloc = {p: sh.size + P.HEAP_REALLOC[p].size for p in self._ptrs}
+        self._sz_create = {p: sh.size + P.HEAP_CREATE[p].size for p in self._ptrs}
+        self._sz_destroy = {p: sh.size + P.HEAP_COMMON[p].size for p in self._ptrs}
         # stack walks: (pointer size, header kind, frame count) -> (struct, record size); filled on demand
         self._st_stack: dict[tuple[int, str, int], tuple[struct.Struct, int]] = {}
         self._stack_heads = {"perfinfo": ph, "system": sh}
@@ -490,7 +492,7 @@ class TraceWriter:
             raise ValueError(f"process kind {kind!r} is not one of {sorted(_PROCESS_HOOKS)}") from None
         p = self.pointer_size
         live = kind != "end"
-        fixed = S.PROCESS_V4[p].pack({
+        fixed = P.PROCESS_V4[p].pack({
             "UniqueProcessKey": self._kernel_address(p, 0x8000 + pid),
             "ProcessId": pid,
             "ParentId": parent_pid,
@@ -499,7 +501,7 @@ class TraceWriter:
             "DirectoryTableBase": 0x1AD000 + (pid << 12),
             "Flags": 0,
         })
-        token = (S.TOKEN_USER64 if p == 8 else S.TOKEN_USER32).pack(
+        token = (P.TOKEN_USER64 if p == 8 else P.TOKEN_USER32).pack(
             {"Sid": self._kernel_address(p, 0x4000 + pid), "Attributes": 0})
         payload = (fixed + token + _SID_LOCAL_SYSTEM + image_name.encode("latin-1") + b"\0"
                    + _utf16z(command_line) + _utf16z("") + _utf16z(""))
@@ -523,7 +525,7 @@ class TraceWriter:
             raise ValueError(f"image kind {kind!r} is not one of {sorted(_IMAGE_HOOKS)}") from None
         p = self._ptr(ptr)
         digest = zlib.crc32(file_name.encode("utf-16-le"))
-        payload = S.IMAGE_LOAD[p].pack({
+        payload = P.IMAGE_LOAD[p].pack({
             "ImageBase": base,
             "ImageSize": size,
             "ProcessId": pid,
@@ -719,8 +721,8 @@ class TraceWriter:
             head = self._stack_heads[header]
         except KeyError:
             raise ValueError(f"stack header must be 'perfinfo' or 'system', not {header!r}") from None
-        st = _compose(head, S.STACK_WALK, tail=f"{nf}{_PTR_CODES[p]}" if nf else "")
-        n = head.size + S.STACK_WALK.size + nf * p
+        st = _compose(head, P.STACK_WALK, tail=f"{nf}{_PTR_CODES[p]}" if nf else "")
+        n = head.size + P.STACK_WALK.size + nf * p
         self._st_stack[key] = (st, n)
         return st, n
 
@@ -732,7 +734,7 @@ class TraceWriter:
             raise ValueError(f"hook {hook:#06x} is not a stack key definition (0x1822..0x1824)")
         p = self._ptr(ptr)
         try:
-            payload = (S.STACK_KEY_DEF[p].pack({"StackKey": key})
+            payload = (P.STACK_KEY_DEF[p].pack({"StackKey": key})
                        + struct.pack(f"<{len(frames)}{_PTR_CODES[p]}", *frames))
         except struct.error as e:
             raise ValueError(f"stack_key_create: a value does not fit its field: {e}") from None
@@ -744,7 +746,7 @@ class TraceWriter:
         StackProcess, StackThread, StackKey; PERFINFO header."""
         p = self._ptr(ptr)
         hook = K.HOOK_STACK_KEY_USER if user else K.HOOK_STACK_KEY_KERNEL
-        payload = S.STACK_KEY_REF[p].pack({"EventTimeStamp": event_ts, "StackProcess": pid,
+        payload = P.STACK_KEY_REF[p].pack({"EventTimeStamp": event_ts, "StackProcess": pid,
                                            "StackThread": tid, "StackKey": key})
         self._emit(cpu, ts, hook, _V_STACK, "perfinfo", p, 0, 0, payload)
 
@@ -812,14 +814,14 @@ class TraceWriter:
 
 
 #: 4.3 heap hooks with a known layout: (version-2 payload, version-3 payload or None)
-_HEAP_LAYOUTS: Final[dict[int, tuple[S.Payload, S.Payload | None]]] = {
-    K.HOOK_HEAP_CREATE: (S.HEAP_CREATE, S.HEAP_CREATE_V3),
-    K.HOOK_HEAP_DESTROY: (S.HEAP_COMMON, None),
-    K.HOOK_HEAP_EXPAND: (S.HEAP_EXPANSION, S.HEAP_EXPANSION_V3),
-    K.HOOK_HEAP_SNAPSHOT: (S.HEAP_SNAPSHOT, S.HEAP_SNAPSHOT_V3),
-    K.HOOK_HEAP_CONTRACT: (S.HEAP_EXPANSION, S.HEAP_EXPANSION_V3),
-    0x102B: (S.HEAP_COMMON, None),  # Lock
-    0x102C: (S.HEAP_COMMON, None),  # Unlock
-    0x102D: (S.HEAP_COMMON, None),  # Validate
-    0x102E: (S.HEAP_COMMON, None),  # Walk
+_HEAP_LAYOUTS: Final[dict[int, tuple[Payload, Payload | None]]] = {
+    K.HOOK_HEAP_CREATE: (P.HEAP_CREATE, P.HEAP_CREATE_V3),
+    K.HOOK_HEAP_DESTROY: (P.HEAP_COMMON, None),
+    K.HOOK_HEAP_EXPAND: (P.HEAP_EXPANSION, P.HEAP_EXPANSION_V3),
+    K.HOOK_HEAP_SNAPSHOT: (P.HEAP_SNAPSHOT, P.HEAP_SNAPSHOT_V3),
+    K.HOOK_HEAP_CONTRACT: (P.HEAP_EXPANSION, P.HEAP_EXPANSION_V3),
+    0x102B: (P.HEAP_COMMON, None),  # Lock
+    0x102C: (P.HEAP_COMMON, None),  # Unlock
+    0x102D: (P.HEAP_COMMON, None),  # Validate
+    0x102E: (P.HEAP_COMMON, None),  # Walk
 }
