@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from heapdiff.etl.reader import InternedStacks
+from heapdiff.etl.sequences import InternedStacks
 from heapdiff.events.images import ImageMap
 
 ALLOCATOR_EXACT = frozenset({"ntdll", "kernelbase", "kernel32", "ucrtbase", "msvcrt"})

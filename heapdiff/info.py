@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from heapdiff.etl.trace import filetime_to_utc, iso_utc
+from heapdiff.etl.logfile import filetime_to_utc, iso_utc
 from heapdiff.events.scan import TraceScan
 
 

@@ -28,8 +28,9 @@ from heapdiff.diff import (
     group_blocks,
     sort_single,
 )
-from heapdiff.etl.reader import InternedStacks
-from heapdiff.etl.trace import TraceFile, iso_utc
+from heapdiff.etl.logfile import iso_utc
+from heapdiff.etl.sequences import InternedStacks
+from heapdiff.etl.trace import TraceFile
 from heapdiff.events.images import ImageMap
 from heapdiff.events.kinds import HEAP_SOURCES
 from heapdiff.events.ops import OpBatch

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from heapdiff.diff import SAMPLE_ADDRESSES, LiveColumns, group_blocks
-from heapdiff.etl.reader import InternedStacks
+from heapdiff.etl.sequences import InternedStacks
 from heapdiff.events.images import ImageMap
 
 

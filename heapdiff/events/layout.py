@@ -24,7 +24,7 @@ from typing import Final
 
 from heapdiff.etl import payloads as P
 from heapdiff.etl.cstruct import Struct
-from heapdiff.etl.walk import FieldSpec, Layout, LayoutRow
+from heapdiff.etl.layout_table import FieldSpec, Layout, LayoutRow
 from heapdiff.events import kinds as K
 from heapdiff.events.images import kernel_floor
 

@@ -15,9 +15,12 @@ import numpy as np
 
 from heapdiff._jit import borrow, njit, prefetch
 from heapdiff.errors import Anomalies
-from heapdiff.etl.reader import CHUNK_BYTES, GUID_PROVIDER_BASE, InternedStacks, Reader, RecordBatch
-from heapdiff.etl.trace import LogfileHeader, TraceFile, open_trace
-from heapdiff.etl.walk import DEFERRED, ST_BAD_PAYLOAD, ST_KEEP_RAW
+from heapdiff.etl.batch import RecordBatch
+from heapdiff.etl.logfile import LogfileHeader
+from heapdiff.etl.reader import CHUNK_BYTES, GUID_PROVIDER_BASE, Reader
+from heapdiff.etl.sequences import DEFERRED, InternedStacks
+from heapdiff.etl.trace import TraceFile, open_trace
+from heapdiff.etl.walk import ST_BAD_PAYLOAD, ST_KEEP_RAW
 from heapdiff.events import kinds as K
 from heapdiff.events.decode import (
     ImageEvent,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from heapdiff._jit import JIT_ENABLED, borrow, njit, prefetch
-from heapdiff.etl.reader import RecordBatch
+from heapdiff.etl.batch import RecordBatch
 from heapdiff.events import kinds as K
 from heapdiff.events.layout import COL_KEY_DEF, COL_KEY_REF, COL_STACK_TID, COL_STACK_TS
 
