@@ -456,6 +456,21 @@ def test_heap_record_fields(kind: str, ptr: int, framing: str) -> None:
     assert s.providers.get(HEAP_GUID) == 1
 
 
+PROCESS_GUID = "3d6fa8d0-fe05-11d0-9dda-00c04fd7ba7c"  # 3.7 group 0x03
+IMAGE_GUID = "2cb15d1d-5fc1-11d2-abe1-00a0c911f518"    # 3.7 group 0x14
+
+
+def test_a_process_group_image_load_is_framed_as_it_is_and_counted_under_image() -> None:
+    """3.7: hook 0x030A (Process group, type 10) is an image load that consumers see under the Image provider.
+    The walk reports what the bytes say (the Process group); the events layer counts it as an Image record."""
+    rec = system(8, 0x030A, T0 + 5, 0x10, 0x20, b"\0" * 0x40, version=3)
+    (r,) = frame(trace([rec])).records
+    assert (r.hook, r.provider) == (0x030A, PROCESS_GUID)
+    s = scan(trace([rec]))
+    assert s.providers.get(IMAGE_GUID) == 1 and PROCESS_GUID not in s.providers
+    assert s.events["image"] == 1 and s.events["process"] == 0
+
+
 def test_32bit_trace_header() -> None:
     """A 32-bit session: SYSTEM32 header record and the 0x110-byte TRACE_LOGFILE_HEADER32 (2.1, 2.2)."""
     data = trace([system(4, HOOK_ALLOC, T0 + 3, 8, 9, alloc_payload(4, 1, 2, 3, 4))], ptr=4)

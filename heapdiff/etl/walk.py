@@ -270,8 +270,6 @@ def frame_kernel(data: np.ndarray, d32: np.ndarray, d64: np.ndarray, bstart: np.
                 op = np.int64(data[p + S.CLASSIC_TYPE])
                 prov = np.int64(data[p + S.CLASSIC_GROUP])
                 hook = (prov << 8) | op
-                if hook == 0x030A:
-                    prov = 0x14
                 v = u16(data, p + S.CLASSIC_VERSION)
                 ver = v & S.VERSION_MASK
                 ptr = S.HEADER_PTR_OF[htype]

@@ -94,6 +94,15 @@ for _h, _op in _HOOK_OP.items():
 
 
 @njit(inline="always")
+def _provider_of(p: Any, h: Any) -> Any:
+    """The provider a record counts under: the one its header names (group byte or GUID), except a Process-group
+    image load (hook 0x030A), which consumers see as the Image provider's Load (notes 3.7)."""
+    if h == K.HOOK_PROCESS_LOAD_IMAGE and p == K.GROUP_PROCESS:
+        return K.GROUP_IMAGE
+    return p
+
+
+@njit(inline="always")
 def _kind_of(p: Any, h: Any) -> int:
     if p == K.GROUP_HEAP:
         return int(_HEAP_OP_KIND[h & 0xFF])
@@ -113,9 +122,10 @@ def _count_kernel(prov: np.ndarray, hook: np.ndarray, status: np.ndarray, rows: 
     # (no prefetch here: three columns a row, measured no faster with it)
     for i in range(rows.shape[0]):
         r = rows[i]
-        p = np.int64(prov[r])
+        h = np.int64(hook[r])
+        p = _provider_of(np.int64(prov[r]), h)
         prov_counts[p + 1] += 1
-        kind_counts[_kind_of(p, np.int64(hook[r]))] += 1
+        kind_counts[_kind_of(p, h)] += 1
         if status[r] & ST_BAD_PAYLOAD:
             bad += 1
     return bad
@@ -210,7 +220,8 @@ def scan(source: TraceFile | bytes | np.ndarray, heap_sink: HeapSink | None = No
         if nbad:
             prov = batch.prov
             for i in np.flatnonzero(batch.status & ST_BAD_PAYLOAD).tolist():
-                kind = KIND_NAMES[_kind_of(int(prov[i]), int(batch.hook[i]))]
+                h = int(batch.hook[i])
+                kind = KIND_NAMES[_kind_of(_provider_of(int(prov[i]), h), h)]
                 out.anomalies.add(f"bad_payload_size:{kind}")
                 out.first_anomaly_offset.setdefault(f"bad_payload_size:{kind}", int(batch.pos[i]))
         out.last_ts = int(src["ts"][rows[-1]])
@@ -230,7 +241,8 @@ def scan(source: TraceFile | bytes | np.ndarray, heap_sink: HeapSink | None = No
         heap_sink(_attach_ops(tail))
     # records linked onto their event's row by the reader (stack walks: etl.walk) are in no batch: counted here,
     # each a stack reference matched to its event
-    for p, h, c in reader.linked():
+    for linked_prov, h, c in reader.linked():
+        p = _provider_of(linked_prov, h)
         prov_counts[p + 1] += c
         kind_counts[_kind_of(p, h)] += c
         if h in STACK_REF_HOOKS:
