@@ -14,6 +14,7 @@ import numpy as np
 
 from heapdiff.etl.sequences import InternedStacks
 from heapdiff.events.images import ImageMap
+from heapdiff.reduce import LiveBlocks
 
 ALLOCATOR_EXACT = frozenset({"ntdll", "kernelbase", "kernel32", "ucrtbase", "msvcrt"})
 ALLOCATOR_PREFIXES = ("vcruntime", "msvcp")
@@ -70,26 +71,6 @@ class Group:
     sample_addresses: list[int] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class LiveColumns:
-    """The outstanding blocks of a snapshot, as columns (any order)."""
-
-    pid: np.ndarray
-    heap: np.ndarray
-    addr: np.ndarray
-    size: np.ndarray
-    ts: np.ndarray
-    source: np.ndarray
-    stack: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.pid.shape[0])
-
-    def take(self, mask: np.ndarray) -> LiveColumns:
-        return LiveColumns(self.pid[mask], self.heap[mask], self.addr[mask], self.size[mask], self.ts[mask],
-                           self.source[mask], self.stack[mask])
-
-
 @dataclass
 class Grouping:
     groups: dict[tuple[str, ...], Group]
@@ -97,7 +78,7 @@ class Grouping:
     unresolved: int = 0        # of which not in any known image
 
 
-def group_blocks(live: LiveColumns, sequences: InternedStacks, images: ImageMap, kernel_frames: bool) -> Grouping:
+def group_blocks(live: LiveBlocks, sequences: InternedStacks, images: ImageMap, kernel_frames: bool) -> Grouping:
     """Group outstanding blocks by signature.
 
     Python works once per (pid, stack) pair (resolving its frames to a signature) and once per group (making its

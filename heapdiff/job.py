@@ -23,7 +23,6 @@ from heapdiff.diff import (
     DiffRow,
     Group,
     Grouping,
-    LiveColumns,
     diff_groupings,
     group_blocks,
     sort_single,
@@ -35,7 +34,7 @@ from heapdiff.events.images import ImageMap
 from heapdiff.events.kinds import HEAP_SOURCES
 from heapdiff.events.ops import OpBatch
 from heapdiff.events.scan import TraceScan, scan
-from heapdiff.reduce import Reducer
+from heapdiff.reduce import LiveBlocks, Reducer
 
 SCHEMA = "heapdiff/1"
 Progress = Callable[[int, int], None]
@@ -54,7 +53,7 @@ class JobOptions:
 class TraceResult:
     role: str
     scan: TraceScan
-    live: LiveColumns
+    live: LiveBlocks
     anomalies: dict[str, int]
     images: ImageMap
     grouping: Grouping
@@ -119,7 +118,7 @@ class _ReducerThread:
             raise self._error
 
 
-def read_trace(tf: TraceFile, progress: Progress | None = None) -> tuple[TraceScan, LiveColumns, dict[str, int]]:
+def read_trace(tf: TraceFile, progress: Progress | None = None) -> tuple[TraceScan, LiveBlocks, dict[str, int]]:
     """Scan one trace through the reducer: the scan, the outstanding blocks at its end, the reducer's anomalies."""
     red = Reducer()
     pipe = _ReducerThread(red)
@@ -131,13 +130,13 @@ def read_trace(tf: TraceFile, progress: Progress | None = None) -> tuple[TraceSc
     pipe.close()
     red.finish()
     snap = red.snapshot()
-    live = LiveColumns(pid=snap.pid, heap=snap.heap, addr=snap.addr, size=snap.size, ts=snap.ts,
+    live = LiveBlocks(pid=snap.pid, heap=snap.heap, addr=snap.addr, size=snap.size, ts=snap.ts,
                        source=snap.source, stack=result.resolve_stacks(snap.stack))
     result.release_reader()
     return result, live, dict(red.anomalies)
 
 
-def _select(s: TraceScan, live: LiveColumns, process: str | None, pid: int | None) -> tuple[LiveColumns,
+def _select(s: TraceScan, live: LiveBlocks, process: str | None, pid: int | None) -> tuple[LiveBlocks,
                                                                                             set[int] | None,
                                                                                             list[str]]:
     notes: list[str] = []

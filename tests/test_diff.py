@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from heapdiff.diff import SAMPLE_ADDRESSES, LiveColumns, group_blocks
+from heapdiff.diff import SAMPLE_ADDRESSES, group_blocks
 from heapdiff.etl.sequences import InternedStacks
 from heapdiff.events.images import ImageMap
+from heapdiff.reduce import LiveBlocks
 
 
-def _live(rows: list[tuple[int, int, int, int]]) -> LiveColumns:
+def _live(rows: list[tuple[int, int, int, int]]) -> LiveBlocks:
     """rows: (stack id, address, size, ts), all in pid 7, heap 0x10000."""
     n = len(rows)
     col = np.array(rows, np.int64).reshape(n, 4)
-    return LiveColumns(pid=np.full(n, 7, np.int64), heap=np.full(n, 0x10000, np.uint64),
+    return LiveBlocks(pid=np.full(n, 7, np.int64), heap=np.full(n, 0x10000, np.uint64),
                        addr=col[:, 1].astype(np.uint64), size=col[:, 2].astype(np.uint64), ts=col[:, 3],
                        source=np.zeros(n, np.uint8), stack=col[:, 0])
 
@@ -68,7 +69,7 @@ def test_grouping_matches_a_block_by_block_fold() -> None:
     frames = [np.array(f, np.uint64) for f in ([0x401000, 0x402000], [0x501000], [0x601000, 0x401000], [0x501000])]
     sids = [seq.intern(f) for f in frames] + [-1]  # the 4th is the 2nd again (same id); -1: no stack
     n = 3000
-    live = LiveColumns(pid=rng.choice([4, 9, 12], n).astype(np.int64),
+    live = LiveBlocks(pid=rng.choice([4, 9, 12], n).astype(np.int64),
                        heap=rng.choice([0x10000, 0x20000, 0x30000], n).astype(np.uint64),
                        addr=(rng.permutation(n) * 16 + 0x100000).astype(np.uint64),
                        size=rng.choice([1, 16, 100, 5000, 1 << 21], n).astype(np.uint64),
@@ -117,7 +118,7 @@ def test_grouping_counts_kernel_and_unresolved_frames_as_the_plain_signature_doe
     seq = InternedStacks()
     sids = [seq.intern(np.array(f, np.uint64)) for f in stacks]
     n = len(sids) * 3
-    live = LiveColumns(pid=np.full(n, 7, np.int64), heap=np.full(n, 0x10000, np.uint64),
+    live = LiveBlocks(pid=np.full(n, 7, np.int64), heap=np.full(n, 0x10000, np.uint64),
                        addr=(np.arange(n) * 16 + 0x100000).astype(np.uint64), size=np.full(n, 32, np.uint64),
                        ts=np.arange(n, dtype=np.int64) + 5, source=np.zeros(n, np.uint8),
                        stack=np.array(sids * 3, np.int64))
