@@ -89,14 +89,10 @@ def hold_kernel(rows: np.ndarray, s_ts: np.ndarray, s_cpu: np.ndarray, s_tid: np
     window after every chunk; one pass over the rows without the GIL instead of a ``np.take`` per column.
     """
     # borrowed: no reference counting in the loop (heapdiff._jit.borrow)
-    rows, s_ts, s_cpu, s_tid, s_pid = borrow(rows), borrow(s_ts), borrow(s_cpu), borrow(s_tid), borrow(s_pid)
-    s_hook, s_prov, s_ver, s_ptr = borrow(s_hook), borrow(s_prov), borrow(s_ver), borrow(s_ptr)
-    s_status, s_pos, s_tail, s_serial, s_f = borrow(s_status), borrow(s_pos), borrow(s_tail), borrow(s_serial), \
-        borrow(s_f)
-    d_ts, d_cpu, d_tid, d_pid = borrow(d_ts), borrow(d_cpu), borrow(d_tid), borrow(d_pid)
-    d_hook, d_prov, d_ver, d_ptr = borrow(d_hook), borrow(d_prov), borrow(d_ver), borrow(d_ptr)
-    d_status, d_pos, d_tail, d_serial, d_f = borrow(d_status), borrow(d_pos), borrow(d_tail), borrow(d_serial), \
-        borrow(d_f)
+    (rows, s_ts, s_cpu, s_tid, s_pid, s_hook, s_prov, s_ver, s_ptr, s_status, s_pos, s_tail, s_serial, s_f, d_ts, d_cpu,
+     d_tid, d_pid, d_hook, d_prov, d_ver, d_ptr, d_status, d_pos, d_tail, d_serial, d_f) = borrow((
+        rows, s_ts, s_cpu, s_tid, s_pid, s_hook, s_prov, s_ver, s_ptr, s_status, s_pos, s_tail, s_serial, s_f, d_ts,
+        d_cpu, d_tid, d_pid, d_hook, d_prov, d_ver, d_ptr, d_status, d_pos, d_tail, d_serial, d_f))
     nf = s_f.shape[1]
     for k in range(rows.shape[0]):
         r = rows[k]

@@ -212,16 +212,12 @@ def frame_kernel(data: np.ndarray, d32: np.ndarray, d64: np.ndarray, bstart: np.
     (rows of provider, hook, count) and ``counters[C_LINKED]``.
     """
     # borrowed: no reference counting in the loop (heapdiff._jit.borrow)
-    data, d32, d64, bstart = borrow(data), borrow(d32), borrow(d64), borrow(bstart)
-    bend, bcpu, bbase, lut = borrow(bend), borrow(bcpu), borrow(bbase), borrow(lut)
-    rows, kg_lo, kg_hi, kg_group = borrow(rows), borrow(kg_lo), borrow(kg_hi), borrow(kg_group)
-    kg_prov, it_slots, it_hash, it_start = borrow(kg_prov), borrow(it_slots), borrow(it_hash), borrow(it_start)
-    it_len, it_pool, it_meta, o_ts = borrow(it_len), borrow(it_pool), borrow(it_meta), borrow(o_ts)
-    o_cpu, o_tid, o_pid, o_hook = borrow(o_cpu), borrow(o_tid), borrow(o_pid), borrow(o_hook)
-    o_prov, o_ver, o_ptr, o_status = borrow(o_prov), borrow(o_ver), borrow(o_ptr), borrow(o_status)
-    o_pos, o_payoff, o_paylen, o_f = borrow(o_pos), borrow(o_payoff), borrow(o_paylen), borrow(o_f)
-    o_tail, o_glo, o_ghi, b_end = borrow(o_tail), borrow(o_glo), borrow(o_ghi), borrow(b_end)
-    b_endpos, counters, marks, link_counts = borrow(b_endpos), borrow(counters), borrow(marks), borrow(link_counts)
+    (data, d32, d64, bstart, bend, bcpu, bbase, lut, rows, kg_lo, kg_hi, kg_group, kg_prov, it_slots, it_hash, it_start,
+     it_len, it_pool, it_meta, o_ts, o_cpu, o_tid, o_pid, o_hook, o_prov, o_ver, o_ptr, o_status, o_pos, o_payoff,
+     o_paylen, o_f, o_tail, o_glo, o_ghi, b_end, b_endpos, counters, marks, link_counts) = borrow((
+        data, d32, d64, bstart, bend, bcpu, bbase, lut, rows, kg_lo, kg_hi, kg_group, kg_prov, it_slots, it_hash,
+        it_start, it_len, it_pool, it_meta, o_ts, o_cpu, o_tid, o_pid, o_hook, o_prov, o_ver, o_ptr, o_status, o_pos,
+        o_payoff, o_paylen, o_f, o_tail, o_glo, o_ghi, b_end, b_endpos, counters, marks, link_counts))
     n = n_from
     it_meta[2] = -1
     for b in range(b_from, bstart.shape[0]):

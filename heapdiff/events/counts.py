@@ -61,8 +61,7 @@ def _count_kernel(prov: np.ndarray, hook: np.ndarray, status: np.ndarray, rows: 
                   kind_counts: np.ndarray) -> int:
     """Records ``rows`` per provider and per event kind; returns how many payloads did not fit their layout."""
     # borrowed: no reference counting in the loop (heapdiff._jit.borrow)
-    prov, hook, status, rows = borrow(prov), borrow(hook), borrow(status), borrow(rows)
-    prov_counts, kind_counts = borrow(prov_counts), borrow(kind_counts)
+    prov, hook, status, rows, prov_counts, kind_counts = borrow((prov, hook, status, rows, prov_counts, kind_counts))
     bad = 0
     # (no prefetch here: three columns a row, no faster with it)
     for i in range(rows.shape[0]):

@@ -67,26 +67,16 @@ def ops_kernel(hook: np.ndarray, status: np.ndarray, f: np.ndarray, serial: np.n
     """Heap records, matched stack walks and process ends of a batch (source rows ``rows``; ``targets`` and
     ``pe_rows`` are by batch row) -> the reducer's op columns, in order."""
     # borrowed: no reference counting in the loop (heapdiff._jit.borrow)
-    hook, status, f, serial = borrow(hook), borrow(status), borrow(f), borrow(serial)
-    tail, kernel_only, targets, pid = borrow(tail), borrow(kernel_only), borrow(targets), borrow(pid)
-    tid, ts, rows, pe_rows = borrow(tid), borrow(ts), borrow(rows), borrow(pe_rows)
-    pe_pids, o_op, o_ts, o_pid = borrow(pe_pids), borrow(o_op), borrow(o_ts), borrow(o_pid)
-    o_tid, o_serial, o_heap, o_addr = borrow(o_tid), borrow(o_serial), borrow(o_heap), borrow(o_addr)
-    o_size, o_old, o_src, o_stack = borrow(o_size), borrow(o_old), borrow(o_src), borrow(o_stack)
+    (hook, status, f, serial, tail, kernel_only, targets, pid, tid, ts, rows, pe_rows, pe_pids, o_op, o_ts, o_pid,
+     o_tid, o_serial, o_heap, o_addr, o_size, o_old, o_src, o_stack) = borrow((
+        hook, status, f, serial, tail, kernel_only, targets, pid, tid, ts, rows, pe_rows, pe_pids, o_op, o_ts, o_pid,
+        o_tid, o_serial, o_heap, o_addr, o_size, o_old, o_src, o_stack))
     n = 0
     pe = 0
     m = rows.shape[0]
     for i in range(m):
         if PREFETCH_ROWS and i + PREFETCH_ROWS < m:
-            ahead = rows[i + PREFETCH_ROWS]
-            prefetch(hook, ahead)
-            prefetch(status, ahead)
-            prefetch(f, ahead)
-            prefetch(ts, ahead)
-            prefetch(pid, ahead)
-            prefetch(tid, ahead)
-            prefetch(serial, ahead)
-            prefetch(tail, ahead)
+            prefetch((hook, status, f, ts, pid, tid, serial, tail), rows[i + PREFETCH_ROWS])
         r = rows[i]
         h = hook[r]
         op = 0

@@ -245,11 +245,10 @@ def fold_kernel(op: Arr, ts: Arr, pid: Arr, tid: Arr, serial: Arr, heap: Arr, ad
     each with a one-entry cache) and the prefetch stay in one compiled loop; the rules are the helpers above.
     """
     # every array borrowed: no reference counting in the loop (heapdiff._jit.borrow)
-    op, ts, pid, tid, serial = borrow(op), borrow(ts), borrow(pid), borrow(tid), borrow(serial)
-    heap, addr, size, old_addr = borrow(heap), borrow(addr), borrow(size), borrow(old_addr)
-    source, stack = borrow(source), borrow(stack)
-    blocks, pend, threads, hidx, heaps = borrow(blocks), borrow(pend), borrow(threads), borrow(hidx), borrow(heaps)
-    pidx, pids, meta, counts = borrow(pidx), borrow(pids), borrow(meta), borrow(counts)
+    (op, ts, pid, tid, serial, heap, addr, size, old_addr, source, stack, blocks, pend, threads, hidx, heaps, pidx,
+     pids, meta, counts) = borrow((
+        op, ts, pid, tid, serial, heap, addr, size, old_addr, source, stack, blocks, pend, threads, hidx, heaps, pidx,
+        pids, meta, counts))
     n = end
     bmax = blocks.shape[0] // 2
     pmax = pend.shape[0] // 2

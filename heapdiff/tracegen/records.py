@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from dataclasses import dataclass
 from typing import Final
 
 from heapdiff.etl import payloads as P
@@ -215,46 +216,69 @@ def stack_key_def_payload(ptr: int, key: int, frames: list[int] | tuple[int, ...
     return P.STACK_KEY_DEF[ptr].pack({"StackKey": key}) + struct.pack(f"<{len(frames)}{_PTR_CODES[ptr]}", *frames)
 
 
-def header_records(*, ptr: int, t0: int, buffer_size: int, compressed: bool, cpus: int, end_filetime: int,
-                   buffers_written: int, events_lost: int, buffers_lost: int, boot_filetime: int, perf_freq: int,
-                   start_filetime: int, clock_type: int, logger_name: str, log_file_name: str,
-                   extensions: bool) -> list[tuple[int, bytes, WrittenRecord]]:
+@dataclass(frozen=True)
+class Session:
+    """What the logfile header says of the trace session (2.2), as the writer was asked to write it."""
+
+    pointer_size: int
+    cpus: int
+    buffer_size: int
+    compressed: bool
+    start_filetime: int
+    perf_freq: int
+    t0: int
+    clock_type: int
+    logger_name: str
+    log_file_name: str
+    events_lost: int
+    buffers_lost: int
+    header_extensions: bool
+
+    def filetime(self, ts: int) -> int:
+        """FILETIME of a raw timestamp of this session (2.3)."""
+        return filetime_of(ts, t0=self.t0, start_filetime=self.start_filetime, clock_type=self.clock_type,
+                           perf_freq=self.perf_freq)
+
+
+def header_records(session: Session, last_ts: int, buffers_written: int) -> list[tuple[int, bytes, WrittenRecord]]:
     """The records of buffer 0 (2.1): the header record with its TRACE_LOGFILE_HEADER (2.2) and, as real files
     have them, the 0x0005 / 0x0050 header extensions: (hook, framed bytes, what was written)."""
+    s = session
+    boot = s.filetime(0) if s.clock_type != S.CLOCK_SYSTEM_TIME else s.start_filetime - s.t0
     tz_rest = S.TIME_ZONE_REST.pack({
         "StandardName": _wchar_array(_TZ_STANDARD_NAME, 32), "StandardDate": bytes(16), "StandardBias": 0,
         "DaylightName": _wchar_array(_TZ_DAYLIGHT_NAME, 32), "DaylightDate": bytes(16), "DaylightBias": 0,
     })
-    logfile = (S.LOGFILE_HEADER64 if ptr == 8 else S.LOGFILE_HEADER32).pack({
-        "BufferSize": buffer_size,
-        "Version": _VERSION_LAYOUT_2_0 if compressed else _VERSION_LAYOUT_1_5,
+    logfile = (S.LOGFILE_HEADER64 if s.pointer_size == 8 else S.LOGFILE_HEADER32).pack({
+        "BufferSize": s.buffer_size,
+        "Version": _VERSION_LAYOUT_2_0 if s.compressed else _VERSION_LAYOUT_1_5,
         "ProviderVersion": _PROVIDER_VERSION,
-        "NumberOfProcessors": cpus,
-        "EndTime": end_filetime,
+        "NumberOfProcessors": s.cpus,
+        "EndTime": s.filetime(last_ts),
         "TimerResolution": _TIMER_RESOLUTION,
         "MaximumFileSize": 0,
-        "LogFileMode": _LOG_FILE_MODE_SEQUENTIAL | (S.LOG_FILE_MODE_COMPRESSED if compressed else 0),
+        "LogFileMode": _LOG_FILE_MODE_SEQUENTIAL | (S.LOG_FILE_MODE_COMPRESSED if s.compressed else 0),
         "BuffersWritten": buffers_written,
         "StartBuffers": 1,
-        "PointerSize": ptr,
-        "EventsLost": events_lost,
+        "PointerSize": s.pointer_size,
+        "EventsLost": s.events_lost,
         "CpuSpeedInMHz": CPU_SPEED_MHZ,
         "LoggerName": _HAL_TIMER_SOURCES[0],
         "LogFileName": _HAL_TIMER_SOURCES[1],
         "TimeZoneBias": 0,
         "TimeZoneRest": tz_rest,
-        "BootTime": max(0, boot_filetime),
-        "PerfFreq": perf_freq,
-        "StartTime": start_filetime,
-        "ReservedFlags": clock_type,
-        "BuffersLost": buffers_lost,
-    }) + utf16z(logger_name) + utf16z(log_file_name)
+        "BootTime": max(0, boot),
+        "PerfFreq": s.perf_freq,
+        "StartTime": s.start_filetime,
+        "ReservedFlags": s.clock_type,
+        "BuffersLost": s.buffers_lost,
+    }) + utf16z(s.logger_name) + utf16z(s.log_file_name)
     bodies = [(K.HOOK_HEADER, logfile)]
-    if extensions:
+    if s.header_extensions:
         bodies.append((_HOOK_HEADER_EXTENSION, S.HEADER_EXTENSION.pack({"KernelEventVersion": _KERNEL_EVENT_VERSION})))
         bodies.append((_HOOK_PARTITION_INFO, S.PARTITION_INFO.pack({})))
     out: list[tuple[int, bytes, WrittenRecord]] = []
-    htype = SYSTEM_TYPES[ptr]
+    htype = SYSTEM_TYPES[s.pointer_size]
     for hook, body in bodies:
         size = S.SYSTEM_HEADER.size + len(body)
         if size > S.MAX_RECORD_SIZE:
@@ -262,7 +286,7 @@ def header_records(*, ptr: int, t0: int, buffer_size: int, compressed: bool, cpu
         rec = S.SYSTEM_HEADER.pack({
             "Version": V_HEADER, "HeaderType": htype, "Flags": TRACE_FLAGS, "Size": size,
             "Type": hook & 0xFF, "Group": hook >> 8, "ThreadId": _CONTROLLER_TID,
-            "ProcessId": _CONTROLLER_PID, "SystemTime": t0, "KernelTime": 1, "UserTime": 0,
+            "ProcessId": _CONTROLLER_PID, "SystemTime": s.t0, "KernelTime": 1, "UserTime": 0,
         }) + body
-        out.append((hook, rec, WrittenRecord(hook, V_HEADER, htype, _CONTROLLER_PID, _CONTROLLER_TID, t0, body, rec)))
+        out.append((hook, rec, WrittenRecord(hook, V_HEADER, htype, _CONTROLLER_PID, _CONTROLLER_TID, s.t0, body, rec)))
     return out

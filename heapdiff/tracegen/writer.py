@@ -42,6 +42,7 @@ from heapdiff.tracegen.records import (
     V_PROCESS,
     V_STACK,
     HotStructs,
+    Session,
     classic_record,
     filetime_of,
     header_records,
@@ -104,19 +105,12 @@ class TraceWriter:
             raise ValueError("perf_freq and t0 must be positive "
                              "(readers divide by PerfFreq, TraceEvent asserts T0 != 0)")
         filetime_of(t0, t0=t0, start_filetime=start_filetime, clock_type=clock_type, perf_freq=perf_freq)
+        self.session = Session(pointer_size, cpus, buffer_size, compress, start_filetime, perf_freq, t0, clock_type,
+                               logger_name, log_file_name, events_lost, buffers_lost, header_extensions)
         self.pointer_size = pointer_size
         self.cpus = cpus
         self.buffer_size = buffer_size
-        self.compressed = compress
-        self.start_filetime = start_filetime
-        self.perf_freq = perf_freq
         self.t0 = t0
-        self.clock_type = clock_type
-        self.logger_name = logger_name
-        self.log_file_name = log_file_name
-        self.events_lost = events_lost
-        self.buffers_lost = buffers_lost
-        self.header_extensions = header_extensions
         self._ptrs = (4,) if pointer_size == 4 else (4, 8)
         self._hot = HotStructs(self._ptrs)
         self._file = BufferFile(out, cpus=cpus, buffer_size=buffer_size, t0=t0, compress=compress,
@@ -133,18 +127,11 @@ class TraceWriter:
 
     def filetime(self, ts: int) -> int:
         """FILETIME of a raw timestamp of this trace (notes 2.3)."""
-        return filetime_of(ts, t0=self.t0, start_filetime=self.start_filetime, clock_type=self.clock_type,
-                           perf_freq=self.perf_freq)
+        return self.session.filetime(ts)
 
     def _header_buffer(self) -> bytearray:
         """Buffer 0 with the counts so far (at open; again by :meth:`close` with the final ones)."""
-        boot = self.filetime(0) if self.clock_type != S.CLOCK_SYSTEM_TIME else self.start_filetime - self.t0
-        return self._file.header_buffer(header_records(
-            ptr=self.pointer_size, t0=self.t0, buffer_size=self.buffer_size, compressed=self.compressed,
-            cpus=self.cpus, end_filetime=self.filetime(self._file.last_ts), buffers_written=self.buffers_written,
-            events_lost=self.events_lost, buffers_lost=self.buffers_lost, boot_filetime=boot,
-            perf_freq=self.perf_freq, start_filetime=self.start_filetime, clock_type=self.clock_type,
-            logger_name=self.logger_name, log_file_name=self.log_file_name, extensions=self.header_extensions))
+        return self._file.header_buffer(header_records(self.session, self._file.last_ts, self.buffers_written))
 
     def _emit(self, cpu: int, ts: int, hook: int, version: int, kind: str, ptr: int, pid: int, tid: int,
               payload: bytes) -> None:

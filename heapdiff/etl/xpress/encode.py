@@ -1,7 +1,7 @@
 """Xpress encoding for the trace writer: a small greedy hash-chain encoder, as a numba kernel and as pure Python.
 
 Both are greedy, with a hash chain of 3-byte prefixes, at most :data:`_MAX_CHAIN` candidates inside the 8 KiB
-window, every position indexed, and both write a match with :func:`_put_match`. They are not byte-identical (the
+window, every position indexed, and both write an item with :func:`_put_item`. They are not byte-identical (the
 kernel hashes into 2**_HASH_BITS buckets, the dict does not); each output decodes to the input.
 """
 
@@ -38,43 +38,60 @@ def _put_le(dst: Any, op: int, value: int, size: int) -> None:
 
 
 @njit(inline="always")
-def _put_match(dst: Any, op: int, half: int, offset: int, length: int) -> tuple[int, int]:
-    """Write a match of ``length`` bytes ``offset`` back at ``dst[op]`` ([MS-XCA] 2.4: the u16 token, then the
-    length's extension: a nibble shared with the next extended match via ``half``, a byte, a u16 or a u32);
-    returns the new (op, half). (No calls inside: the pure-Python encoder runs it uncompiled.)"""
-    rest = length - MIN_MATCH
-    token = ((offset - 1) << 3) | min(rest, 7)
-    dst[op] = token & 0xFF
-    dst[op + 1] = token >> 8
-    op += 2
-    if rest >= 7:
-        rest -= 7
-        nibble = min(rest, 15)
-        if half < 0:
-            half = op
-            dst[op] = nibble
-            op += 1
-        else:
-            dst[half] |= nibble << 4
-            half = -1
-        if rest >= 15:
-            rest -= 15
-            if rest < 255:
-                dst[op] = rest
+def _put_item(dst: Any, op: int, half: int, flags: int, nflags: int, flag_pos: int, literal: int, offset: int,
+              length: int) -> tuple[int, int, int, int, int]:
+    """Write one item at ``dst[op]`` -- a literal byte (``length`` 0) or a match of ``length`` bytes ``offset``
+    back -- and its flag bit; returns the new (op, half, flags, nflags, flag_pos).
+
+    A match is the u16 token then the length's extension ([MS-XCA] 2.4): a nibble shared with the next extended
+    match via ``half``, a byte, a u16 or a u32. The item's bytes precede its flag bit: the 32nd bit closes the flag
+    DWORD at ``flag_pos`` and opens the next one. (No calls inside: the pure-Python encoder runs it uncompiled.)"""
+    if length < MIN_MATCH:
+        dst[op] = literal
+        op += 1
+    else:
+        rest = length - MIN_MATCH
+        token = ((offset - 1) << 3) | min(rest, 7)
+        dst[op] = token & 0xFF
+        dst[op + 1] = token >> 8
+        op += 2
+        if rest >= 7:
+            rest -= 7
+            nibble = min(rest, 15)
+            if half < 0:
+                half = op
+                dst[op] = nibble
                 op += 1
             else:
-                dst[op] = 255
-                op += 1
-                rest += 15 + 7  # the u16/u32 forms hold length - 3
-                wide = rest >= 1 << 16
-                if wide:  # a zero u16 announces the u32
-                    dst[op] = 0
-                    dst[op + 1] = 0
-                    op += 2
-                for b in range(4 if wide else 2):
-                    dst[op + b] = (rest >> (8 * b)) & 0xFF
-                op += 4 if wide else 2
-    return op, half
+                dst[half] |= nibble << 4
+                half = -1
+            if rest >= 15:
+                rest -= 15
+                if rest < 255:
+                    dst[op] = rest
+                    op += 1
+                else:
+                    dst[op] = 255
+                    op += 1
+                    rest += 15 + 7  # the u16/u32 forms hold length - 3
+                    wide = rest >= 1 << 16
+                    if wide:  # a zero u16 announces the u32
+                        dst[op] = 0
+                        dst[op + 1] = 0
+                        op += 2
+                    for b in range(4 if wide else 2):
+                        dst[op + b] = (rest >> (8 * b)) & 0xFF
+                    op += 4 if wide else 2
+    flags = (flags << 1) | (1 if length >= MIN_MATCH else 0)
+    nflags += 1
+    if nflags == 32:
+        for b in range(4):
+            dst[flag_pos + b] = (flags >> (8 * b)) & 0xFF
+        flags = 0
+        nflags = 0
+        flag_pos = op
+        op += 4
+    return op, half, flags, nflags, flag_pos
 
 
 @njit
@@ -108,24 +125,9 @@ def compress_kernel(src: npt.NDArray[np.uint8], dst: npt.NDArray[np.uint8]) -> i
                     if k >= _GOOD_ENOUGH:
                         break
                 cand = prev[cand]
-        if best_len < MIN_MATCH:
-            dst[op] = src[i]
-            op += 1
-            bit = 0
-            step = 1
-        else:
-            op, half = _put_match(dst, op, half, best_off, best_len)
-            bit = 1
-            step = best_len
-        # The item's bytes precede its flag bit: the 32nd bit closes the DWORD and opens the next one.
-        flags = (flags << 1) | bit
-        nflags += 1
-        if nflags == 32:
-            _put_le(dst, flag_pos, flags, 4)
-            flags = 0
-            nflags = 0
-            flag_pos = op
-            op += 4
+        op, half, flags, nflags, flag_pos = _put_item(dst, op, half, flags, nflags, flag_pos, src[i], best_off,
+                                                      best_len)
+        step = max(best_len, 1)
         end = min(i + step, n - MIN_MATCH + 1)
         for j in range(i, end):
             h = ((_i64(src[j]) << 16 | _i64(src[j + 1]) << 8 | _i64(src[j + 2])) * 2654435761) & 0xFFFFFFFF
@@ -144,9 +146,9 @@ def compress_jit(data: bytes | bytearray | memoryview) -> bytes:
     return dst[: compress_kernel(src, dst)].tobytes()
 
 
-#: the match writer as plain Python, for the pure-Python encoder whether or not the JIT is on
-_put_match_py = cast("Callable[[bytearray, int, int, int, int], tuple[int, int]]",
-                     getattr(_put_match, "py_func", _put_match))
+#: the item writer as plain Python, for the pure-Python encoder whether or not the JIT is on
+_put_item_py = cast("Callable[[bytearray, int, int, int, int, int, int, int, int], tuple[int, int, int, int, int]]",
+                    getattr(_put_item, "py_func", _put_item))
 
 
 def compress_py(data: bytes | bytearray | memoryview) -> bytes:
@@ -184,24 +186,10 @@ def compress_py(data: bytes | bytearray | memoryview) -> bytes:
                     if k >= _GOOD_ENOUGH:
                         break
                 cand = prev[cand]
-        if best_len < MIN_MATCH:  # (no hash collisions here: the dict key is the 3 bytes themselves)
-            out[op] = src[i]
-            op += 1
-            bit = 0
-            step = 1
-        else:
-            op, half = _put_match_py(out, op, half, best_off, best_len)
-            bit = 1
-            step = best_len
-        # An item's bytes go before its flag bit: the 32nd bit closes the DWORD and opens the next one.
-        flags = (flags << 1) | bit
-        nflags += 1
-        if nflags == 32:
-            out[flag_pos : flag_pos + 4] = flags.to_bytes(4, "little")
-            flags = 0
-            nflags = 0
-            flag_pos = op
-            op += 4
+        # (no hash collisions here: the dict key is the 3 bytes themselves)
+        op, half, flags, nflags, flag_pos = _put_item_py(out, op, half, flags, nflags, flag_pos, src[i], best_off,
+                                                         best_len)
+        step = max(best_len, 1)
         # Index every position covered by this item.
         for j in range(i, min(i + step, n - MIN_MATCH + 1)):
             key = src[j : j + MIN_MATCH]
