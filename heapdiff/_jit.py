@@ -81,9 +81,8 @@ if JIT_ENABLED:
 
             Why: numba's ``load_overload`` starts with ``target_context.refresh()``, which imports some 75
             modules of numba's typing and lowering (linalg, random, typed containers, ...) and installs their
-            registries: ~0.3 s of the start-up, spent by the first kernel call of a run, on the critical path
-            (cProfile of the first trace's read: 0.29 of 0.36 s of cache loading; the tiny benchmark pair
-            0.54-0.80 s against 0.68-1.09 s, alternated). Cached machine code needs none of it, only the
+            registries: most of the cache loading, spent by the first kernel call of a run, on the critical
+            path of the start-up (benchmarks/profile.md, _jit). Cached machine code needs none of it, only the
             runtime (NRT) whose symbols it links against. A cache miss still compiles, and numba's compiler
             refreshes the context itself. Anything unexpected in the lean load falls back to numba's own.
             """
@@ -142,7 +141,7 @@ if JIT_ENABLED:
         ``inline="always"`` helper binds its array arguments anew. In a kernel with many branches the
         reference-count pruning pass leaves most of those pairs in place, and each is an atomic
         read-modify-write of the owner's count: a full memory barrier that also stalls the loop's
-        prefetched loads (perf put a third of the reducer kernel's samples on them). With a null meminfo
+        prefetched loads (a third of the reducer kernel's time, benchmarks/profile.md). With a null meminfo
         NRT_incref / NRT_decref return at once. A borrowed view must not outlive the kernel call that made it
         (never returned or stored): its memory belongs to the caller's array, which the call keeps alive.
         """

@@ -55,11 +55,10 @@ _BT_BOOL = ("compressed", "truncated", "first_ts_known", "has_first_ts")
 class BufferTable(Sequence[BufferInfo]):
     """The buffer map as numpy columns, read as a sequence of :class:`BufferInfo` made on demand.
 
-    Why columns: a 5 GB trace has 75,000 buffers, and one object per buffer (with its int objects) was ~280 bytes
-    and ~3 us to make: ~40 MB and ~0.4 s (holding the GIL) for the 30M benchmark pair, held for the whole read
-    by the reader's time order. The uniform header scan fills the columns with numpy; the reader orders
-    buffers on them and makes objects only for the chunk it frames. ``first_ts`` is meaningful where
-    ``has_first_ts`` (None otherwise: a buffer without a record, or not peeked yet when not ``first_ts_known``).
+    Why columns: a large trace has tens of thousands of buffers, and an object per buffer cost memory for the whole read
+    and GIL-holding time to make (benchmarks/profile.md, etl.buffers). The uniform header scan fills the columns with
+    numpy; the reader orders buffers on them and makes objects only for the chunk it frames. ``first_ts`` is meaningful
+    where ``has_first_ts`` (None otherwise: a buffer without a record, or not peeked yet when not ``first_ts_known``).
     """
 
     def __init__(self, cols: dict[str, np.ndarray]) -> None:
@@ -190,8 +189,8 @@ HEAD_PEEK = S.BUFFER_HEADER_SIZE + FIRST_RECORD_PEEK
 def _first_record_ts(data: np.ndarray, start: int, k: int, nominal: int,
                      filled: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """:func:`first_record_ts_columns` of ``k`` uniform buffers from ``start``, read through strided views on the
-    header's page while the scan has it mapped (saves the reader a second page fault per buffer: ~0.3 s on a
-    1.6 GB trace). None when the buffers are too small to hold the peek."""
+    header's page while the scan has it mapped (saves the reader a second page fault per buffer). None when the
+    buffers are too small to hold the peek."""
     h = S.BUFFER_HEADER_SIZE
     if nominal < h + FIRST_RECORD_PEEK:
         return None
@@ -224,8 +223,7 @@ def scan_uniform(data: np.ndarray, nominal: int, ncpu: int, mm: mmap.mmap | None
 
     With ``read_at`` the headers (and each first record's timestamp) are read into one small array first, a
     read per buffer, and the strided views are over that array: touching one page per buffer of the mapping
-    cost a page fault each (and the release of what the fault mapped around it). Measured on the 10M benchmark
-    trace (25,095 buffers): 0.13-0.15 s through the mapping, 0.035-0.04 s through reads.
+    cost a page fault each (and the release of what the fault mapped around it), several times the reads.
     """
     n = int(data.shape[0])
     if nominal < S.BUFFER_HEADER_SIZE or nominal % 8 or n % nominal or n < nominal:

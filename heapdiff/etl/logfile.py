@@ -91,9 +91,9 @@ _US_9999: Final = 253_402_300_799_999_999
 def iso_utc_filetimes(fts: Sequence[int]) -> list[str]:
     """``iso_utc(filetime_to_utc(ft))`` of many FILETIMEs, formatted by numpy in one pass.
 
-    Why: the JSON document has two times per group, and a datetime and a strftime each were ~10 us, ~0.1 s for
-    the ~5,000 groups of a benchmark pair, on the job's serial path. Values outside 1601..9999 (which the scalar
-    path clamps) go the scalar way, so the strings are the same either way."""
+    Why: the JSON document has two times per group, and a datetime and a strftime each, thousands of times on
+    the job's serial path, were a visible part of its end. Values outside 1601..9999 (which the scalar path
+    clamps) go the scalar way, so the strings are the same either way."""
     us = [(ft - S.FILETIME_UNIX_EPOCH) // 10 for ft in fts]
     if not us:
         return []

@@ -1,7 +1,7 @@
 """Interned stacks: every distinct pointer sequence (a stack's frames) of a trace stored once, named by an id.
 
 Deferred references: interning a stack is most of the record walk's time (hash and compare 8-32 frames), yet the
-main job needs the frames only of the stacks that stay live, about 1% of them. So, when the caller asks and the
+main job needs the frames only of the stacks that stay live, a small fraction of them. So, when the caller asks and the
 bytes being framed are the file itself (not a decompressed copy), the walk leaves a tail uninterned: its column
 holds a *deferred reference* instead, which says where the values are in the file (:func:`deferred_ref`), and the
 few that matter are interned at the end (:meth:`heapdiff.etl.reader.Reader.intern_deferred`). A deferred reference

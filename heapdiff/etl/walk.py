@@ -9,17 +9,16 @@ deferred reference (:mod:`heapdiff.etl.sequences`). It reports what the bytes sa
 interprets a field: what a column or a provider means is the events layer's business.
 
 Linked records: a row declared ``link`` (a stack walk) names the record it belongs to by the values of two of its
-fields: that record's header timestamp and thread. When its tail is deferred and the record it names is one of
-the :data:`LINK_BACK` rows before it in the same buffer (the nearest one back with that timestamp and thread,
-outside the linking row's own hook group) and is declared ``link_target``, the tail is put on that record's row
-and no row is written for the linking record: it is counted (``link_counts``, per provider and hook) instead.
-Why: a walk follows its event in the same buffer, and a third of a heap trace's records are walks; carrying them
-through the time merge, the counting, the matching and the ops kernels only to put their tail on the row before
-them was a fifth of reading a heap trace. Which tail wins when several link to one record is decided by the tail's
-flag (:func:`~heapdiff.etl.sequences.deferred_ref`): a first tail is taken; a flagged tail is replaced by an
-unflagged one and absorbed by any; an unflagged tail onto a record that has an unflagged one is not linked (its
-row is written, as is every record that does not link, and the events layer deals with it as before).
-"""
+fields: that record's header timestamp and thread. When its tail is deferred and the record it names is one of the
+:data:`LINK_BACK` rows before it in the same buffer (the nearest one back with that timestamp and thread, outside the
+linking row's own hook group) and is declared ``link_target``, the tail is put on that record's row and no row is
+written for the linking record: it is counted (``link_counts``, per provider and hook) instead. Why: a walk follows its
+event in the same buffer, and a third of a heap trace's records are walks; carrying them through the time merge, the
+counting, the matching and the ops kernels only to put their tail on the row before them was a large part of reading a
+heap trace (benchmarks/profile.md, etl.walk). Which tail wins when several link to one record is decided by the tail's
+flag (:func:`~heapdiff.etl.sequences.deferred_ref`): a first tail is taken; a flagged tail is replaced by an unflagged
+one and absorbed by any; an unflagged tail onto a record that has an unflagged one is not linked (its row is written, as
+is every record that does not link, and the events layer deals with it as before). """
 
 from __future__ import annotations
 

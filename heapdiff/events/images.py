@@ -159,9 +159,9 @@ class ImageMap:
         addresses: System/Idle images first).
 
         Vectorised over the images loaded at ``ts`` (see :meth:`_table_at`), and the answers are remembered
-        per (process, epochs, address): stacks share most of their frames, and grouping ~5,000 stacks of ~20
-        frames one frame at a time was 0.43 s of a 10M benchmark trace's 4.7 s, on the reading thread. Only
-        processes whose loaded images overlap each other go frame by frame."""
+        per (process, epochs, address): stacks share most of their frames, and grouping thousands of stacks one
+        frame at a time was a tenth of the main job (benchmarks/profile.md, events.images). Only processes whose
+        loaded images overlap each other go frame by frame."""
         kernel = addrs >= np.uint64(self.kernel_floor)
         order = [(p, True) for p in KERNEL_PIDS] + [(pid, False)] if bool(np.any(kernel)) else [(pid, False)]
         tables: list[tuple[tuple[np.ndarray, np.ndarray, list[str]], bool]] = []
@@ -188,10 +188,10 @@ class ImageMap:
     def frames_many(self, pids: list[int], addrs: list[np.ndarray], tss: list[int]) -> list[list[str]]:
         """:meth:`frames` for many stacks at once: ``frames(pids[k], addrs[k], tss[k])`` for every k.
 
-        Why: grouping resolves thousands of stacks, and one call per stack cost ~80 us of numpy set-up for ~20
-        frames (0.5 s of a 10M benchmark trace, on the reading thread, holding the GIL). The stacks of a process
-        whose images are static (and the kernel's, when static) are resolved in one vectorised search, each
-        distinct address formatted once; the others go stack by stack."""
+        Why: grouping resolves thousands of stacks, and one call per stack spent more on numpy's set-up than on
+        its twenty-odd frames, holding the GIL. The stacks of a process whose images are static (and the
+        kernel's, when static) are resolved in one vectorised search, each distinct address formatted once; the
+        others go stack by stack."""
         out: list[list[str] | None] = [None] * len(pids)
         by_pid: dict[int, list[int]] = {}
         for k, p in enumerate(pids):

@@ -25,8 +25,6 @@ from heapdiff.events.layout import COL_KEY_DEF, COL_KEY_REF, COL_STACK_TID, COL_
 RING = 1 << 12
 #: rows ahead whose columns the events kernels (matching here, ops in heapdiff.events.heap_ops) prefetch. A batch's
 #: rows in time order jump between the chunk's buffers, so each row's columns are as many cache misses.
-#: Measured on the 10M benchmark trace: the ops kernel run first on a batch 0.21 -> 0.13 s (half the batches
-#: each, same process); in a whole read, alternated, 0.28-0.35 -> 0.22-0.25 s
 PREFETCH_ROWS = 16 if JIT_ENABLED else 0
 NO_THREAD = 0xFFFFFFFF
 

@@ -49,7 +49,7 @@ def decompress(data: bytes | bytearray | memoryview | npt.NDArray[np.generic], o
 def compress(data: bytes | bytearray | memoryview) -> bytes:
     """Encode ``data`` as plain-LZ77 Xpress ([MS-XCA] 2.4 framing; greedy hash-chain matcher, 8 KiB window).
 
-    Correct rather than optimal (ETL-like records shrink to about a fifth). The output always ends with the
+    Correct rather than optimal (its ratio on ETL-like records: benchmarks/profile.md). The output always ends with the
     1-bit padding that marks the end of the stream, so MS-XCA decoders that do not know the decompressed size
     (dissect.util's) stop cleanly.
     """

@@ -1,12 +1,11 @@
 """Xpress decoding: a numba kernel over numpy ``uint8`` arrays, and a pure-Python decoder over ``bytes``.
 
-Both implement the same checks in the same order, so they give the same results, error codes and offsets included
-(the tests hold them to it). They are written twice on purpose: the kernel decodes a match's length inline (a
-shared helper, inlined or not, cost a fifth of its throughput), and the Python decoder copies literal runs and
-matches as slices. Damage is reported as a :class:`~heapdiff.errors.TraceError` with the offset *within the
-compressed data* of the item that could not be decoded (the flag DWORD, literal byte or match token); callers add
-the buffer's file offset.
-"""
+Both implement the same checks in the same order, so they give the same results, error codes and offsets included (the
+tests hold them to it). They are written twice on purpose: the kernel decodes a match's length inline (a shared helper,
+inlined or not, cost it throughput: benchmarks/profile.md, etl.xpress), and the Python decoder copies literal runs and
+matches as slices. Damage is reported as a :class:`~heapdiff.errors.TraceError` with the offset *within the compressed
+data* of the item that could not be decoded (the flag DWORD, literal byte or match token); callers add the buffer's file
+offset. """
 
 from __future__ import annotations
 
