@@ -65,7 +65,9 @@ def ops_kernel(hook: np.ndarray, status: np.ndarray, f: np.ndarray, serial: np.n
                 o_serial: np.ndarray, o_heap: np.ndarray, o_addr: np.ndarray, o_size: np.ndarray,
                 o_old: np.ndarray, o_src: np.ndarray, o_stack: np.ndarray) -> int:
     """Heap records, matched stack walks and process ends of a batch (source rows ``rows``; ``targets`` and
-    ``pe_rows`` are by batch row) -> the reducer's op columns, in order."""
+    ``pe_rows`` are by batch row) -> the reducer's op columns, in order.
+
+    Long because it is one pass over the batch's rows, each op kind's columns filled inline."""
     # borrowed: no reference counting in the loop (heapdiff._jit.borrow)
     (hook, status, f, serial, tail, kernel_only, targets, pid, tid, ts, rows, pe_rows, pe_pids, o_op, o_ts, o_pid,
      o_tid, o_serial, o_heap, o_addr, o_size, o_old, o_src, o_stack) = borrow((

@@ -63,6 +63,9 @@ def _le32(src: npt.NDArray[np.uint8], p: int) -> int:
 def decompress_kernel(src: npt.NDArray[np.uint8], dst: npt.NDArray[np.uint8]) -> tuple[int, int, int, int]:
     """Decode ``src`` into ``dst`` (capacity = expected size). Returns ``(status, out_len, pos, detail)``.
 
+    Long because every item kind is decoded inline in the one loop (see the module docstring for the cost of a
+    helper).
+
     ``status`` is ``_OK`` (``pos`` = input consumed) or a negative ``_E_*`` code (``pos`` = offset of the item
     that failed, ``detail`` = the value quoted in its message).
     """
@@ -164,7 +167,9 @@ def decompress_jit(data: Input, out_size: int) -> bytes:
 
 
 def decompress_py(data: Input, out_size: int) -> bytes:
-    """The pure-Python decoder: literal runs and matches copied as slices."""
+    """The pure-Python decoder: literal runs and matches copied as slices.
+
+    Long because it is the kernel's loop, check for check, so that the two can be read side by side."""
     src = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
     n = len(src)
     out = bytearray()
