@@ -93,11 +93,6 @@ class Struct:
         """
         return self._st.format
 
-    @property
-    def field_names(self) -> tuple[str, ...]:
-        """Field names in declaration order: the order :meth:`pack_into_values` takes its values in."""
-        return tuple(self._names)
-
     def numpy_dtype(self) -> np.dtype[Any]:
         """The same layout as a numpy structured dtype, to read many instances at once (a strided view)."""
         names = list(self._names)
@@ -105,13 +100,6 @@ class Struct:
                    for k in names]
         return np.dtype({"names": names, "formats": formats, "offsets": [self.offsets[k] for k in names],
                          "itemsize": self.size})
-
-    def pack_into_values(self, buf: bytearray | memoryview, offset: int, *values: int | bytes) -> None:
-        """Encode positional values (declaration order, padding zeroed) into ``buf`` at ``offset``.
-
-        The dict-free twin of :meth:`pack` for paths that write millions of records.
-        """
-        self._st.pack_into(buf, offset, *values)
 
 
 class Payload:

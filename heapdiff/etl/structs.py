@@ -297,7 +297,7 @@ FILETIME_UNIX_EPOCH: Final = 116444736000000000  # 1970-01-01 in 100 ns ticks si
 
 # --- what the record walk reads (heapdiff.etl.walk), derived from the declarations above ---------------------------
 #: per header type (the index): its kind (HK_*), header size and payload pointer size; 0 where the type is unknown
-HEADER_KIND_OF: Final = np.zeros(256, np.int64)
+HEADER_KIND_OF: Final = np.full(256, HK_UNKNOWN, np.int64)
 HEADER_SIZE_OF: Final = np.zeros(256, np.int64)
 HEADER_PTR_OF: Final = np.zeros(256, np.int64)
 for _ht, (_kind, _size, _ptr) in HEADER_KINDS.items():
