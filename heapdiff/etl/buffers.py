@@ -174,7 +174,7 @@ def first_record_ts_columns(marker: np.ndarray, ts8: np.ndarray, ts16: np.ndarra
     and WPP-style headers, else at 0x10. The one rule for the header scan and the reader's peeks."""
     mk = marker.astype(np.int64)
     flags = mk >> S.MARKER_FLAGS_SHIFT
-    kind = S.HEADER_KIND_OF[(mk >> S.MARKER_TYPE_SHIFT) & 0xFF]
+    kind = S.HEADER_KIND_OF[(mk >> S.MARKER_TYPE_SHIFT) & S.MARKER_TYPE_MASK]
     message = (flags & (S.MARKER_TYPED | S.MARKER_FLAG_MESSAGE)) == (S.MARKER_FLAG_TRACE_HEADER | S.MARKER_FLAG_MESSAGE)
     perf = (kind == S.HK_PERFINFO) | message
     ts = np.where(perf, ts8, ts16).astype(np.int64)

@@ -124,7 +124,7 @@ def read_logfile_header(data: np.ndarray) -> LogfileHeader:
     p = S.BUFFER_HEADER_SIZE
     head = bytes(data[p:p + min(n - p, S.MAX_RECORD_SIZE + 1)])
     marker = int.from_bytes(head[0:4], "little")
-    htype = (marker >> S.MARKER_TYPE_SHIFT) & 0xFF
+    htype = (marker >> S.MARKER_TYPE_SHIFT) & S.MARKER_TYPE_MASK
     typed = (marker >> S.MARKER_FLAGS_SHIFT) & S.MARKER_TYPED == S.MARKER_TYPED
     if not typed or htype not in (S.HT_SYSTEM32, S.HT_SYSTEM64):
         raise TraceError(f"not an ETW trace: the first record's marker is {marker:#010x}, "

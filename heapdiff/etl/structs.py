@@ -63,6 +63,7 @@ LOG_FILE_MODE_COMPRESSED: Final = 0x04000000
 MARKER_FILLER: Final = 0xFFFFFFFF
 MARKER_FLAGS_SHIFT: Final = 24
 MARKER_TYPE_SHIFT: Final = 16
+MARKER_TYPE_MASK: Final = 0xFF
 MARKER_SIZE_MASK: Final = 0xFFFF
 MARKER_FLAG_TRACE_HEADER: Final = 0x80  # TRACE_HEADER_FLAG: a trace header at all
 MARKER_FLAG_EVENT_TRACE: Final = 0x40   # TRACE_HEADER_EVENT_TRACE: with it, the header type says which
@@ -126,6 +127,8 @@ COMPACT_HEADER = Struct("COMPACT_SYSTEM_TRACE_HEADER", 0x18, _COMPACT_FIELDS)
 #   0x00 u16 Version (+0x8000 PEBS u64, +0x0700 count of PMC u64 after the header)   0x02 u8 HeaderType 0x10/0x11
 #   0x03 u8 Flags   0x04 u16 Size   0x06 u8 Type   0x07 u8 Group   0x08 i64 SystemTime   0x10 ext items, payload
 PERFINFO_HEADER = Struct("PERFINFO_TRACE_HEADER", 0x10, [*_CLASSIC_FIELDS, (0x08, "SystemTime", "i64")])
+#: what consumers see as the thread and process of a header without them (PERFINFO, WPP): -1 as a u32
+NO_THREAD: Final = 0xFFFFFFFF
 VERSION_MASK: Final = 0x00FF
 VERSION_PEBS_FLAG: Final = 0x8000
 VERSION_PMC_MASK: Final = 0x0700

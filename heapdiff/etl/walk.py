@@ -234,10 +234,10 @@ def frame_kernel(data: np.ndarray, d32: np.ndarray, d64: np.ndarray, bstart: np.
             if m == S.MARKER_FILLER:
                 break
             flags = m >> S.MARKER_FLAGS_SHIFT
-            htype = (m >> S.MARKER_TYPE_SHIFT) & 0xFF
+            htype = (m >> S.MARKER_TYPE_SHIFT) & S.MARKER_TYPE_MASK
             kind = S.HEADER_KIND_OF[htype]
-            tid: Scalar = 0xFFFFFFFF
-            pid: Scalar = 0xFFFFFFFF
+            tid: Scalar = S.NO_THREAD
+            pid: Scalar = S.NO_THREAD
             ts: Scalar = 0
             hook: Scalar = -1
             prov: Scalar = PROV_BY_GUID

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from heapdiff._jit import JIT_ENABLED, borrow, njit, prefetch
+from heapdiff.etl import structs as S
 from heapdiff.etl.batch import RecordBatch
 from heapdiff.events import kinds as K
 from heapdiff.events.layout import COL_KEY_DEF, COL_KEY_REF, COL_STACK_TID, COL_STACK_TS
@@ -26,7 +27,6 @@ RING = 1 << 12
 #: rows ahead whose columns the events kernels (matching here, ops in heapdiff.events.heap_ops) prefetch. A batch's
 #: rows in time order jump between the chunk's buffers, so each row's columns are as many cache misses.
 PREFETCH_ROWS = 16 if JIT_ENABLED else 0
-NO_THREAD = 0xFFFFFFFF
 
 
 @njit()
@@ -74,7 +74,7 @@ def match_kernel(ts: np.ndarray, tid: np.ndarray, cpu: np.ndarray, hook: np.ndar
                 score = 0
                 if r_tid[j] == wtid:
                     score = 4
-                elif r_tid[j] == NO_THREAD:
+                elif r_tid[j] == S.NO_THREAD:
                     score = 2
                 if score > 0 and r_cpu[j] == c:
                     score += 1

@@ -313,7 +313,7 @@ class TraceWriter:
         if len(record) < 8:
             raise ValueError("a record is at least 8 bytes (marker and size)")
         marker = int.from_bytes(record[:4], "little")
-        htype = (marker >> S.MARKER_TYPE_SHIFT) & 0xFF
+        htype = (marker >> S.MARKER_TYPE_SHIFT) & S.MARKER_TYPE_MASK
         typed = (marker >> S.MARKER_FLAGS_SHIFT) & S.MARKER_TYPED == S.MARKER_TYPED
         off = TS_OFFSETS.get(htype) if typed else None
         ts = self._file.buffer_of(cpu).last_ts
