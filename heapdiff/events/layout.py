@@ -76,7 +76,7 @@ def build_rows() -> list[LayoutRow]:
         sw = P.STACK_WALK
         # a walk's frames are needed only if its block stays live: the reader may defer them, and put them on
         # the Alloc/ReAlloc row the walk follows in its buffer (etl.walk: linked records); the events layer
-        # then finds the stack on the op's own row (events.scan)
+        # then finds the stack on the op's own row (events.heap_ops)
         rows.append(LayoutRow(K.HOOK_STACK_WALK, ptr, sw.size, -1,
                               _fields(sw, ["EventTimeStamp", "StackProcess", "StackThread"]), tail_offset=sw.size,
                               defer_tail=True, link=(COL_STACK_TS, COL_STACK_TID)))
