@@ -44,7 +44,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from heapdiff.etl import structs as S
+from heapdiff.etl import payloads as P
 from heapdiff.events import kinds as K
 from heapdiff.tracegen.writer import TraceWriter
 
@@ -403,8 +403,8 @@ def write_trace(path: str, n: int, run: int, nolive: bool) -> dict[str, Any]:
     base_ts = t0 + 1000
     ha, hf, hr, st, ho = w.heap_alloc, w.heap_free, w.heap_realloc, w.stack, w.heap_other
     hc, hd = w.heap_create, w.heap_destroy
-    exp = struct.Struct(S.HEAP_EXPANSION[8].format)
-    snap = struct.Struct(S.HEAP_SNAPSHOT[8].format)
+    exp = struct.Struct(P.HEAP_EXPANSION[8].format)
+    snap = struct.Struct(P.HEAP_SNAPSHOT[8].format)
     pids = r.pids
     tids = r.threads
     snapshot = K.HOOK_HEAP_SNAPSHOT

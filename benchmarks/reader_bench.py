@@ -6,7 +6,7 @@ What is timed: ``heapdiff.events.scan.scan`` on a memory-mapped file (``heapdiff
 that only counts the reducer's ops, i.e. buffer map, time-ordered merge, JIT framing into columns, event
 classification, stack matching, the reducer's op batches and the decoding of images and processes --
 everything the main job does before the reducer, in the job's configuration (stack walks left as deferred
-references, heapdiff.etl.walk). Timed once more: the ``info`` configuration (no sink: every stack interned),
+references, heapdiff.etl.sequences). Timed once more: the ``info`` configuration (no sink: every stack interned),
 reported as ``info_records_per_s``; its distinct stacks are the trace's. Inputs:
 
 * the largest real sample, ``../shared/etl-samples/Siemens-Healthineers__ETWAnalyzer/TraceLoggingTester.etl``

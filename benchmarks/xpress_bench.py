@@ -21,6 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from heapdiff import _jit
 from heapdiff.etl import xpress
+from heapdiff.etl.xpress import decode as XD
+from heapdiff.etl.xpress import encode as XE
 
 BUFFER = 64 * 1024
 RECORD = 0x40
@@ -82,10 +84,10 @@ def main() -> int:
         buf, ts = etl_like_buffer(rng, ts)
         raw.append(buf)
     total = sum(map(len, raw))
-    xpress._compress_jit(raw[0])  # warm-up
+    XE.compress_jit(raw[0])  # warm-up
     encoded: dict[str, list[bytes]] = {}
     enc_seconds: dict[str, float] = {}
-    for name, enc in (("jit", xpress._compress_jit), ("py", xpress._compress_py)):
+    for name, enc in (("jit", XE.compress_jit), ("py", XE.compress_py)):
         t0 = time.perf_counter()
         encoded[name] = [enc(b) for b in raw]
         enc_seconds[name] = time.perf_counter() - t0
@@ -101,8 +103,8 @@ def main() -> int:
         print(f"{label:42s} {total / enc_seconds[name] / 1e6:8.1f}")
 
     decoders: list[tuple[str, Callable[[bytes, int], bytes] | None]] = [
-        ("heapdiff numba kernel" + ("" if _jit.JIT_ENABLED else " (NOT compiled)"), xpress._decompress_jit),
-        ("heapdiff pure Python", xpress._decompress_py),
+        ("heapdiff numba kernel" + ("" if _jit.JIT_ENABLED else " (NOT compiled)"), XD.decompress_jit),
+        ("heapdiff pure Python", XD.decompress_py),
     ]
     try:
         from dissect.util.compression import lzxpress

@@ -52,11 +52,11 @@ def _lean_cache_load(dispatcher: Any) -> Any:
 
 
 def _prefetch_py(arr: Any, index: int) -> None:
-    """Without the JIT a prefetch has nothing to hide: a no-op."""
+    """Without the JIT a prefetch has nothing to hide: a no-op (``arr``: an array or a tuple of arrays)."""
 
 
 def _borrow_py(arr: A) -> A:
-    """Without the JIT there are no reference counts to save: the array itself."""
+    """Without the JIT there are no reference counts to save: the array (or tuple of arrays) itself."""
     return arr
 
 
@@ -81,9 +81,8 @@ if JIT_ENABLED:
 
             Why: numba's ``load_overload`` starts with ``target_context.refresh()``, which imports some 75
             modules of numba's typing and lowering (linalg, random, typed containers, ...) and installs their
-            registries: ~0.3 s of the start-up, spent by the first kernel call of a run, on the critical path
-            (cProfile of the first trace's read: 0.29 of 0.36 s of cache loading; the tiny benchmark pair
-            0.54-0.80 s against 0.68-1.09 s, alternated). Cached machine code needs none of it, only the
+            registries: most of the cache loading, spent by the first kernel call of a run, on the critical
+            path of the start-up (benchmarks/profile.md, _jit). Cached machine code needs none of it, only the
             runtime (NRT) whose symbols it links against. A cache miss still compiles, and numba's compiler
             refreshes the context itself. Anything unexpected in the lean load falls back to numba's own.
             """
@@ -99,29 +98,35 @@ if JIT_ENABLED:
 
         _LeanCache = _LeanCacheImpl
 
+    def _members(context: Any, builder: Any, ty: Any, value: Any) -> list[tuple[Any, Any]]:
+        """(type, value) of an array argument, or of each array of a tuple argument."""
+        if isinstance(ty, _types.BaseTuple):
+            return [(t, builder.extract_value(value, i)) for i, t in enumerate(ty.types)]
+        return [(ty, value)]
+
     def _prefetch_jit(typingctx: Any, arr: Any, index: Any) -> Any:
         """``llvm.prefetch`` of ``arr[index]`` (of row ``index`` of a 2-D array: its first element; read, keep in
-        all cache levels).
+        all cache levels), or of row ``index`` of each array of a tuple ``arr``.
 
         Why: a hash-table probe whose slot is not in cache stalls the loop for a memory round trip, and an
         op's probe cannot start before the previous op's branches resolve. Asking for the slot of an op some
-        ops ahead overlaps those round trips (measured: the reducer kernel, see its docstring). The events
-        kernels read the reader's columns in time order, which jumps between a chunk's buffers: the same.
+        ops ahead overlaps those round trips (the reducer's fold). The events kernels read the reader's
+        columns in time order, which jumps between a chunk's buffers: the same.
         """
         sig = _types.void(arr, index)
 
         def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-            aryty = signature.args[0]
-            ary = context.make_array(aryty)(context, builder, args[0])
-            idx = [args[1]] + [context.get_constant(signature.args[1], 0)] * (aryty.ndim - 1)
-            ptr = _cgutils.get_item_pointer(context, builder, aryty, ary, idx, wraparound=False)
             i8pt = _ir.IntType(8).as_pointer()
             i32 = _ir.IntType(32)
             fnty = _ir.FunctionType(_ir.VoidType(), [i8pt, i32, i32, i32])
             # the intrinsic's name carries the pointer type: "ptr" (opaque, LLVM 15+) or "i8*" (older)
             name = "llvm.prefetch.p0" if str(i8pt) == "ptr" else "llvm.prefetch.p0i8"
             fn = _cgutils.get_or_insert_function(builder.module, fnty, name)
-            builder.call(fn, [builder.bitcast(ptr, i8pt), i32(0), i32(3), i32(1)])
+            for aryty, value in _members(context, builder, signature.args[0], args[0]):
+                ary = context.make_array(aryty)(context, builder, value)
+                idx = [args[1]] + [context.get_constant(signature.args[1], 0)] * (aryty.ndim - 1)
+                ptr = _cgutils.get_item_pointer(context, builder, aryty, ary, idx, wraparound=False)
+                builder.call(fn, [builder.bitcast(ptr, i8pt), i32(0), i32(3), i32(1)])
             return context.get_dummy_value()
 
         return sig, codegen
@@ -129,27 +134,32 @@ if JIT_ENABLED:
     prefetch = _intrinsic(_prefetch_jit)
 
     def _borrow_jit(typingctx: Any, arr: Any) -> Any:
-        """The same array without its owner (meminfo and parent null): a view the kernel does not count.
+        """The same array without its owner (meminfo and parent null): a view the kernel does not count; of a
+        tuple of arrays, the tuple of their borrowed views.
 
         Why: numba counts references to an array each time it binds it to a variable, and every call of an
         ``inline="always"`` helper binds its array arguments anew. In a kernel with many branches the
         reference-count pruning pass leaves most of those pairs in place, and each is an atomic
         read-modify-write of the owner's count: a full memory barrier that also stalls the loop's
-        prefetched loads. perf put 35% of the reducer kernel's samples on them. With a null meminfo
+        prefetched loads (a third of the reducer kernel's time, benchmarks/profile.md). With a null meminfo
         NRT_incref / NRT_decref return at once. A borrowed view must not outlive the kernel call that made it
         (never returned or stored): its memory belongs to the caller's array, which the call keeps alive.
         """
         sig = arr(arr)
 
         def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-            aryty = signature.args[0]
-            src = context.make_array(aryty)(context, builder, args[0])
-            out = context.make_array(aryty)(context, builder)
-            for name in ("nitems", "itemsize", "data", "shape", "strides"):
-                setattr(out, name, getattr(src, name))
-            out.meminfo = _cgutils.get_null_value(out.meminfo.type)
-            out.parent = _cgutils.get_null_value(out.parent.type)
-            return out._getvalue()
+            views = []
+            for aryty, value in _members(context, builder, signature.args[0], args[0]):
+                src = context.make_array(aryty)(context, builder, value)
+                out = context.make_array(aryty)(context, builder)
+                for name in ("nitems", "itemsize", "data", "shape", "strides"):
+                    setattr(out, name, getattr(src, name))
+                out.meminfo = _cgutils.get_null_value(out.meminfo.type)
+                out.parent = _cgutils.get_null_value(out.parent.type)
+                views.append(out._getvalue())
+            if isinstance(signature.args[0], _types.BaseTuple):
+                return context.make_tuple(builder, signature.return_type, views)
+            return views[0]
 
         return sig, codegen
 

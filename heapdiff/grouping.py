@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from heapdiff.etl.reader import InternedStacks
+from heapdiff.etl.sequences import InternedStacks
 from heapdiff.events.images import ImageMap
 from heapdiff.frames import Frame
+from heapdiff.reduce import LiveBlocks
 from heapdiff.rules import GroupName, name_group
 from heapdiff.symbolize import FrameNamer, ModuleOutcome
 
@@ -41,26 +42,6 @@ class Counts:
 
 
 ZERO = Counts(0, 0)
-
-
-@dataclass(frozen=True)
-class LiveBlocks:
-    """The outstanding blocks at the end of a trace, as columns (any order); stack ids are interned stacks."""
-
-    pid: np.ndarray
-    heap: np.ndarray
-    addr: np.ndarray
-    size: np.ndarray
-    ts: np.ndarray
-    source: np.ndarray
-    stack: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.pid.shape[0])
-
-    def take(self, mask: np.ndarray) -> LiveBlocks:
-        return LiveBlocks(self.pid[mask], self.heap[mask], self.addr[mask], self.size[mask], self.ts[mask],
-                          self.source[mask], self.stack[mask])
 
 
 @dataclass(frozen=True, slots=True)

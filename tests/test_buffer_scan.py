@@ -11,22 +11,25 @@ import numpy as np
 import pytest
 
 from heapdiff.errors import Anomalies
+from heapdiff.etl import buffers as B
 from heapdiff.etl import reader as R
 from heapdiff.etl import structs as S
-from heapdiff.etl import trace as T
+from heapdiff.etl.batch import Window
+from heapdiff.etl.logfile import filetime_to_utc, iso_utc, iso_utc_filetimes, read_logfile_header
 from heapdiff.etl.reader import Reader
+from heapdiff.etl.trace import open_trace
 from heapdiff.events.layout import KERNEL_GUIDS, layout
 from heapdiff.tracegen.writer import TraceWriter
 
 SAMPLES = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "etl-samples"
 
 
-def _both(data: np.ndarray) -> tuple[T.BufferTable | None, list[T.BufferInfo]]:
-    header = T._read_logfile_header(data)
+def _both(data: np.ndarray) -> tuple[B.BufferTable | None, list[B.BufferInfo]]:
+    header = read_logfile_header(data)
     nominal = header.buffer_size
-    fast = T._scan_uniform(data, nominal, max(1, header.number_of_processors))
+    fast = B.scan_uniform(data, nominal, max(1, header.number_of_processors))
     # the walk alone: make the uniform path decline by handing it a size it cannot accept
-    slow = T._scan_buffers_walk(data, header, Anomalies())
+    slow = B.scan_buffers_walk(data, header, Anomalies())
     return fast, slow
 
 
@@ -41,7 +44,7 @@ def _written(**kw: object) -> np.ndarray:
     return np.frombuffer(out.getvalue(), np.uint8)
 
 
-def _without_first_ts(bufs: Sequence[T.BufferInfo]) -> list[T.BufferInfo]:
+def _without_first_ts(bufs: Sequence[B.BufferInfo]) -> list[B.BufferInfo]:
     return [dataclasses.replace(b, first_ts=None, first_ts_known=False) for b in bufs]
 
 
@@ -72,20 +75,20 @@ def _read_at(data: np.ndarray, calls: list[int] | None = None, short: int = -1):
 def test_headers_read_with_read_at_give_the_same_buffer_table(ptr: int) -> None:
     """The uniform scan through reads (the CLI's, one per buffer) and through the mapping: the same table."""
     data = _written(pointer_size=ptr)
-    header = T._read_logfile_header(data)
+    header = read_logfile_header(data)
     nominal = header.buffer_size
-    mapped = T._scan_uniform(data, nominal, max(1, header.number_of_processors))
+    mapped = B.scan_uniform(data, nominal, max(1, header.number_of_processors))
     calls: list[int] = []
-    read = T._scan_uniform(data, nominal, max(1, header.number_of_processors), None, _read_at(data, calls))
+    read = B.scan_uniform(data, nominal, max(1, header.number_of_processors), None, _read_at(data, calls))
     assert mapped is not None and read is not None and len(read) > 10
     assert list(read) == list(mapped)
     assert calls == [i * nominal for i in range(len(mapped))]  # the reads were used, a header each
     # a short read (a file that shrank under us): the mapping is read instead, same table
-    again = T._scan_uniform(data, nominal, max(1, header.number_of_processors), None,
+    again = B.scan_uniform(data, nominal, max(1, header.number_of_processors), None,
                             _read_at(data, short=3 * nominal))
     assert again is not None and list(again) == list(mapped)
     # and through open_trace, as the CLI calls it
-    assert list(T.open_trace(data, "<built>", None, _read_at(data)).buffers) == list(mapped)
+    assert list(open_trace(data, "<built>", None, _read_at(data)).buffers) == list(mapped)
 
 
 def test_uniform_scan_declines_compressed_and_lossy_files() -> None:
@@ -114,14 +117,14 @@ def test_uniform_scan_equals_the_walk_on_samples() -> None:
     assert used >= 5  # the fast path is really taken on real files
 
 
-def _reader_peek(data: np.ndarray, bufs: Sequence[T.BufferInfo]) -> list[int | None]:
-    """What the reader's ordering peeks (R._peek_first_ts_columns) for these buffers, None where no record."""
-    ts, fits = R._peek_first_ts_columns(data, np.asarray([b.offset for b in bufs], np.int64),
+def _reader_peek(data: np.ndarray, bufs: Sequence[B.BufferInfo]) -> list[int | None]:
+    """What the reader's ordering peeks (B.peek_first_ts) for these buffers, None where no record."""
+    ts, fits = B.peek_first_ts(data, np.asarray([b.offset for b in bufs], np.int64),
                                         np.asarray([b.filled for b in bufs], np.int64))
     return [int(t) if f else None for t, f in zip(ts.tolist(), fits.tolist(), strict=True)]
 
 
-def _peek_one(data: np.ndarray, b: T.BufferInfo) -> int | None:
+def _peek_one(data: np.ndarray, b: B.BufferInfo) -> int | None:
     """The rule written out for one buffer (notes 3): the first record's marker says its header kind; PERFINFO
     and WPP-style headers have the timestamp at 8, the others at 0x10."""
     p = b.offset + S.BUFFER_HEADER_SIZE
@@ -143,7 +146,7 @@ def test_vectorised_first_timestamps_equal_the_one_buffer_peek() -> None:
     if SAMPLES.is_dir():
         files += [np.fromfile(f, np.uint8) for f in sorted(SAMPLES.rglob("*.etl")) if f.stat().st_size]
     for data in files:
-        tf = T.open_trace(data, "t")
+        tf = open_trace(data, "t")
         plain = [b for b in tf.buffers if not b.compressed]
         assert _reader_peek(data, plain) == [_peek_one(data, b) for b in plain]
 
@@ -160,7 +163,7 @@ def test_framed_pages_are_let_go_in_a_sweep_that_never_passes_an_unframed_buffer
         w.heap_alloc(t, i % cpus, 10, 20, 0x10000, 16, 0x20000 + 16 * i)
     w.close()
     data = np.frombuffer(out.getvalue(), np.uint8)
-    tf = T.open_trace(data, "<built>")
+    tf = open_trace(data, "<built>")
     released: list[tuple[int, int]] = []
     def release(offset: int, length: int) -> None:
         released.append((offset, offset + length))
@@ -173,7 +176,7 @@ def test_framed_pages_are_let_go_in_a_sweep_that_never_passes_an_unframed_buffer
         framed: set[int] = set()
         real_frame = rd._frame
 
-        def frame(pos: np.ndarray, held: int) -> tuple[R._Window, int]:
+        def frame(pos: np.ndarray, held: int) -> tuple[Window, int]:
             framed.update(b.index for b in tf.buffers.infos(pos))
             before = len(released)
             got = real_frame(pos, held)
@@ -200,11 +203,11 @@ def test_buffer_table_reads_back_what_it_was_made_from() -> None:
     """The columnar buffer map gives back equal BufferInfo objects by index, slice, negative index and
     iteration, None first timestamps included; out of range is an IndexError; the uniform scan's table
     equals the walk's objects (see above) through the same accessors."""
-    infos = [T.BufferInfo(index=i, offset=0x10000 * i, size=0x10000, filled=0x48 + 8 * i, cpu=i % 3, seq=100 + i,
+    infos = [B.BufferInfo(index=i, offset=0x10000 * i, size=0x10000, filled=0x48 + 8 * i, cpu=i % 3, seq=100 + i,
                           flags=0, type=i % 2, timestamp=(1 << 40) + i, compressed=i == 2, truncated=i == 3,
                           first_ts=None if i == 1 else (1 << 50) + i, first_ts_known=i != 2)
              for i in range(5)]
-    bt = T.BufferTable.from_infos(infos)
+    bt = B.BufferTable.from_infos(infos)
     assert len(bt) == 5 and list(bt) == infos
     assert bt[1] == infos[1] and bt[1].first_ts is None and bt[-1] == infos[-1]
     assert bt[1:4] == infos[1:4] and bt[::2] == infos[::2]
@@ -221,8 +224,8 @@ def test_buffer_table_reads_back_what_it_was_made_from() -> None:
 def test_iso_times_in_one_pass_are_the_scalar_ones(ft: int) -> None:
     """The vectorised FILETIME formatting gives the scalar path's text, clamped values included (alone and
     among in-range ones, which then go the scalar way too)."""
-    want = T.iso_utc(T.filetime_to_utc(ft))
-    assert T.iso_utc_filetimes([ft]) == [want]
-    assert T.iso_utc_filetimes([133_000_000_000_000_000, ft]) == [
-        T.iso_utc(T.filetime_to_utc(133_000_000_000_000_000)), want]
-    assert T.iso_utc_filetimes([]) == []
+    want = iso_utc(filetime_to_utc(ft))
+    assert iso_utc_filetimes([ft]) == [want]
+    assert iso_utc_filetimes([133_000_000_000_000_000, ft]) == [
+        iso_utc(filetime_to_utc(133_000_000_000_000_000)), want]
+    assert iso_utc_filetimes([]) == []

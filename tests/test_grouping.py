@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from heapdiff.diff import diff_groupings, status_of
-from heapdiff.etl.reader import InternedStacks
+from heapdiff.etl.sequences import InternedStacks
 from heapdiff.events.images import ImageMap
 from heapdiff.frames import Frame
-from heapdiff.grouping import SAMPLE_ADDRESSES, Counts, Group, Grouping, LiveBlocks, group_blocks, signature
+from heapdiff.grouping import SAMPLE_ADDRESSES, Counts, Group, Grouping, group_blocks, signature
+from heapdiff.reduce import LiveBlocks
 from heapdiff.rules import name_group
 
 

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from heapdiff import _jit, reduce
-from heapdiff.etl import walk as frame
-from heapdiff.events import scan, stacks
+from heapdiff import _jit
+from heapdiff.etl import batch, walk
+from heapdiff.events import heap_ops, stacks
+from heapdiff.reduce import fold
 
 needs_lean = pytest.mark.skipif(not _jit.JIT_ENABLED or _jit._LeanCache is None,
                                 reason="numba absent, disabled, or without the cache internals the lean load uses")
@@ -46,8 +47,8 @@ print(json.dumps({{"r": int(r), "hits": sum(lean_kernel.total.stats.cache_hits.v
 
 @needs_lean
 def test_the_package_kernels_load_lean() -> None:
-    kernels: tuple[Any, ...] = (frame.frame_kernel, frame.hold_kernel, scan._ops_kernel, stacks.match_kernel,
-                                reduce._reduce_kernel)
+    kernels: tuple[Any, ...] = (walk.frame_kernel, batch.hold_kernel, heap_ops.ops_kernel, stacks.match_kernel,
+                                fold.fold_kernel)
     for kernel in kernels:
         assert type(kernel._cache) is _jit._LeanCache
 

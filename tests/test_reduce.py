@@ -25,9 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from heapdiff import _jit
-from heapdiff import reduce as reduce_mod
-from heapdiff.reduce import (
-    BLOCK_DTYPE,
+from heapdiff.events.ops import (
     OP_ALLOC,
     OP_ATTACH,
     OP_CREATE,
@@ -35,13 +33,12 @@ from heapdiff.reduce import (
     OP_FREE,
     OP_PROCESS_END,
     OP_REALLOC,
-    PREFETCH_AHEAD,
-    SNAPSHOT_COLUMNS,
     OpBatch,
-    Reducer,
-    Snapshot,
-    _empty_table,
 )
+from heapdiff.reduce import LiveBlocks, Reducer
+from heapdiff.reduce.overlap import find_overlaps
+from heapdiff.reduce.reducer import LIVE_COLUMNS
+from heapdiff.reduce.tables import BLOCK_DTYPE, PREFETCH_AHEAD, empty_table
 
 H = 0x10000          # a heap handle
 H2 = 0x20000
@@ -125,10 +122,11 @@ class Trace:
 
 
 def live(red: Reducer) -> dict[tuple[int, int, int], tuple[int, int, int]]:
-    """(pid, heap, addr) -> (size, serial, stack) of the snapshot."""
-    s = red.snapshot()
-    return {(int(s.pid[i]), int(s.heap[i]), int(s.addr[i])):
-            (int(s.size[i]), int(s.serial[i]), int(s.stack[i])) for i in range(len(s))}
+    """(pid, heap, addr) -> (size, serial, stack) of the live blocks."""
+    s = red.live_columns()
+    return {(int(p), int(h), int(a)): (int(z), int(e), int(k))
+            for p, h, a, z, e, k in zip(s["pid"], s["heap"], s["addr"], s["size"], s["serial"], s["stack"],
+                                        strict=True)}
 
 
 # ------------------------------------------------------------------------------------------------- the rules
@@ -413,7 +411,7 @@ def test_snapshot_views() -> None:
     t.alloc(0x100, 8, heap=H2)
     t.alloc(0x100, 8, pid=2)
     snap = t.run().snapshot()
-    assert isinstance(snap, Snapshot)
+    assert isinstance(snap, LiveBlocks)
     assert snap.heaps() == [(1, H), (1, H2), (2, H)]
     assert snap.addr[: 3].tolist() == [0x100, 0x200, 0x300]
     view = snap.heap_view(1, H)
@@ -701,7 +699,7 @@ def test_overlap_kernel_against_all_pairs(blocks: list[tuple[int, int, int, int]
     heap, addr, size, ts = np.array(blocks, np.int64).reshape(n, 4).T
     cols = {"pid": np.ones(n, np.int64), "heap": heap.astype(np.uint64), "addr": addr.astype(np.uint64),
             "size": size.astype(np.uint64), "ts": ts, "serial": (np.arange(n) * 7919) % 1009}
-    got = reduce_mod._find_overlaps(cols).tolist() if n else []
+    got = find_overlaps(cols).tolist() if n else []
 
     Block = tuple[int, int, int, int]
 
@@ -749,9 +747,9 @@ def fold(n: int, seed: int, tiny: bool, stop_at: int | None) -> dict[str, Any]:
         red.feed(ops[lo:lo + step])
         lo += step
         step = step * 3 % 1999 + 1
-    snap = red.snapshot()
+    cols = red.live_columns()
     return {"anomalies": red.anomalies, "jit": _jit.JIT_ENABLED,
-            "live": {name: getattr(snap, name).tolist() for name in SNAPSHOT_COLUMNS}}
+            "live": {name: cols[name].tolist() for name in LIVE_COLUMNS}}
 
 
 CASES = [(20_000, 1, False, None), (5_000, 2, True, None), (20_000, 3, False, 7_000)]
@@ -863,7 +861,7 @@ def test_prefetch_compiles_and_is_only_a_hint() -> None:
     """The prefetch intrinsic builds under this numba/LLVM (its name depends on the pointer type) and never
     changes what a kernel computes; without the JIT it is a no-op function."""
     data = np.arange(64, dtype=np.uint64)
-    table = _empty_table(BLOCK_DTYPE, 16, "hrec")
+    table = empty_table(BLOCK_DTYPE, 16)
 
     @_jit.njit(cache=False)
     def touch(a: np.ndarray, t: np.ndarray) -> int:
@@ -880,7 +878,7 @@ def test_prefetch_compiles_and_is_only_a_hint() -> None:
 def test_borrowed_arrays_are_the_same_memory() -> None:
     """A borrowed array (no owner, so no reference counting) reads and writes its caller's memory with the
     same shape and strides: record, 2-d, read-only and strided arrays; without the JIT it is the array."""
-    table = _empty_table(BLOCK_DTYPE, 8, "hrec")
+    table = empty_table(BLOCK_DTYPE, 8)
     grid = np.arange(12, dtype=np.int64).reshape(3, 4)
     ro = np.arange(10, dtype=np.uint32)
     ro.flags.writeable = False

@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 
 from heapdiff.etl.trace import open_trace
-from heapdiff.events.ops import OP_ALLOC, OP_ATTACH, OP_FREE, OP_REALLOC
+from heapdiff.events.ops import OP_ALLOC, OP_ATTACH, OP_FREE, OP_REALLOC, OpBatch
 from heapdiff.events.scan import scan
-from heapdiff.reduce import OpBatch
 from heapdiff.tracegen.writer import TraceWriter
 
 

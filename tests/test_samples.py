@@ -33,8 +33,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from heapdiff.etl.reader import Reader, RecordBatch
-from heapdiff.etl.trace import LogfileHeader, open_trace
+from heapdiff.etl.batch import RecordBatch
+from heapdiff.etl.logfile import LogfileHeader
+from heapdiff.etl.reader import Reader
+from heapdiff.etl.trace import open_trace
 from heapdiff.etl.walk import ST_BAD_PAYLOAD
 from heapdiff.events import kinds as K
 from heapdiff.events.layout import COL_KEY_DEF, COL_KEY_REF, KERNEL_GUIDS, layout

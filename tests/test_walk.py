@@ -27,7 +27,10 @@ import numpy as np
 import pytest
 
 from heapdiff.errors import TraceError
+from heapdiff.etl import batch as BT
+from heapdiff.etl import sequences as SQ
 from heapdiff.etl import walk as F
+from heapdiff.etl.layout_table import Layout
 from heapdiff.etl.reader import GUID_PROVIDER_BASE, Reader
 from heapdiff.etl.trace import open_trace
 from heapdiff.etl.walk import ST_BAD_PAYLOAD
@@ -453,6 +456,21 @@ def test_heap_record_fields(kind: str, ptr: int, framing: str) -> None:
     assert s.providers.get(HEAP_GUID) == 1
 
 
+PROCESS_GUID = "3d6fa8d0-fe05-11d0-9dda-00c04fd7ba7c"  # 3.7 group 0x03
+IMAGE_GUID = "2cb15d1d-5fc1-11d2-abe1-00a0c911f518"    # 3.7 group 0x14
+
+
+def test_a_process_group_image_load_is_framed_as_it_is_and_counted_under_image() -> None:
+    """3.7: hook 0x030A (Process group, type 10) is an image load that consumers see under the Image provider.
+    The walk reports what the bytes say (the Process group); the events layer counts it as an Image record."""
+    rec = system(8, 0x030A, T0 + 5, 0x10, 0x20, b"\0" * 0x40, version=3)
+    (r,) = frame(trace([rec])).records
+    assert (r.hook, r.provider) == (0x030A, PROCESS_GUID)
+    s = scan(trace([rec]))
+    assert s.providers.get(IMAGE_GUID) == 1 and PROCESS_GUID not in s.providers
+    assert s.events["image"] == 1 and s.events["process"] == 0
+
+
 def test_32bit_trace_header() -> None:
     """A 32-bit session: SYSTEM32 header record and the 0x110-byte TRACE_LOGFILE_HEADER32 (2.1, 2.2)."""
     data = trace([system(4, HOOK_ALLOC, T0 + 3, 8, 9, alloc_payload(4, 1, 2, 3, 4))], ptr=4)
@@ -740,12 +758,12 @@ def test_deferred_walks_intern_to_the_same_frames(tmp_path: Any, ptr: int, compr
     plain_rd, plain = tails(False)
     rd, refs = tails(True)
     assert plain.shape == refs.shape == (len(walks),)
-    assert (plain < F.DEFERRED).all()
+    assert (plain < SQ.DEFERRED).all()
     if compress:  # a decompressed copy is not the file: nothing to point at, interned at once
         assert np.array_equal(refs, plain)
         return
-    assert (refs >= F.DEFERRED).all() and len(rd.sequences) == 0
-    off, cnt, width, flag = F.deferred_parts(refs)
+    assert (refs >= SQ.DEFERRED).all() and len(rd.sequences) == 0
+    off, cnt, width, flag = SQ.deferred_parts(refs)
     assert cnt.tolist() == [len(f) for f in walks]
     assert width.tolist() == [ptr] * len(walks)
     # the flag: the outermost frame is a kernel address (a kernel-only fragment)
@@ -763,12 +781,12 @@ def test_deferred_walks_intern_to_the_same_frames(tmp_path: Any, ptr: int, compr
 
 
 def test_the_hold_kernel_takes_the_batch_columns_in_their_order() -> None:
-    """The reader passes its columns to :func:`heapdiff.etl.walk.hold_kernel` by position."""
+    """The reader passes its columns to :func:`heapdiff.etl.batch.hold_kernel` by position."""
     import inspect
 
-    from heapdiff.etl.reader import BATCH_COLUMNS
+    from heapdiff.etl.batch import BATCH_COLUMNS
 
-    fn = getattr(F.hold_kernel, "py_func", F.hold_kernel)
+    fn = getattr(BT.hold_kernel, "py_func", BT.hold_kernel)
     names = list(inspect.signature(fn).parameters)
     n = len(BATCH_COLUMNS)
     assert names[1:n + 1] == [f"s_{c}" for c in BATCH_COLUMNS] and names[n + 1] == "s_f"
@@ -946,8 +964,8 @@ def test_linked_records(case: LinkCase) -> None:
             if int(b.hook[i]) == HOOK_STACK or t == -1:
                 frames.append(None)
                 continue
-            assert t >= F.DEFERRED
-            off, cnt, _, _ = F.deferred_parts(np.array([t], np.int64))
+            assert t >= SQ.DEFERRED
+            off, cnt, _, _ = SQ.deferred_parts(np.array([t], np.int64))
             o, c = int(off[0]), int(cnt[0])
             frames.append([int.from_bytes(data[o + 8 * k:o + 8 * (k + 1)], "little") for k in range(c)])
     assert hooks == case.rows
@@ -958,13 +976,13 @@ def test_linked_records(case: LinkCase) -> None:
     assert rd.stats.link_last_ts == (T0 + case.last_linked if case.linked else None)
 
 
-def _unlinked_layout() -> F.Layout:
+def _unlinked_layout() -> Layout:
     import dataclasses
 
     from heapdiff.events.images import kernel_floor
     from heapdiff.events.layout import build_rows
     rows = [dataclasses.replace(r, link=None, link_target=False) for r in build_rows()]
-    return F.Layout(rows, tail_marks=(kernel_floor(4), kernel_floor(8)))
+    return Layout(rows, tail_marks=(kernel_floor(4), kernel_floor(8)))
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -23,6 +23,8 @@ from hypothesis import strategies as st
 from heapdiff import _jit
 from heapdiff.errors import TraceError
 from heapdiff.etl import xpress
+from heapdiff.etl.xpress import decode as XD
+from heapdiff.etl.xpress import encode as XE
 
 try:
     from dissect.util.compression import lzxpress as dissect_lzxpress
@@ -33,8 +35,8 @@ needs_dissect = pytest.mark.skipif(dissect_lzxpress is None, reason="dissect.uti
 
 Decoder = Callable[[bytes | bytearray | memoryview | np.ndarray, int], bytes]
 Encoder = Callable[[bytes | bytearray | memoryview], bytes]
-DECODERS: dict[str, Decoder] = {"jit": xpress._decompress_jit, "py": xpress._decompress_py}
-ENCODERS: dict[str, Encoder] = {"jit": xpress._compress_jit, "py": xpress._compress_py}
+DECODERS: dict[str, Decoder] = {"jit": XD.decompress_jit, "py": XD.decompress_py}
+ENCODERS: dict[str, Encoder] = {"jit": XE.compress_jit, "py": XE.compress_py}
 each_decoder = pytest.mark.parametrize("dec", list(DECODERS), ids=[f"dec-{k}" for k in DECODERS])
 each_encoder = pytest.mark.parametrize("enc", list(ENCODERS), ids=[f"enc-{k}" for k in ENCODERS])
 
@@ -284,7 +286,7 @@ def _check_round_trip(enc: str, data: bytes) -> bytes:
 def test_round_trip_fixed(enc: str, key: str) -> None:
     data = FIXED_INPUTS[key]
     packed = _check_round_trip(enc, data)
-    assert len(packed) <= xpress._compress_bound(len(data))
+    assert len(packed) <= XE.compress_bound(len(data))
 
 
 @each_encoder
@@ -348,7 +350,7 @@ def test_decoders_agree_on_garbage(data: bytes, out_size: int) -> None:
     flips=st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(1, 255)), max_size=3),
 )
 def test_decoders_agree_on_damaged_streams(data: bytes, cut: int, flips: list[tuple[int, int]]) -> None:
-    packed = bytearray(xpress._compress_py(data))
+    packed = bytearray(XE.compress_py(data))
     for pos, x in flips:
         packed[pos % len(packed)] ^= x
     damaged = bytes(packed[: cut % (len(packed) + 1)])
@@ -359,7 +361,7 @@ def test_decoders_agree_on_damaged_streams(data: bytes, cut: int, flips: list[tu
 @settings(max_examples=100, deadline=None)
 @given(data=repetitive, cut=st.integers(0, 1 << 16))
 def test_truncation_gives_prefix_or_trace_error(dec: str, data: bytes, cut: int) -> None:
-    packed = xpress._compress_py(data)
+    packed = XE.compress_py(data)
     cut %= len(packed)  # always removes at least the last byte
     try:
         out = DECODERS[dec](packed[:cut], len(data))
@@ -382,13 +384,13 @@ def test_decompress_and_compress_dispatch_on_jit_flag(monkeypatch: pytest.Monkey
 
         return called
 
-    for name in ("_decompress_jit", "_decompress_py", "_compress_jit", "_compress_py"):
+    for name in ("decompress_jit", "decompress_py", "compress_jit", "compress_py"):
         monkeypatch.setattr(xpress, name, spy(name))
     for flag in (True, False):
         monkeypatch.setattr(xpress, "JIT_ENABLED", flag)
         xpress.decompress(b"", 0)
         xpress.compress(b"")
-    assert calls == ["_decompress_jit", "_compress_jit", "_decompress_py", "_compress_py"]
+    assert calls == ["decompress_jit", "compress_jit", "decompress_py", "compress_py"]
 
 
 def test_kernels_are_compiled_when_jit_enabled() -> None:
@@ -396,9 +398,9 @@ def test_kernels_are_compiled_when_jit_enabled() -> None:
         pytest.skip("numba missing or HEAPDIFF_NO_JIT set")
     xpress.decompress(xpress.compress(b"abcabc"), 6)
     assert getattr(
-        xpress._decompress_kernel, "signatures", None
+        XD.decompress_kernel, "signatures", None
     )  # a numba dispatcher, not the plain function
-    assert getattr(xpress._compress_kernel, "signatures", None)
+    assert getattr(XE.compress_kernel, "signatures", None)
 
 
 @pytest.mark.parametrize(("value", "enabled"), [("1", False), ("0", True), ("", True)])
@@ -407,9 +409,9 @@ def test_heapdiff_no_jit_env(value: str, enabled: bool) -> None:
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "HEAPDIFF_NO_JIT": value, "PYTHONPATH": str(root)}
     code = (
-        "import sys, heapdiff._jit as j, heapdiff.etl.xpress as x;"
+        "import sys, heapdiff._jit as j, heapdiff.etl.xpress as x, heapdiff.etl.xpress.decode as d;"
         "print(j.JIT_ENABLED, x.JIT_ENABLED, 'numba' in sys.modules,"
-        " hasattr(x._decompress_kernel, 'signatures'))"
+        " hasattr(d.decompress_kernel, 'signatures'))"
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == [str(enabled)] * 4

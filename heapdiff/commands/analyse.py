@@ -18,14 +18,14 @@ import numpy as np
 from heapdiff.document.build import TraceAnalysis
 from heapdiff.document.model import Role
 from heapdiff.errors import SelectionError
-from heapdiff.etl.reader import InternedStacks
+from heapdiff.etl.sequences import InternedStacks
 from heapdiff.etl.trace import TraceFile
 from heapdiff.events.images import ImageMap
 from heapdiff.events.ops import OpBatch
 from heapdiff.events.scan import Progress, TraceScan, scan
 from heapdiff.frames import Symbolizer
-from heapdiff.grouping import LiveBlocks, group_blocks
-from heapdiff.reduce import Reducer
+from heapdiff.grouping import group_blocks
+from heapdiff.reduce import LiveBlocks, Reducer
 from heapdiff.symbolize import FrameNamer
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from heapdiff.etl.trace import TraceFile, filetime_to_utc, iso_utc
+from heapdiff.etl.logfile import filetime_to_utc, iso_utc
+from heapdiff.etl.trace import TraceFile
 from heapdiff.events.scan import Progress, TraceScan, scan
 
 

@@ -33,11 +33,12 @@ from heapdiff.document.model import (
     TraceRecord,
 )
 from heapdiff.document.suppress import Pattern, first_match
-from heapdiff.etl.trace import iso_utc
+from heapdiff.etl.logfile import iso_utc
 from heapdiff.events.images import KERNEL_PIDS
 from heapdiff.events.kinds import HEAP_SOURCES
 from heapdiff.events.scan import TraceScan
-from heapdiff.grouping import HIST_LABELS, SAMPLE_ADDRESSES, Group, Grouping, LiveBlocks
+from heapdiff.grouping import HIST_LABELS, SAMPLE_ADDRESSES, Group, Grouping
+from heapdiff.reduce import LiveBlocks
 from heapdiff.symbolize import ModuleOutcome, request_for
 
 #: the event kinds whose absence means a trace was recorded without heap tracing

@@ -1,111 +1,20 @@
-"""Binary structures of the .etl format, declared once.
+"""The file, buffer and record headers of the .etl format, declared once.
 
 Every structure is written down here with its C layout and hex offsets (from the project's format notes,
-``etl-format.md``: section numbers are cited) and its size is asserted. The hot record walk reads its constants
-(``OFF_*`` and ``*_SIZE``) from these declarations, the rare-record decoders call :meth:`Struct.unpack`, and the
-trace writer calls :meth:`Struct.pack`: a field can only be wrong in one place.
+``etl-format.md``: section numbers are cited) and its size is asserted (:mod:`heapdiff.etl.cstruct`). The record
+walk reads the module-level constants at the end of this file, which are derived from the declarations (the JIT
+folds module-level ints into the compiled kernel); the header decoders call :meth:`Struct.unpack` and the trace
+writer :meth:`Struct.pack`: a field can only be wrong in one place. Event payloads are in
+:mod:`heapdiff.etl.payloads`.
 """
 
 from __future__ import annotations
 
-import struct
-from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
 
-from heapdiff.errors import TraceError
-
-_CODES: Final = {"u8": "B", "u16": "H", "u32": "I", "u64": "Q", "i32": "i", "i64": "q", "guid": "16s"}
-_SIZES: Final = {"u8": 1, "u16": 2, "u32": 4, "u64": 8, "i32": 4, "i64": 8, "guid": 16}
-
-
-class Struct:
-    """A little-endian structure: named fields at declared offsets, unnamed bytes in between are padding.
-
-    Declared as ``(offset, name, type)`` triples so that the declaration reads like the C comment above it; the
-    constructor checks that offsets are increasing, that fields do not overlap and that they end inside ``size``.
-    """
-
-    def __init__(self, name: str, size: int, fields: Sequence[tuple[int, str, str]]) -> None:
-        self.name = name
-        self.size = size
-        self.offsets: dict[str, int] = {}
-        self.types: dict[str, str] = {}
-        fmt = "<"
-        pos = 0
-        for off, fname, ftype in fields:
-            if off < pos:
-                raise AssertionError(f"{name}.{fname} at {off:#x} overlaps the previous field")
-            if off > pos:
-                fmt += f"{off - pos}x"
-            if ftype.startswith("bytes"):
-                n = int(ftype[5:])
-                fmt += f"{n}s"
-                pos = off + n
-            else:
-                fmt += _CODES[ftype]
-                pos = off + _SIZES[ftype]
-            self.offsets[fname] = off
-            self.types[fname] = ftype
-        if pos > size:
-            raise AssertionError(f"{name} fields end at {pos:#x}, past its size {size:#x}")
-        if pos < size:
-            fmt += f"{size - pos}x"
-        self._st = struct.Struct(fmt)
-        if self._st.size != size:
-            raise AssertionError(f"{name}: declared size {size:#x}, layout gives {self._st.size:#x}")
-        self._names = [f[1] for f in fields]
-
-    def off(self, field: str) -> int:
-        return self.offsets[field]
-
-    def unpack(self, data: bytes | bytearray | memoryview, offset: int = 0, base: int = 0) -> dict[str, Any]:
-        """Decode at ``offset``; a short read raises :class:`TraceError` naming ``base + offset``."""
-        if offset < 0 or offset + self.size > len(data):
-            raise TraceError(f"{self.name} needs {self.size:#x} bytes, only {max(0, len(data) - offset):#x} left",
-                             base + offset)
-        return dict(zip(self._names, self._st.unpack_from(data, offset), strict=True))
-
-    def pack(self, values: Mapping[str, int | bytes]) -> bytes:
-        """Encode; fields not given are zero."""
-        args: list[int | bytes] = []
-        for n in self._names:
-            t = self.types[n]
-            default: int | bytes = b"" if t.startswith("bytes") or t == "guid" else 0
-            args.append(values.get(n, default))
-        return self._st.pack(*args)
-
-    @property
-    def format(self) -> str:
-        """The :mod:`struct` format ("<", one code per field in declaration order, padding as "x").
-
-        Lets a hot writer glue a header and a payload into one precompiled :class:`struct.Struct` (formats
-        with "<" have no implicit alignment, so concatenation keeps every declared offset).
-        """
-        return self._st.format
-
-    @property
-    def field_names(self) -> tuple[str, ...]:
-        """Field names in declaration order: the order :meth:`pack_into_values` takes its values in."""
-        return tuple(self._names)
-
-    def numpy_dtype(self) -> np.dtype[Any]:
-        """The same layout as a numpy structured dtype, to read many instances at once (a strided view)."""
-        codes = {"u8": "<u1", "u16": "<u2", "u32": "<u4", "u64": "<u8", "i32": "<i4", "i64": "<i8", "guid": "V16"}
-        names = list(self._names)
-        formats = [codes.get(self.types[k], f"V{self.types[k][5:]}" if self.types[k].startswith("bytes") else "")
-                   for k in names]
-        return np.dtype({"names": names, "formats": formats, "offsets": [self.offsets[k] for k in names],
-                         "itemsize": self.size})
-
-    def pack_into_values(self, buf: bytearray | memoryview, offset: int, *values: int | bytes) -> None:
-        """Encode positional values (declaration order, padding zeroed) into ``buf`` at ``offset``.
-
-        The dict-free twin of :meth:`pack` for paths that write millions of records.
-        """
-        self._st.pack_into(buf, offset, *values)
-
+from heapdiff.etl.cstruct import Struct
 
 # --- 1.1 WMI_BUFFER_HEADER (0x48 bytes, same on 32- and 64-bit Windows) ------------------------------------------
 #   0x00 u32 BufferSize      bytes from this header to the next buffer (on-disk size when compressed)
@@ -149,7 +58,18 @@ PROCESSOR_INDEX_MASK: Final = 0x07FF  # phnt ETW_PROCESSOR_INDEX_MASK
 LOG_FILE_MODE_COMPRESSED: Final = 0x04000000
 
 # --- 3.1 record markers ----------------------------------------------------------------------------------------
-# First dword of every record: byte 3 flags (0xC0 = trace header), byte 2 header type.
+# First dword of every record: byte 3 flags, byte 2 header type; the low word is the record's Size for the
+# message and GUID-carrying headers. 0xFFFFFFFF fills a buffer after its last record.
+MARKER_FILLER: Final = 0xFFFFFFFF
+MARKER_FLAGS_SHIFT: Final = 24
+MARKER_TYPE_SHIFT: Final = 16
+MARKER_TYPE_MASK: Final = 0xFF
+MARKER_SIZE_MASK: Final = 0xFFFF
+MARKER_FLAG_TRACE_HEADER: Final = 0x80  # TRACE_HEADER_FLAG: a trace header at all
+MARKER_FLAG_EVENT_TRACE: Final = 0x40   # TRACE_HEADER_EVENT_TRACE: with it, the header type says which
+MARKER_FLAG_MESSAGE: Final = 0x10       # TRACE_MESSAGE (WPP), with the trace header flag alone
+MARKER_TYPED: Final = MARKER_FLAG_TRACE_HEADER | MARKER_FLAG_EVENT_TRACE
+
 HT_SYSTEM32: Final = 0x01
 HT_SYSTEM64: Final = 0x02
 HT_COMPACT32: Final = 0x03
@@ -164,67 +84,56 @@ HT_EVENT_HEADER64: Final = 0x13
 HT_FULL_HEADER64: Final = 0x14
 HT_INSTANCE64: Final = 0x15
 
-#: header type -> (header size, pointer size of the payload, kind name)
-HEADER_KINDS: Final[dict[int, tuple[int, int, str]]] = {
-    HT_SYSTEM32: (0x20, 4, "system"),
-    HT_SYSTEM64: (0x20, 8, "system"),
-    HT_COMPACT32: (0x18, 4, "compact"),
-    HT_COMPACT64: (0x18, 8, "compact"),
-    HT_PERFINFO32: (0x10, 4, "perfinfo"),
-    HT_PERFINFO64: (0x10, 8, "perfinfo"),
-    HT_FULL_HEADER32: (0x30, 4, "event_trace"),
-    HT_FULL_HEADER64: (0x30, 8, "event_trace"),
-    HT_INSTANCE32: (0x48, 4, "instance"),
-    HT_INSTANCE64: (0x48, 8, "instance"),
-    HT_EVENT_HEADER32: (0x50, 4, "event_header"),
-    HT_EVENT_HEADER64: (0x50, 8, "event_header"),
-}
+# header kinds: how the walk reads a header type (the offsets below, per kind)
+HK_UNKNOWN: Final = 0
+HK_SYSTEM: Final = 1       # SYSTEM_TRACE_HEADER, full or compact (3.2): hook, TID, PID in the header
+HK_PERFINFO: Final = 2     # PERFINFO_TRACE_HEADER (3.3): hook, no TID/PID
+HK_EVENT_TRACE: Final = 3  # EVENT_TRACE_HEADER, instance header (3.4, 3.5): GUID, opcode
+HK_EVENT_HEADER: Final = 4  # EVENT_HEADER and ERROR (3.6): GUID, opcode, extended items
+
 MESSAGE_HEADER_SIZE: Final = 8  # 3.1 MESSAGE_TRACE_HEADER (WPP), Size in the low word
+#: where a WPP message's timestamp usually is (its options vary: read only when the record is long enough)
+MESSAGE_TS_OFFSET: Final = 0x08
 MAX_RECORD_SIZE: Final = 0xFFFF
+RECORD_ALIGN: Final = 8  # records start 8-aligned in their buffer (1.3)
 
 # --- 3.2 SYSTEM_TRACE_HEADER (0x20; compact form 0x18 stops before KernelTime) ------------------------------------
 #   0x00 u16 Version (& 0xFF; 0x8000 PEBS, 0x0700 PMC count)   0x02 u8 HeaderType   0x03 u8 Flags 0xC0
 #   0x04 u16 Size   0x06 u8 Type (opcode)   0x07 u8 Group   0x08 u32 ThreadId   0x0C u32 ProcessId
 #   0x10 i64 SystemTime (raw timestamp)   0x18 u32 KernelTime   0x1C u32 UserTime
-SYSTEM_HEADER = Struct("SYSTEM_TRACE_HEADER", 0x20, [
+#: the first 8 bytes of every classic header (3.2, 3.3): Version, type, flags, Size and the HookId
+_CLASSIC_FIELDS: Final[list[tuple[int, str, str]]] = [
     (0x00, "Version", "u16"),
     (0x02, "HeaderType", "u8"),
     (0x03, "Flags", "u8"),
     (0x04, "Size", "u16"),
     (0x06, "Type", "u8"),
     (0x07, "Group", "u8"),
+]
+_COMPACT_FIELDS: Final[list[tuple[int, str, str]]] = [
+    *_CLASSIC_FIELDS,
     (0x08, "ThreadId", "u32"),
     (0x0C, "ProcessId", "u32"),
     (0x10, "SystemTime", "i64"),
+]
+SYSTEM_HEADER = Struct("SYSTEM_TRACE_HEADER", 0x20, [
+    *_COMPACT_FIELDS,
     (0x18, "KernelTime", "u32"),
     (0x1C, "UserTime", "u32"),
 ])
-COMPACT_HEADER = Struct("COMPACT_SYSTEM_TRACE_HEADER", 0x18, [
-    (0x00, "Version", "u16"),
-    (0x02, "HeaderType", "u8"),
-    (0x03, "Flags", "u8"),
-    (0x04, "Size", "u16"),
-    (0x06, "Type", "u8"),
-    (0x07, "Group", "u8"),
-    (0x08, "ThreadId", "u32"),
-    (0x0C, "ProcessId", "u32"),
-    (0x10, "SystemTime", "i64"),
-])
+COMPACT_HEADER = Struct("COMPACT_SYSTEM_TRACE_HEADER", 0x18, _COMPACT_FIELDS)
 
 # --- 3.3 PERFINFO_TRACE_HEADER (0x10 + extended items) -------------------------------------------------------------
 #   0x00 u16 Version (+0x8000 PEBS u64, +0x0700 count of PMC u64 after the header)   0x02 u8 HeaderType 0x10/0x11
 #   0x03 u8 Flags   0x04 u16 Size   0x06 u8 Type   0x07 u8 Group   0x08 i64 SystemTime   0x10 ext items, payload
-PERFINFO_HEADER = Struct("PERFINFO_TRACE_HEADER", 0x10, [
-    (0x00, "Version", "u16"),
-    (0x02, "HeaderType", "u8"),
-    (0x03, "Flags", "u8"),
-    (0x04, "Size", "u16"),
-    (0x06, "Type", "u8"),
-    (0x07, "Group", "u8"),
-    (0x08, "SystemTime", "i64"),
-])
+PERFINFO_HEADER = Struct("PERFINFO_TRACE_HEADER", 0x10, [*_CLASSIC_FIELDS, (0x08, "SystemTime", "i64")])
+#: what consumers see as the thread and process of a header without them (PERFINFO, WPP): -1 as a u32
+NO_THREAD: Final = 0xFFFFFFFF
+VERSION_MASK: Final = 0x00FF
 VERSION_PEBS_FLAG: Final = 0x8000
 VERSION_PMC_MASK: Final = 0x0700
+VERSION_PMC_SHIFT: Final = 8
+CLASSIC_EXT_ITEM_SIZE: Final = 8  # a PEBS index or a PMC counter: one u64 each
 
 # --- 3.4 EVENT_TRACE_HEADER (0x30) / 3.5 EVENT_INSTANCE_GUID_HEADER (0x48) ------------------------------------
 #   0x00 u16 Size   0x02 u8 HeaderType 0x0A/0x14 (0x0B/0x15 instance)   0x03 u8 MarkerFlags
@@ -289,8 +198,27 @@ EXT_ITEM_HEADER = Struct("EVENT_HEADER_EXTENDED_DATA_ITEM", 0x08, [
     (0x04, "Linkage", "u16"),
     (0x06, "DataSize", "u16"),
 ])
+EXT_LINKAGE_MORE: Final = 0x0001  # Linkage bit 0: another item follows
 EXT_TYPE_STACK_TRACE32: Final = 5
 EXT_TYPE_STACK_TRACE64: Final = 6
+
+#: header type -> (kind, header size, pointer size of the payload) (3.1). ERROR (0x0D) is EVENT_HEADER-shaped and
+#: says nothing of its pointer size: 8 is taken.
+HEADER_KINDS: Final[dict[int, tuple[int, int, int]]] = {
+    HT_SYSTEM32: (HK_SYSTEM, SYSTEM_HEADER.size, 4),
+    HT_SYSTEM64: (HK_SYSTEM, SYSTEM_HEADER.size, 8),
+    HT_COMPACT32: (HK_SYSTEM, COMPACT_HEADER.size, 4),
+    HT_COMPACT64: (HK_SYSTEM, COMPACT_HEADER.size, 8),
+    HT_PERFINFO32: (HK_PERFINFO, PERFINFO_HEADER.size, 4),
+    HT_PERFINFO64: (HK_PERFINFO, PERFINFO_HEADER.size, 8),
+    HT_FULL_HEADER32: (HK_EVENT_TRACE, EVENT_TRACE_HEADER.size, 4),
+    HT_FULL_HEADER64: (HK_EVENT_TRACE, EVENT_TRACE_HEADER.size, 8),
+    HT_INSTANCE32: (HK_EVENT_TRACE, INSTANCE_HEADER.size, 4),
+    HT_INSTANCE64: (HK_EVENT_TRACE, INSTANCE_HEADER.size, 8),
+    HT_EVENT_HEADER32: (HK_EVENT_HEADER, EVENT_HEADER.size, 4),
+    HT_EVENT_HEADER64: (HK_EVENT_HEADER, EVENT_HEADER.size, 8),
+    HT_ERROR: (HK_EVENT_HEADER, EVENT_HEADER.size, 8),
+}
 
 # --- 2.2 TRACE_LOGFILE_HEADER (payload of the header record; 0x110 32-bit, 0x118 64-bit before the strings) -----
 #   x86  x64
@@ -370,114 +298,47 @@ CLOCK_SYSTEM_TIME: Final = 2
 CLOCK_CPU_CYCLES: Final = 3
 FILETIME_UNIX_EPOCH: Final = 116444736000000000  # 1970-01-01 in 100 ns ticks since 1601-01-01
 
+# --- what the record walk reads (heapdiff.etl.walk), derived from the declarations above ---------------------------
+#: per header type (the index): its kind (HK_*), header size and payload pointer size; 0 where the type is unknown
+HEADER_KIND_OF: Final = np.full(256, HK_UNKNOWN, np.int64)
+HEADER_SIZE_OF: Final = np.zeros(256, np.int64)
+HEADER_PTR_OF: Final = np.zeros(256, np.int64)
+for _ht, (_kind, _size, _ptr) in HEADER_KINDS.items():
+    HEADER_KIND_OF[_ht], HEADER_SIZE_OF[_ht], HEADER_PTR_OF[_ht] = _kind, _size, _ptr
 
-# --- pointer-sized packed payloads (4.3, 5.1, 6.1, 6.2) ----------------------------------------------------------
-class Payload:
-    """A packed event payload whose fields are u32/u64 or pointer-sized ("ptr"): offsets follow the pointer size.
+# classic headers (SYSTEM, compact, PERFINFO share their first 8 bytes)
+CLASSIC_VERSION: Final = SYSTEM_HEADER.off("Version")
+CLASSIC_SIZE: Final = SYSTEM_HEADER.off("Size")
+CLASSIC_TYPE: Final = SYSTEM_HEADER.off("Type")
+CLASSIC_GROUP: Final = SYSTEM_HEADER.off("Group")
+SYSTEM_TID: Final = SYSTEM_HEADER.off("ThreadId")
+SYSTEM_PID: Final = SYSTEM_HEADER.off("ProcessId")
+SYSTEM_TS: Final = SYSTEM_HEADER.off("SystemTime")
+#: a SYSTEM header must hold this much for its TID, PID and timestamp: the compact form's size
+SYSTEM_FIELDS_END: Final = COMPACT_HEADER.size
+PERFINFO_TS: Final = PERFINFO_HEADER.off("SystemTime")
+PERFINFO_SIZE: Final = PERFINFO_HEADER.size
+# GUID-carrying headers (EVENT_TRACE, instance, EVENT_HEADER share their TID, PID, timestamp and GUID offsets)
+GUID_HEADER_MIN: Final = EVENT_TRACE_HEADER.size
+GUID_TID: Final = EVENT_TRACE_HEADER.off("ThreadId")
+GUID_PID: Final = EVENT_TRACE_HEADER.off("ProcessId")
+GUID_TS: Final = EVENT_TRACE_HEADER.off("TimeStamp")
+GUID_LO: Final = EVENT_TRACE_HEADER.off("Guid")
+GUID_HI: Final = GUID_LO + 8
+EVENT_TRACE_OPCODE: Final = EVENT_TRACE_HEADER.off("Type")
+EVENT_TRACE_VERSION: Final = EVENT_TRACE_HEADER.off("Version")
+EVENT_HEADER_FLAGS: Final = EVENT_HEADER.off("Flags")
+EVENT_HEADER_OPCODE: Final = EVENT_HEADER.off("Opcode")
+EVENT_HEADER_VERSION: Final = EVENT_HEADER.off("Version")
+EXT_ITEM_SIZE: Final = EXT_ITEM_HEADER.off("ItemSize")
+EXT_ITEM_TYPE: Final = EXT_ITEM_HEADER.off("ExtType")
+EXT_ITEM_LINKAGE: Final = EXT_ITEM_HEADER.off("Linkage")
+EXT_ITEM_MIN: Final = EXT_ITEM_HEADER.size
 
-    TraceEvent's HostOffset rule: each pointer before a field moves it by (P - 4). The two concrete layouts are
-    computed once per pointer size and the size is asserted against the notes' table in the declaration.
-    """
-
-    def __init__(self, name: str, fields: Sequence[tuple[str, str]], size32: int, size64: int) -> None:
-        self.name = name
-        self.fields = list(fields)
-        self.layouts: dict[int, Struct] = {}
-        for ptr, expect in ((4, size32), (8, size64)):
-            pos = 0
-            decl: list[tuple[int, str, str]] = []
-            for fname, ftype in fields:
-                t = ("u32" if ptr == 4 else "u64") if ftype == "ptr" else ftype
-                decl.append((pos, fname, t))
-                pos += _SIZES[t]
-            if pos != expect:
-                raise AssertionError(f"{name}: {ptr * 8}-bit layout is {pos:#x} bytes, notes say {expect:#x}")
-            self.layouts[ptr] = Struct(f"{name}{ptr * 8}", pos, decl)
-
-    def __getitem__(self, ptr: int) -> Struct:
-        return self.layouts[ptr]
-
-
-#: 4.3 Alloc (0x1021): HeapHandle ptr @0/0, AllocSize ptr @4/8, AllocAddress ptr @8/0x10, SourceId u32 @0xC/0x18
-HEAP_ALLOC = Payload("HeapAlloc", [("HeapHandle", "ptr"), ("AllocSize", "ptr"), ("AllocAddress", "ptr"),
-                                   ("SourceId", "u32")], 0x10, 0x1C)
-#: 4.3 Free (0x1024): HeapHandle @0/0, FreeAddress @4/8, SourceId u32 @8/0x10
-HEAP_FREE = Payload("HeapFree", [("HeapHandle", "ptr"), ("FreeAddress", "ptr"), ("SourceId", "u32")], 0x0C, 0x14)
-#: 4.3 ReAlloc (0x1022): HeapHandle @0/0, NewAllocAddress @4/8, OldAllocAddress @8/0x10, NewAllocSize @0xC/0x18,
-#: OldAllocSize @0x10/0x20, SourceId u32 @0x14/0x28
-HEAP_REALLOC = Payload("HeapReAlloc", [("HeapHandle", "ptr"), ("NewAllocAddress", "ptr"), ("OldAllocAddress", "ptr"),
-                                       ("NewAllocSize", "ptr"), ("OldAllocSize", "ptr"), ("SourceId", "u32")],
-                       0x18, 0x2C)
-#: 4.3 Create (0x1020) v2: HeapHandle @0/0, HeapFlags u32 @4/8
-HEAP_CREATE = Payload("HeapCreate", [("HeapHandle", "ptr"), ("HeapFlags", "u32")], 0x08, 0x0C)
-#: 4.3 Create v3 adds ReservedSpace @8/0xC, CommittedSpace @0xC/0x14, AllocatedSpace @0x10/0x1C (unaligned)
-HEAP_CREATE_V3 = Payload("HeapCreateV3", [("HeapHandle", "ptr"), ("HeapFlags", "u32"), ("ReservedSpace", "ptr"),
-                                          ("CommittedSpace", "ptr"), ("AllocatedSpace", "ptr")], 0x14, 0x24)
-#: 4.3 Destroy (0x1023), Lock/Unlock/Validate/Walk: HeapHandle only
-HEAP_COMMON = Payload("HeapCommon", [("HeapHandle", "ptr")], 0x04, 0x08)
-#: 4.3 Expand (0x1025) / Contract (0x102A) v2: 7 pointer-sized fields + NoOfUCRs u32
-HEAP_EXPANSION = Payload("HeapExpansion", [("HeapHandle", "ptr"), ("Size", "ptr"), ("Address", "ptr"),
-                                           ("FreeSpace", "ptr"), ("CommittedSpace", "ptr"), ("ReservedSpace", "ptr"),
-                                           ("NoOfUCRs", "u32")], 0x1C, 0x34)
-HEAP_EXPANSION_V3 = Payload("HeapExpansionV3", [*HEAP_EXPANSION.fields, ("AllocatedSpace", "ptr")], 0x20, 0x3C)
-
-#: 4.3 SnapShot (0x1026) v2: HeapHandle ptr, FreeSpace S, CommittedSpace S, ReservedSpace S, HeapFlags u32,
-#: ProcessId u32, LargeUCRSpace S, FreeListLength u32, UCRLength u32; v3 adds AllocatedSpace S
-HEAP_SNAPSHOT = Payload("HeapSnapShot", [
-    ("HeapHandle", "ptr"), ("FreeSpace", "ptr"), ("CommittedSpace", "ptr"), ("ReservedSpace", "ptr"),
-    ("HeapFlags", "u32"), ("ProcessId", "u32"), ("LargeUCRSpace", "ptr"), ("FreeListLength", "u32"),
-    ("UCRLength", "u32"),
-], 0x24, 0x38)
-HEAP_SNAPSHOT_V3 = Payload("HeapSnapShotV3", [*HEAP_SNAPSHOT.fields, ("AllocatedSpace", "ptr")], 0x28, 0x40)
-
-#: 5.1 StackWalk (0x1820): EventTimeStamp u64 @0, StackProcess u32 @8, StackThread u32 @0xC, frames ptr[] @0x10
-STACK_WALK = Struct("STACK_WALK_EVENT_DATA", 0x10, [
-    (0x00, "EventTimeStamp", "u64"),
-    (0x08, "StackProcess", "u32"),
-    (0x0C, "StackThread", "u32"),
-])
-#: 5.3 StackKeyKernel/User (0x1825/0x1826): as STACK_WALK then StackKey ptr @0x10
-STACK_KEY_REF = Payload("StackKeyRef", [("EventTimeStamp", "u64"), ("StackProcess", "u32"), ("StackThread", "u32"),
-                                        ("StackKey", "ptr")], 0x14, 0x18)
-#: 5.3 KeyCreate/KeyDelete/KeyRundown (0x1822-0x1824): StackKey ptr @0, then ptr frames
-STACK_KEY_DEF = Payload("StackKeyDef", [("StackKey", "ptr")], 0x04, 0x08)
-
-#: 6.1 Image v2/v3: ImageBase ptr @0/0, ImageSize ptr @4/8, ProcessId u32 @8/0x10, ImageChecksum @0xC/0x14,
-#: TimeDateStamp @0x10/0x18, SignatureLevel.. u32 @0x14/0x1C, DefaultBase ptr @0x18/0x20, Reserved1..4 @0x1C/0x28,
-#: FileName UTF-16Z @0x2C/0x38
-IMAGE_LOAD = Payload("ImageLoad", [("ImageBase", "ptr"), ("ImageSize", "ptr"), ("ProcessId", "u32"),
-                                   ("ImageChecksum", "u32"), ("TimeDateStamp", "u32"), ("Signature", "u32"),
-                                   ("DefaultBase", "ptr"), ("Reserved1", "u32"), ("Reserved2", "u32"),
-                                   ("Reserved3", "u32"), ("Reserved4", "u32")], 0x2C, 0x38)
-#: 6.1 Image v1: ImageBase ptr, ImageSize ptr, ProcessId u32, FileName @0xC/0x14
-IMAGE_LOAD_V1 = Payload("ImageLoadV1", [("ImageBase", "ptr"), ("ImageSize", "ptr"), ("ProcessId", "u32")],
-                        0x0C, 0x14)
-#: 6.1 Image v0: BaseAddress ptr, ModuleSize u32, FileName @8/0xC
-IMAGE_LOAD_V0 = Payload("ImageLoadV0", [("ImageBase", "ptr"), ("ImageSize", "u32")], 0x08, 0x0C)
-
-#: 6.2 Process v3+: UniqueProcessKey ptr @0/0, ProcessId u32 @4/8, ParentId @8/0xC, SessionId @0xC/0x10,
-#: ExitStatus i32 @0x10/0x14, DirectoryTableBase ptr @0x14/0x18, [v4+] Flags u32 @0x18/0x20, then the SID
-PROCESS_V3 = Payload("ProcessV3", [("UniqueProcessKey", "ptr"), ("ProcessId", "u32"), ("ParentId", "u32"),
-                                   ("SessionId", "u32"), ("ExitStatus", "i32"), ("DirectoryTableBase", "ptr")],
-                     0x18, 0x20)
-PROCESS_V4 = Payload("ProcessV4", [*PROCESS_V3.fields, ("Flags", "u32")], 0x1C, 0x24)
-#: 6.2 UserSID, non-NULL form: TOKEN_USER {Sid ptr, Attributes u32} as laid out in memory (2 x P bytes: the
-#: 64-bit form has 4 bytes of alignment padding, stale in real files), then the SID itself
-TOKEN_USER32 = Struct("TOKEN_USER32", 0x08, [(0x00, "Sid", "u32"), (0x04, "Attributes", "u32")])
-TOKEN_USER64 = Struct("TOKEN_USER64", 0x10, [(0x00, "Sid", "u64"), (0x08, "Attributes", "u32")])
-#: SID: Revision u8 @0, SubAuthorityCount u8 @1, IdentifierAuthority 6 bytes big-endian @2, then
-#: SubAuthorityCount x u32 @8
-SID_HEADER = Struct("SID", 0x08, [(0x00, "Revision", "u8"), (0x01, "SubAuthorityCount", "u8"),
-                                  (0x02, "IdentifierAuthority", "bytes6")])
-
-#: 6.2 Process v2: UniqueProcessKey ptr, ProcessId, ParentId, SessionId, ExitStatus, then the SID
-PROCESS_V2 = Payload("ProcessV2", PROCESS_V3.fields[:5], 0x14, 0x18)
-
-#: 6.3 KernelTraceControl ImageID (opcode 0): ImageBase ptr, ImageSize ptr, ProcessId u32, TimeDateStamp u32,
-#: OriginalFileName UTF-16Z @0x10/0x18
-IMAGE_ID = Payload("ImageID", [("ImageBase", "ptr"), ("ImageSize", "ptr"), ("ProcessId", "u32"),
-                               ("TimeDateStamp", "u32")], 0x10, 0x18)
-#: 6.3 DbgID_RSDS (opcode 0x24): ImageBase ptr, ProcessId u32, GuidSig GUID @8/0xC, Age u32 @0x18/0x1C,
-#: PdbFileName UTF-8Z @0x1C/0x20
-DBGID_RSDS = Payload("DbgID_RSDS", [("ImageBase", "ptr"), ("ProcessId", "u32"), ("GuidSig", "guid"),
-                                    ("Age", "u32")], 0x1C, 0x20)
+for _decl in (COMPACT_HEADER, PERFINFO_HEADER):
+    assert all(_decl.off(f) == SYSTEM_HEADER.off(f) for f in ("Version", "Size", "Type", "Group"))
+for _decl in (INSTANCE_HEADER, EVENT_HEADER):
+    assert all(_decl.off(f) == EVENT_TRACE_HEADER.off(f) for f in ("Size", "ThreadId", "ProcessId", "TimeStamp"))
+assert EVENT_HEADER.off("ProviderId") == GUID_LO and EVENT_TRACE_HEADER.width("Guid") == 16
+assert EVENT_TRACE_HEADER.off("Size") == 0 and EVENT_TRACE_HEADER.width("Size") == 2  # = the marker's low word
+assert max(s for _, s, _ in HEADER_KINDS.values()) <= MAX_RECORD_SIZE

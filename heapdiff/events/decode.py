@@ -8,8 +8,9 @@ caller counts as an anomaly of that kind: never a guess, never an IndexError.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
-from heapdiff.etl import structs as S
+from heapdiff.etl import payloads as P
 from heapdiff.events import kinds as K
 
 
@@ -87,7 +88,7 @@ def _need(raw: bytes, n: int, what: str) -> None:
 
 
 def decode_image(raw: bytes, hook: int, version: int, ptr: int, ts: int) -> ImageEvent:
-    decl = (S.IMAGE_LOAD if version >= 2 else S.IMAGE_LOAD_V1 if version == 1 else S.IMAGE_LOAD_V0)[ptr]
+    decl = (P.IMAGE_LOAD if version >= 2 else P.IMAGE_LOAD_V1 if version == 1 else P.IMAGE_LOAD_V0)[ptr]
     _need(raw, decl.size, "image")
     v = decl.unpack(raw)
     name, _ = _utf16z(raw, decl.size)
@@ -114,7 +115,7 @@ def _skip_sid(raw: bytes, pos: int, ptr: int) -> int:
 def decode_process(raw: bytes, hook: int, version: int, ptr: int, ts: int) -> ProcessEvent:
     if version < 2:
         raise PayloadError(f"process event version {version} is not supported")
-    decl = (S.PROCESS_V4 if version >= 4 else S.PROCESS_V3 if version == 3 else S.PROCESS_V2)[ptr]
+    decl = (P.PROCESS_V4 if version >= 4 else P.PROCESS_V3 if version == 3 else P.PROCESS_V2)[ptr]
     _need(raw, decl.size, "process")
     v = decl.unpack(raw)
     pos = _skip_sid(raw, decl.size, ptr)
@@ -125,35 +126,38 @@ def decode_process(raw: bytes, hook: int, version: int, ptr: int, ts: int) -> Pr
                         exit_status=int(v["ExitStatus"]), session_id=int(v["SessionId"]))
 
 
+#: KernelTraceControl opcodes kept (6.3) -> their fixed payload: ImageID (0), DbgID_RSDS (0x24)
+_IMAGE_ID_OPCODE: Final = 0x00
+_RSDS_OPCODE: Final = 0x24
+_IMAGE_ID_LAYOUTS: Final = {_IMAGE_ID_OPCODE: (P.IMAGE_ID, "ImageID"), _RSDS_OPCODE: (P.DBGID_RSDS, "DbgID_RSDS")}
+
+
 def image_id_fits(raw: bytes, opcode: int, ptr: int) -> bool:
     """Whether an ImageID / DbgID_RSDS payload is long enough for its layout (other opcodes are not kept)."""
-    if opcode == 0:
-        if len(raw) < S.IMAGE_ID[ptr].size:
-            raise PayloadError("ImageID payload too short")
-        return True
-    if opcode == 0x24:
-        if len(raw) < S.DBGID_RSDS[ptr].size:
-            raise PayloadError("DbgID_RSDS payload too short")
-        return True
-    return False
+    layout = _IMAGE_ID_LAYOUTS.get(opcode)
+    if layout is None:
+        return False
+    decl, what = layout
+    if len(raw) < decl[ptr].size:
+        raise PayloadError(f"{what} payload too short")
+    return True
 
 
 def decode_image_id(raw: bytes, opcode: int, ptr: int, ts: int) -> ImageIdEvent | None:
     """ImageID (opcode 0) and DbgID_RSDS (0x24); other KernelTraceControl opcodes are not needed (None)."""
-    if opcode == 0:
-        d = S.IMAGE_ID[ptr]
-        _need(raw, d.size, "ImageID")
-        v = d.unpack(raw)
+    layout = _IMAGE_ID_LAYOUTS.get(opcode)
+    if layout is None:
+        return None
+    decl, what = layout
+    d = decl[ptr]
+    _need(raw, d.size, what)
+    v = d.unpack(raw)
+    if opcode == _IMAGE_ID_OPCODE:
         name, _ = _utf16z(raw, d.size)
         return ImageIdEvent(ts=ts, kind="image_id", pid=int(v["ProcessId"]), base=int(v["ImageBase"]),
                             size=int(v["ImageSize"]), time_date_stamp=int(v["TimeDateStamp"]),
                             original_file_name=name)
-    if opcode == 0x24:
-        d = S.DBGID_RSDS[ptr]
-        _need(raw, d.size, "DbgID_RSDS")
-        v = d.unpack(raw)
-        pdb, _ = _ansiz(raw, d.size)
-        return ImageIdEvent(ts=ts, kind="rsds", pid=int(v["ProcessId"]), base=int(v["ImageBase"]),
-                            pdb_guid=K.guid_from_le(v["GuidSig"]), pdb_age=int(v["Age"]),
-                            pdb_file_name=pdb.encode("latin-1").decode("utf-8", errors="replace"))
-    return None
+    pdb, _ = _ansiz(raw, d.size)
+    return ImageIdEvent(ts=ts, kind="rsds", pid=int(v["ProcessId"]), base=int(v["ImageBase"]),
+                        pdb_guid=K.guid_from_le(v["GuidSig"]), pdb_age=int(v["Age"]),
+                        pdb_file_name=pdb.encode("latin-1").decode("utf-8", errors="replace"))

@@ -45,9 +45,7 @@ GROUP_GUIDS: Final[dict[int, str]] = {
     0x1D: "7f2a405c-69b5-4bf9-a1f5-30e8f1afab5e",  # Hypervisor
     0x1E: "2ce9a149-effe-42f0-a635-a1d39e26c8f2",  # HypervisorX
 }
-GUID_GROUPS: Final[dict[str, int]] = {g: k for k, g in GROUP_GUIDS.items()}
 
-GROUP_HEADER: Final = 0x00
 GROUP_PROCESS: Final = 0x03
 GROUP_HEAP: Final = 0x10
 GROUP_IMAGE: Final = 0x14
@@ -113,7 +111,3 @@ HEAP_HOOK_KIND: Final[dict[int, str]] = {
 def guid_from_le(raw: bytes) -> str:
     """Windows GUID bytes (Data1-3 little-endian) -> lowercase canonical text."""
     return str(uuid.UUID(bytes_le=bytes(raw)))
-
-
-def guid_to_le(text: str) -> bytes:
-    return uuid.UUID(text).bytes_le

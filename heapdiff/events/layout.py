@@ -22,8 +22,9 @@ from __future__ import annotations
 
 from typing import Final
 
-from heapdiff.etl import structs as S
-from heapdiff.etl.walk import FieldSpec, Layout, LayoutRow
+from heapdiff.etl import payloads as P
+from heapdiff.etl.cstruct import Struct
+from heapdiff.etl.layout_table import FieldSpec, Layout, LayoutRow
 from heapdiff.events import kinds as K
 from heapdiff.events.images import kernel_floor
 
@@ -47,43 +48,43 @@ STACK_REF_HOOKS: Final = frozenset({K.HOOK_STACK_WALK, K.HOOK_STACK_KEY_KERNEL, 
 KEY_DEF_HOOKS: Final = frozenset({K.HOOK_STACK_KEY_CREATE, K.HOOK_STACK_KEY_DELETE, K.HOOK_STACK_KEY_RUNDOWN})
 
 
-def _fields(decl: S.Struct, names: list[str]) -> list[FieldSpec]:
-    return [FieldSpec(decl.off(n), 8 if decl.types[n] in ("u64", "i64") else 4) for n in names]
+def _fields(decl: Struct, names: list[str]) -> list[FieldSpec]:
+    return [FieldSpec(decl.off(n), decl.width(n)) for n in names]
 
 
 def build_rows() -> list[LayoutRow]:
     rows: list[LayoutRow] = []
     for ptr in (4, 8):
-        a = S.HEAP_ALLOC[ptr]
+        a = P.HEAP_ALLOC[ptr]
         rows.append(LayoutRow(K.HOOK_HEAP_ALLOC, ptr, a.size, a.size,
                               _fields(a, ["HeapHandle", "AllocSize", "AllocAddress", "SourceId"]), link_target=True))
-        fr = S.HEAP_FREE[ptr]
+        fr = P.HEAP_FREE[ptr]
         rows.append(LayoutRow(K.HOOK_HEAP_FREE, ptr, fr.size, fr.size,
                               _fields(fr, ["HeapHandle", "FreeAddress", "SourceId"])))
-        ra = S.HEAP_REALLOC[ptr]
+        ra = P.HEAP_REALLOC[ptr]
         rows.append(LayoutRow(K.HOOK_HEAP_REALLOC, ptr, ra.size, ra.size,
                               _fields(ra, ["HeapHandle", "NewAllocAddress", "OldAllocAddress", "NewAllocSize",
                                            "OldAllocSize", "SourceId"]), link_target=True))
-        cr = S.HEAP_CREATE[ptr]
-        rows.append(LayoutRow(K.HOOK_HEAP_CREATE, ptr, cr.size, S.HEAP_CREATE_V3[ptr].size,
+        cr = P.HEAP_CREATE[ptr]
+        rows.append(LayoutRow(K.HOOK_HEAP_CREATE, ptr, cr.size, P.HEAP_CREATE_V3[ptr].size,
                               _fields(cr, ["HeapHandle", "HeapFlags"])))
-        cm = S.HEAP_COMMON[ptr]
+        cm = P.HEAP_COMMON[ptr]
         rows.append(LayoutRow(K.HOOK_HEAP_DESTROY, ptr, cm.size, cm.size, _fields(cm, ["HeapHandle"])))
-        ex = S.HEAP_EXPANSION[ptr]
+        ex = P.HEAP_EXPANSION[ptr]
         for hook in (K.HOOK_HEAP_EXPAND, K.HOOK_HEAP_CONTRACT):
-            rows.append(LayoutRow(hook, ptr, ex.size, S.HEAP_EXPANSION_V3[ptr].size, _fields(ex, ["HeapHandle"])))
-        sw = S.STACK_WALK
+            rows.append(LayoutRow(hook, ptr, ex.size, P.HEAP_EXPANSION_V3[ptr].size, _fields(ex, ["HeapHandle"])))
+        sw = P.STACK_WALK
         # a walk's frames are needed only if its block stays live: the reader may defer them, and put them on
         # the Alloc/ReAlloc row the walk follows in its buffer (etl.walk: linked records); the events layer
-        # then finds the stack on the op's own row (events.scan)
+        # then finds the stack on the op's own row (events.heap_ops)
         rows.append(LayoutRow(K.HOOK_STACK_WALK, ptr, sw.size, -1,
                               _fields(sw, ["EventTimeStamp", "StackProcess", "StackThread"]), tail_offset=sw.size,
                               defer_tail=True, link=(COL_STACK_TS, COL_STACK_TID)))
-        kr = S.STACK_KEY_REF[ptr]
+        kr = P.STACK_KEY_REF[ptr]
         for hook in (K.HOOK_STACK_KEY_KERNEL, K.HOOK_STACK_KEY_USER):
             rows.append(LayoutRow(hook, ptr, kr.size, kr.size,
                                   _fields(kr, ["EventTimeStamp", "StackProcess", "StackThread", "StackKey"])))
-        kd = S.STACK_KEY_DEF[ptr]
+        kd = P.STACK_KEY_DEF[ptr]
         for hook in KEY_DEF_HOOKS:
             rows.append(LayoutRow(hook, ptr, kd.size, -1, _fields(kd, ["StackKey"]), tail_offset=kd.size))
         for hook in sorted(IMAGE_HOOKS | PROCESS_HOOKS | {HOOK_IMAGE_ID, HOOK_DBGID_RSDS}):

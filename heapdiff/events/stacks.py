@@ -18,17 +18,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from heapdiff._jit import JIT_ENABLED, borrow, njit, prefetch
-from heapdiff.etl.reader import RecordBatch
+from heapdiff.etl import structs as S
+from heapdiff.etl.batch import RecordBatch
 from heapdiff.events import kinds as K
 from heapdiff.events.layout import COL_KEY_DEF, COL_KEY_REF, COL_STACK_TID, COL_STACK_TS
 
 RING = 1 << 12
-#: rows ahead whose columns the events kernels (matching here, ops in heapdiff.events.scan) prefetch. A batch's
+#: rows ahead whose columns the events kernels (matching here, ops in heapdiff.events.heap_ops) prefetch. A batch's
 #: rows in time order jump between the chunk's buffers, so each row's columns are as many cache misses.
-#: Measured on the 10M benchmark trace: the ops kernel run first on a batch 0.21 -> 0.13 s (half the batches
-#: each, same process); in a whole read, alternated, 0.28-0.35 -> 0.22-0.25 s
 PREFETCH_ROWS = 16 if JIT_ENABLED else 0
-NO_THREAD = 0xFFFFFFFF
 
 
 @njit()
@@ -40,22 +38,16 @@ def match_kernel(ts: np.ndarray, tid: np.ndarray, cpu: np.ndarray, hook: np.ndar
     by batch row; other records enter the ring. Counts references and matched walks (``counts[0]``,
     ``counts[1]``) and lists the batch rows of key records (``out_keyish``); returns how many."""
     # borrowed: no reference counting in the loop (heapdiff._jit.borrow)
-    ts, tid, cpu, hook = borrow(ts), borrow(tid), borrow(cpu), borrow(hook)
-    serial, f, status, rows = borrow(serial), borrow(f), borrow(status), borrow(rows)
-    r_ts, r_tid, r_cpu, r_serial = borrow(r_ts), borrow(r_tid), borrow(r_cpu), borrow(r_serial)
-    r_meta, out_target, out_keyish, counts = borrow(r_meta), borrow(out_target), borrow(out_keyish), borrow(counts)
+    (ts, tid, cpu, hook, serial, f, status, rows, r_ts, r_tid, r_cpu, r_serial, r_meta, out_target, out_keyish,
+     counts) = borrow((ts, tid, cpu, hook, serial, f, status, rows, r_ts, r_tid, r_cpu, r_serial, r_meta, out_target,
+                       out_keyish, counts))
     rn = r_meta[0]
     cap = r_ts.shape[0]
     nkey = 0
     m = rows.shape[0]
     for i in range(m):
         if PREFETCH_ROWS and i + PREFETCH_ROWS < m:
-            ahead = rows[i + PREFETCH_ROWS]
-            prefetch(hook, ahead)
-            prefetch(ts, ahead)
-            prefetch(tid, ahead)
-            prefetch(cpu, ahead)
-            prefetch(serial, ahead)
+            prefetch((hook, ts, tid, cpu, serial), rows[i + PREFETCH_ROWS])
         x = rows[i]
         h = hook[x]
         out_target[i] = -1
@@ -82,7 +74,7 @@ def match_kernel(ts: np.ndarray, tid: np.ndarray, cpu: np.ndarray, hook: np.ndar
                 score = 0
                 if r_tid[j] == wtid:
                     score = 4
-                elif r_tid[j] == NO_THREAD:
+                elif r_tid[j] == S.NO_THREAD:
                     score = 2
                 if score > 0 and r_cpu[j] == c:
                     score += 1

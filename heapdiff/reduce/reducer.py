@@ -1,0 +1,242 @@
+"""The reducer's shell: feeds op batches to the fold kernel, grows and rebuilds its tables, ends the trace.
+
+Memory is bounded by the live blocks (plus threads and heaps), never by the number of events: before each kernel
+call the block and pending tables are made to stay at most half full even if every Alloc/ReAlloc of the batch adds
+an entry, rebuilt without their stale entries when that fails (into a larger power of two only if what is live
+still needs it); the small tables (threads, heap and pid records) cannot be sized from the batch without wasting
+memory, so the kernel stops before an op that could need a new entry in a full one and returns its index, and the
+shell grows that table and calls again from there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import ClassVar, Final
+
+import numpy as np
+
+from heapdiff._jit import JIT_ENABLED
+from heapdiff.events.ops import OP_ALLOC, OP_REALLOC, OpBatch
+from heapdiff.reduce.fold import (
+    ANOMALY_NAMES,
+    K_EVENT_WITHOUT_STACK,
+    K_OVERLAP,
+    end_blocks,
+    fold_kernel,
+    pending_waiting,
+)
+from heapdiff.reduce.live import LiveBlocks
+from heapdiff.reduce.overlap import find_overlaps
+from heapdiff.reduce.tables import (
+    BLOCK_DTYPE,
+    HEAP_DTYPE,
+    HEAP_INDEX_DTYPE,
+    M_BLOCKS,
+    M_HEAPS,
+    M_PENDING,
+    M_PIDS,
+    M_THREADS,
+    N_META,
+    PENDING_DTYPE,
+    PID_DTYPE,
+    PID_INDEX_DTYPE,
+    PREFETCH_AHEAD,
+    THREAD_DTYPE,
+    Arr,
+    empty_table,
+    rehashed,
+)
+
+_INT64_MAX: Final = (1 << 63) - 1
+#: the columns of :meth:`Reducer.live_columns`: a :class:`LiveBlocks` row, its thread and its event's serial
+LIVE_COLUMNS: Final = ("pid", "heap", "addr", "size", "ts", "tid", "source", "serial", "stack")
+
+
+@contextlib.contextmanager
+def _quiet_overflow() -> Iterator[None]:
+    """Uncompiled, the kernels' uint64 hashing overflows numpy scalars on purpose (it wraps, as compiled)."""
+    if JIT_ENABLED:
+        yield
+    else:
+        with np.errstate(over="ignore"):
+            yield
+
+
+class Reducer:
+    """Folds op batches (:meth:`feed`) into the live blocks (:mod:`heapdiff.reduce.fold` says by which rules).
+
+    :meth:`finish` ends the trace, :meth:`snapshot` gives the live blocks; :attr:`anomalies`,
+    :attr:`live_blocks` and :attr:`live_bytes` can be read at any time (``rehashes`` counts table rebuilds).
+
+    ``stop_at``: ops with ``ts > stop_at`` are ignored (a snapshot at that time), except that an ATTACH past
+    it still gives a stack to a block that is live and waiting for one (its event was not past ``stop_at``;
+    stack records follow their event and may be resolved late); it is never counted as an orphan, since its
+    event may be one of the ignored ones.
+    """
+
+    #: initial slots of the block and pending tables, and of the thread / heap / pid indexes (powers of two,
+    #: >= 2; tests shrink them to exercise every growth path)
+    BLOCK_SLOTS: ClassVar[int] = 1 << 12
+    SMALL_SLOTS: ClassVar[int] = 64
+
+    def __init__(self, stop_at: int | None = None) -> None:
+        self.ahead = PREFETCH_AHEAD  # a benchmark may set 0 to measure the kernel without prefetching
+        self.stop_at = stop_at
+        self._stop = _INT64_MAX if stop_at is None else max(-_INT64_MAX - 1, min(int(stop_at), _INT64_MAX))
+        big, small = self.BLOCK_SLOTS, self.SMALL_SLOTS
+        self._blocks = empty_table(BLOCK_DTYPE, big)
+        self._pend = empty_table(PENDING_DTYPE, big)
+        self._threads = empty_table(THREAD_DTYPE, small)
+        self._hidx = empty_table(HEAP_INDEX_DTYPE, small)
+        self._heaps = np.zeros(small // 2, HEAP_DTYPE)
+        self._pidx = empty_table(PID_INDEX_DTYPE, small)
+        self._pids = np.zeros(small // 2, PID_DTYPE)
+        self._meta = np.zeros(N_META, np.int64)
+        self._counts = np.zeros(len(ANOMALY_NAMES), np.int64)
+        self._final: dict[str, Arr] | None = None
+        self._snapshot: LiveBlocks | None = None
+        self.rehashes = 0
+
+    # -- feeding
+
+    def feed(self, ops: OpBatch) -> None:
+        """Fold one batch (the next ops in time order)."""
+        if self._final is not None:
+            raise RuntimeError("Reducer.feed after finish()")
+        n = len(ops)
+        if not n:
+            return
+        # inserts[k]: Alloc/ReAlloc ops in ops[:k + 1], each of which may add one block and one pending entry
+        inserts = np.cumsum((ops.op == OP_ALLOC) | (ops.op == OP_REALLOC), dtype=np.int64)
+        i = 0
+        with _quiet_overflow():
+            while i < n:
+                self._reserve(int(inserts[-1]) - (int(inserts[i - 1]) if i else 0))
+                j = fold_kernel(ops.op, ops.ts, ops.pid, ops.tid, ops.serial, ops.heap, ops.addr, ops.size,
+                                ops.old_addr, ops.source, ops.stack, i, n, self._stop,
+                                self._blocks, self._pend, self._threads, self._hidx, self._heaps,
+                                self._pidx, self._pids, self._meta, self._counts, self.ahead)
+                if j == i:  # pragma: no cover - _reserve always leaves room for the op the kernel stopped at
+                    raise AssertionError("reducer kernel made no progress")
+                i = int(j)
+
+    def _reserve(self, inserts: int) -> None:
+        """Make room before a kernel call that has ``inserts`` Alloc/ReAlloc ops left to fold.
+
+        The block and pending tables stay at most half full (live + stale entries): when the room left is
+        less than ``inserts`` and less than 1/8 of the table, the table is rebuilt without its stale entries,
+        doubled until what is live fits under 3/8, so the call can take at least 1/8 of the table's slots (or
+        all it needs) before the kernel's own half-full check stops it. The tables are thus sized by the live
+        blocks, never by the batch: a batch that frees as much as it allocates runs in one call, in a small
+        table. The thread, heap and pid tables get room for one more entry each.
+        """
+        m = self._meta
+        blocks, pend, threads = self._blocks, self._pend, self._threads
+        if blocks.shape[0] // 2 - int(m[M_BLOCKS]) < min(inserts, max(1, blocks.shape[0] // 8)):
+            hrec = blocks["hrec"].astype(np.int64)
+            live = (hrec >= 0) & (blocks["hgen"] == self._heaps["gen"][np.maximum(hrec, 0)])
+            self._blocks, m[M_BLOCKS] = rehashed(blocks, live, self._grown(blocks.shape[0], self.live_blocks))
+            self.rehashes += 1
+        if pend.shape[0] // 2 - int(m[M_PENDING]) < min(inserts, max(1, pend.shape[0] // 8)):
+            waiting = np.empty(pend.shape[0], np.bool_)
+            pending_waiting(pend, self._blocks, self._heaps, waiting)
+            without_stack = int(self._heaps["nostack"][: m[M_HEAPS]].sum())
+            self._pend, m[M_PENDING] = rehashed(pend, waiting, self._grown(pend.shape[0], without_stack))
+            self.rehashes += 1
+        if m[M_THREADS] >= threads.shape[0] // 2:
+            prec = threads["prec"]
+            current = (prec >= 0) & (threads["epoch"] == self._pids["epoch"][np.maximum(prec, 0)])
+            kept = int(current.sum())
+            cap = threads.shape[0] if (kept + 1) * 4 <= threads.shape[0] else self._grown(threads.shape[0], kept + 1)
+            self._threads, m[M_THREADS] = rehashed(threads, current, cap)
+        if int(m[M_HEAPS]) >= min(self._hidx.shape[0] // 2, self._heaps.shape[0]):
+            self._heaps = self._doubled(self._heaps, int(m[M_HEAPS]))
+            self._hidx, _ = rehashed(self._hidx, self._hidx["hrec"] >= 0, 2 * self._hidx.shape[0])
+        if int(m[M_PIDS]) >= min(self._pidx.shape[0] // 2, self._pids.shape[0]):
+            self._pids = self._doubled(self._pids, int(m[M_PIDS]))
+            self._pidx, _ = rehashed(self._pidx, self._pidx["prec"] >= 0, 2 * self._pidx.shape[0])
+
+    @staticmethod
+    def _grown(cap: int, need: int) -> int:
+        """A capacity keeping ``need`` entries under 3/8 load: a rebuild leaves room for >= cap/8 inserts."""
+        while need * 8 > cap * 3:
+            cap *= 2
+        return cap
+
+    @staticmethod
+    def _doubled(records: Arr, used: int) -> Arr:
+        """A dense record array twice as long, its first ``used`` records kept in place (others name them)."""
+        out = np.zeros(2 * records.shape[0], records.dtype)
+        out[:used] = records[:used]
+        return out
+
+    # -- the end
+
+    def finish(self) -> None:
+        """End of trace: end the blocks overlapped by younger ones, count the stackless, freeze the live blocks.
+
+        Idempotent; :meth:`feed` is refused afterwards.
+        """
+        if self._final is not None:
+            return
+        with _quiet_overflow():
+            cols = self._live_columns()
+            dead = find_overlaps(cols)
+            if dead.any():
+                self._counts[K_OVERLAP] += int(dead.sum())
+                end_blocks(self._blocks, self._heaps, self._pend, self._meta, self._counts,
+                           cols["hrec"][dead], cols["addr"][dead])
+                keep = ~dead
+                cols = {k: v[keep] for k, v in cols.items()}
+        nh = int(self._meta[M_HEAPS])
+        self._counts[K_EVENT_WITHOUT_STACK] += int(self._heaps["nostack"][:nh].sum())
+        self._final = {name: cols[name] for name in LIVE_COLUMNS}
+        self._snapshot = LiveBlocks(pid=cols["pid"], heap=cols["heap"], addr=cols["addr"], size=cols["size"],
+                                    ts=cols["ts"], source=cols["source"], stack=cols["stack"])
+
+    def snapshot(self) -> LiveBlocks:
+        """The live blocks at the end (calls :meth:`finish` if it was not called yet)."""
+        self.finish()
+        assert self._snapshot is not None
+        return self._snapshot
+
+    def live_columns(self) -> dict[str, Arr]:
+        """The live blocks at the end as :data:`LIVE_COLUMNS`: the rows of :meth:`snapshot`, with each block's
+        thread and the serial of the event that made it live (what tests compare a model with)."""
+        self.finish()
+        assert self._final is not None
+        return self._final
+
+    def _live_columns(self) -> dict[str, Arr]:
+        """The live blocks as columns sorted by (pid, heap, addr) (vectorised over the table)."""
+        b = self._blocks
+        h = b["hrec"].astype(np.int64)
+        used = h >= 0
+        hh = np.where(used, h, 0)
+        live = used & (b["hgen"] == self._heaps["gen"][hh])
+        rows = b[live]
+        hrec = rows["hrec"].astype(np.int64)
+        pid = self._heaps["pid"][hrec]
+        heap = self._heaps["heap"][hrec]
+        order = np.lexsort((rows["addr"], heap, pid))
+        rows = rows[order]
+        cols = {name: np.ascontiguousarray(rows[name])
+                for name in ("addr", "size", "ts", "tid", "source", "serial", "stack")}
+        cols.update(hrec=hrec[order], pid=pid[order], heap=heap[order])
+        return cols
+
+    # -- results
+
+    @property
+    def anomalies(self) -> dict[str, int]:
+        """Kind -> count, non-zero kinds only."""
+        return {name: int(c) for name, c in zip(ANOMALY_NAMES, self._counts.tolist(), strict=True) if c}
+
+    @property
+    def live_blocks(self) -> int:
+        return int(self._heaps["blocks"][: self._meta[M_HEAPS]].sum())
+
+    @property
+    def live_bytes(self) -> int:
+        return sum(self._heaps["bytes"][: self._meta[M_HEAPS]].tolist())
