@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURE = REPO / "fixtures" / "before.etl"
+FIXTURE = REPO / "fixtures" / "example" / "before.etl"
 
 
 def machine() -> dict[str, str]:

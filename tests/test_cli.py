@@ -15,8 +15,8 @@ import pytest
 from heapdiff.cli import main
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-BEFORE = ROOT / "fixtures" / "before.etl"
-AFTER = ROOT / "fixtures" / "after.etl"
+BEFORE = ROOT / "fixtures" / "example" / "before.etl"
+AFTER = ROOT / "fixtures" / "example" / "after.etl"
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

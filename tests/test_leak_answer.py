@@ -15,8 +15,11 @@ from heapdiff.tracegen.scenario import Module, Process, Scenario
 from heapdiff.tracegen.writer import TraceWriter
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-BEFORE = str(ROOT / "fixtures" / "before.etl")
-AFTER = str(ROOT / "fixtures" / "after.etl")
+BEFORE = str(ROOT / "fixtures" / "example" / "before.etl")
+AFTER = str(ROOT / "fixtures" / "example" / "after.etl")
+#: the example's two leaks, named by its PDBs (the plugin's through an inlined helper)
+TEXTURE = "plugin.dll!gfx::Texture::load+0x56 (plugin.cpp:25)"
+PARSER = "app.exe!parse_line+0x1e (app.c:22)"
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -107,9 +110,9 @@ def test_each_gate_its_value_and_the_groups_that_tripped_it(capsys: pytest.Captu
                                "reason": None}
     sg = gates["stack_growth"]
     assert (sg["value"], sg["failed"]) == (25900, True)
-    assert [labels[i] for i in sg["groups"]] == ["plugin.dll+0x1337"]  # 8,192 bytes exactly does not trip it
+    assert [labels[i] for i in sg["groups"]] == [TEXTURE]  # 8,160 bytes does not trip it
     new = gates["new"]
-    assert (new["value"], new["failed"], [labels[i] for i in new["groups"]]) == (25900, True, ["plugin.dll+0x1337"])
+    assert (new["value"], new["failed"], [labels[i] for i in new["groups"]]) == (25900, True, [TEXTURE])
     assert code == 1 and err.count("FAILED") == 2
     code, d, _ = doc_of(capsys, BEFORE, AFTER, "--fail-on-stack-growth", "26k", "--fail-on-new", "26k")
     assert code == 0 and not any(g["failed"] for g in d["gates"])
@@ -237,21 +240,21 @@ def test_a_diff_document_is_not_a_baseline(capsys: pytest.CaptureFixture[str], c
 
 def test_suppressed_groups_leave_totals_and_gates_and_are_listed(capsys: pytest.CaptureFixture[str],
                                                                  cwd: pathlib.Path) -> None:
-    (cwd / "known.supp").write_text("# accepted: the plugin's texture cache\nPLUGIN.DLL+0x13??\n"
+    (cwd / "known.supp").write_text("# accepted: the plugin's texture cache\nPLUGIN.DLL+0x10?9\n"
                                     "nosuch.dll!*   # never matches\n", encoding="utf-8")
     code, d, err = doc_of(capsys, BEFORE, AFTER, "--suppress", "known.supp", "--fail-on-stack-growth", "8k")
     by = {g["label"]: g["suppressed_by"] for g in d["groups"]}
-    assert by["plugin.dll+0x1337"] == "PLUGIN.DLL+0x13??" and by["app.exe+0x1f30"] is None
+    assert by[TEXTURE] == "PLUGIN.DLL+0x10?9" and by[PARSER] is None
     assert d["totals"]["suppressed"] == {"blocks": 25, "bytes": 25900}
     assert d["totals"]["growth"] == {"blocks": 30, "bytes": 8160 + 200}
     assert code == 0 and not d["gates"][0]["failed"]  # only the suppressed group was over 8 KiB
     assert d["suppressions"] == [
-        {"pattern": "PLUGIN.DLL+0x13??", "source": "known.supp", "line": 2, "groups": 1},
+        {"pattern": "PLUGIN.DLL+0x10?9", "source": "known.supp", "line": 2, "groups": 1},
         {"pattern": "nosuch.dll!*", "source": "known.supp", "line": 3, "groups": 0}]
     assert "suppression pattern matched nothing: known.supp:3: nosuch.dll!*" in err
     code, out, _ = run(capsys, BEFORE, AFTER, "--suppress", "known.supp", "-o", "r.html")
     assert "Suppressed: 1 call stack, +25.3 KiB in +25 blocks (not counted above)" in out
-    assert "plugin.dll+0x1337" not in out.split("innermost frame")[1]  # not among the rows
+    assert TEXTURE not in out.split("innermost frame")[1]  # not among the rows
     html = (cwd / "r.html").read_text(encoding="utf-8")
     assert "Suppressed: 1 call stack, not counted above" in html and "known.supp:3: nosuch.dll!*" in html
 
@@ -278,8 +281,8 @@ def test_markdown_summary(capsys: pytest.CaptureFixture[str], cwd: pathlib.Path)
     assert code == 1
     assert out.startswith("### Heap growth: before.etl → after.etl\n\n**Growth: +33.5 KiB in +55 blocks")
     assert "| --fail-on-new | **FAILED**: largest call stack new in after 25.3 KiB &gt; 1.0 KiB" in out
-    assert "| 1 | new | +25.3 KiB | +25 | plugin.dll | plugin.dll+0x1337 |" in out
-    assert "<details><summary>#1 plugin.dll+0x1337</summary>" in out and "```\nntdll.dll+0x3a2f0\n" in out
+    assert f"| 1 | new | +25.3 KiB | +25 | plugin.dll | {TEXTURE} |" in out
+    assert f"<details><summary>#1 {TEXTURE}</summary>" in out and "```\nntdll.dll+0x3a2f0\n" in out
     assert "Growth:" in err  # stdout held the Markdown, so the summary went to stderr
     run(capsys, BEFORE, AFTER, "--markdown", "s.md", "-q")
     assert (cwd / "s.md").read_text(encoding="utf-8").startswith("### Heap growth")

@@ -28,9 +28,10 @@ from heapdiff import _native
 from heapdiff._native import NativeError, PdbReader, Resolution
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "symbols"
+EXAMPLE = FIXTURES.parent / "example"
 #: images with full debug information, each beside its PDB
 FULL = ("widget.exe", "inl.exe", "pages8k.exe", "exports.dll", "x86.exe", "names.exe", "mismatch.exe",
-        "example/app.exe", "example/plugin.dll")
+        "../example/app.exe", "../example/plugin.dll")
 #: publics-only image -> the image built from the same source with full debug information
 PUBLICS_ONLY = {"names_pub.exe": "names.exe", "x86_pub.exe": "x86.exe"}
 
@@ -51,7 +52,7 @@ def _script(path: Path) -> ModuleType:
     return module
 
 
-CALLSITES = _script(FIXTURES / "example" / "make_callsites.py")
+CALLSITES = _script(EXAMPLE / "make_callsites.py")
 PATCH_AGES = _script(FIXTURES / "patch_ages.py")
 
 
@@ -100,11 +101,11 @@ def resolve(image: str, rvas: list[int]) -> tuple[list[int], list[list[Frame]]]:
 # --- the example's call sites (callsites.json, written from llvm-symbolizer-19's answers) ---------------------
 
 def test_every_example_callsite_resolves_as_recorded() -> None:
-    sites = json.loads((FIXTURES / "example" / "callsites.json").read_text())["callsites"]
+    sites = json.loads((EXAMPLE / "callsites.json").read_text())["callsites"]
     assert {s["caller"] for s in sites if s["allocation"]} >= {"cache_insert", "gfx::Texture::load", "trim_cache"}
     for module in ("app.exe", "plugin.dll"):
         mine = [s for s in sites if s["module"] == module]
-        starts, got = resolve(f"example/{module}", [s["return_rva"] - 1 for s in mine])
+        starts, got = resolve(f"../example/{module}", [s["return_rva"] - 1 for s in mine])
         for site, start, chain in zip(mine, starts, got, strict=True):
             assert site["lookup_rva"] == site["return_rva"] - 1
             want = [(f["function"], f["file"], f["line"]) for f in site["frames"]]
@@ -112,10 +113,10 @@ def test_every_example_callsite_resolves_as_recorded() -> None:
 
 
 def test_example_modules_are_as_recorded() -> None:
-    modules = json.loads((FIXTURES / "example" / "callsites.json").read_text())["modules"]
+    modules = json.loads((EXAMPLE / "callsites.json").read_text())["modules"]
     for name, want in modules.items():
-        ident = _native.pe_identity(FIXTURES / "example" / name)
-        pdb = _native.pdb_identity((FIXTURES / "example" / name).with_suffix(".pdb"))
+        ident = _native.pe_identity(EXAMPLE / name)
+        pdb = _native.pdb_identity((EXAMPLE / name).with_suffix(".pdb"))
         assert ident.codeview is not None
         assert (ident.timestamp, ident.size_of_image) == (want["timestamp"], want["size_of_image"])
         assert (ident.codeview.pdb_name, ident.codeview.guid, ident.codeview.age) == tuple(want["pdb"].values())
@@ -123,7 +124,7 @@ def test_example_modules_are_as_recorded() -> None:
 
 
 def test_callsites_json_is_what_llvm_says_now(llvm: Callable[..., str]) -> None:
-    recorded = json.loads((FIXTURES / "example" / "callsites.json").read_text())
+    recorded = json.loads((EXAMPLE / "callsites.json").read_text())
     assert [s for m in CALLSITES.MODULES for s in CALLSITES.module_callsites(m)] == recorded["callsites"]
     assert {m: CALLSITES.module_identity(m) for m in CALLSITES.MODULES} == recorded["modules"]
 
@@ -306,7 +307,7 @@ def test_missing_file_is_a_native_error(tmp_path: Path) -> None:
             call(str(tmp_path / "absent"))
 
 
-@pytest.mark.parametrize("name", ["inl.pdb", "names_pub.pdb", "example/app.pdb", "example/app.exe"])
+@pytest.mark.parametrize("name", ["inl.pdb", "names_pub.pdb", "../example/app.pdb", "../example/app.exe"])
 def test_bit_flipped_files_raise_native_error_or_read(tmp_path: Path, name: str) -> None:
     data = (FIXTURES / name).read_bytes()
     rng = random.Random(name)
@@ -370,7 +371,7 @@ def test_cabinet_of_two_files_is_refused(tmp_path: Path) -> None:
 # --- the module itself ------------------------------------------------------------------------------------------
 
 def test_resolve_from_several_threads_agrees_with_one() -> None:
-    reader = PdbReader(str(FIXTURES / "example" / "app.pdb"))
+    reader = PdbReader(str(EXAMPLE / "app.pdb"))
     batches = [list(range(0x1000 + i, 0x1400, 7)) for i in range(8)]
     alone = [chains(reader.resolve(b)) for b in batches]
     with ThreadPoolExecutor(4) as pool:

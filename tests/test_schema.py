@@ -15,8 +15,8 @@ import pytest
 from heapdiff.cli import main
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-BEFORE = ROOT / "fixtures" / "before.etl"
-AFTER = ROOT / "fixtures" / "after.etl"
+BEFORE = ROOT / "fixtures" / "example" / "before.etl"
+AFTER = ROOT / "fixtures" / "example" / "after.etl"
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 HEX = re.compile(r"^0x[0-9a-f]+$")
@@ -56,7 +56,8 @@ def _check_trace(t: dict[str, Any], role: str) -> None:
 
 def _check_group_common(g: dict[str, Any]) -> None:
     assert isinstance(g["stack"], list) and all(isinstance(f, str) for f in g["stack"])
-    assert all(re.match(r"^([^+]+\+0x[0-9a-f]+|0x[0-9a-f]+)$", f) for f in g["stack"])
+    # module+0xrva, an address in no image, or module!function where both inputs have the module's symbols
+    assert all(re.match(r"^([^+!]+\+0x[0-9a-f]+|0x[0-9a-f]+|[^!]+![^!].*)$", f) for f in g["stack"])
     assert isinstance(g["module"], str)
     assert all(HEX.match(h) for h in g["heaps"])
     assert all(isinstance(v, int) for v in g["sources"].values())

@@ -20,7 +20,7 @@ from heapdiff.symbols.native import NativeBackend
 from heapdiff.symbols.store import pe_key
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "symbols"
-EXAMPLE = FIXTURES / "example"
+EXAMPLE = FIXTURES.parent / "example"
 
 
 def identity(image: Path) -> tuple[int, int, PdbId]:

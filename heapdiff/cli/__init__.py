@@ -26,6 +26,7 @@ from heapdiff.cli.info_command import info_command
 from heapdiff.cli.inputs import Unreadable, map_trace
 from heapdiff.cli.outputs import OutOfSpace
 from heapdiff.cli.report_command import main_command
+from heapdiff.cli.symbolize_command import symbolize_command
 from heapdiff.cli.terminal import fail
 from heapdiff.errors import HeapdiffError, TraceError
 
@@ -34,7 +35,7 @@ __all__ = ["EXIT_GATE", "EXIT_OK", "EXIT_UNREADABLE", "EXIT_USAGE", "main", "map
 EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_UNREADABLE = 0, 1, 2, 3
 
 #: first argument -> subcommand; anything else (``./info`` too) is a trace of the main job
-SUBCOMMANDS: dict[str, click.Command] = {"info": info_command}
+SUBCOMMANDS: dict[str, click.Command] = {"info": info_command, "symbolize": symbolize_command}
 
 
 @contextlib.contextmanager

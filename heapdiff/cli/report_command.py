@@ -13,10 +13,14 @@ from heapdiff.cli.documents import looks_like_json, read_document, read_suppress
 from heapdiff.cli.inputs import map_all
 from heapdiff.cli.outputs import Output, check_outputs, install_template_cache, write_output
 from heapdiff.cli.params import SIZE, parse_pids
+from heapdiff.cli.symbol_setup import SYMBOLS_HELP, DownloadLine, make_resolver, report_symbols
 from heapdiff.cli.terminal import Progress, warn, warn_trace
 
 if TYPE_CHECKING:
     from heapdiff.document.model import Document
+
+#: the environment variables that name a symbol path (the debuggers')
+SYMBOL_ENV = ("_NT_ALT_SYMBOL_PATH", "_NT_SYMBOL_PATH")
 
 EXIT_GATE = 1
 
@@ -100,12 +104,20 @@ def _tame_malloc() -> None:
 @click.option("--suppress", "suppress_files", multiple=True, metavar="FILE",
               help="Leave the call stacks that match a pattern of FILE out of totals and gates (repeatable; "
                    "one module!function or module+0xRVA pattern per line, * and ? wildcards, # comments).")
+@click.option("--symbols", "symbol_paths", multiple=True, metavar="PATH", help=SYMBOLS_HELP)
+@click.option("--no-symbols", is_flag=True, help="Do not look for symbols: frames stay module+offset.")
+@click.option("--symbol-timeout", default=10.0, show_default=True, type=click.FloatRange(min=0.1), metavar="SECONDS",
+              help="How long to wait on a symbol server for each answer.")
+@click.option("--match", "match", default="function", show_default=True, type=click.Choice(["function", "rva"]),
+              help="Match the groups of two inputs by module!function where both have symbols (two builds of a "
+                   "program still pair up), or always by module+offset.")
 @click.option("--kernel-frames", is_flag=True, help="Keep kernel frames in stack signatures and in the JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary on the terminal.")
 def main_command(traces: Sequence[str], html_path: str, json_path: str | None, markdown_path: str | None,
                  process_name: str | None, pid_spec: str | None, min_bytes: int, top: int,
                  fail_on_growth: int | None, fail_on_stack_growth: int | None, fail_on_new: int | None,
-                 suppress_files: tuple[str, ...], kernel_frames: bool, quiet: bool) -> int:
+                 suppress_files: tuple[str, ...], symbol_paths: tuple[str, ...], no_symbols: bool,
+                 symbol_timeout: float, match: str, kernel_frames: bool, quiet: bool) -> int:
     if not traces:
         raise click.UsageError("give one trace (outstanding blocks) or two (before and after)")
     if len(traces) > 2:
@@ -137,19 +149,32 @@ def main_command(traces: Sequence[str], html_path: str, json_path: str | None, m
                               GateRequest("stack_growth", fail_on_stack_growth) if fail_on_stack_growth is not None
                               else None,
                               GateRequest("new", fail_on_new) if fail_on_new is not None else None) if r is not None)
+    if no_symbols and symbol_paths:
+        raise click.UsageError("--symbols and --no-symbols together: give one of them")
     _tame_malloc()
     install_template_cache()
-    opts = ReportOptions(process=process_name, pids=pids, kernel_frames=kernel_frames, min_bytes=min_bytes,
-                         top=top, gates=gates, suppressions=suppressions)
     mapped = map_all(trace_paths)
+    line = DownloadLine(not quiet)
+    resolver, symbol_path = (None, None) if no_symbols else make_resolver(symbol_paths, trace_paths,
+                                                                          symbol_timeout, line)
+    opts = ReportOptions(process=process_name, pids=pids, kernel_frames=kernel_frames, min_bytes=min_bytes,
+                         top=top, gates=gates, suppressions=suppressions, symbolizer=resolver,
+                         symbol_path=symbol_path, match="rva" if match == "rva" else "function")
     progress = [Progress(os.path.basename(p), not quiet) for p in trace_paths]
     try:
         result = run_report(mapped, opts, progress=progress, baseline=baseline)
     finally:
         for pr in progress:
             pr.done()
+        line.done()
         for tf in mapped:
             tf.close()
+        if resolver is not None:
+            resolver.close()
+    if resolver is not None:
+        report_symbols([t for t in result.document.traces if t.role != "baseline"],
+                       servers="srv*" in (symbol_path or "").lower() or "http" in (symbol_path or "").lower(),
+                       asked=bool(symbol_paths) or any(os.environ.get(v) for v in SYMBOL_ENV))
     for t in result.document.traces:
         if t.role != "baseline":
             warn_trace(t.path, t.anomalies, t.events_lost, t.buffers_lost)

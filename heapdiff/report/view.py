@@ -87,8 +87,10 @@ class Frame:
     text: str
     #: a kernel frame: shown in the HTML only, marked as such
     kernel: bool
-    #: a frame of an allocator module (ntdll, ucrtbase, ...)
+    #: allocator plumbing (ntdll, the C runtime, operator new, ...)
     allocator: bool
+    #: the calls inlined at this address, innermost first, each ``function (file:line)``
+    inlined: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

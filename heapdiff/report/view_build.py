@@ -14,12 +14,13 @@ Every string is cleaned here and capped (:func:`~heapdiff.report.text.clean`); l
 
 from __future__ import annotations
 
+import ntpath
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Final
 
-from heapdiff.document.model import Document, Gate, GroupRecord, RunDetails, TraceRecord
+from heapdiff.document.model import Document, FrameRecord, Gate, GroupRecord, RunDetails, TraceRecord
 from heapdiff.grouping import ZERO, Counts
 from heapdiff.report.text import clean, plural
 from heapdiff.report.view import (
@@ -157,17 +158,25 @@ def _pairs(m: Mapping[str, int], limit: int) -> tuple[tuple[str, int], ...]:
     return tuple((clean(k), v) for k, v in list(m.items())[:limit])
 
 
+def _position(function: str, file: str | None, line: int | None) -> str:
+    where = ntpath.basename(file.replace("/", "\\")) if file else None
+    return f"{function} ({where}:{line})" if where and line else function
+
+
 class _Frames:
     """One view :class:`Frame` per distinct frame (frames repeat across groups)."""
 
     def __init__(self) -> None:
-        self._memo: dict[tuple[str, bool, bool], Frame] = {}
+        self._memo: dict[FrameRecord, Frame] = {}
 
-    def __call__(self, text: str, kernel: bool, allocator: bool) -> Frame:
-        key = (text, kernel, allocator)
-        got = self._memo.get(key)
+    def __call__(self, f: FrameRecord) -> Frame:
+        got = self._memo.get(f)
         if got is None:
-            got = self._memo[key] = Frame(clean(text, MAX_FRAME), kernel, allocator)
+            inlined: tuple[str, ...] = ()
+            if f.inlined and f.function is not None:  # the callees inlined at this address, innermost first
+                chain = [(f.function, f.file, f.line), *((s.function, s.file, s.line) for s in f.inlined[:-1])]
+                inlined = tuple(clean(_position(*c), MAX_FRAME) for c in chain)
+            got = self._memo[f] = Frame(clean(f.text, MAX_FRAME), f.kernel, f.allocator, inlined)
         return got
 
 
@@ -183,7 +192,7 @@ def _run_facts(role: str, r: RunDetails) -> RunFacts:
 
 def _row(rank: int, g: GroupRecord, figures: Figures, diff: bool, frames_of: _Frames,
          roles: Sequence[str]) -> GroupRow:
-    frames = [frames_of(f.text, f.kernel, f.allocator) for f in g.frames[:MAX_FRAMES]]
+    frames = [frames_of(f) for f in g.frames[:MAX_FRAMES]]
     label_index = g.label_index if g.label_index < len(frames) else -1
     return GroupRow(
         rank=rank, figures=figures, status=g.status if diff else None,

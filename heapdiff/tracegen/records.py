@@ -9,6 +9,7 @@ per kind and pointer size, header and payload glued (:class:`HotStructs`); the r
 from __future__ import annotations
 
 import struct
+import uuid
 import zlib
 from dataclasses import dataclass
 from typing import Final
@@ -180,15 +181,17 @@ def process_payload(ptr: int, pid: int, parent_pid: int, image_name: str, comman
             + utf16z(command_line) + utf16z("") + utf16z(""))
 
 
-def image_payload(ptr: int, pid: int, base: int, size: int, file_name: str) -> bytes:
-    """An Image event's payload, version 3 (6.1); checksum and link time made up from the name, stably."""
+def image_payload(ptr: int, pid: int, base: int, size: int, file_name: str, time_date_stamp: int | None = None
+                  ) -> bytes:
+    """An Image event's payload, version 3 (6.1); checksum and (unless given) link time made up from the name,
+    stably."""
     digest = zlib.crc32(file_name.encode("utf-16-le"))
     return P.IMAGE_LOAD[ptr].pack({
         "ImageBase": base,
         "ImageSize": size,
         "ProcessId": pid,
         "ImageChecksum": (size ^ digest) & 0x00FFFFFF,
-        "TimeDateStamp": 0x50000000 | (digest & 0x0FFFFFFF),
+        "TimeDateStamp": 0x50000000 | (digest & 0x0FFFFFFF) if time_date_stamp is None else time_date_stamp,
         "Signature": 0x0C | (0x01 << 8),  # SignatureLevel 0x0C, SignatureType 1 (user modules, samples)
         "DefaultBase": base,
     }) + utf16z(file_name)
@@ -290,3 +293,25 @@ def header_records(session: Session, last_ts: int, buffers_written: int) -> list
         }) + body
         out.append((hook, rec, WrittenRecord(hook, V_HEADER, htype, _CONTROLLER_PID, _CONTROLLER_TID, s.t0, body, rec)))
     return out
+
+
+def image_id_records(ptr: int, ts: int, pid: int, base: int, size: int, time_date_stamp: int, file_name: str,
+                     pdb_name: str, pdb_guid: str, pdb_age: int) -> tuple[bytes, bytes]:
+    """KernelTraceControl's ImageID (opcode 0) and DbgID_RSDS (opcode 0x24) records for one image (6.3), as a
+    merge writes them: EVENT_TRACE_HEADER records with the ImageID task GUID and the image event's timestamp."""
+    guid = uuid.UUID(K.IMAGE_ID_GUID).bytes_le
+
+    def framed(opcode: int, payload: bytes) -> bytes:
+        payload += b"\0" * (-(S.EVENT_TRACE_HEADER.size + len(payload)) % 8)
+        head = S.EVENT_TRACE_HEADER.pack({
+            "Size": S.EVENT_TRACE_HEADER.size + len(payload),
+            "HeaderType": S.HT_FULL_HEADER64 if ptr == 8 else S.HT_FULL_HEADER32, "MarkerFlags": 0xC0,
+            "Type": opcode, "Version": 2, "ThreadId": 0xFFFFFFFF, "ProcessId": 0xFFFFFFFF, "TimeStamp": ts,
+            "Guid": guid})
+        return head + payload
+
+    image_id = P.IMAGE_ID[ptr].pack({"ImageBase": base, "ImageSize": size, "ProcessId": pid,
+                                     "TimeDateStamp": time_date_stamp}) + utf16z(file_name)
+    rsds = P.DBGID_RSDS[ptr].pack({"ImageBase": base, "ProcessId": pid, "GuidSig": uuid.UUID(pdb_guid).bytes_le,
+                                   "Age": pdb_age}) + pdb_name.encode("utf-8") + b"\0"
+    return framed(0x00, image_id), framed(0x24, rsds)

@@ -24,6 +24,10 @@ class Module:
     path: str                    # NT path as Windows logs it
     base: int
     size: int = 0x100000
+    #: the PE TimeDateStamp (None: the writer makes one up) and, for a merged trace, the PDB its CodeView
+    #: record names (file name, GUID as Windows prints it, age): the trace then carries ImageID/DbgID events
+    time_date_stamp: int | None = None
+    pdb: tuple[str, str, int] | None = None
 
 
 @dataclass
@@ -59,11 +63,18 @@ class Scenario:
         t = self.tick()
         self.writer.process(t, 0, p.pid, 4, p.image, p.cmdline, kind="dcstart" if rundown else "start")
         for m in p.modules.values():
-            self.writer.image(self.tick(), 0, p.pid, m.base, m.size, m.path, kind="dcstart" if rundown else "load")
+            self._image(p, m, "dcstart" if rundown else "load")
 
     def load_module(self, p: Process, m: Module) -> None:
         p.modules[m.name] = m
-        self.writer.image(self.tick(), 0, p.pid, m.base, m.size, m.path, kind="load")
+        self._image(p, m, "load")
+
+    def _image(self, p: Process, m: Module, kind: str) -> None:
+        t = self.tick()
+        if m.pdb is not None:
+            name, guid, age = m.pdb
+            self.writer.image_identity(t, 0, p.pid, m.base, m.size, m.time_date_stamp or 0, m.path, name, guid, age)
+        self.writer.image(t, 0, p.pid, m.base, m.size, m.path, kind=kind, time_date_stamp=m.time_date_stamp)
 
     def end_process(self, p: Process) -> None:
         self.writer.process(self.tick(), 0, p.pid, 4, p.image, p.cmdline, kind="end")
@@ -152,13 +163,27 @@ class Scenario:
 SYS32 = "\\Device\\HarddiskVolume3\\Windows\\System32\\"
 APP = "\\Device\\HarddiskVolume3\\Program Files\\Contoso\\"
 
-SITE_PARSER = [("ntdll.dll", 0x3A2F0), ("ucrtbase.dll", 0x1B4C0), ("app.exe", 0x1F30), ("app.exe", 0x8812),
-               ("app.exe", 0x1010)]
-SITE_CACHE = [("ntdll.dll", 0x3A2F0), ("app.exe", 0x4A10), ("app.exe", 0x8840), ("app.exe", 0x1010)]
-SITE_BALANCED = [("ntdll.dll", 0x3A2F0), ("ucrtbase.dll", 0x1B4C0), ("app.exe", 0x2200), ("app.exe", 0x1010)]
-SITE_PLUGIN = [("ntdll.dll", 0x3A2F0), ("kernelbase.dll", 0x2E100), ("plugin.dll", 0x1337), ("app.exe", 0x9000),
-               ("app.exe", 0x1010)]
-SITE_GROW = [("ntdll.dll", 0x3A2F0), ("ucrtbase.dll", 0x1B4C0), ("app.exe", 0x5550), ("app.exe", 0x1010)]
+# app.exe and plugin.dll are real images with real PDBs (fixtures/example, built by fixtures/symbols/build.sh):
+# their identities and the return addresses below are the ones fixtures/example/callsites.json records, so the
+# example's frames name real functions and lines (a test keeps the two in step). ntdll, ucrtbase and kernelbase
+# stand for the system's modules, whose PDBs a user would get from a symbol server.
+#: (TimeDateStamp, SizeOfImage, (PDB name, GUID, age)) of each image
+IMAGES: dict[str, tuple[int, int, tuple[str, str, int]]] = {
+    "app.exe": (0x2CBE1542, 0x5000, ("app.pdb", "3429b01a-eb0b-e191-4c4c-44205044422e", 1)),
+    "plugin.dll": (0xD7313C69, 0x5000, ("plugin.pdb", "26439d46-2c62-d5f5-4c4c-44205044422e", 1)),
+}
+MAIN_LOOP = ("app.exe", 0x13A9)      # mainCRTStartup, the call of read_config
+SITE_PARSER = [("ntdll.dll", 0x3A2F0), ("ucrtbase.dll", 0x1B4C0), ("app.exe", 0x101E), ("app.exe", 0x1186),
+               MAIN_LOOP]                                                   # parse_line <- read_config <- main
+SITE_CACHE = [("ntdll.dll", 0x3A2F0), ("app.exe", 0x11BE), ("app.exe", 0x11EC), ("app.exe", 0x13B6)]
+SITE_BALANCED = [("ntdll.dll", 0x3A2F0), ("ucrtbase.dll", 0x1B4C0), ("app.exe", 0x12B2), ("app.exe", 0x13BD)]
+SITE_PLUGIN = [("ntdll.dll", 0x3A2F0), ("plugin.dll", 0x1056), ("plugin.dll", 0x1079), ("app.exe", 0x13D4)]
+SITE_GROW = [("ntdll.dll", 0x3A2F0), ("ucrtbase.dll", 0x1C010), ("app.exe", 0x1324), ("app.exe", 0x13CD)]
+
+
+def _real(name: str, base: int) -> Module:
+    stamp, size, pdb = IMAGES[name]
+    return Module(name, APP + name, base, size, stamp, pdb)
 
 
 def write_example(path: str, run: int, *, compress: bool = False) -> Scenario:
@@ -173,7 +198,7 @@ def write_example(path: str, run: int, *, compress: bool = False) -> Scenario:
         "ucrtbase.dll": Module("ucrtbase.dll", SYS32 + "ucrtbase.dll", 0x7FFA_0E00_0000 + shift * 8, 0x100000),
         "kernelbase.dll": Module("kernelbase.dll", SYS32 + "KernelBase.dll", 0x7FFA_0D00_0000 + shift * 4,
                                  0x3A0000),
-        "app.exe": Module("app.exe", APP + "app.exe", 0x7FF6_2000_0000 + shift * 32, 0x40000),
+        "app.exe": _real("app.exe", 0x7FF6_2000_0000 + shift * 32),
     }
     p = Process(pid=4312 + 1000 * run, image="app.exe", modules=mods,
                 heaps=[0x1F0000 + 0x310000 * run, 0x2A00000 + 0x70000 * run],
@@ -194,7 +219,7 @@ def write_example(path: str, run: int, *, compress: bool = False) -> Scenario:
     for k in range(3 + run):
         g = sc.realloc(p, SITE_GROW, g, 200 * (k + 2), move=bool(k % 2))
     if run == 1:
-        sc.load_module(p, Module("plugin.dll", APP + "plugin.dll", 0x7FFA_3000_0000 + shift, 0x20000))
+        sc.load_module(p, _real("plugin.dll", 0x7FFA_3000_0000 + shift))
         for i in range(25):
             sc.alloc(p, SITE_PLUGIN, 1024 + i)
     sc.close()

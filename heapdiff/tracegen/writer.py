@@ -47,6 +47,7 @@ from heapdiff.tracegen.records import (
     filetime_of,
     header_records,
     heap_payload_version,
+    image_id_records,
     image_payload,
     process_payload,
     stack_key_def_payload,
@@ -163,7 +164,7 @@ class TraceWriter:
             self._emit(cpu, ts, hook, V_PROCESS, "perfinfo", p, 0, 0, payload)
 
     def image(self, ts: int, cpu: int, pid: int, base: int, size: int, file_name: str, kind: str = "dcstart",
-              ptr: int | None = None, *, tid: int | None = None) -> None:
+              ptr: int | None = None, *, tid: int | None = None, time_date_stamp: int | None = None) -> None:
         """An Image event, version 3 (6.1); FileName should be an NT path as in real files.
 
         ``kind``: "load" 0x030A and "unload" 0x1402 (SYSTEM header with ``pid`` and ``tid`` -- or a made-up
@@ -175,11 +176,20 @@ class TraceWriter:
         except KeyError:
             raise ValueError(f"image kind {kind!r} is not one of {sorted(_IMAGE_HOOKS)}") from None
         p = self._ptr(ptr)
-        payload = image_payload(p, pid, base, size, file_name)
+        payload = image_payload(p, pid, base, size, file_name, time_date_stamp)
         if kind in ("load", "unload"):
             self._emit(cpu, ts, hook, V_IMAGE, "system", p, pid, self._made_up_tid(pid, tid), payload)
         else:
             self._emit(cpu, ts, hook, V_IMAGE, "perfinfo", p, 0, 0, payload)
+
+    def image_identity(self, ts: int, cpu: int, pid: int, base: int, size: int, time_date_stamp: int,
+                       file_name: str, pdb_name: str, pdb_guid: str, pdb_age: int) -> None:
+        """The ImageID and DbgID_RSDS events a merged trace carries for an image (6.3): written just before the
+        image event with the same timestamp and base, as ``xperf -merge`` writes them. ``pdb_guid`` is the
+        dashed text of the GUID as Windows tools print it."""
+        for record in image_id_records(self.pointer_size, ts, pid, base, size, time_date_stamp, file_name, pdb_name,
+                                       pdb_guid, pdb_age):
+            self.raw(cpu, record)
 
     @staticmethod
     def _made_up_tid(pid: int, tid: int | None) -> int:

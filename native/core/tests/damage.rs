@@ -109,7 +109,7 @@ fn garbage_is_refused() {
 fn bit_flipped_pdbs_never_panic() {
     let scratch = Scratch::new("flip");
     let mut rng = Rng(0x1234_5678_9ABC_DEF1);
-    for name in ["inl.pdb", "names.pdb", "x86_pub.pdb", "example/plugin.pdb"] {
+    for name in ["inl.pdb", "names.pdb", "x86_pub.pdb", "../example/plugin.pdb"] {
         let good = std::fs::read(fixture(name)).unwrap();
         let (mut opened, mut refused) = (0, 0);
         for _ in 0..flips() {
@@ -131,7 +131,7 @@ fn bit_flipped_pdbs_never_panic() {
 
 #[test]
 fn damaged_pes_never_panic() {
-    let good = std::fs::read(fixture("example/app.exe")).unwrap();
+    let good = std::fs::read(fixture("../example/app.exe")).unwrap();
     for len in 0..good.len() {
         let _ = pe_identity(&good[..len]);
     }

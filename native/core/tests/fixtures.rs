@@ -46,7 +46,7 @@ fn pe_identity_of_exe_dll_and_x86() {
         ("widget.pdb", "4464ad3e-15e0-7305-4c4c-44205044422e".into(), 1)
     );
     assert_eq!(pe_identity_file(&fixture("x86.exe")).unwrap().machine, 0x14C);
-    let dll = pe_identity_file(&fixture("example/plugin.dll")).unwrap();
+    let dll = pe_identity_file(&fixture("../example/plugin.dll")).unwrap();
     assert_eq!(dll.codeview.unwrap().pdb_name, "plugin.pdb");
 }
 
