@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+@pytest.fixture(autouse=True, scope="session")
+def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """heapdiff's cache (downloaded symbols, parsed symbols) in a folder of the test run's own, never the user's:
+    a test must not see what an earlier run cached."""
+    old = os.environ.get("HEAPDIFF_CACHE_DIR")
+    os.environ["HEAPDIFF_CACHE_DIR"] = str(tmp_path_factory.mktemp("heapdiff-cache"))
+    yield
+    if old is None:
+        del os.environ["HEAPDIFF_CACHE_DIR"]
+    else:
+        os.environ["HEAPDIFF_CACHE_DIR"] = old
+
 
 #: ../shared/etl-samples beside the repository (repo <root>/main, samples <root>/shared/etl-samples)
 SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "etl-samples"
