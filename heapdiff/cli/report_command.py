@@ -46,11 +46,16 @@ MAIN_HELP = f"""Report the heap blocks still outstanding at the end of a trace, 
   heapdiff after.etl                  outstanding blocks at the end of one trace
   heapdiff before.etl after.etl       per call stack: how much more (or less) is outstanding in "after"
   heapdiff main.json pr.etl           the same against a baseline: the JSON of an earlier one-trace run
+  heapdiff symbolize REPORT.json      name the frames of a report made without symbols
   heapdiff info [--json] TRACE        metadata and counts of one trace
 
 Two traces are usually two runs: pids, heap handles and image bases differ, so call stacks are matched by their
-frames (module+offset), never by address. A group's module and label are its first frame outside the kernel and
-the allocator modules ({_allocator_modules_help()}).
+frames, never by address: by module!function where both runs have the module's symbols (two builds still pair up),
+else by module+offset. A group's module and label are its first frame outside the kernel and the allocator
+modules ({_allocator_modules_help()}) and allocation functions (malloc, operator new, HeapAlloc, ...).
+
+Frames are named from PDBs found on the symbol path (--symbols, else _NT_SYMBOL_PATH, and each trace's folder):
+a PDB is used only when its GUID and age are the image's; parsed symbols are cached (see the README).
 
 The headline of a diff is the growth: the sum of every call stack's growth, so a leak is never hidden by memory
 freed elsewhere; then the shrink and the net. Gates (--fail-on-...) make CI fail on a leak, and fail on an input
