@@ -1,15 +1,20 @@
-"""Outstanding blocks grouped by call stack: each group's frames, name, sums, size histogram and oldest blocks.
+"""Outstanding blocks grouped by call stack: each group's frames, sums, size histogram and oldest blocks.
 
 Two traces are two runs: pids, heap handles, addresses and image bases all differ (ASLR). So a group is keyed by
-its signature, the frames as ``module+0xrva`` strings (kernel frames left out unless asked), never by an address.
-Every fact about a group (which frames are the kernel's or allocator plumbing, its module and label) is decided
-here, once, by :mod:`heapdiff.rules`, and carried to every report.
+its signature, its frames as ``module+0xrva`` (kernel frames left out unless asked), never by an address. Every fact
+about a group (which frames are the kernel's or allocator plumbing, its module and label) is decided by
+:mod:`heapdiff.rules` when a group is read, once, and carried to every report.
+
+A trace may hold a million distinct stacks, so nothing here is a Python object per frame or per group: the
+distinct frames are a :class:`FrameTable` of columns, the groups are columns and offsets into columns, and a
+:class:`Group` record is made when one is asked for (:meth:`Grouping.group`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -17,7 +22,7 @@ from heapdiff.etl.sequences import InternedStacks
 from heapdiff.events.images import ImageMap
 from heapdiff.frames import Frame
 from heapdiff.reduce import LiveBlocks
-from heapdiff.rules import GroupName, name_group
+from heapdiff.rules import GroupName, is_allocator_frame, name_group
 from heapdiff.symbolize import FrameNamer, ModuleOutcome
 
 #: size histogram bucket upper bounds (inclusive) and labels; the last bucket is open
@@ -25,6 +30,8 @@ HIST_BOUNDS = (16, 64, 256, 1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 <
 HIST_LABELS = ("<=16", "<=64", "<=256", "<=1K", "<=4K", "<=16K", "<=64K", "<=256K", "<=1M", ">1M")
 #: a group keeps this many of its oldest blocks' addresses: the likeliest leaks
 SAMPLE_ADDRESSES = 5
+#: frames made into records at once, at most (a report reads a few thousand groups' frames many times)
+FRAME_CACHE = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,155 +71,280 @@ class Group:
     sample_addresses: tuple[int, ...]
 
 
+@dataclass
+class FrameTable:
+    """The distinct frames of a trace's live stacks, as columns: a frame is its image's name and the offset in it
+    (the address itself when no image holds it), a kernel flag, and whether it is innermost (looked up as is, not
+    as a return address). Frames that symbols named are in ``named``."""
+
+    module_names: list[str]
+    #: module name index per frame, -1 for an address in no known image
+    name: np.ndarray
+    #: the RVA, or the address when ``name`` is -1
+    value: np.ndarray
+    kernel: np.ndarray
+    innermost: np.ndarray
+    #: an image the frame was found in (its identity names the PDB), -1 for none
+    image: np.ndarray
+    named: dict[int, Frame] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.frame = lru_cache(maxsize=FRAME_CACHE)(self._frame)
+
+    def __len__(self) -> int:
+        return int(self.name.shape[0])
+
+    def plain(self, i: int) -> str:
+        n = int(self.name[i])
+        return f"{self.module_names[n]}+0x{int(self.value[i]):x}" if n >= 0 else f"0x{int(self.value[i]):x}"
+
+    def _frame(self, i: int) -> Frame:
+        got = self.named.get(i)
+        if got is not None:
+            return got
+        n = int(self.name[i])
+        kernel = bool(self.kernel[i])
+        if n < 0:
+            return Frame(self.plain(i), None, None, kernel, False)
+        module = self.module_names[n]
+        return Frame(self.plain(i), module, int(self.value[i]), kernel,
+                     not kernel and is_allocator_frame(module, None))
+
+
 @dataclass(frozen=True)
 class Grouping:
-    """One trace's groups, its frame counts (signature frames over all (pid, stack) pairs), and the images its
-    groups' frames fall in, with how looking up their symbols went."""
+    """One trace's groups as columns, its frame counts (signature frames over all (pid, stack) pairs), and the
+    images its groups' frames fall in, with how looking up their symbols went."""
 
-    groups: tuple[Group, ...]
+    table: FrameTable
+    #: per group, offsets into ``signature_ids`` and ``shown_ids`` (signature and displayed frames, frame ids)
+    signature_starts: np.ndarray
+    signature_ids: np.ndarray
+    shown_starts: np.ndarray
+    shown_ids: np.ndarray
+    blocks: np.ndarray
+    bytes: np.ndarray
+    first_ts: np.ndarray
+    last_ts: np.ndarray
+    histogram: np.ndarray
+    sources: np.ndarray
+    heap_starts: np.ndarray
+    heaps: np.ndarray
+    sample_starts: np.ndarray
+    samples: np.ndarray
     frames: int
     unresolved: int
     modules: tuple[ModuleOutcome, ...] = ()
 
-    def by_signature(self) -> dict[tuple[str, ...], Group]:
-        return {g.signature: g for g in self.groups}
+    def __len__(self) -> int:
+        return int(self.blocks.shape[0])
 
     def __iter__(self) -> Iterator[Group]:
-        return iter(self.groups)
+        return (self.group(i) for i in range(len(self)))
 
-    def __len__(self) -> int:
-        return len(self.groups)
+    def signature(self, i: int) -> tuple[str, ...]:
+        a, b = int(self.signature_starts[i]), int(self.signature_starts[i + 1])
+        return tuple(self.table.plain(f) for f in self.signature_ids[a:b].tolist())
+
+    def shown(self, i: int) -> tuple[Frame, ...]:
+        a, b = int(self.shown_starts[i]), int(self.shown_starts[i + 1])
+        return tuple(self.table.frame(f) for f in self.shown_ids[a:b].tolist())
+
+    def group(self, i: int) -> Group:
+        """Group ``i`` as a record, made now."""
+        frames = self.shown(i)
+        h = self.heaps[int(self.heap_starts[i]):int(self.heap_starts[i + 1])].tolist()
+        s = self.samples[int(self.sample_starts[i]):int(self.sample_starts[i + 1])].tolist()
+        return Group(self.signature(i), frames, name_group(frames), Counts(int(self.blocks[i]), int(self.bytes[i])),
+                     tuple(h), tuple((k, c) for k, c in enumerate(self.sources[i].tolist()) if c),
+                     tuple(self.histogram[i].tolist()), int(self.first_ts[i]), int(self.last_ts[i]), tuple(s))
+
+    def by_signature(self) -> dict[tuple[str, ...], Group]:
+        return {g.signature: g for g in self}
+
+
+def _csr(owner: np.ndarray, n: int) -> np.ndarray:
+    """Offsets of the runs that ``owner`` (sorted: the owner of each value) gives to each of ``n`` owners."""
+    return np.concatenate(([0], np.cumsum(np.bincount(owner, minlength=n)))).astype(np.int64)
+
+
+def _empty(table: FrameTable, modules: tuple[ModuleOutcome, ...] = ()) -> Grouping:
+    z = np.zeros(0, np.int64)
+    one = np.zeros(1, np.int64)
+    return Grouping(table, one, z, one, z, z, z, z, z, np.zeros((0, len(HIST_LABELS)), np.int64),
+                    np.zeros((0, 1), np.int64), one, np.zeros(0, np.uint64), one, np.zeros(0, np.uint64), 0, 0,
+                    modules)
+
+
+def _frame_table(images: ImageMap, pids: np.ndarray, starts: np.ndarray, flat: np.ndarray,
+                 tss: np.ndarray) -> tuple[FrameTable, np.ndarray]:
+    """The distinct frames of the stacks, and the frame id of every frame of every stack (same layout as flat)."""
+    img = images.locate_flat(pids, starts, flat, tss)
+    names = sorted({i.name for i in images.images})
+    name_of_image = np.asarray([names.index(i.name) for i in images.images] + [-1], np.int64)
+    base_of_image = np.asarray([i.base for i in images.images] + [0], np.uint64)
+    name = name_of_image[img]                                       # -1 (index -1: the sentinel) for none
+    value = np.where(img >= 0, flat - base_of_image[img], flat)
+    kernel = flat >= np.uint64(images.kernel_floor)
+    innermost = np.zeros(flat.shape[0], bool)
+    innermost[starts[:-1][np.diff(starts) > 0]] = True
+    order = np.lexsort((innermost, kernel, value, name))
+    key = (name[order], value[order], kernel[order], innermost[order])
+    new = np.ones(order.shape[0], bool)
+    new[1:] = np.any([k[1:] != k[:-1] for k in key], axis=0)
+    del key
+    ids = np.empty(order.shape[0], np.int32)  # frame ids: a trace has far fewer than 2**31 distinct frames
+    ids[order] = np.cumsum(new) - 1
+    firsts = order[new]
+    return FrameTable(names, name[firsts].astype(np.int32), value[firsts], kernel[firsts], innermost[firsts],
+                      img[firsts].astype(np.int32)), ids
 
 
 def group_blocks(live: LiveBlocks, stacks: InternedStacks, images: ImageMap, kernel_frames: bool,
                  namer: FrameNamer | None = None) -> Grouping:
     """Group outstanding blocks by signature.
 
-    Python works once per (pid, stack) pair (resolving its frames to a signature) and once per group (making its
-    :class:`Group`); every sum, count, extreme and the oldest blocks are numpy passes over the blocks or pairs
-    indexed by group, because this runs on the job's serial tail once the last trace is read. Long because it is
-    one pipeline of whole-column steps that share their sort orders."""
+    Long because it is one pipeline of whole-column steps that share their sort orders: the blocks by (pid,
+    stack) pair, oldest first; each pair's frames located and made frame ids; pairs with equal signatures made
+    one group (:func:`_same_rows`); then every sum, count, extreme and the oldest blocks of each group by numpy
+    passes indexed by group."""
     n = len(live)
+    namer = namer if namer is not None else FrameNamer(images, None)
     if not n:
-        return Grouping((), 0, 0)
+        return _empty(FrameTable([], np.zeros(0, np.int32), np.zeros(0, np.uint64), np.zeros(0, bool),
+                                 np.zeros(0, bool), np.zeros(0, np.int64)))
     order = np.lexsort((live.addr, live.ts, live.stack, live.pid))  # per pair: oldest first
-    pid = live.pid[order]
-    stack = live.stack[order]
-    size = live.size[order].astype(np.int64)
+    pid, stack = live.pid[order], live.stack[order]
     ts = live.ts[order].astype(np.int64)
-    heap = live.heap[order]
-    src = live.source[order].astype(np.int64)
-    addr = live.addr[order]
     cut = np.flatnonzero((pid[1:] != pid[:-1]) | (stack[1:] != stack[:-1])) + 1
     starts = np.concatenate(([0], cut))
     npairs = int(starts.shape[0])
-    # the signature of each pair, and the group it falls in (pairs with equal signatures share a group)
-    pair_pid = pid[starts].tolist()
-    pair_sid = stack[starts].tolist()
-    tmin_pair = np.minimum.reduceat(ts, starts)
-    with_stack = [k for k in range(npairs) if pair_sid[k] >= 0]
-    addrs_of = [stacks.get(pair_sid[k]) for k in with_stack]
-    located = images.located_many([pair_pid[k] for k in with_stack], addrs_of,
-                                  [int(tmin_pair[k]) for k in with_stack])
-    names = [[text for text, _ in st] for st in located]
-    floor = images.kernel_floor
-    namer = namer if namer is not None else FrameNamer(images, None)
-    named = namer.name(located, [(a >= np.uint64(floor)).tolist() for a in addrs_of])
-    lens = np.fromiter((a.shape[0] for a in addrs_of), np.int64, len(addrs_of))
-    nkern, unres_all, unres_user = _frame_counts(addrs_of, names, lens, floor)
-    stack_of: list[tuple[list[str], list[Frame], tuple[int, int, int]] | None] = [None] * npairs
-    for j, k in enumerate(with_stack):
-        stack_of[k] = (names[j], named[j], (nkern[j], unres_all[j], unres_user[j]))
-    index: dict[tuple[str, ...], int] = {}
-    made: list[tuple[tuple[str, ...], tuple[Frame, ...]]] = []
-    pair_group = np.empty(npairs, np.int64)
-    total_frames = total_unresolved = 0
-    for k in range(npairs):
-        st = stack_of[k]
-        sig, frames, nfr, nunres = (signature(st[0], st[1], kernel_frames, st[2]) if st is not None
-                                    else ((), (), 0, 0))
-        total_frames += nfr
-        total_unresolved += nunres
-        gi = index.get(sig)
-        if gi is None:
-            gi = index[sig] = len(made)
-            made.append((sig, frames))
-        pair_group[k] = gi
-    ng = len(made)
+    pair_pid, pair_sid = pid[starts], stack[starts]
+    with_stack = np.flatnonzero(pair_sid >= 0)
+    sids = pair_sid[with_stack]
+    lens = stacks.length[sids].astype(np.int64)
+    fstarts = np.concatenate(([0], np.cumsum(lens))).astype(np.int64)
+    flat = _gather(stacks.pool, stacks.start[sids], np.arange(sids.shape[0]), lens)
+    table, ids = _frame_table(images, pair_pid[with_stack], fstarts, flat,
+                              np.minimum.reduceat(ts, starts)[with_stack])
+    del flat  # (a million distinct stacks: every array of frames is tens of MB, so each goes once used)
+    namer.name_table(table)
+    in_sig = np.ones(ids.shape[0], bool) if kernel_frames else ~table.kernel[ids]
+    total_frames = int(in_sig.sum())
+    total_unresolved = int((in_sig & (table.name[ids] < 0)).sum())
+    sig_ids = ids[in_sig]
+    sig_starts = _csr(np.repeat(np.arange(with_stack.shape[0], dtype=np.int32), lens)[in_sig], with_stack.shape[0])
+    del in_sig
+    # pairs with equal signatures share a group, numbered in the order the pairs first show them
+    pair_group = np.full(npairs, -1, np.int64)
+    pair_group[with_stack] = _same_rows(sig_ids, sig_starts)
+    no_stack = pair_group < 0
+    if no_stack.any():  # no stack: one group, with the empty stacks if there are any
+        empty = with_stack[np.diff(sig_starts) == 0]
+        pair_group[no_stack] = pair_group[empty[0]] if empty.shape[0] else int(pair_group.max()) + 1
+    _, first = np.unique(pair_group, return_index=True)
+    renumber = np.empty(first.shape[0], np.int64)
+    renumber[np.argsort(first, kind="stable")] = np.arange(first.shape[0])
+    pair_group = renumber[pair_group]
+    ng = int(first.shape[0])
+    # each group's frames are those of its first pair (with its kernel frames, for display)
+    _, first_pair = np.unique(pair_group, return_index=True)
+    row_of_pair = np.full(npairs, -1, np.int64)
+    row_of_pair[with_stack] = np.arange(with_stack.shape[0])
+    first_row = row_of_pair[first_pair]
+    shown_lens = np.where(first_row >= 0, lens[np.maximum(first_row, 0)] if lens.shape[0] else 0, 0)
+    shown_starts = np.concatenate(([0], np.cumsum(shown_lens))).astype(np.int64)
+    sig_lens = np.where(first_row >= 0, np.diff(sig_starts)[np.maximum(first_row, 0)] if lens.shape[0] else 0, 0)
+    signature_starts = np.concatenate(([0], np.cumsum(sig_lens))).astype(np.int64)
+    shown_ids = _gather(ids, fstarts, first_row, shown_lens)
+    signature_ids = _gather(sig_ids, sig_starts, first_row, sig_lens)
+    del ids, sig_ids
     row_pair = np.zeros(n, np.int64)
     row_pair[starts[1:]] = 1
-    grp = pair_group[np.cumsum(row_pair)]          # group index of each block
-    # the blocks by group, oldest first (time, then address): each group is a run starting at head[g]
-    so = np.lexsort((addr, ts, grp))
+    grp = pair_group[np.cumsum(row_pair)]  # group index of each block
+    return _sums(live, order, ts, grp, ng, table, signature_starts, signature_ids, shown_starts, shown_ids,
+                 total_frames, total_unresolved, tuple(namer.modules()))
+
+
+def _gather(values: np.ndarray, starts: np.ndarray, rows: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    """The runs ``values[starts[r]:starts[r] + len]`` of the given rows, one after the other (none for row -1)."""
+    total = int(lens.sum())
+    if not total:
+        return np.zeros(0, values.dtype)
+    first = np.repeat(starts[np.maximum(rows, 0)].astype(np.int64), lens)
+    offset = np.arange(total) - np.repeat(np.cumsum(lens) - lens, lens)
+    out: np.ndarray = values[first + offset]
+    return out
+
+
+#: a signature matrix (rows x longest signature) above this many cells groups by a dict instead
+MATRIX_CELLS = 1 << 25
+
+
+def _same_rows(ids: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """A number per row of the ragged array (``ids[starts[r]:starts[r + 1]]``), equal for equal rows.
+
+    Whole columns when the rows fit a matrix padded to the longest (a million 4-frame signatures: 20 MB, one
+    sort); else a dict keyed by each row's bytes, one Python step per row."""
+    rows = starts.shape[0] - 1
+    lens = np.diff(starts)
+    width = int(lens.max()) if rows else 0
+    if rows * (width + 1) <= MATRIX_CELLS:
+        m = np.full((rows, width + 1), -1, np.int64)
+        m[:, 0] = lens
+        col = np.arange(ids.shape[0]) - np.repeat(starts[:-1], lens) + 1
+        m[np.repeat(np.arange(rows), lens), col] = ids
+        _, inverse = np.unique(m, axis=0, return_inverse=True)
+        return inverse.reshape(-1).astype(np.int64)
+    index: dict[bytes, int] = {}
+    raw = np.ascontiguousarray(ids, np.int64).tobytes()
+    bounds = (starts * 8).tolist()
+    return np.fromiter((index.setdefault(raw[bounds[r]:bounds[r + 1]], len(index)) for r in range(rows)), np.int64,
+                       rows)
+
+
+def _sums(live: LiveBlocks, order: np.ndarray, ts: np.ndarray, grp: np.ndarray, ng: int, table: FrameTable,
+          signature_starts: np.ndarray, signature_ids: np.ndarray, shown_starts: np.ndarray, shown_ids: np.ndarray,
+          total_frames: int, total_unresolved: int, modules: tuple[ModuleOutcome, ...]) -> Grouping:
+    """Every group's sums, extremes, histogram, Sources, heaps and oldest blocks, by numpy passes."""
+    n = grp.shape[0]
+    size = live.size[order].astype(np.int64)
+    addr = live.addr[order]
+    so = np.lexsort((addr, ts, grp))  # by group, oldest first (time, then address)
     gs = grp[so]
     head = np.concatenate(([0], np.flatnonzero(gs[1:] != gs[:-1]) + 1))
+    del gs
     blocks = np.diff(np.concatenate((head, [n])))
-    first = ts[so[head]]
-    last = ts[so[head + blocks - 1]]
     nbytes = np.zeros(ng, np.int64)
-    np.add.at(nbytes, grp, size)                   # exact (float weights could round above 2**53)
-    nsrc = int(src.max()) + 1
-    src_counts = np.bincount(grp * nsrc + src, minlength=ng * nsrc).reshape(ng, nsrc)
-    bucket = np.searchsorted(np.asarray(HIST_BOUNDS, np.int64), size, side="left")
-    nb = len(HIST_LABELS)
-    hist = np.bincount(grp * nb + bucket, minlength=ng * nb).reshape(ng, nb)
-    heaps_of = _distinct_per_group(grp, heap, ng)
-    # the oldest blocks of each group
+    np.add.at(nbytes, grp, size)  # exact (float weights could round above 2**53)
+    sources = _counts_by(grp, live.source[order], ng)
+    hist = _counts_by(grp, np.searchsorted(np.asarray(HIST_BOUNDS, np.int64), size, side="left"), ng,
+                      len(HIST_LABELS))
+    del size
+    heap = live.heap[order]
+    ho = np.lexsort((heap, grp))
+    gh, hh = grp[ho], heap[ho]
+    distinct = np.ones(gh.shape[0], bool)
+    distinct[1:] = (gh[1:] != gh[:-1]) | (hh[1:] != hh[:-1])
     rank = np.arange(n) - np.repeat(head, blocks)
-    keep = so[rank < SAMPLE_ADDRESSES]
-    samples: list[list[int]] = [[] for _ in range(ng)]
-    for gi, a in zip(grp[keep].tolist(), addr[keep].tolist(), strict=True):
-        samples[gi].append(a)
-    groups = [
-        Group(sig, frames, name_group(frames), Counts(nblk, nby), heaps_of[gi],
-              tuple((s, c) for s, c in enumerate(row) if c), tuple(hrow), t0, t1, tuple(samples[gi]))
-        for gi, (sig, frames), nblk, nby, t0, t1, row, hrow in zip(
-            range(ng), made, blocks.tolist(), nbytes.tolist(), first.tolist(), last.tolist(), src_counts.tolist(),
-            hist.tolist(), strict=True)
-    ]
-    return Grouping(tuple(groups), total_frames, total_unresolved, tuple(namer.modules()))
+    oldest = so[rank < SAMPLE_ADDRESSES]  # already by group, oldest first
+    return Grouping(table, signature_starts, signature_ids, shown_starts, shown_ids, blocks.astype(np.int64), nbytes,
+                    ts[so[head]], ts[so[head + blocks - 1]], hist, sources,
+                    _csr(gh[distinct], ng), hh[distinct].astype(np.uint64),
+                    _csr(grp[oldest], ng), addr[oldest].astype(np.uint64), total_frames,
+                    total_unresolved, modules)
 
 
-def _distinct_per_group(grp: np.ndarray, values: np.ndarray, ng: int) -> list[tuple[int, ...]]:
-    """The distinct values of each group, sorted: one lexsort, not a set per group."""
-    o = np.lexsort((values, grp))
-    g, v = grp[o], values[o]
-    new = np.ones(g.shape[0], bool)
-    new[1:] = (g[1:] != g[:-1]) | (v[1:] != v[:-1])
-    out: list[list[int]] = [[] for _ in range(ng)]
-    for gi, x in zip(g[new].tolist(), v[new].tolist(), strict=True):
-        out[gi].append(x)
-    return [tuple(x) for x in out]
+def _counts_by(grp: np.ndarray, kind: np.ndarray, ng: int, kinds: int | None = None) -> np.ndarray:
+    """Blocks per (group, kind) as an ``ng x kinds`` table of int32, one kind at a time (a million groups: a
+    table of int64 built at once, and its copy, were the grouping's largest arrays)."""
+    kinds = int(kind.max()) + 1 if kinds is None else kinds
+    out = np.zeros((ng, kinds), np.int32)
+    for k in np.unique(kind).tolist():
+        out[:, k] = np.bincount(grp[kind == k], minlength=ng)
+    return out
 
 
-def _frame_counts(addrs_of: list[np.ndarray], names: list[list[str]], lens: np.ndarray,
-                  kernel_floor: int) -> tuple[list[int], list[int], list[int]]:
-    """Per stack: its kernel frames, its unresolved frames, and its unresolved frames outside the kernel, in
-    whole-column passes (a numpy call per stack was a visible share of the grouping)."""
-    if not addrs_of:
-        return [], [], []
-    flat = np.concatenate(addrs_of)
-    kern = flat >= np.uint64(kernel_floor)
-    unres = np.fromiter((fr.startswith("0x") for stack in names for fr in stack), bool, int(flat.shape[0]))
-    first = np.cumsum(lens) - lens
-    full = lens > 0
-    at = np.minimum(first, max(int(flat.shape[0]) - 1, 0))
-
-    def per_stack(v: np.ndarray) -> list[int]:
-        if not v.shape[0]:
-            return [0] * int(lens.shape[0])
-        return np.where(full, np.add.reduceat(v.astype(np.int64), at), 0).tolist()  # type: ignore[no-any-return]
-
-    return per_stack(kern), per_stack(unres), per_stack(unres & ~kern)
-
-
-def signature(names: Sequence[str], frames: Sequence[Frame], kernel_frames: bool,
-              counts: tuple[int, int, int]) -> tuple[tuple[str, ...], tuple[Frame, ...], int, int]:
-    """(signature, displayed frames, signature frames, unresolved signature frames) of a located stack; ``counts``
-    are its (kernel frames, unresolved frames, unresolved frames outside the kernel)."""
-    nkern, unres_all, unres_user = counts
-    if not nkern:  # a user stack (most of them): the signature is the frames as they are
-        sig = tuple(names)
-        return sig, tuple(frames), len(sig), unres_all
-    sig = tuple(n for n, f in zip(names, frames, strict=True) if kernel_frames or not f.kernel)
-    return sig, tuple(frames), len(sig), unres_all if kernel_frames else unres_user
+def signature(names: Sequence[str], frames: Sequence[Frame], kernel_frames: bool) -> tuple[str, ...]:
+    """The signature of a stack whose frames are named: its frames' texts, kernel frames only when asked."""
+    return tuple(n for n, f in zip(names, frames, strict=True) if kernel_frames or not f.kernel)

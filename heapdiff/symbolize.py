@@ -11,10 +11,16 @@ from __future__ import annotations
 import ntpath
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from heapdiff.events.images import ImageMap, LoadedImage
 from heapdiff.frames import Frame, ModuleRequest, ModuleSymbols, PdbId, ResolvedFrame, Symbolizer
 from heapdiff.rules import is_allocator_frame, module_of_frame
+
+if TYPE_CHECKING:
+    from heapdiff.grouping import FrameTable
 
 #: (frame text, image index or -1) of one frame, as the image map located it
 Located = tuple[str, int]
@@ -114,6 +120,35 @@ class FrameNamer:
                 if r is not None:
                     answers[(idx, rva)] = r
         return answers
+
+    def name_table(self, table: FrameTable) -> None:
+        """Name the distinct frames of a trace (:class:`~heapdiff.grouping.FrameTable`) in place: every frame in
+        an image is asked of the symbolizer, a return address at ``rva - 1``; the named ones go to
+        ``table.named``. Every image a frame falls in gets an outcome ("off" without a symbolizer)."""
+        hit = np.flatnonzero(table.image >= 0)
+        if not hit.shape[0]:
+            return
+        img = table.image[hit]
+        rva = table.value[hit].astype(np.int64)
+        look = np.where(table.innermost[hit] | (rva == 0), rva, rva - 1)
+        order = np.lexsort((look, img))
+        img, look, hit = img[order], look[order], hit[order]
+        cut = np.flatnonzero(img[1:] != img[:-1]) + 1
+        firsts = np.concatenate(([0], cut))
+        groups = list(zip(img[firsts].tolist(), np.split(look, cut), np.split(hit, cut), strict=True))
+        if self._symbolizer is None:
+            for idx, _, _ in groups:
+                self.outcomes[idx] = ModuleSymbols("off")
+            return
+        requests = [(request_for(self._images.images[idx]), np.unique(looks).tolist()) for idx, looks, _ in groups]
+        answers = self._symbolizer.resolve(requests)
+        for (idx, looks, frames), (_, asked), (outcome, resolved) in zip(groups, requests, answers, strict=True):
+            self.outcomes[idx] = outcome
+            by_rva = {a: r for a, r in zip(asked, resolved, strict=True) if r is not None}
+            for i, a in zip(frames.tolist(), looks.tolist(), strict=True):
+                r = by_rva.get(a)
+                if r is not None:
+                    table.named[i] = named_frame(table.plain(i), int(table.value[i]), bool(table.kernel[i]), r)
 
     def modules(self) -> list[ModuleOutcome]:
         """Every image a frame fell in, with its outcome, in image order."""

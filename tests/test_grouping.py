@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from heapdiff.diff import diff_groupings, status_of
+from heapdiff.diff import status_of
+from heapdiff.document.build import _combine
+from heapdiff.document.model import GroupRecord, RunDetails
 from heapdiff.etl.sequences import InternedStacks
 from heapdiff.events.images import ImageMap
 from heapdiff.frames import Frame
-from heapdiff.grouping import SAMPLE_ADDRESSES, Counts, Group, Grouping, group_blocks, signature
+from heapdiff.grouping import SAMPLE_ADDRESSES, Counts, _same_rows, group_blocks, signature
 from heapdiff.reduce import LiveBlocks
 from heapdiff.rules import name_group
 
@@ -49,10 +52,10 @@ def test_signature_leaves_kernel_frames_out_unless_asked_and_marks_them_in_the_d
     names = ["ntoskrnl.exe+0x1000", "app.exe+0x1000", "0x402000"]
     shown = (Frame("ntoskrnl.exe+0x1000", "ntoskrnl.exe", 0x1000, True, False),
              Frame("app.exe+0x1000", "app.exe", 0x1000, False, False), Frame("0x402000", None, None, False, False))
-    assert signature(names, shown, False, (1, 1, 1)) == (("app.exe+0x1000", "0x402000"), shown, 2, 1)
-    assert signature(names, shown, True, (1, 1, 1)) == (tuple(names), shown, 3, 1)
-    assert signature(names[1:], shown[1:], False, (0, 1, 1)) == (tuple(names[1:]), shown[1:], 2, 1)
-    assert signature([], [], False, (0, 0, 0)) == ((), (), 0, 0)
+    assert signature(names, shown, False) == ("app.exe+0x1000", "0x402000")
+    assert signature(names, shown, True) == tuple(names)
+    assert signature(names[1:], shown[1:], False) == tuple(names[1:])
+    assert signature([], [], False) == ()
 
 
 def test_grouping_matches_a_block_by_block_fold() -> None:
@@ -142,19 +145,38 @@ def test_grouping_counts_kernel_and_unresolved_frames_as_the_plain_signature_doe
         assert want_unres > 0 and any(d[:1] == ("[k] ntoskrnl.exe+0x10",) for d in want.values())
 
 
-def _group(sig: tuple[str, ...], blocks: int, nbytes: int) -> Group:
+def _record(sig: tuple[str, ...], blocks: int, nbytes: int) -> GroupRecord:
     frames = tuple(Frame(f, f.split("+")[0], int(f.split("+")[1], 16), False, False) for f in sig)
-    return Group(sig, frames, name_group(frames), Counts(blocks, nbytes), (0x10000,), ((3, blocks),),
-                 (blocks,) + (0,) * 9, 1, 2, ())
+    name = name_group(frames)
+    run = RunDetails(Counts(blocks, nbytes), (0x10000,), {"main path": blocks}, {"<=64": blocks}, None, None, ())
+    return GroupRecord(sig, frames, name.module, name.label, name.label_index, None, (run,))
 
 
-def test_diff_matches_by_signature_and_decides_the_status_once() -> None:
+def test_two_inputs_match_by_signature_and_the_status_is_decided_once() -> None:
     a, b, c, d = ("app.exe+0x10",), ("app.exe+0x20",), ("app.exe+0x30",), ("app.exe+0x40",)
-    before = Grouping((_group(a, 2, 64), _group(b, 5, 500), _group(d, 1, 10)), 3, 0)
-    after = Grouping((_group(a, 3, 96), _group(c, 1, 4000), _group(d, 1, 10)), 3, 0)
-    pairs = diff_groupings(before, after)
-    assert [(p.signature, p.status, p.delta) for p in pairs] == [
+    before = [_record(a, 2, 64), _record(b, 5, 500), _record(d, 1, 10)]
+    after = [_record(a, 3, 96), _record(c, 1, 4000), _record(d, 1, 10)]
+    rows = _combine([before, after], None)
+    assert [(g.stack, g.status, g.delta) for g in rows] == [
         (c, "new", Counts(1, 4000)), (a, "common", Counts(1, 32)), (d, "common", Counts(0, 0)),
         (b, "gone", Counts(-5, -500))]
-    assert pairs[0].before is None and pairs[-1].after is None
+    assert rows[0].runs[0] is None and rows[-1].runs[1] is None
     assert status_of(Counts(0, 0), Counts(0, 0)) == "new"
+
+
+def test_equal_rows_are_found_alike_by_the_matrix_and_by_the_dict(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Model: a dict of tuples. The matrix path and the dict path (past MATRIX_CELLS) number rows the same way
+    up to renaming: equal rows get equal numbers, different rows different ones."""
+    import heapdiff.grouping as G
+
+    rng = np.random.default_rng(3)
+    rows = [tuple(rng.integers(0, 4, rng.integers(0, 5)).tolist()) for _ in range(3000)]
+    ids = np.asarray([x for r in rows for x in r], np.int64)
+    starts = np.concatenate(([0], np.cumsum([len(r) for r in rows]))).astype(np.int64)
+    model: dict[tuple[int, ...], int] = {}
+    want = [model.setdefault(r, len(model)) for r in rows]
+    for cells in (G.MATRIX_CELLS, 0):
+        monkeypatch.setattr(G, "MATRIX_CELLS", cells)
+        got = _same_rows(ids, starts).tolist()
+        pairs = set(zip(got, want, strict=True))
+        assert len(pairs) == len(set(got)) == len(set(want))  # a renaming, one to one

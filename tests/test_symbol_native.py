@@ -117,7 +117,9 @@ def test_frame_cache_hit_does_not_open_the_pdb(tmp_path: Path) -> None:
     assert first[0].status == "loaded"
     (tmp_path / "widget.pdb").unlink()
     second = one(resolver(str(tmp_path), tmp_path / "cache"), req, [0xFFFFFF, 0x1010, 0x1000])
-    assert second == (first[0], [first[1][2], first[1][1], first[1][0]])
+    assert second[1] == [first[1][2], first[1][1], first[1][0]]
+    assert (second[0].status, second[0].symbol_file) == ("loaded", first[0].symbol_file)
+    assert second[0].note == f"from heapdiff's symbol cache (parsed from {first[0].symbol_file})"
 
 
 def test_two_threads_on_one_module(tmp_path: Path) -> None:

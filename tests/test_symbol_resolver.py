@@ -276,7 +276,9 @@ def test_frame_cache_answers_without_opening_the_pdb(tmp_path: Path) -> None:
     pdb.unlink()  # the proof: a second run that needed the PDB could not find it
     second = FakeBackend()
     symbols, frames = one(resolver(str(tmp_path / "a"), tmp_path / "cache", second), [0x5000, 0x1000])
-    assert symbols == ModuleSymbols("loaded", symbol_file=str(pdb))
+    # the answers say where they come from: the cache, parsed from a PDB that is not looked for again
+    assert symbols == ModuleSymbols("loaded", symbol_file=str(pdb),
+                                    note=f"from heapdiff's symbol cache (parsed from {pdb})")
     assert frames == [None, MAIN]
     assert second.opened == Counter() and second.identified == Counter()
 

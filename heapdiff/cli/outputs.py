@@ -14,7 +14,7 @@ import os
 import stat
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,22 +72,26 @@ def check_outputs(outputs: Sequence[Output], inputs: Sequence[str]) -> None:
                 raise click.UsageError(f"{other.option} and {o.option} name the same file {o.path}")
 
 
-def _write_stdout(data: bytes) -> None:
+#: what produces an output: called once with a function that takes the output's bytes, piece by piece
+Producer = Callable[[Callable[[bytes], object]], None]
+
+
+def _write_stdout(produce: Producer) -> None:
     out = getattr(sys.stdout, "buffer", None)
+    sys.stdout.flush()
     if out is not None:
-        sys.stdout.flush()
-        out.write(data)
+        produce(out.write)
         out.flush()
     else:  # a text-only stream
-        sys.stdout.write(data.decode("utf-8"))
+        produce(lambda b: sys.stdout.write(b.decode("utf-8")))
 
 
-def _replace_atomically(path: str, data: bytes) -> None:
+def _replace_atomically(path: str, produce: Producer) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            produce(fh.write)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; a report is an ordinary file
@@ -98,12 +102,21 @@ def _replace_atomically(path: str, data: bytes) -> None:
         raise
 
 
-def write_output(o: Output, data: bytes) -> None:
-    """Write one output whole: stdout, a device or pipe as it is, a file by a rename of a complete temporary copy.
-    A full disk raises :class:`OutOfSpace`; another failure :class:`click.UsageError`."""
+def _whole(data: bytes) -> Producer:
+    def produce(write: Callable[[bytes], object]) -> None:
+        write(data)
+
+    return produce
+
+
+def write_output(o: Output, data: bytes | Producer) -> None:
+    """Write one output whole: stdout, a device or pipe as it is, a file by a rename of a complete temporary copy;
+    ``data`` is the bytes, or what writes them piece by piece (a large JSON document). A full disk raises
+    :class:`OutOfSpace`; another failure :class:`click.UsageError`."""
+    produce = _whole(data) if isinstance(data, bytes) else data
     try:
         if o.to_stdout:
-            _write_stdout(data)
+            _write_stdout(produce)
             return
         try:
             special = not stat.S_ISREG(os.stat(o.path).st_mode)
@@ -111,9 +124,9 @@ def write_output(o: Output, data: bytes) -> None:
             special = False
         if special:  # /dev/null, a pipe: nothing to replace
             with open(o.path, "wb") as fh:
-                fh.write(data)
+                produce(fh.write)
         else:
-            _replace_atomically(o.path, data)
+            _replace_atomically(o.path, produce)
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise OutOfSpace(f"cannot write {o.option} {o.path}: {e.strerror}") from None

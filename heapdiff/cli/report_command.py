@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
 import click
@@ -146,7 +147,7 @@ def main_command(traces: Sequence[str], html_path: str, json_path: str | None, m
         _check_baseline_fits(baseline, baseline_path, kernel_frames, process_name, check_baseline)
 
     from heapdiff.commands.report import ReportOptions, run_report
-    from heapdiff.document import encode
+    from heapdiff.document import write_document
     from heapdiff.document.gates import GateRequest
     from heapdiff.report.sentences import RECORD_HELP, gate_sentence
 
@@ -188,10 +189,11 @@ def main_command(traces: Sequence[str], html_path: str, json_path: str | None, m
              f"with: {RECORD_HELP[0]}")
     for u in result.view.unused_suppressions:
         warn(f"suppression pattern matched nothing: {u}")
-    texts = {"--html": lambda: result.html.encode("utf-8"), "--json": lambda: encode(result.document),
-             "--markdown": lambda: result.markdown.encode("utf-8")}
     for o in outputs:
-        write_output(o, texts[o.option]())
+        if o.option == "--json":  # written as a stream: a document of a million groups is never held whole
+            write_output(o, partial(write_document, result.document))
+        else:
+            write_output(o, (result.html if o.option == "--html" else result.markdown).encode("utf-8"))
     if not quiet:
         summary_to = sys.stderr if any(o.to_stdout for o in outputs) else sys.stdout
         print(result.summary, file=summary_to)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from functools import partial
 
 import click
 
@@ -47,7 +48,7 @@ def symbolize_command(report: str, symbol_paths: tuple[str, ...], symbol_timeout
     doc = read_document(report)
 
     from heapdiff.commands.symbolize import symbolize_document, unnamed_modules
-    from heapdiff.document import encode
+    from heapdiff.document import write_document
     from heapdiff.report.html import render_html
     from heapdiff.report.terminal import terminal_summary
     from heapdiff.report.view_build import build_view
@@ -68,7 +69,7 @@ def symbolize_command(report: str, symbol_paths: tuple[str, ...], symbol_timeout
                    asked=True)
     view = build_view(named, top=top, min_bytes=0)
     for o in outputs:
-        write_output(o, encode(named) if o.option == "--json" else render_html(view).encode("utf-8"))
+        write_output(o, partial(write_document, named) if o.option == "--json" else render_html(view).encode("utf-8"))
     if not quiet:
         to = sys.stderr if any(o.to_stdout for o in outputs) else sys.stdout
         print(terminal_summary(view), file=to)

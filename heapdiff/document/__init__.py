@@ -5,7 +5,7 @@ through :func:`decode` and fails with a clear :class:`~heapdiff.errors.DocumentE
 """
 
 from heapdiff.document.decode import decode, decode_value
-from heapdiff.document.encode import document_json, encode, json_bytes
+from heapdiff.document.encode import document_json, encode, json_bytes, write_document
 from heapdiff.document.model import (
     SCHEMA,
     Counts,
@@ -23,4 +23,5 @@ from heapdiff.document.model import (
 __all__ = [
     "SCHEMA", "Counts", "Document", "Filters", "FrameRecord", "FrameTotals", "GroupRecord", "ProcessRecord",
     "RunDetails", "Totals", "TraceRecord", "decode", "decode_value", "document_json", "encode", "json_bytes",
+    "write_document",
 ]

@@ -17,6 +17,7 @@ import numpy as np
 from heapdiff import __version__
 from heapdiff.diff import status_of
 from heapdiff.document.gates import GateRequest, evaluate
+from heapdiff.document.lazy import TraceGroups, groups_of
 from heapdiff.document.model import (
     ZERO,
     Counts,
@@ -35,9 +36,8 @@ from heapdiff.document.model import (
 from heapdiff.document.suppress import Pattern, first_match
 from heapdiff.etl.logfile import iso_utc
 from heapdiff.events.images import KERNEL_PIDS
-from heapdiff.events.kinds import HEAP_SOURCES
 from heapdiff.events.scan import TraceScan
-from heapdiff.grouping import HIST_LABELS, SAMPLE_ADDRESSES, Group, Grouping
+from heapdiff.grouping import SAMPLE_ADDRESSES, Grouping
 from heapdiff.reduce import LiveBlocks
 from heapdiff.symbolize import ModuleOutcome, request_for
 
@@ -120,29 +120,9 @@ def trace_record(a: TraceAnalysis) -> TraceRecord:
         modules=tuple(_module(m) for m in a.grouping.modules))
 
 
-def _source_name(k: int) -> str:
-    name = HEAP_SOURCES.get(k)
-    return name if name is not None else f"source {k}"
-
-
-def _trace_groups(a: TraceAnalysis) -> list[GroupRecord]:
-    """One single-run group per signature of a trace (times formatted in one pass)."""
-    raws = sorted({t for g in a.grouping for t in (g.first_ts, g.last_ts)})
-    iso = dict(zip(raws, a.scan.header.raw_to_iso_many(raws), strict=True))
-
-    def run(g: Group) -> RunDetails:
-        return RunDetails(counts=g.counts, heaps=g.heaps, sources={_source_name(k): c for k, c in g.sources},
-                          size_histogram={HIST_LABELS[i]: c for i, c in enumerate(g.histogram) if c},
-                          first_alloc_utc=iso[g.first_ts], last_alloc_utc=iso[g.last_ts],
-                          sample_addresses=g.sample_addresses)
-
-    return [GroupRecord(stack=g.signature, frames=g.frames, module=g.name.module, label=g.name.label,
-                        label_index=g.name.label_index, status=None, runs=(run(g),)) for g in a.grouping]
-
-
-def _input(inp: Input, role: Role) -> tuple[TraceRecord, list[GroupRecord]]:
+def _input(inp: Input, role: Role) -> tuple[TraceRecord, Sequence[GroupRecord]]:
     if isinstance(inp, TraceAnalysis):
-        return trace_record(inp), _trace_groups(inp)
+        return trace_record(inp), TraceGroups(inp.grouping, inp.scan.header)
     (t,) = inp.document.traces
     return replace(t, role=role), [replace(g, suppressed_by=None) for g in inp.document.groups]
 
@@ -190,12 +170,14 @@ def _by_key(groups: Sequence[GroupRecord], key: Callable[[GroupRecord], tuple[st
 
 
 def _combine(per_input: Sequence[Sequence[GroupRecord]], key: Callable[[GroupRecord], tuple[str, ...]] | None
-             ) -> list[GroupRecord]:
+             ) -> Sequence[GroupRecord]:
     """The inputs' groups matched by signature (or by ``key``): one group per match with a run per input, its
     frames and names from the last input it is outstanding in; largest growth first (ties: more blocks, then
-    signature)."""
+    signature). One trace's groups stay as they are (sorted already, and made when read)."""
     n = len(per_input)
     if n == 1:
+        if isinstance(per_input[0], TraceGroups):
+            return per_input[0]
         out = list(per_input[0])
     else:
         runs: dict[tuple[str, ...], list[RunDetails | None]] = {}
@@ -221,19 +203,25 @@ def _named_everywhere(traces: Sequence[TraceRecord]) -> frozenset[str]:
     return frozenset(set.intersection(*sets)) if sets else frozenset()
 
 
-def _suppress(groups: list[GroupRecord], patterns: Sequence[Pattern]) -> tuple[list[GroupRecord],
-                                                                                tuple[Suppression, ...]]:
+def _suppress(groups: Sequence[GroupRecord], patterns: Sequence[Pattern]) -> tuple[Sequence[GroupRecord],
+                                                                                    tuple[Suppression, ...]]:
+    """Each group's first matching pattern (a lazy sequence keeps them beside its columns), and each pattern's
+    count."""
     if not patterns:
         return groups, ()
     used = dict.fromkeys(range(len(patterns)), 0)
     index = {id(p): i for i, p in enumerate(patterns)}
-    out = []
-    for g in groups:
+    hits: dict[int, str] = {}
+    for k, g in enumerate(groups):
         p = first_match(patterns, g.frames)
         if p is not None:
             used[index[id(p)]] += 1
-            g = replace(g, suppressed_by=p.text)
-        out.append(g)
+            hits[k] = p.text
+    if isinstance(groups, TraceGroups):
+        groups.suppressed.update(hits)
+        out: Sequence[GroupRecord] = groups
+    else:
+        out = [replace(g, suppressed_by=hits.get(k)) for k, g in enumerate(groups)]
     return out, tuple(Suppression(p.text, p.source, p.line, used[i]) for i, p in enumerate(patterns))
 
 
@@ -267,8 +255,8 @@ def build_document(inputs: Sequence[Input], opts: BuildOptions) -> Document:
             def key(g: GroupRecord) -> tuple[str, ...]:
                 return _key(g, named, opts.filters.kernel_frames)
     groups, used = _suppress(_combine([g for _, g in made], key), opts.suppressions)
-    totals = Totals.of(groups, len(inputs))
+    totals = groups.totals() if isinstance(groups, TraceGroups) else Totals.of(groups, len(inputs))
     diff = len(inputs) == 2
     gates = evaluate(opts.gates, groups, totals, diff, nothing_measured(traces, inputs)) if opts.gates else ()
     return Document(mode="diff" if diff else "single", generator=f"heapdiff {__version__}", filters=opts.filters,
-                    traces=traces, totals=totals, groups=tuple(groups), gates=gates, suppressions=used)
+                    traces=traces, totals=totals, groups=groups_of(groups), gates=gates, suppressions=used)

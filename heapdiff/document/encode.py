@@ -9,6 +9,7 @@ its descriptive fields (heaps, sources, sizes, times, samples) from the run it i
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from heapdiff.document.model import (
@@ -79,11 +80,18 @@ def _details(r: RunDetails) -> dict[str, Any]:
     }
 
 
+#: distinct frames whose JSON objects are kept for reuse, at most
+_FRAME_MEMO = 1 << 16
+
+
 class _FrameCache:
     """Each distinct frame's JSON object made once (groups share most of their frames)."""
 
     def __init__(self) -> None:
         self._memo: dict[FrameRecord, dict[str, Any]] = {}
+
+    def __len__(self) -> int:
+        return len(self._memo)
 
     def __call__(self, f: FrameRecord) -> dict[str, Any]:
         got = self._memo.get(f)
@@ -119,8 +127,8 @@ def group_json(g: GroupRecord, frames: _FrameCache) -> dict[str, Any]:
     return d
 
 
-def document_json(doc: Document) -> dict[str, Any]:
-    """The document as JSON-ready Python values, in the schema's field order."""
+def head_json(doc: Document) -> dict[str, Any]:
+    """Every field of the document but its groups, in the schema's field order (the groups come last)."""
     f = doc.filters
     out: dict[str, Any] = {
         "schema": doc.schema,
@@ -141,6 +149,12 @@ def document_json(doc: Document) -> dict[str, Any]:
                      "groups": list(g.groups), "reason": g.reason} for g in doc.gates]
     out["suppressions"] = [{"pattern": s.pattern, "source": s.source, "line": s.line, "groups": s.groups}
                            for s in doc.suppressions]
+    return out
+
+
+def document_json(doc: Document) -> dict[str, Any]:
+    """The document as JSON-ready Python values, in the schema's field order."""
+    out = head_json(doc)
     frames = _FrameCache()
     out["groups"] = [group_json(g, frames) for g in doc.groups]
     return out
@@ -159,6 +173,32 @@ def json_bytes(value: Any) -> bytes:
         return json.dumps(value, separators=(",", ":")).encode("ascii")
 
 
+#: groups encoded per write: large enough to amortise the calls, small enough to bound what is held
+_GROUPS_PER_WRITE = 256
+
+
+def write_document(doc: Document, write: Callable[[bytes], object]) -> None:
+    """The document's JSON text written piece by piece, the groups a few hundred at a time, so that a document of
+    a million groups is never held whole: the same bytes as :func:`encode`."""
+    head = json_bytes(head_json(doc))
+    write(head[:-1] + b',"groups":[')
+    frames = _FrameCache()
+    batch: list[bytes] = []
+    first = True
+    for g in doc.groups:
+        batch.append(json_bytes(group_json(g, frames)))
+        if len(batch) == _GROUPS_PER_WRITE:
+            write((b"" if first else b",") + b",".join(batch))
+            first, batch = False, []
+        if len(frames) > _FRAME_MEMO:  # a huge trace: frames repeat little, so keep the memo small
+            frames = _FrameCache()
+    if batch:
+        write((b"" if first else b",") + b",".join(batch))
+    write(b"]}\n")
+
+
 def encode(doc: Document) -> bytes:
     """The document's JSON text, UTF-8, compact, ending with a newline."""
-    return json_bytes(document_json(doc)) + b"\n"
+    parts: list[bytes] = []
+    write_document(doc, parts.append)
+    return b"".join(parts)

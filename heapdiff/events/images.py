@@ -197,6 +197,52 @@ class ImageMap:
             out[j] = (f"0x{a:x}", -1)
         return out
 
+    def _search_index(self, tables: list[tuple[_Table, bool]], addrs: np.ndarray) -> np.ndarray:
+        """:meth:`_search` as a column: the image index of each address, -1 where none holds it."""
+        out = np.full(addrs.shape[0], -1, np.int64)
+        todo = np.ones(addrs.shape[0], bool)
+        floor = np.uint64(self.kernel_floor)
+        for (bases, ends, _, index), kernel_only in tables:
+            if not bases.shape[0]:
+                continue
+            idx = np.searchsorted(bases, addrs, side="right").astype(np.int64) - 1
+            safe = np.maximum(idx, 0)
+            hit = todo & (idx >= 0) & (addrs < ends[safe])
+            if kernel_only:
+                hit &= addrs >= floor
+            todo &= ~hit
+            out[hit] = np.asarray(index, np.int64)[safe[hit]]
+        return out
+
+    def locate_flat(self, pids: np.ndarray, starts: np.ndarray, flat: np.ndarray, tss: np.ndarray) -> np.ndarray:
+        """The image index (or -1) of every address of many stacks at once, stack ``k`` being
+        ``flat[starts[k]:starts[k + 1]]`` of process ``pids[k]`` at time ``tss[k]``; :meth:`find`'s lookup order.
+
+        Whole columns: the stacks of a process whose images are static (and the kernel's) in one search, the
+        others in one search per interval between image loads; only processes whose images overlap go frame by
+        frame. Nothing per frame is a Python object, so a trace of a million distinct stacks stays small."""
+        out = np.full(flat.shape[0], -1, np.int64)
+        lens = np.diff(starts)
+        only = np.unique(pids)
+        frame_pid = np.repeat(pids, lens) if only.shape[0] > 1 else None
+        kernel_tables = [self._static.get(kp) for kp in KERNEL_PIDS]
+        kernel_static = all(kp not in self._by_pid or t is not None for kp, t in zip(KERNEL_PIDS, kernel_tables,
+                                                                                    strict=True))
+        for p in only.tolist():
+            ks = np.flatnonzero(pids == p)
+            if kernel_static and (p not in self._by_pid or p in self._static):
+                rows = slice(None) if frame_pid is None else frame_pid == p
+                tables = [(t, True) for t in kernel_tables if t is not None]
+                own = self._static.get(p)
+                if own is not None:
+                    tables.append((own, False))
+                out[rows] = self._search_index(tables, flat[rows])
+                continue
+            for k in ks.tolist():  # images that come and go, or overlap: stack by stack
+                a, b = int(starts[k]), int(starts[k + 1])
+                out[a:b] = [idx for _, idx in self.located(p, flat[a:b], int(tss[k]))]
+        return out
+
     def _one(self, pid: int, addr: int, ts: int) -> tuple[str, int]:
         img = self.find(pid, addr, ts)
         return (f"0x{addr:x}", -1) if img is None else (f"{img.name}+0x{addr - img.base:x}", img.index)

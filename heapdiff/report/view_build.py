@@ -20,6 +20,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Final
 
+import numpy as np
+
+from heapdiff.document.lazy import TraceGroups
 from heapdiff.document.model import Document, FrameRecord, Gate, GroupRecord, RunDetails, TraceRecord
 from heapdiff.grouping import ZERO, Counts
 from heapdiff.report.text import clean, plural
@@ -283,13 +286,6 @@ def _title(doc: Document, traces: Sequence[TraceFacts]) -> str:
     return "heapdiff report"
 
 
-def _headline(doc: Document, counted: Sequence[GroupRecord], suppressed: int) -> Headline:
-    t = doc.totals
-    return Headline(growth=t.growth, growing=sum(g.delta.bytes > 0 or g.delta.blocks > 0 for g in counted),
-                    shrink=t.shrink, shrinking=sum(g.delta.bytes < 0 or g.delta.blocks < 0 for g in counted),
-                    net=t.delta, suppressed=t.suppressed, suppressed_groups=suppressed)
-
-
 def _gates(gates: Sequence[Gate], rank_of: dict[int, int], groups: Sequence[GroupRecord]) -> tuple[GateFacts, ...]:
     out = []
     for g in gates:
@@ -312,30 +308,37 @@ def build_view(doc: Document, *, top: int = 50, min_bytes: int = 0) -> ReportVie
     roles = [t.role for t in traces]
     t = doc.totals
     totals = Figures(t.runs[1], t.runs[0], t.delta) if diff else Figures(t.last)
-    figures = [_figures(g, diff) for g in doc.groups]
+    groups = doc.groups
     # stable, so the document's order breaks ties (it is sorted already; sorting again makes it a fact here)
-    order = sorted(range(len(figures)), key=lambda i: -figures[i].growth)
+    growth = (groups.growth_bytes() if isinstance(groups, TraceGroups)
+              else np.asarray([g.delta.bytes for g in groups], np.int64))
+    order = np.argsort(-growth, kind="stable").tolist()
+    wanted = {i for gate in doc.gates for i in gate.groups}  # the ranks only gates name
     rank_of: dict[int, int] = {}
     rows: list[GroupRow] = []
     hidden: list[GroupRow] = []
     cut_n, cut_status, eligible, n_hidden = 0, Counter[str](), 0, 0
+    growing = shrinking = 0
     cut_a = cut_b = cut_d = ZERO
     modules = _Sums(diff)
     heaps = [_Sums(False) for _ in roles]
     sources = [_SourceSums() for _ in roles]
-    counted: list[GroupRecord] = []
     frames_of = _Frames()
     rank = 0
     for i in order:
-        g, f = doc.groups[i], figures[i]
+        g = groups[i]
+        f = _figures(g, diff)
         if g.suppressed_by is not None:
             n_hidden += 1
             if len(hidden) < MAX_SUPPRESSED_ROWS:
                 hidden.append(_row(0, g, f, diff, frames_of, roles))
             continue
         rank += 1
-        rank_of[i] = rank
-        counted.append(g)
+        if i in wanted:
+            rank_of[i] = rank
+        d = g.delta
+        growing += d.bytes > 0 or d.blocks > 0
+        shrinking += d.bytes < 0 or d.blocks < 0
         size = abs(f.growth)
         eligible += size >= min_bytes
         if size >= min_bytes and len(rows) < top:
@@ -363,8 +366,9 @@ def build_view(doc: Document, *, top: int = 50, min_bytes: int = 0) -> ReportVie
         title=_title(doc, traces), mode=doc.mode, generator=clean(doc.generator, 64), schema=doc.schema,
         traces=traces, warnings=tuple(_warnings(traces)), notices=tuple(_notices(traces)),
         empty_traces=tuple(EmptyTrace(tf.role, tf.path) for tf in traces if not tf.heap_events),
-        totals=totals, headline=_headline(doc, counted, n_hidden), gates=_gates(doc.gates, rank_of, doc.groups),
-        filters=filters, rows=tuple(rows), other=other, group_count=len(counted), eligible_count=eligible,
+        totals=totals, headline=Headline(t.growth, growing, t.shrink, shrinking, t.delta, t.suppressed, n_hidden),
+        gates=_gates(doc.gates, rank_of, doc.groups), filters=filters, rows=tuple(rows), other=other,
+        group_count=rank, eligible_count=eligible,
         suppressed_rows=tuple(hidden), suppressed_count=n_hidden,
         unused_suppressions=tuple(clean(f"{u.source}:{u.line}: {u.pattern}", MAX_PATH) for u in doc.suppressions
                                   if not u.groups),

@@ -181,9 +181,11 @@ class SymbolResolver:
     def _outcome(entry: _PdbEntry, cached: CachedFrames, rvas: Sequence[int], from_image: PdbId | None
                  ) -> ModuleSymbols:
         found = entry.found
-        if found is None or found.path is not None:  # all from the cache, or the PDB was read
-            file = str(found.path) if found is not None and found.path is not None else cached.symbol_file
-            return ModuleSymbols("loaded", symbol_file=file, note=entry.problem, pdb=from_image)
+        if found is not None and found.path is not None:  # the PDB was read
+            return ModuleSymbols("loaded", symbol_file=str(found.path), note=entry.problem, pdb=from_image)
+        if found is None:  # all from the cache: the PDB was not looked for, so say where the answers come from
+            note = f"from heapdiff's symbol cache (parsed from {cached.symbol_file})"
+            return ModuleSymbols("loaded", symbol_file=cached.symbol_file, note=note, pdb=from_image)
         if any(rva in cached.frames for rva in rvas):
             note = f"{found.note} (addresses resolved in an earlier run still answered from the frame cache)"
             return ModuleSymbols("loaded", symbol_file=cached.symbol_file, note=note, pdb=from_image)

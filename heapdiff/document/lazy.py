@@ -1,0 +1,109 @@
+"""One trace's groups as the document's records, each made when it is read.
+
+A trace may hold a million groups; a record per group held at once would be most of the job's memory. So the
+groups of a one-trace document are this sequence over the grouping's columns, largest first: reporters iterate it
+(the JSON is written group by group), and only the rows a page shows are kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import overload
+
+import numpy as np
+
+from heapdiff.document.model import GroupRecord, RunDetails, Totals
+from heapdiff.etl.logfile import LogfileHeader
+from heapdiff.events.kinds import HEAP_SOURCES
+from heapdiff.grouping import HIST_LABELS, ZERO, Counts, Grouping
+from heapdiff.rules import name_group
+
+
+def source_name(k: int) -> str:
+    name = HEAP_SOURCES.get(k)
+    return name if name is not None else f"source {k}"
+
+
+#: a trace with at most this many groups keeps each record once made (the reporters read every group several
+#: times); a larger one makes them again on each read, so that memory stays bounded
+KEEP_RECORDS = 200_000
+
+
+class TraceGroups(Sequence[GroupRecord]):
+    """The groups of one trace, largest first (ties: more blocks, then the order they were found in)."""
+
+    def __init__(self, grouping: Grouping, header: LogfileHeader) -> None:
+        self._g = grouping
+        self._header = header
+        n = len(grouping)
+        self._order = np.lexsort((np.arange(n), -grouping.blocks, -grouping.bytes)) if n else np.zeros(0, np.int64)
+        #: position in the order -> the suppression pattern that matched the group
+        self.suppressed: dict[int, str] = {}
+        self._kept: dict[int, GroupRecord] | None = {} if n <= KEEP_RECORDS else None
+
+    def growth_bytes(self) -> np.ndarray:
+        """Each group's bytes, in the sequence's order (a reporter's sort key, without making the records)."""
+        out: np.ndarray = self._g.bytes[self._order]
+        return out
+
+    def __len__(self) -> int:
+        return int(self._order.shape[0])
+
+    @overload
+    def __getitem__(self, k: int) -> GroupRecord: ...
+
+    @overload
+    def __getitem__(self, k: slice) -> Sequence[GroupRecord]: ...
+
+    def __getitem__(self, k: int | slice) -> GroupRecord | Sequence[GroupRecord]:
+        if isinstance(k, slice):
+            return [self[j] for j in range(*k.indices(len(self)))]
+        if k < 0:
+            k += len(self)
+        if not 0 <= k < len(self):
+            raise IndexError(k)
+        return self._record(k, int(self._order[k]))
+
+    def __iter__(self) -> Iterator[GroupRecord]:
+        return (self._record(k, i) for k, i in enumerate(self._order.tolist()))
+
+    def _record(self, k: int, i: int) -> GroupRecord:
+        kept = self._kept
+        if kept is not None:
+            got = kept.get(k)
+            if got is None or got.suppressed_by != self.suppressed.get(k):
+                got = kept[k] = self._make(k, i)
+            return got
+        return self._make(k, i)
+
+    def _make(self, k: int, i: int) -> GroupRecord:
+        g = self._g
+        frames = g.shown(i)
+        name = name_group(frames)
+        first, last = self._header.raw_to_iso_many([int(g.first_ts[i]), int(g.last_ts[i])])
+        h0, h1 = int(g.heap_starts[i]), int(g.heap_starts[i + 1])
+        s0, s1 = int(g.sample_starts[i]), int(g.sample_starts[i + 1])
+        run = RunDetails(counts=Counts(int(g.blocks[i]), int(g.bytes[i])), heaps=tuple(g.heaps[h0:h1].tolist()),
+                         sources={source_name(s): c for s, c in enumerate(g.sources[i].tolist()) if c},
+                         size_histogram={HIST_LABELS[b]: c for b, c in enumerate(g.histogram[i].tolist()) if c},
+                         first_alloc_utc=first, last_alloc_utc=last,
+                         sample_addresses=tuple(g.samples[s0:s1].tolist()))
+        return GroupRecord(stack=g.signature(i), frames=frames, module=name.module, label=name.label,
+                           label_index=name.label_index, status=None, runs=(run,),
+                           suppressed_by=self.suppressed.get(k))
+
+    def totals(self) -> Totals:
+        """The totals of a one-trace document from the columns (what :meth:`Totals.of` would sum)."""
+        g = self._g
+        blocks, nbytes = int(g.blocks.sum()), int(g.bytes.sum())
+        hidden = ZERO
+        for k in self.suppressed:
+            i = int(self._order[k])
+            hidden = hidden + Counts(int(g.blocks[i]), int(g.bytes[i]))
+        kept = Counts(blocks, nbytes) - hidden
+        return Totals((kept,), kept, ZERO, hidden)
+
+
+def groups_of(groups: Sequence[GroupRecord]) -> Sequence[GroupRecord]:
+    """The groups as a sequence to keep: a lazy one as it is, any other as a tuple."""
+    return groups if isinstance(groups, TraceGroups) else tuple(groups)
