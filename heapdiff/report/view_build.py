@@ -21,6 +21,7 @@ from typing import Final
 
 from heapdiff.document.model import Document, Gate, GroupRecord, RunDetails, TraceRecord
 from heapdiff.grouping import ZERO, Counts
+from heapdiff.report.flame import call_trees
 from heapdiff.report.text import clean, plural
 from heapdiff.report.view import (
     Breakdown,
@@ -362,4 +363,5 @@ def build_view(doc: Document, *, top: int = 50, min_bytes: int = 0) -> ReportVie
         by_module=_breakdown("By module", "Module", modules),
         by_heap=tuple(_breakdown(f"By heap{suffix[k]}", "Heap", heaps[k]) for k in range(len(roles))),
         by_source=tuple(sources[k].breakdown(f"By heap Source{suffix[k]}") for k in range(len(roles))),
+        call_trees=call_trees(doc),
     )
