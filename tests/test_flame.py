@@ -4,50 +4,19 @@ bound on nodes and time however large the input."""
 
 from __future__ import annotations
 
-import functools
 import random
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from view_docs import big_tree_doc, document, frame, group
 
-from heapdiff.document.model import Document, Filters, FrameRecord, GroupRecord, RunDetails, Status, Totals
+from heapdiff.document.model import Document, FrameRecord, GroupRecord
 from heapdiff.grouping import ZERO, Counts
 from heapdiff.report.flame import MAX_DEPTH, MAX_KEPT, OTHER_FRAMES, OUTER_FRAMES, _groups, build_tree, call_trees
 from heapdiff.report.view import CallNode, CallTree
-from heapdiff.rules import NO_STACK, FrameKind, name_group
-
-FILTERS = Filters(None, None, False, 0, 0)
-
-
-@functools.cache
-def frame(text: str, kind: str = "u") -> FrameRecord:
-    """``kind``: u(ser), a(llocator), k(ernel); one record per frame, as a decoded document shares them."""
-    module = text.split("+", 1)[0]
-    return FrameRecord(text, module, 0x10, kernel=kind == "k", allocator=kind == "a")
-
-
-def group(frames: Sequence[FrameRecord], before: tuple[int, int] | None, after: tuple[int, int] | None,
-          suppressed: str | None = None) -> GroupRecord:
-    name = name_group(tuple(FrameKind(f.text, f.module, f.kernel, f.allocator) for f in frames))
-    label_index = name.label_index if frames and not frames[name.label_index].kernel else -1
-
-    def run(c: tuple[int, int] | None) -> RunDetails | None:
-        return None if c is None else RunDetails(Counts(*c), (), {}, {}, None, None, ())
-
-    runs = (run(after),) if before is None else (run(before), run(after))
-    b, a = runs[0].counts if runs[0] else ZERO, runs[-1].counts if runs[-1] else ZERO
-    status: Status | None = (None if before is None else "new" if b.blocks == 0 else "gone" if a.blocks == 0
-                             else "common")
-    return GroupRecord(stack=tuple(f.text for f in frames if not f.kernel), frames=tuple(frames),
-                       module=name.module, label=name.label, label_index=label_index, status=status, runs=runs,
-                       suppressed_by=suppressed)
-
-
-def document(groups: list[GroupRecord], diff: bool) -> Document:
-    return Document("diff" if diff else "single", "test", FILTERS, (), Totals.of(groups, 2 if diff else 1),
-                    groups)
+from heapdiff.rules import NO_STACK
 
 
 def random_doc(seed: int, n: int, diff: bool) -> Document:
@@ -280,21 +249,6 @@ def test_empty_and_unchanged_documents() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- bounds
-
-
-def big_tree_doc(n: int, depth: int, seed: int = 5) -> Document:
-    """``n`` groups under a shared, branching call tree ``depth`` frames deep, sizes skewed (a few large
-    stacks and a long tail): many nodes above any share, so that the cap has to bite."""
-    rng = random.Random(seed)
-    groups = []
-    for i in range(n):
-        frames = [frame("ntoskrnl.exe+0x1", "k"), frame("ntdll.dll+0x3a1b0", "a")]
-        # inner frames more varied than outer ones: frame k has about 4^k choices, capped
-        frames += [frame(f"m{k}.dll+0x{rng.randrange(min(4 ** (depth - k), 5000)):x}") for k in range(depth)]
-        size = int(10_000_000 / (1 + i) ** 1.1) + rng.randrange(64)
-        before = (1, rng.randrange(size + 1)) if i % 3 else (0, 0)
-        groups.append(group(frames, before, (1, size)))
-    return document(groups, True)
 
 
 @pytest.fixture(scope="module")
