@@ -243,9 +243,11 @@ def test_untrusted_strings_are_escaped() -> None:
     assert "<img" not in html and "onerror=alert(1)>" not in html
     assert SCRIPT_ESCAPED in html
     assert ATTR_ESCAPED in html
-    # exactly our own script and style elements, nothing injected
-    assert len(re.findall(r"<script\b", html, re.IGNORECASE)) == 1
-    assert len(re.findall(r"<style\b", html, re.IGNORECASE)) == 1
+    # exactly our own script and style elements (the two scripts, the JSON data block, the two stylesheets),
+    # nothing injected
+    assert len(re.findall(r"<script\b", html, re.IGNORECASE)) == 3
+    assert len(re.findall(r'<script type="application/json" id="report-data">', html)) == 1
+    assert len(re.findall(r"<style\b", html, re.IGNORECASE)) == 2
     # every place that shows a trace string shows it escaped: path, image name, command line, frame, module
     assert html.count(SCRIPT_ESCAPED) >= 10
 
@@ -555,7 +557,7 @@ def installed_copy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def test_templates_load_from_a_non_editable_install(installed_copy: Path, tmp_path: Path) -> None:
-    for name in ("report.html.j2", "report.css", "report.js"):
+    for name in ("report.html.j2", "report.css", "report.js", "views.css", "views.js"):
         assert (installed_copy / "heapdiff" / "report" / "templates" / name).is_file(), name
     out = tmp_path / "out.html"
     code = (

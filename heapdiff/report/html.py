@@ -1,12 +1,14 @@
 """The self-contained HTML report: one file, all CSS and JS inline, no URL to anything outside it.
 
-People attach the page to bug tickets and open it offline, so it loads nothing: the stylesheet and the script
-(``report.css``, ``report.js``, our own files shipped beside the template) are inlined, and a
-Content-Security-Policy ``<meta>`` allows nothing but those two inline blocks, by hash. A string that slipped
-through escaping could therefore neither load anything nor run.
+People attach the page to bug tickets and open it offline, so it loads nothing: the stylesheets and the scripts
+(``report.css``, ``report.js``, and ``views.css``, ``views.js`` for the flame graph, call trees, charts, search
+and copy; our own files shipped beside the template) are inlined, and a Content-Security-Policy ``<meta>`` allows
+nothing but those inline blocks, by hash. A string that slipped through escaping could therefore neither load
+anything nor run. The data the views draw travels as one JSON block (:mod:`heapdiff.report.page_data`), which is
+never run and is made inert by its own escaping.
 
 Every string of the view that came from a trace is untrusted: the jinja2 environment autoescapes everything
-(``autoescape=True``) and only the two files above are marked safe. Undefined names fail rendering
+(``autoescape=True``) and only the four files above, and the JSON block, are marked safe. Undefined names fail rendering
 (``StrictUndefined``). Rendering is deterministic (no time of rendering), which the golden test relies on.
 
 Templates are read from ``heapdiff/report/templates`` through :mod:`importlib.resources`, so they load from a
@@ -26,6 +28,8 @@ from typing import Final
 import jinja2
 from markupsafe import Markup
 
+from heapdiff.report.charts import histogram_chart, sparkline, timeline_chart
+from heapdiff.report.page_data import page_data, script_json, stack_key
 from heapdiff.report.sentences import RECORD_HELP
 from heapdiff.report.text import format_bytes, format_count
 from heapdiff.report.view import ReportView
@@ -35,6 +39,9 @@ __all__ = ["TEMPLATE", "prepare_html", "render_html", "set_bytecode_cache", "tem
 TEMPLATE: Final = "report.html.j2"
 _CSS: Final = "report.css"
 _JS: Final = "report.js"
+#: the flame graph, trees, charts, search and copy: blocks of their own, each allowed by its own hash
+_VIEWS_CSS: Final = "views.css"
+_VIEWS_JS: Final = "views.js"
 
 
 def template_root() -> Traversable:
@@ -103,6 +110,8 @@ def _environment() -> jinja2.Environment:
     env.filters["fcount"] = lambda n, signed=False: format_count(int(n), signed=bool(signed))
     env.filters["dclass"] = _delta_class
     env.filters["fduration"] = _duration
+    env.globals.update(timeline_chart=timeline_chart, sparkline=sparkline, histogram_chart=histogram_chart,
+                       stack_key=stack_key)
     return env
 
 
@@ -116,7 +125,11 @@ def render_html(view: ReportView) -> str:
     env = _environment()
     css = _inline(_CSS, r"</style")
     js = _inline(_JS, r"</script")
-    csp = (f"default-src 'none'; style-src {_csp_hash(css)}; script-src {_csp_hash(js)}; "
+    views_css = _inline(_VIEWS_CSS, r"</style")
+    views_js = _inline(_VIEWS_JS, r"</script")
+    # the JSON data block is not listed: it is never run (type application/json), only read as text
+    csp = (f"default-src 'none'; style-src {_csp_hash(css)} {_csp_hash(views_css)}; "
+           f"script-src {_csp_hash(js)} {_csp_hash(views_js)}; "
            "img-src 'none'; base-uri 'none'; form-action 'none'")
     return env.get_template(TEMPLATE).render(
         view=view,
@@ -124,5 +137,11 @@ def render_html(view: ReportView) -> str:
         diff=view.is_diff,
         css=Markup(css),  # our own file, not data: marked safe on purpose
         js=Markup(js),  # likewise
+        views_css=Markup(views_css),  # likewise
+        views_js=Markup(views_js),  # likewise
+        # made inert by script_json itself (no <, > or & left): HTML escaping would corrupt it, since a script
+        # element's text is never entity-decoded
+        page_data=Markup(script_json(page_data(view))),
+        trend=view.mode == "trend",
         csp=csp,
     )

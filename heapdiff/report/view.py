@@ -272,6 +272,49 @@ class TimelineView:
 
 
 @dataclass(frozen=True, slots=True)
+class CallNode:
+    """One node of a call tree: a frame, or the pruned children of a parent collapsed into one, and what the
+    groups through it hold (summed over those groups)."""
+
+    #: the frame's text (cleaned); "" for the root; :data:`~heapdiff.report.flame.OTHER_FRAMES` for an "other" node
+    frame: str
+    #: index of the parent in :attr:`CallTree.nodes`, -1 for the root
+    parent: int
+    #: outstanding amounts, as a group row has them (single: ``after`` alone)
+    figures: Figures
+    #: bytes: the positive per-group deltas summed (one trace: what is outstanding), and the negative ones (<= 0);
+    #: the node's size is ``growth - shrink``, so that memory freed elsewhere never hides a growth
+    growth: int
+    shrink: int
+    #: call stacks (groups) through the node
+    groups: int
+    #: an "other" node: how many sibling frames it stands for; 0 for a frame
+    other: int = 0
+
+    @property
+    def size(self) -> int:
+        return self.growth - self.shrink
+
+
+@dataclass(frozen=True, slots=True)
+class CallTree:
+    """The groups' stacks merged by frame, pruned to a bounded size: kernel frames left out, the allocator frames
+    inside a group's label frame folded away.
+
+    ``top_down`` is rooted at the callers (the thread's start) and ends at the allocating function: the flame
+    graph draws it. ``bottom_up`` starts at the allocating function (the label frame) and goes out to its callers.
+    """
+
+    direction: Literal["top_down", "bottom_up"]
+    #: preorder, the root first; siblings largest first, an "other" node last
+    nodes: tuple[CallNode, ...]
+    #: a node smaller than this share of the root's size is collapsed into its parent's "other" node
+    min_share: float
+    #: the cap on nodes, not only the share, collapsed some: the tree is a coarser picture than ``min_share`` says
+    capped: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class ReportView:
     title: str
     mode: Mode
@@ -303,6 +346,8 @@ class ReportView:
     by_source: tuple[SourceBreakdown, ...]
     #: one per input that has a timeline
     timelines: tuple[TimelineView, ...] = ()
+    #: the call trees of every group not suppressed (top-down, bottom-up); none in a view built without them
+    call_trees: tuple[CallTree, ...] = ()
 
     @property
     def is_diff(self) -> bool:

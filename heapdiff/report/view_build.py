@@ -25,6 +25,7 @@ import numpy as np
 from heapdiff.document.lazy import TraceGroups
 from heapdiff.document.model import Document, FrameRecord, Gate, GroupRecord, RunDetails, TraceRecord
 from heapdiff.grouping import ZERO, Counts
+from heapdiff.report.flame import call_trees
 from heapdiff.report.text import clean, plural
 from heapdiff.report.view import (
     Breakdown,
@@ -375,4 +376,5 @@ def build_view(doc: Document, *, top: int = 50, min_bytes: int = 0) -> ReportVie
         by_module=_breakdown("By module", "Module", modules),
         by_heap=tuple(_breakdown(f"By heap{suffix[k]}", "Heap", heaps[k]) for k in range(len(roles))),
         by_source=tuple(sources[k].breakdown(f"By heap Source{suffix[k]}") for k in range(len(roles))),
+        call_trees=call_trees(doc),
     )
