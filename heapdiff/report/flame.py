@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+import numpy as np
+
 from heapdiff.document.model import Document, FrameRecord, GroupRecord
 from heapdiff.grouping import ZERO, Counts
 from heapdiff.report.text import clean
@@ -76,42 +78,45 @@ def stack_path(g: GroupRecord) -> tuple[FrameRecord, ...]:
 
 @dataclass(slots=True)
 class _Groups:
-    """Per group, as columns: its path and what it holds (one trace: ``after`` alone)."""
+    """Per group that is not suppressed, as columns: what it holds (one trace: ``after`` alone); its path is read
+    from the document's record when the tree needs it, never held for every group (a trace may hold a million)."""
 
-    paths: list[tuple[FrameRecord, ...]]
-    after_blocks: list[int]
-    after_bytes: list[int]
-    before_blocks: list[int]
-    before_bytes: list[int]
-    growth: list[int]
-    shrink: list[int]
+    records: Sequence[GroupRecord]
+    #: the document position of each group
+    index: list[int]
+    after_blocks: np.ndarray
+    after_bytes: np.ndarray
+    before_blocks: np.ndarray
+    before_bytes: np.ndarray
+    growth: np.ndarray
+    shrink: np.ndarray
 
     def size(self, i: int) -> int:
-        return self.growth[i] - self.shrink[i]
+        return int(self.growth[i] - self.shrink[i])
+
+    def path(self, i: int) -> tuple[FrameRecord, ...]:
+        return stack_path(self.records[self.index[i]])
+
+    def __len__(self) -> int:
+        return len(self.index)
 
 
 def _groups(doc: Document) -> _Groups:
     diff = doc.is_diff
-    out = _Groups([], [], [], [], [], [], [])
-    # one pass over every group: the lists' appends bound once, outside the loop
-    path, a_blocks, a_bytes = out.paths.append, out.after_blocks.append, out.after_bytes.append
-    b_blocks, b_bytes, grow, shrink = (out.before_blocks.append, out.before_bytes.append, out.growth.append,
-                                       out.shrink.append)
-    for g in doc.groups:
+    index: list[int] = []
+    cols: list[list[int]] = [[], [], [], []]
+    for k, g in enumerate(doc.groups):
         if g.suppressed_by is not None:
             continue
         last, first = g.runs[-1], g.runs[0]
         after = last.counts if last is not None else ZERO
         before = first.counts if diff and first is not None else ZERO
-        d = after.bytes - before.bytes
-        path(stack_path(g))
-        a_blocks(after.blocks)
-        a_bytes(after.bytes)
-        b_blocks(before.blocks)
-        b_bytes(before.bytes)
-        grow(d if d > 0 else 0)
-        shrink(d if d < 0 else 0)
-    return out
+        index.append(k)
+        for col, v in zip(cols, (after.blocks, after.bytes, before.blocks, before.bytes), strict=True):
+            col.append(v)
+    a_blocks, a_bytes, b_blocks, b_bytes = (np.asarray(c, np.int64) for c in cols)
+    d = a_bytes - b_bytes
+    return _Groups(doc.groups, index, a_blocks, a_bytes, b_blocks, b_bytes, np.maximum(d, 0), np.minimum(d, 0))
 
 
 @dataclass(slots=True)
@@ -128,9 +133,9 @@ class _Sums:
 
     @classmethod
     def of(cls, gs: _Groups, idx: Sequence[int]) -> _Sums:
-        return cls(sum(gs.after_blocks[i] for i in idx), sum(gs.after_bytes[i] for i in idx),
-                   sum(gs.before_blocks[i] for i in idx), sum(gs.before_bytes[i] for i in idx),
-                   sum(gs.growth[i] for i in idx), sum(gs.shrink[i] for i in idx), len(idx))
+        at = np.asarray(idx, np.int64)
+        return cls(int(gs.after_blocks[at].sum()), int(gs.after_bytes[at].sum()), int(gs.before_blocks[at].sum()),
+                   int(gs.before_bytes[at].sum()), int(gs.growth[at].sum()), int(gs.shrink[at].sum()), len(idx))
 
     def minus(self, o: _Sums) -> _Sums:
         return _Sums(self.after_blocks - o.after_blocks, self.after_bytes - o.after_bytes,
@@ -172,8 +177,8 @@ def build_tree(gs: _Groups, direction: Direction, diff: bool, *, min_share: floa
                max_kept: int = MAX_KEPT) -> CallTree:
     """The pruned tree of these groups' paths (see the module docstring). Long because it is one best-first
     expansion that partitions each taken node's groups by their next frame, then lays the nodes out."""
-    everyone = list(range(len(gs.paths)))
-    root_size = sum(gs.size(i) for i in everyone)
+    everyone = list(range(len(gs)))
+    root_size = int(gs.growth.sum() - gs.shrink.sum())
     threshold = max(min_share * root_size, 1)  # a node of size 0 is never worth a node of its own
     taken: list[_Taken] = []
     # (-size, order, candidate): the largest first, ties in the order they were found (deterministic)
@@ -193,7 +198,7 @@ def build_tree(gs: _Groups, direction: Direction, diff: bool, *, min_share: floa
         sizes: dict[str, int] = {}
         depth = node.depth
         for i in node.idx:
-            path = gs.paths[i]
+            path = gs.path(i)
             if len(path) <= depth:
                 own.append(i)
                 continue
