@@ -3,6 +3,7 @@
     python -m fuzz --seconds 3600 --jobs 2 --out DIR        fuzz for an hour; failing inputs kept in DIR
     python -m fuzz --inputs 100000 --jobs 2 --out DIR       a fixed number of inputs
     python -m fuzz --replay DIR/<class>/<n>.json            rebuild that input and show what each command did
+    python -m fuzz --replay DIR/failures.jsonl:N            the same for line N of the list of every failure
 
 Exit status: 0 when no input broke the contract, 1 when some did (the summary names the classes), 2 when the
 harness itself could not run.
@@ -25,7 +26,9 @@ def _replay(path: Path) -> int:
     from fuzz.seeds import sample_seeds, written_seeds
     from fuzz.worker import commands, run_cli
 
-    repro = json.loads(path.read_text(encoding="utf-8"))
+    name, _, line = str(path).rpartition(":") if str(path).rpartition(":")[2].isdigit() else (str(path), "", "")
+    text = Path(name).read_text(encoding="utf-8")
+    repro = json.loads(text.splitlines()[int(line) - 1] if line else text)
     seeds = {s.name: s for s in written_seeds() + sample_seeds()}
     seed = seeds[repro["seed"]]
     mutated = apply(seed, repro["mutations"])
@@ -62,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--diff-share", type=float, default=0.1, help="share of inputs also run as a diff")
     ap.add_argument("--keep", type=int, default=20, help="failing inputs kept per class (default 20)")
     ap.add_argument("--nice", type=int, default=0, help="niceness of the workers")
-    ap.add_argument("--replay", type=Path, help="a reproducer .json written by an earlier run")
+    ap.add_argument("--replay", type=Path, help="a reproducer .json (or failures.jsonl:LINE) of an earlier run")
     a = ap.parse_args(argv)
     if a.replay:
         return _replay(a.replay)

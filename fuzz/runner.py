@@ -5,9 +5,9 @@ a slow input never holds back the others. A worker that stops answering -- its w
 or it went past the memory bound and died -- is replaced; the input it was on is recorded as a ``timeout`` or
 ``crash:<signal>`` failure from the ``start`` line it wrote before running it.
 
-Every failing input is kept in the output folder (the first ``keep`` of each class): ``<class>/<n>.etl`` and
-``<n>.json`` with the reproducer (seed name and mutation list; :func:`fuzz.mutate.apply` rebuilds the bytes) and
-the symptom.
+Every failing input's reproducer (seed name and mutation list, from which :func:`fuzz.mutate.apply` rebuilds the
+bytes) and symptom is a line of ``failures.jsonl`` in the output folder; the first ``keep`` of each class are also
+kept whole: ``<class>/<n>.etl`` beside ``<n>.json``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -45,6 +46,9 @@ class Options:
     keep: int = 20                     # failing inputs kept per class
     nice: int = 0
     progress: bool = False
+    stall: float = 0.0                 # seconds every command sleeps first: the harness's own test of the watchdog
+    #: (symptom, mutations) -> whether that failure is of a known class; the others are listed in Result.unknown
+    known: Callable[[str, list[list[Any]]], bool] | None = None
 
 
 @dataclass
@@ -57,6 +61,8 @@ class Result:
     peak_kb: dict[str, int] = field(default_factory=dict)
     restarts: int = 0
     fatal: str | None = None
+    unknown: list[dict[str, Any]] = field(default_factory=list)   # failures not ``known`` (the first 20)
+    unknown_count: int = 0
 
     @property
     def failures(self) -> int:
@@ -89,7 +95,7 @@ class _Worker:
         self.stdin: IO[str] = self.proc.stdin
         self.stdout: IO[str] = self.proc.stdout
         config = {"work": str(work), "run_seed": opts.run_seed, "limit": opts.limit, "samples": opts.samples,
-                  "seeds": opts.seeds, "diff_share": opts.diff_share}
+                  "seeds": opts.seeds, "diff_share": opts.diff_share, "stall": opts.stall}
         self.stdin.write(json.dumps(config) + "\n")
         self.stdin.flush()
         self.ready: dict[str, Any] = self._read() or {}
@@ -151,6 +157,7 @@ def run(opts: Options) -> Result:
     work = opts.out / "work"
     work.mkdir(exist_ok=True)
     res = Result()
+    log = (opts.out / "failures.jsonl").open("a", encoding="utf-8")   # every failing input's reproducer
     lock = threading.Lock()
     counter = iter(range(10**12))
     t0 = time.monotonic()
@@ -187,6 +194,11 @@ def run(opts: Options) -> Result:
                          "mutations": muts, "exempt": answer.get("exempt"), "symptom": symptom,
                          "command": command, "detail": detail}
                 res.examples.setdefault(cls, repro)
+                log.write(json.dumps(repro) + "\n")
+                if opts.known is not None and not opts.known(symptom, muts):
+                    res.unknown_count += 1
+                    if len(res.unknown) < 20:
+                        res.unknown.append(repro)
                 if n <= opts.keep and start is not None and os.path.exists(start["path"]):
                     d = opts.out / _slug(f"{symptom}__{command}__{ops}")
                     d.mkdir(exist_ok=True)
@@ -231,6 +243,7 @@ def run(opts: Options) -> Result:
         t.start()
     for t in threads:
         t.join()
+    log.close()
     res.seconds = time.monotonic() - t0
     return res
 

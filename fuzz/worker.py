@@ -139,6 +139,7 @@ def serve(proto: IO[str], requests: IO[str]) -> None:
                 doc = None
             baselines[(s.name, command)] = heap_events(doc, command) if doc and s.clean else None
     dog = Watchdog(proto, float(config["limit"]))
+    stall = float(config.get("stall", 0.0))   # the harness's own test: a command that hangs
     mine = str(work / f"input_{os.getpid()}.etl")
     proto.write(json.dumps({"ready": len(seeds), "pid": os.getpid(),
                             "baselines": {f"{k[0]}/{k[1]}": v for k, v in baselines.items()}}) + "\n")
@@ -164,6 +165,8 @@ def serve(proto: IO[str], requests: IO[str]) -> None:
         t0 = time.monotonic()
         for command, argv in commands(mine, paths[seed.name], diff):
             dog.current = (i, command, time.monotonic())
+            if stall:
+                time.sleep(stall)
             o = run_cli(command, argv)
             dog.current = None
             try:
