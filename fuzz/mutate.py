@@ -262,6 +262,8 @@ def _content(m: Mutation, chunks: list[_Chunk], seed: Seed) -> str | None:
             _put(body, r.offset + (off if r.header_type in _HEADER_SIZES else 0), "H", size + m[3])
             return "a record's size"
         off, code = RECORD_FIELDS[m[3]]
+        if off + struct.calcsize(code) > r.size:
+            return None   # not in this record: past its end would be the next record's marker
         _put(body, r.offset + off, code, m[4])
         return f"a record's {m[3]}" if m[3] in RELABELS else None
     if op == "heap_field":
@@ -281,8 +283,10 @@ def _content(m: Mutation, chunks: list[_Chunk], seed: Seed) -> str | None:
         at = r.offset + _HEADER_SIZES[r.header_type]
         spots = [(0, "Q"), (8, "I"), (0xC, "I"), (0x10, "Q" if ptr == 8 else "I"), (0, "Q" if ptr == 8 else "I"),
                  (r.size - _HEADER_SIZES[r.header_type] - ptr, "Q" if ptr == 8 else "I")]
-        off, code = spots[m[3] % len(spots)]
-        _put(body, at + off, code, m[4])
+        spots = [(o, c) for o, c in spots if o >= 0 and at + o + struct.calcsize(c) <= r.offset + r.size]
+        if spots:   # only inside the record: past its end would be the next record's marker
+            off, code = spots[m[3] % len(spots)]
+            _put(body, at + off, code, m[4])
         return None
     raise ValueError(f"unknown mutation {m!r}")
 

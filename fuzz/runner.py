@@ -176,6 +176,9 @@ def run(opts: Options) -> Result:
         fails = answer.get("failures", [])
         with lock:
             res.inputs += 1
+            if opts.progress and res.inputs % 5000 == 0:
+                print(f"fuzz: {res.inputs:,} inputs, {time.monotonic() - t0:,.0f} s, {res.failures:,} failing",
+                      file=sys.stderr, flush=True)
             if "peak_kb" in answer:
                 for k, v in answer["peak_kb"].items():
                     res.peak_kb[k] = max(res.peak_kb.get(k, 0), v)
@@ -227,12 +230,6 @@ def run(opts: Options) -> Result:
                     return
                 continue
             record(i, answer, start)
-            if opts.progress:
-                with lock:
-                    line = (f"fuzz: {res.inputs:,} inputs, {time.monotonic() - t0:,.0f} s, "
-                            f"{res.failures:,} failing") if res.inputs % 5000 == 0 else None
-                if line:
-                    print(line, file=sys.stderr, flush=True)
         bye = w.stop()
         with lock:
             for key, v in bye.get("peak_kb", {}).items():
