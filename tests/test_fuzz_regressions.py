@@ -122,6 +122,16 @@ def test_compressed_stream_shorter_than_its_saved_offset_warns(tmp_path: Path, c
     assert _broken(tmp_path, s.data, data, command) is None
 
 
+@pytest.mark.xfail(strict=True, reason="a header buffer whose BufferSize is lowered (0x400 of 0x1000) sends the walk "
+                                       "into the middle of buffer 0: info reads no buffer after it and says nothing "
+                                       "(the job warns only that the trace was recorded without heap tracing)")
+def test_header_buffer_size_lowered_warns(tmp_path: Path) -> None:
+    s = _seed()
+    data = bytearray(s.data)
+    struct.pack_into("<I", data, S.BUFFER_HEADER.off("BufferSize"), 0x400)
+    assert _broken(tmp_path, s.data, bytes(data), "info") is None
+
+
 @pytest.mark.xfail(strict=True, reason="a 0xFFFFFFFF marker before the buffer's filled end (SavedOffset) ends the "
                                        "buffer as if it were the filler after the last record: the records after it "
                                        "are lost with no warning")
