@@ -16,8 +16,10 @@ MAX_DOCUMENT = 4 << 30
 
 
 def looks_like_json(path: str) -> bool:
-    """A JSON document starts with ``{`` (after white space or a UTF-8 byte-order mark); a trace never does. A
-    path that is not a readable regular file is left to the trace reader to report."""
+    """A JSON document starts with ``{"`` (white space allowed, and a UTF-8 byte-order mark); a trace's first bytes
+    are a buffer header whose size (a multiple of 4 KiB) starts with a zero byte. A path that is not a readable
+    regular file is left
+    to the trace reader to report."""
     if not os.path.isfile(path):
         return False
     try:
@@ -25,7 +27,8 @@ def looks_like_json(path: str) -> bool:
             head = fh.read(64)
     except OSError:
         return False
-    return head.removeprefix(b"\xef\xbb\xbf").lstrip()[:1] == b"{"
+    body = head.removeprefix(b"\xef\xbb\xbf").lstrip()
+    return body[:1] == b"{" and body[1:].lstrip()[:1] in (b'"', b"}")
 
 
 def read_document(path: str) -> Document:
