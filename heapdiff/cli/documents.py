@@ -18,8 +18,7 @@ MAX_DOCUMENT = 4 << 30
 def looks_like_json(path: str) -> bool:
     """A JSON document starts with ``{"`` (white space allowed, and a UTF-8 byte-order mark); a trace's first bytes
     are a buffer header whose size (a multiple of 4 KiB) starts with a zero byte. A path that is not a readable
-    regular file is left
-    to the trace reader to report."""
+    regular file is left to the trace reader to report."""
     if not os.path.isfile(path):
         return False
     try:
