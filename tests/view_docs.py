@@ -91,12 +91,10 @@ def timeline(role: str = "after", label: str = "app.exe+0x1a2b", points: int = 1
 
 
 def trend_view(view: ReportView, timelines: Sequence[TimelineView] = ()) -> ReportView:
-    """``view`` (of the small diff) as a trend over four runs: one-run figures, a series, slope and class per
-    row (the last row without a series)."""
-    rows = tuple(dataclasses.replace(r, figures=Figures(r.figures.after), status=None, series=s, slope_bytes=sl,
-                                     trend=tr)
+    """``view`` (of the small diff) as a trend over four runs: the diff's figures stand for the last run against
+    the first; a series, slope and class per row (the last row without a series), no status."""
+    rows = tuple(dataclasses.replace(r, status=None, series=s, slope_bytes=sl, trend=tr)
                  for r, s, sl, tr in zip(view.rows, TREND_SERIES, TREND_SLOPES, TREND_CLASSES, strict=False))
-    other = (dataclasses.replace(view.other, figures=Figures(view.other.figures.after), statuses=())
-             if view.other else None)
-    return dataclasses.replace(view, mode="trend", rows=rows, other=other, totals=Figures(view.totals.after),
-                               timelines=tuple(timelines))
+    other = dataclasses.replace(view.other, statuses=()) if view.other else None
+    return dataclasses.replace(view, mode="trend", rows=rows, other=other, timelines=tuple(timelines),
+                               trend_classes=(("growing", 2), ("plateau", 1)))

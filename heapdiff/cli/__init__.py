@@ -28,6 +28,7 @@ from heapdiff.cli.outputs import OutOfSpace
 from heapdiff.cli.report_command import main_command
 from heapdiff.cli.symbolize_command import symbolize_command
 from heapdiff.cli.terminal import fail
+from heapdiff.cli.trend_command import trend_command
 from heapdiff.errors import HeapdiffError, TraceError
 
 __all__ = ["EXIT_GATE", "EXIT_OK", "EXIT_UNREADABLE", "EXIT_USAGE", "main", "map_trace"]
@@ -35,7 +36,8 @@ __all__ = ["EXIT_GATE", "EXIT_OK", "EXIT_UNREADABLE", "EXIT_USAGE", "main", "map
 EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_UNREADABLE = 0, 1, 2, 3
 
 #: first argument -> subcommand; anything else (``./info`` too) is a trace of the main job
-SUBCOMMANDS: dict[str, click.Command] = {"info": info_command, "symbolize": symbolize_command}
+SUBCOMMANDS: dict[str, click.Command] = {"info": info_command, "symbolize": symbolize_command,
+                                         "trend": trend_command}
 
 
 @contextlib.contextmanager

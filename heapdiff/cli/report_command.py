@@ -18,6 +18,7 @@ from heapdiff.cli.symbol_setup import SYMBOLS_HELP, DownloadLine, make_resolver,
 from heapdiff.cli.terminal import Progress, warn, warn_trace
 
 if TYPE_CHECKING:
+    from heapdiff.commands.report import ReportResult
     from heapdiff.document.model import Document
 
 #: the environment variables that name a symbol path (the debuggers')
@@ -47,6 +48,7 @@ MAIN_HELP = f"""Report the heap blocks still outstanding at the end of a trace, 
   heapdiff after.etl                  outstanding blocks at the end of one trace
   heapdiff before.etl after.etl       per call stack: how much more (or less) is outstanding in "after"
   heapdiff main.json pr.etl           the same against a baseline: the JSON of an earlier one-trace run
+  heapdiff trend R1 R2 R3 ...         which call stacks keep growing over N runs (heapdiff trend --help)
   heapdiff symbolize REPORT.json      name the frames of a report made without symbols
   heapdiff info [--json] TRACE        metadata and counts of one trace
 
@@ -68,7 +70,7 @@ be '-' for standard output (one at most); outputs are checked before any work st
 input. SIZE: bytes, or with a unit: 10k, 10KiB, 5M, 1G (1024 multiples)."""
 
 
-def _tame_malloc() -> None:
+def tame_malloc() -> None:
     """glibc: fixed thresholds, so that the per-batch arrays the job frees go back to the OS (glibc raises its
     mmap threshold after each large free, so later arrays of that size stayed in the heap, fragmented, and the
     resident set grew with the trace). A no-op elsewhere."""
@@ -144,12 +146,10 @@ def main_command(traces: Sequence[str], html_path: str, json_path: str | None, m
         from heapdiff.commands.report import check_baseline
 
         baseline = read_document(baseline_path)
-        _check_baseline_fits(baseline, baseline_path, kernel_frames, process_name, check_baseline)
+        check_document_fits(baseline, baseline_path, kernel_frames, process_name, check_baseline)
 
     from heapdiff.commands.report import ReportOptions, run_report
-    from heapdiff.document import write_document
     from heapdiff.document.gates import GateRequest
-    from heapdiff.report.sentences import RECORD_HELP, gate_sentence
 
     gates = tuple(r for r in (GateRequest("growth", fail_on_growth) if fail_on_growth is not None else None,
                               GateRequest("stack_growth", fail_on_stack_growth) if fail_on_stack_growth is not None
@@ -157,7 +157,7 @@ def main_command(traces: Sequence[str], html_path: str, json_path: str | None, m
                               GateRequest("new", fail_on_new) if fail_on_new is not None else None) if r is not None)
     if no_symbols and symbol_paths:
         raise click.UsageError("--symbols and --no-symbols together: give one of them")
-    _tame_malloc()
+    tame_malloc()
     install_template_cache()
     mapped = map_all(trace_paths)
     line = DownloadLine(not quiet)
@@ -177,13 +177,24 @@ def main_command(traces: Sequence[str], html_path: str, json_path: str | None, m
             tf.close()
         if resolver is not None:
             resolver.close()
-    if resolver is not None:
-        report_symbols([t for t in result.document.traces if t.role != "baseline"],
+    return deliver(result, outputs, quiet, trace_paths, resolver is not None, symbol_path, bool(symbol_paths))
+
+
+def deliver(result: ReportResult, outputs: Sequence[Output], quiet: bool, read: Sequence[str], symbols: bool,
+            symbol_path: str | None, symbols_asked: bool) -> int:
+    """What every job does with its result: warnings on stderr about the traces it ``read`` (not about the
+    documents it was given), the outputs written, the summary printed, the gates' exit code (shared by the main
+    job and ``trend``)."""
+    fresh = [t for t in result.document.traces if t.path in set(read)]
+    from heapdiff.document import write_document
+    from heapdiff.report.sentences import RECORD_HELP, gate_sentence
+
+    if symbols:
+        report_symbols(fresh,
                        servers="srv*" in (symbol_path or "").lower() or "http" in (symbol_path or "").lower(),
-                       asked=bool(symbol_paths) or any(os.environ.get(v) for v in SYMBOL_ENV))
-    for t in result.document.traces:
-        if t.role != "baseline":
-            warn_trace(t.path, t.anomalies, t.events_lost, t.buffers_lost)
+                       asked=symbols_asked or any(os.environ.get(v) for v in SYMBOL_ENV))
+    for t in fresh:
+        warn_trace(t.path, t.anomalies, t.events_lost, t.buffers_lost)
     for e in result.view.empty_traces:
         warn(f"{e.path} holds no heap events: it was recorded without heap tracing for the program; record one "
              f"with: {RECORD_HELP[0]}")
@@ -225,7 +236,7 @@ def _split_baseline(paths: Sequence[str]) -> tuple[str | None, list[str]]:
     return paths[0], list(paths[1:])
 
 
-def _check_baseline_fits(doc: Document, path: str, kernel_frames: bool, process: str | None,
+def check_document_fits(doc: Document, path: str, kernel_frames: bool, process: str | None,
                          check: Callable[[Document, str], None]) -> None:
     from heapdiff.errors import DocumentError
 

@@ -25,6 +25,7 @@ from heapdiff.document.model import (
     Filters,
     FrameTotals,
     GroupRecord,
+    Mode,
     ModuleRecord,
     ProcessRecord,
     Role,
@@ -34,6 +35,7 @@ from heapdiff.document.model import (
     TraceRecord,
 )
 from heapdiff.document.suppress import Pattern, first_match
+from heapdiff.document.trend import trend_of
 from heapdiff.etl.logfile import iso_utc
 from heapdiff.events.images import KERNEL_PIDS
 from heapdiff.events.scan import TraceScan
@@ -76,6 +78,8 @@ class BuildOptions:
     filters: Filters
     suppressions: tuple[Pattern, ...] = ()
     gates: tuple[GateRequest, ...] = ()
+    #: a trend over the inputs (runs in order), not one trace or a diff
+    trend: bool = False
 
 
 def outstanding(live: LiveBlocks) -> Counts:
@@ -237,16 +241,27 @@ def nothing_measured(traces: Sequence[TraceRecord], inputs: Sequence[Input]) -> 
     return None
 
 
-def roles_for(inputs: Sequence[Input]) -> tuple[Role, ...]:
+def roles_for(inputs: Sequence[Input], trend: bool = False) -> tuple[Role, ...]:
+    if trend:
+        run: Role = "run"
+        return (run,) * len(inputs)
     if len(inputs) == 1:
         return ("trace",)
     positions: tuple[Role, ...] = ("before", "after")
     return tuple("baseline" if isinstance(i, Baseline) else r for i, r in zip(inputs, positions, strict=True))
 
 
+def _trended(groups: Sequence[GroupRecord]) -> list[GroupRecord]:
+    """Each group with its trend, the steepest growth first (ties: more bytes in the last run, then signature)."""
+    out = [replace(g, trend=trend_of(g.series)) for g in groups]
+    out.sort(key=lambda g: (-(g.trend.slope_bytes if g.trend else 0.0), -g.last.bytes, g.stack))
+    return out
+
+
 def build_document(inputs: Sequence[Input], opts: BuildOptions) -> Document:
-    """The document of one input (its groups largest first) or of two (matched, largest growth first)."""
-    made = [_input(inp, role) for inp, role in zip(inputs, roles_for(inputs), strict=True)]
+    """The document of one input (its groups largest first), of two (matched, largest growth first), or a trend
+    over several (matched, steepest growth first)."""
+    made = [_input(inp, role) for inp, role in zip(inputs, roles_for(inputs, opts.trend), strict=True)]
     traces = tuple(t for t, _ in made)
     key = None
     if len(inputs) > 1 and opts.filters.match == "function":
@@ -254,9 +269,13 @@ def build_document(inputs: Sequence[Input], opts: BuildOptions) -> Document:
         if named:
             def key(g: GroupRecord) -> tuple[str, ...]:
                 return _key(g, named, opts.filters.kernel_frames)
-    groups, used = _suppress(_combine([g for _, g in made], key), opts.suppressions)
+    combined = _combine([g for _, g in made], key)
+    if opts.trend:
+        combined = _trended(combined)
+    groups, used = _suppress(combined, opts.suppressions)
     totals = groups.totals() if isinstance(groups, TraceGroups) else Totals.of(groups, len(inputs))
-    diff = len(inputs) == 2
+    diff = len(inputs) == 2 and not opts.trend
     gates = evaluate(opts.gates, groups, totals, diff, nothing_measured(traces, inputs)) if opts.gates else ()
-    return Document(mode="diff" if diff else "single", generator=f"heapdiff {__version__}", filters=opts.filters,
-                    traces=traces, totals=totals, groups=groups_of(groups), gates=gates, suppressions=used)
+    mode: Mode = "trend" if opts.trend else "diff" if diff else "single"
+    return Document(mode=mode, generator=f"heapdiff {__version__}", filters=opts.filters, traces=traces,
+                    totals=totals, groups=groups_of(groups), gates=gates, suppressions=used)

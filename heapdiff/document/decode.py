@@ -21,6 +21,7 @@ from heapdiff.document.model import (
     ROLES,
     SCHEMA,
     STATUSES,
+    TREND_CLASSES,
     Counts,
     Document,
     Filters,
@@ -37,6 +38,7 @@ from heapdiff.document.model import (
     Suppression,
     Totals,
     TraceRecord,
+    Trend,
 )
 from heapdiff.errors import DocumentError
 from heapdiff.frames import PdbId, SourceFrame, SymbolStatus
@@ -313,9 +315,23 @@ def _group(v: Any, where: str, mode: Mode, frames_of: _Frames) -> GroupRecord:
     label_index = next((i for i, f in enumerate(frames) if f.text == label and not f.kernel), -1)
     status: Status | None = None
     runs: tuple[RunDetails | None, ...]
+    trend: Trend | None = None
     if mode == "single":
         c = Counts(_int(_get(o, "blocks", where), f"{where}.blocks"), _int(_get(o, "bytes", where), f"{where}.bytes"))
         runs = (_details(o, where, c),)
+    elif mode == "trend":
+        rw = f"{where}.runs"
+        runs = tuple(None if r is None else _details(_obj(r, f"{rw}[{i}]"), f"{rw}[{i}]", _counts(r, f"{rw}[{i}]"))
+                     for i, r in enumerate(_list(_get(o, "runs", where), rw)))
+        tw = f"{where}.trend"
+        to = _obj(_get(o, "trend", where), tw)
+        klass = _str(_get(to, "class", tw), f"{tw}.class")
+        if klass not in TREND_CLASSES:
+            raise _fail(f"{tw}.class", " or ".join(TREND_CLASSES), klass)
+        slope = _get(to, "slope_bytes", tw)
+        if type(slope) not in (int, float):
+            raise _fail(f"{tw}.slope_bytes", "a number", slope)
+        trend = Trend(float(slope), klass)
     else:
         st = _str(_get(o, "status", where), f"{where}.status")
         if st not in STATUSES:
@@ -340,7 +356,7 @@ def _group(v: Any, where: str, mode: Mode, frames_of: _Frames) -> GroupRecord:
             runs = (other, shown) if now_after else (shown, other)
     return GroupRecord(stack=tuple(stack), frames=frames, module=module, label=label, label_index=label_index,
                        status=status, runs=runs,
-                       suppressed_by=_opt(_str, o.get("suppressed_by"), f"{where}.suppressed_by"))
+                       suppressed_by=_opt(_str, o.get("suppressed_by"), f"{where}.suppressed_by"), trend=trend)
 
 
 def _match(v: Any) -> Match:
@@ -389,8 +405,8 @@ def _decode(value: Any) -> Document:
     if schema != SCHEMA:
         raise DocumentError(f"not a {SCHEMA} document (schema {str(schema)[:40]!r})")
     mode_raw = _str(_get(o, "mode", "document"), "mode")
-    if mode_raw not in ("single", "diff"):
-        raise _fail("mode", "'single' or 'diff'", mode_raw)
+    if mode_raw not in ("single", "diff", "trend"):
+        raise _fail("mode", "'single', 'diff' or 'trend'", mode_raw)
     mode = cast(Mode, mode_raw)
     fo = _obj(_get(o, "filters", "document"), "filters")
     pid_raw = _get(fo, "pid", "filters")
@@ -403,7 +419,7 @@ def _decode(value: Any) -> Document:
                       match=_match(fo.get("match", "rva")),
                       symbols=_opt(_str, fo.get("symbols"), "filters.symbols"))
     traces = tuple(_trace(t, f"traces[{i}]") for i, t in enumerate(_list(_get(o, "traces", "document"), "traces")))
-    if len(traces) != (2 if mode == "diff" else 1):
+    if mode != "trend" and len(traces) != (2 if mode == "diff" else 1):
         raise DocumentError(f"traces: a {mode} document has {2 if mode == 'diff' else 1} trace(s), "
                             f"this one {len(traces)}")
     frames_of = _Frames()
@@ -411,7 +427,12 @@ def _decode(value: Any) -> Document:
                    for i, g in enumerate(_list(_get(o, "groups", "document"), "groups")))
     to = _obj(_get(o, "totals", "document"), "totals")
     runs: tuple[Counts, ...]
-    if mode == "diff":
+    if mode == "trend":
+        runs = tuple(_counts(c, f"totals.runs[{i}]") for i, c in enumerate(_list(_get(to, "runs", "totals"),
+                                                                                 "totals.runs")))
+        if len(runs) != len(traces):
+            raise DocumentError(f"totals.runs: {len(runs)} runs for {len(traces)} traces")
+    elif mode == "diff":
         before = _counts(_get(to, "before", "totals"), "totals.before")
         after = _counts(_get(to, "after", "totals"), "totals.after")
         _delta(to, "totals", before, after)

@@ -110,6 +110,11 @@ def group_json(g: GroupRecord, frames: _FrameCache) -> dict[str, Any]:
         "suppressed_by": g.suppressed_by,
     }
     d.update(_details(g.details))
+    if g.trend is not None:  # a trend over N runs
+        d["series"] = list(g.series)
+        d["trend"] = {"slope_bytes": round(g.trend.slope_bytes, 3), "class": g.trend.klass}
+        d["runs"] = [None if r is None else {**_bb(r.counts), **_details(r)} for r in g.runs]
+        return d
     if g.status is None:
         c = g.last
         d["blocks"] = c.blocks
@@ -139,7 +144,10 @@ def head_json(doc: Document) -> dict[str, Any]:
         "traces": [trace_json(t) for t in doc.traces],
     }
     t = doc.totals
-    if doc.is_diff:
+    if doc.is_trend:
+        out["totals"] = {"runs": [_bb(c) for c in t.runs], "delta": _bb(t.delta), "growth": _bb(t.growth),
+                         "shrink": _bb(t.shrink), "suppressed": _bb(t.suppressed)}
+    elif doc.is_diff:
         out["totals"] = {"before": _bb(t.runs[0]), "after": _bb(t.runs[1]), "delta": _bb(t.delta),
                          "growth": _bb(t.growth), "shrink": _bb(t.shrink), "suppressed": _bb(t.suppressed)}
     else:

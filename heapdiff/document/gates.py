@@ -2,7 +2,8 @@
 
 ``growth`` compares the total growth (the sum of the positive per-group deltas; for one trace, what is
 outstanding), ``stack_growth`` the largest single group's delta (one trace: its outstanding bytes), ``new`` the
-largest group that is new in "after". Suppressed groups are left out. When an input held nothing to measure (no
+largest group that is new in "after", ``trend`` the steepest slope (bytes per run) of a group whose trend is
+growing. Suppressed groups are left out. When an input held nothing to measure (no
 heap events, or no heap events in the processes the filters kept), every gate fails and says why: a trace
 recorded without heap tracing must not look like a trace without leaks.
 """
@@ -39,10 +40,15 @@ def evaluate(requests: Sequence[GateRequest], groups: Sequence[GroupRecord], tot
         elif r.name == "stack_growth":
             value = max((g.delta.bytes for _, g in counted), default=0)
             tripped = [i for i, g in counted if g.delta.bytes > r.threshold]
-        else:  # new: only a diff has groups that are new
+        elif r.name == "new":  # only a diff has groups that are new
             news = [(i, g) for i, g in counted if diff and g.status == "new"]
             value = max((g.last.bytes for _, g in news), default=0)
             tripped = [i for i, g in news if g.last.bytes > r.threshold]
+        else:  # trend: the steepest growing group's slope, in bytes per run
+            slopes = [(i, round(g.trend.slope_bytes)) for i, g in counted
+                      if g.trend is not None and g.trend.klass == "growing"]
+            value = max((v for _, v in slopes), default=0)
+            tripped = [i for i, v in slopes if v > r.threshold]
         if nothing_measured is not None:
             out.append(Gate(r.name, r.threshold, value, True, (), nothing_measured))
             continue

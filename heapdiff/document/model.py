@@ -18,18 +18,44 @@ from heapdiff.grouping import ZERO, Counts
 
 SCHEMA: Final = "heapdiff/1"
 
-Mode = Literal["single", "diff"]
-Role = Literal["trace", "before", "after", "baseline"]
-ROLES: Final[tuple[Role, ...]] = ("trace", "before", "after", "baseline")
+Mode = Literal["single", "diff", "trend"]
+Role = Literal["trace", "before", "after", "baseline", "run"]
+ROLES: Final[tuple[Role, ...]] = ("trace", "before", "after", "baseline", "run")
+#: how a group's bytes moved over the runs of a trend
+TrendClass = Literal["growing", "plateau", "shrinking", "flat"]
+TREND_CLASSES: Final[tuple[TrendClass, ...]] = ("growing", "plateau", "shrinking", "flat")
 STATUSES: Final[tuple[Status, ...]] = ("new", "gone", "common")
 
-GateName = Literal["growth", "stack_growth", "new"]
-GATE_NAMES: Final[tuple[GateName, ...]] = ("growth", "stack_growth", "new")
+GateName = Literal["growth", "stack_growth", "new", "trend"]
+GATE_NAMES: Final[tuple[GateName, ...]] = ("growth", "stack_growth", "new", "trend")
 
 __all__ = [
-    "GATE_NAMES", "ROLES", "SCHEMA", "STATUSES", "ZERO", "Counts", "Document", "Filters", "FrameRecord",
-    "FrameTotals", "Gate", "GateName", "GroupRecord", "Match", "Mode", "ModuleRecord", "ProcessRecord", "Role",
-    "RunDetails", "Status", "Suppression", "Totals", "TraceRecord",
+    "GATE_NAMES",
+    "ROLES",
+    "SCHEMA",
+    "STATUSES",
+    "TREND_CLASSES",
+    "ZERO",
+    "Counts",
+    "Document",
+    "Filters",
+    "FrameRecord",
+    "FrameTotals",
+    "Gate",
+    "GateName",
+    "GroupRecord",
+    "Match",
+    "Mode",
+    "ModuleRecord",
+    "ProcessRecord",
+    "Role",
+    "RunDetails",
+    "Status",
+    "Suppression",
+    "Totals",
+    "TraceRecord",
+    "Trend",
+    "TrendClass",
 ]
 
 
@@ -113,6 +139,14 @@ class RunDetails:
 
 
 @dataclass(frozen=True, slots=True)
+class Trend:
+    """A group over the runs of a trend: the least-squares slope of its bytes per run, and its class."""
+
+    slope_bytes: float
+    klass: TrendClass
+
+
+@dataclass(frozen=True, slots=True)
 class GroupRecord:
     """One call stack across the inputs."""
 
@@ -130,6 +164,13 @@ class GroupRecord:
     runs: tuple[RunDetails | None, ...]
     #: the suppression pattern that matched one of its frames: then it is left out of totals and gates
     suppressed_by: str | None = None
+    #: trend mode: how its bytes moved over the runs
+    trend: Trend | None = None
+
+    @property
+    def series(self) -> tuple[int, ...]:
+        """Its outstanding bytes in each input, in order (0 where it has none)."""
+        return tuple(self.counts(k).bytes for k in range(len(self.runs)))
 
     def counts(self, run: int) -> Counts:
         r = self.runs[run]
@@ -259,3 +300,7 @@ class Document:
     @property
     def is_diff(self) -> bool:
         return self.mode == "diff"
+
+    @property
+    def is_trend(self) -> bool:
+        return self.mode == "trend"

@@ -102,7 +102,7 @@ class _Groups:
 
 
 def _groups(doc: Document) -> _Groups:
-    diff = doc.is_diff
+    diff = doc.is_diff or doc.is_trend  # a trend: its last run against its first
     index: list[int] = []
     cols: list[list[int]] = [[], [], [], []]
     for k, g in enumerate(doc.groups):
@@ -254,4 +254,4 @@ def _lay_out(taken: list[_Taken], diff: bool) -> tuple[CallNode, ...]:
 def call_trees(doc: Document) -> tuple[CallTree, ...]:
     """The top-down and the bottom-up tree of every group of ``doc`` that is not suppressed."""
     gs = _groups(doc)
-    return tuple(build_tree(gs, d, doc.is_diff) for d in ("top_down", "bottom_up"))
+    return tuple(build_tree(gs, d, doc.is_diff or doc.is_trend) for d in ("top_down", "bottom_up"))

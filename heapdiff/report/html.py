@@ -134,7 +134,11 @@ def render_html(view: ReportView) -> str:
     return env.get_template(TEMPLATE).render(
         view=view,
         record_help=RECORD_HELP,
-        diff=view.is_diff,
+        # a trend shows its last run against its first, as a diff shows "after" against "before"
+        diff=view.is_diff or view.mode == "trend",
+        status_col=view.is_diff,
+        first_label="First run" if view.mode == "trend" else "Before",
+        last_label="Last run" if view.mode == "trend" else "After",
         css=Markup(css),  # our own file, not data: marked safe on purpose
         js=Markup(js),  # likewise
         views_css=Markup(views_css),  # likewise

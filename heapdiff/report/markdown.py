@@ -8,6 +8,7 @@ entity, and a stack sits in a code fence longer than any run of backticks it hol
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Final
 
 from heapdiff.report.sentences import (
@@ -16,8 +17,10 @@ from heapdiff.report.sentences import (
     growth_sentence,
     net_sentence,
     outstanding_sentence,
+    runs_sentence,
     shrink_sentence,
     suppressed_sentence,
+    trend_sentence,
 )
 from heapdiff.report.text import format_bytes, format_count
 from heapdiff.report.view import GroupRow, ReportView
@@ -56,7 +59,10 @@ def markdown_summary(view: ReportView, rows: int = ROWS) -> str:
     diff = view.is_diff
     t, h = view.totals, view.headline
     out = [f"### {md(view.title)}", ""]
-    if diff and t.before is not None:
+    if view.is_trend and t.before is not None:
+        out += [f"**{md(trend_sentence(len(view.traces), view.trend_classes))}**", "",
+                md(runs_sentence(t.before.bytes, t.before.blocks, t.after.bytes, t.after.blocks)), ""]
+    elif diff and t.before is not None:
         net = net_sentence(h, t.before.bytes, t.before.blocks, t.after.bytes, t.after.blocks)
         out += [f"**{md(growth_sentence(h))}**", "", f"{md(shrink_sentence(h))}; {md(net)}", ""]
     else:
@@ -79,17 +85,32 @@ def markdown_summary(view: ReportView, rows: int = ROWS) -> str:
     if not shown:
         out.append("No call stack to show.")
         return "\n".join(out) + "\n"
-    what = "growth" if diff else "outstanding"
-    out += [f"Largest {what} first ({len(shown):,} of {view.group_count:,} call stacks):", ""]
-    head = "| # | Status | Δ bytes | Δ blocks | Module | Innermost frame |" if diff else \
-        "| # | Bytes | Blocks | Module | Innermost frame |"
-    out += [head, "|" + "---|" * (head.count("|") - 1)]
-    for r in shown:
-        c = r.figures.delta if diff and r.figures.delta is not None else r.figures.after
-        cells = [str(r.rank)] + ([md(r.status or "")] if diff else []) + [
-            format_bytes(c.bytes, signed=diff), format_count(c.blocks, signed=diff), md(r.module), md(r.label)]
-        out.append("| " + " | ".join(cells) + " |")
+    what = "steepest growth per run" if view.is_trend else "largest growth" if diff else "largest outstanding"
+    out += [f"{what[0].upper()}{what[1:]} first ({len(shown):,} of {view.group_count:,} call stacks):", ""]
+    out += _table(view, shown)
     out.append("")
     for r in shown:
         out += [f"<details><summary>#{r.rank} {md(r.label)}</summary>", "", *_stack(r), "", "</details>", ""]
     return "\n".join(out)
+
+
+def _table(view: ReportView, shown: Sequence[GroupRow]) -> list[str]:
+    diff = view.is_diff
+    if view.is_trend:
+        head = "| # | Slope per run | Last run | Trend | Module | Innermost frame |"
+    elif diff:
+        head = "| # | Status | Δ bytes | Δ blocks | Module | Innermost frame |"
+    else:
+        head = "| # | Bytes | Blocks | Module | Innermost frame |"
+    out = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in shown:
+        if view.is_trend:
+            cells = [str(r.rank), format_bytes(round(r.slope_bytes or 0.0), signed=True),
+                     format_bytes(r.figures.after.bytes), md(r.trend or ""), md(r.module), md(r.label)]
+        else:
+            c = r.figures.delta if diff and r.figures.delta is not None else r.figures.after
+            cells = [str(r.rank)] + ([md(r.status or "")] if diff else []) + [
+                format_bytes(c.bytes, signed=diff), format_count(c.blocks, signed=diff), md(r.module),
+                md(r.label)]
+        out.append("| " + " | ".join(cells) + " |")
+    return out

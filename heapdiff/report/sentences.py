@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 from heapdiff.report.text import format_bytes, format_count, plural
@@ -51,7 +52,7 @@ def gate_body(g: GateFacts) -> str:
     if g.reason is not None:
         return f"nothing to measure: {g.reason}"
     cmp = ">" if g.failed else "<="
-    line = f"{g.measures} {format_bytes(g.value)} {cmp} {format_bytes(g.threshold)}"
+    line = f"{g.measures} {format_bytes(g.value)}{g.unit} {cmp} {format_bytes(g.threshold)}{g.unit}"
     if g.failed and g.groups:
         shown = ", ".join(f"#{rank} {label}" for rank, label in g.groups[:3])
         more = f" and {len(g.groups) - 3} more" if len(g.groups) > 3 else ""
@@ -60,4 +61,18 @@ def gate_body(g: GateFacts) -> str:
 
 
 def gate_sentence(g: GateFacts) -> str:
-    return f"{g.option} {format_bytes(g.threshold)}: {'FAILED' if g.failed else 'passed'}: {gate_body(g)}"
+    return f"{g.option} {format_bytes(g.threshold)}{g.unit}: {'FAILED' if g.failed else 'passed'}: {gate_body(g)}"
+
+
+def trend_sentence(runs: int, classes: Sequence[tuple[str, int]]) -> str:
+    """How the call stacks moved over the runs, growing first: "Over 5 runs: 2 call stacks growing, 1 plateau"."""
+    if not classes:
+        return f"Over {runs} runs: no call stack holds outstanding blocks"
+    parts = [f"{format_count(n)} {'call stack' if n == 1 else 'call stacks'} {k}" if i == 0 else
+             f"{format_count(n)} {k}" for i, (k, n) in enumerate(classes)]
+    return f"Over {runs} runs: " + ", ".join(parts)
+
+
+def runs_sentence(first_bytes: int, first_blocks: int, last_bytes: int, last_blocks: int) -> str:
+    return (f"Outstanding: first run {format_bytes(first_bytes)} in {blocks(first_blocks)}, last run "
+            f"{format_bytes(last_bytes)} in {blocks(last_blocks)}")

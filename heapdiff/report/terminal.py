@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from heapdiff.report.sentences import (
     RECORD_HELP,
@@ -11,11 +11,13 @@ from heapdiff.report.sentences import (
     growth_sentence,
     net_sentence,
     outstanding_sentence,
+    runs_sentence,
     shrink_sentence,
     suppressed_sentence,
+    trend_sentence,
 )
 from heapdiff.report.text import format_bytes, format_count
-from heapdiff.report.view import ReportView
+from heapdiff.report.view import GroupRow, ReportView
 
 
 def _fit(text: str, width: int) -> str:
@@ -38,6 +40,10 @@ def headline_lines(view: ReportView) -> list[str]:
     """The leak answer: growth first (never hidden by memory freed elsewhere), then shrink and net; for one
     trace, what is outstanding."""
     t, h = view.totals, view.headline
+    if view.is_trend and t.before is not None:
+        return [trend_sentence(len(view.traces), view.trend_classes),
+                runs_sentence(t.before.bytes, t.before.blocks, t.after.bytes, t.after.blocks),
+                "First to last run: " + growth_sentence(h)]
     if view.is_diff and t.before is not None:
         return [growth_sentence(h), shrink_sentence(h),
                 net_sentence(h, t.before.bytes, t.before.blocks, t.after.bytes, t.after.blocks)]
@@ -74,6 +80,8 @@ def terminal_summary(view: ReportView, width: int = 100, *, rows: int = 10) -> s
     room = width - (nb + nk + 6)
     nm = min(18, max(6, room // 3))
     nf = max(4, room - nm)
+    if view.is_trend:
+        return "\n".join(lines + _trend_rows(view, shown, width)) + "\n"
     head_b, head_k = ("Δ bytes", "Δ blocks") if diff else ("bytes", "blocks")
     lines.append(_line_cells([(head_b, nb, ">"), (head_k, nk, ">"), ("module", nm, "<"),
                               ("innermost frame", nf, "<")]))
@@ -89,3 +97,21 @@ def terminal_summary(view: ReportView, width: int = 100, *, rows: int = 10) -> s
         more = "more call stack" if rest == 1 else "more call stacks"
         lines.append(_fit(f"… {rest:,} {more} ({format_bytes(rest_bytes, signed=diff)})", width))
     return "\n".join(lines) + "\n"
+
+
+def _trend_rows(view: ReportView, shown: Sequence[GroupRow], width: int) -> list[str]:
+    """A trend's rows: slope per run, bytes in the last run, class, module, innermost frame."""
+    ns, nb, nc = 12, 11, 9
+    room = width - (ns + nb + nc + 8)
+    nm = min(18, max(6, room // 3))
+    nf = max(4, room - nm)
+    out = [_line_cells([("slope/run", ns, ">"), ("last run", nb, ">"), ("trend", nc, "<"), ("module", nm, "<"),
+                        ("innermost frame", nf, "<")])]
+    for r in shown:
+        slope = format_bytes(round(r.slope_bytes or 0.0), signed=True)
+        out.append(_line_cells([(slope, ns, ">"), (format_bytes(r.figures.after.bytes), nb, ">"),
+                                (r.trend or "", nc, "<"), (r.module, nm, "<"), (r.label, nf, "<")]))
+    rest = view.group_count - len(shown)
+    if rest > 0:
+        out.append(_fit(f"… {rest:,} more call stack{'' if rest == 1 else 's'}", width))
+    return out

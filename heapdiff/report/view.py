@@ -228,6 +228,8 @@ class GateFacts:
     reason: str | None
     #: (rank, label) of the groups that tripped it, as many as the document lists
     groups: tuple[tuple[int, str], ...]
+    #: what follows value and threshold: "" (bytes) or "/run" (a slope)
+    unit: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,10 +350,16 @@ class ReportView:
     timelines: tuple[TimelineView, ...] = ()
     #: the call trees of every group not suppressed (top-down, bottom-up); none in a view built without them
     call_trees: tuple[CallTree, ...] = ()
+    #: a trend: how many call stacks (not suppressed) are growing, plateau, shrinking, flat (zero counts left out)
+    trend_classes: tuple[tuple[str, int], ...] = ()
 
     @property
     def is_diff(self) -> bool:
         return self.mode == "diff"
+
+    @property
+    def is_trend(self) -> bool:
+        return self.mode == "trend"
 
     @property
     def gates_failed(self) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ntpath
 from collections import Counter
+from dataclasses import replace
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Final
@@ -23,7 +24,15 @@ from typing import Final
 import numpy as np
 
 from heapdiff.document.lazy import TraceGroups
-from heapdiff.document.model import Document, FrameRecord, Gate, GroupRecord, RunDetails, TraceRecord
+from heapdiff.document.model import (
+    TREND_CLASSES,
+    Document,
+    FrameRecord,
+    Gate,
+    GroupRecord,
+    RunDetails,
+    TraceRecord,
+)
 from heapdiff.grouping import ZERO, Counts
 from heapdiff.report.flame import call_trees
 from heapdiff.report.text import clean, plural
@@ -73,6 +82,7 @@ GATE_WORDS: Final = {
     "growth": ("--fail-on-growth", "total growth"),
     "stack_growth": ("--fail-on-stack-growth", "largest growth of one call stack"),
     "new": ("--fail-on-new", "largest call stack new in after"),
+    "trend": ("--fail-on-trend", "steepest slope per run of a growing call stack"),
 }
 
 
@@ -152,10 +162,11 @@ def _notices(traces: Sequence[TraceFacts]) -> list[Notice]:
     return out
 
 
-def _figures(g: GroupRecord, diff: bool) -> Figures:
-    if not diff:
+def _figures(g: GroupRecord, compare: bool) -> Figures:
+    """One input: what is outstanding; a diff or a trend: the last input against the first."""
+    if not compare:
         return Figures(g.last)
-    return Figures(g.counts(1), g.counts(0), g.delta)
+    return Figures(g.last, g.counts(0), g.delta)
 
 
 def _pairs(m: Mapping[str, int], limit: int) -> tuple[tuple[str, int], ...]:
@@ -198,12 +209,18 @@ def _row(rank: int, g: GroupRecord, figures: Figures, diff: bool, frames_of: _Fr
          roles: Sequence[str]) -> GroupRow:
     frames = [frames_of(f) for f in g.frames[:MAX_FRAMES]]
     label_index = g.label_index if g.label_index < len(frames) else -1
+    runs = [_run_facts(role, r) for role, r in zip(roles, g.runs, strict=True) if r is not None]
+    if g.trend is not None:  # a trend's runs are its series; the facts are the last run's that holds it
+        runs = runs[-1:]
     return GroupRow(
         rank=rank, figures=figures, status=g.status if diff else None,
         module=clean(g.module) or UNKNOWN_MODULE, label=clean(g.label, MAX_FRAME) if g.label else NO_STACK,
         label_index=label_index, frames=tuple(frames), frames_omitted=max(0, len(g.frames) - MAX_FRAMES),
-        runs=tuple(_run_facts(role, r) for role, r in zip(roles, g.runs, strict=True) if r is not None),
+        runs=tuple(runs),
         suppressed_by=clean(g.suppressed_by, MAX_FRAME) if g.suppressed_by is not None else None,
+        series=g.series if g.trend is not None else (),
+        slope_bytes=g.trend.slope_bytes if g.trend is not None else None,
+        trend=g.trend.klass if g.trend is not None else None,
     )
 
 
@@ -282,6 +299,8 @@ def _title(doc: Document, traces: Sequence[TraceFacts]) -> str:
 
     if doc.is_diff and len(traces) == 2:
         return f"Heap growth: {base(traces[0])} → {base(traces[1])}"
+    if doc.is_trend and traces:
+        return f"Heap trend over {len(traces)} runs: {base(traces[0])} … {base(traces[-1])}"
     if traces:
         return f"Outstanding heap: {base(traces[0])}"
     return "heapdiff report"
@@ -294,7 +313,8 @@ def _gates(gates: Sequence[Gate], rank_of: dict[int, int], groups: Sequence[Grou
         tripped = tuple((rank_of.get(i, 0), clean(groups[i].label, MAX_FRAME) or NO_STACK) for i in g.groups
                         if 0 <= i < len(groups))
         out.append(GateFacts(option, measures, g.threshold, g.value, g.failed,
-                             clean(g.reason, MAX_PATH) if g.reason else None, tripped))
+                             clean(g.reason, MAX_PATH) if g.reason else None, tripped,
+                             "/run" if g.name == "trend" else ""))
     return tuple(out)
 
 
@@ -304,15 +324,22 @@ def build_view(doc: Document, *, top: int = 50, min_bytes: int = 0) -> ReportVie
     on their own and counted in no total. Long because it is one pass over all groups that feeds every row,
     the "other" row and every breakdown at once."""
     diff = doc.is_diff
+    # a trend compares its first run with its last (and adds each group's series and slope)
+    compare = diff or doc.is_trend
     top, min_bytes = max(0, top), max(0, min_bytes)
     traces = tuple(_trace(t) for t in doc.traces)
+    if doc.is_trend:  # a trend's runs by their number
+        traces = tuple(replace(t, role=f"run {k + 1}") for k, t in enumerate(traces))
     roles = [t.role for t in traces]
     t = doc.totals
-    totals = Figures(t.runs[1], t.runs[0], t.delta) if diff else Figures(t.last)
+    totals = Figures(t.last, t.runs[0], t.delta) if compare else Figures(t.last)
     groups = doc.groups
     # stable, so the document's order breaks ties (it is sorted already; sorting again makes it a fact here)
-    growth = (groups.growth_bytes() if isinstance(groups, TraceGroups)
-              else np.asarray([g.delta.bytes for g in groups], np.int64))
+    if doc.is_trend:  # the steepest growth first
+        growth = np.asarray([g.trend.slope_bytes if g.trend is not None else 0.0 for g in groups], np.float64)
+    else:
+        growth = (groups.growth_bytes() if isinstance(groups, TraceGroups)
+                  else np.asarray([g.delta.bytes for g in groups], np.int64))
     order = np.argsort(-growth, kind="stable").tolist()
     wanted = {i for gate in doc.gates for i in gate.groups}  # the ranks only gates name
     rank_of: dict[int, int] = {}
@@ -320,15 +347,16 @@ def build_view(doc: Document, *, top: int = 50, min_bytes: int = 0) -> ReportVie
     hidden: list[GroupRow] = []
     cut_n, cut_status, eligible, n_hidden = 0, Counter[str](), 0, 0
     growing = shrinking = 0
+    classes = Counter[str]()
     cut_a = cut_b = cut_d = ZERO
-    modules = _Sums(diff)
+    modules = _Sums(compare)
     heaps = [_Sums(False) for _ in roles]
     sources = [_SourceSums() for _ in roles]
     frames_of = _Frames()
     rank = 0
     for i in order:
         g = groups[i]
-        f = _figures(g, diff)
+        f = _figures(g, compare)
         if g.suppressed_by is not None:
             n_hidden += 1
             if len(hidden) < MAX_SUPPRESSED_ROWS:
@@ -338,6 +366,8 @@ def build_view(doc: Document, *, top: int = 50, min_bytes: int = 0) -> ReportVie
         if i in wanted:
             rank_of[i] = rank
         d = g.delta
+        if g.trend is not None:
+            classes[g.trend.klass] += 1
         growing += d.bytes > 0 or d.blocks > 0
         shrinking += d.bytes < 0 or d.blocks < 0
         size = abs(f.growth)
@@ -347,7 +377,7 @@ def build_view(doc: Document, *, top: int = 50, min_bytes: int = 0) -> ReportVie
         else:
             cut_n += 1
             cut_a = cut_a + f.after
-            if diff and f.before is not None and f.delta is not None:
+            if compare and f.before is not None and f.delta is not None:
                 cut_b, cut_d = cut_b + f.before, cut_d + f.delta
                 cut_status[g.status or ""] += 1
         modules.add(clean(g.module) or UNKNOWN_MODULE, f.after, f.before or ZERO, f.delta or ZERO)
@@ -356,13 +386,14 @@ def build_view(doc: Document, *, top: int = 50, min_bytes: int = 0) -> ReportVie
                 heaps[k].add(_heap_key(r), r.counts)
                 sources[k].add(r)
     statuses = tuple(sorted(cut_status.items(), key=lambda kv: (-kv[1], kv[0])))
-    other = (OtherRow(cut_n, Figures(cut_a, cut_b, cut_d) if diff else Figures(cut_a), statuses) if cut_n
+    other = (OtherRow(cut_n, Figures(cut_a, cut_b, cut_d) if compare else Figures(cut_a), statuses) if cut_n
              else None)
     fl = doc.filters
     filters = ViewFilters(process=clean(fl.process) if fl.process is not None else None,
                           pids=fl.pid[:MAX_LIST] if fl.pid is not None else None, kernel_frames=fl.kernel_frames,
                           doc_min_bytes=fl.min_bytes, doc_top=fl.top, top=top, min_bytes=min_bytes)
-    suffix = [f" ({role})" if diff else "" for role in roles]
+    suffix = [f" ({role})" if diff or doc.is_trend else "" for role in roles]
+    shown_runs = [len(roles) - 1] if doc.is_trend else list(range(len(roles)))  # a trend: the last run's
     return ReportView(
         title=_title(doc, traces), mode=doc.mode, generator=clean(doc.generator, 64), schema=doc.schema,
         traces=traces, warnings=tuple(_warnings(traces)), notices=tuple(_notices(traces)),
@@ -374,7 +405,8 @@ def build_view(doc: Document, *, top: int = 50, min_bytes: int = 0) -> ReportVie
         unused_suppressions=tuple(clean(f"{u.source}:{u.line}: {u.pattern}", MAX_PATH) for u in doc.suppressions
                                   if not u.groups),
         by_module=_breakdown("By module", "Module", modules),
-        by_heap=tuple(_breakdown(f"By heap{suffix[k]}", "Heap", heaps[k]) for k in range(len(roles))),
-        by_source=tuple(sources[k].breakdown(f"By heap Source{suffix[k]}") for k in range(len(roles))),
+        by_heap=tuple(_breakdown(f"By heap{suffix[k]}", "Heap", heaps[k]) for k in shown_runs),
+        by_source=tuple(sources[k].breakdown(f"By heap Source{suffix[k]}") for k in shown_runs),
         call_trees=call_trees(doc),
+        trend_classes=tuple((k, classes[k]) for k in TREND_CLASSES if classes[k]),
     )
