@@ -13,7 +13,7 @@ from pathlib import Path
 from heapdiff.document import decode_value
 from heapdiff.document.model import Document, Filters, FrameRecord, GroupRecord, RunDetails, Status, Totals, TraceRecord
 from heapdiff.grouping import ZERO, Counts
-from heapdiff.report.view import Figures, ReportView, Series, TimelineView
+from heapdiff.report.view import ReportView, Series, TimelineView
 from heapdiff.rules import FrameKind, name_group
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import ntpath
 from collections import Counter
-from dataclasses import replace
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Final
 
