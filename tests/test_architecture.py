@@ -20,7 +20,7 @@ LAYERS = {
     "events": 2,
     "reduce": 3,
     # grouping and diff decide every domain fact once, by the rules; frames declares what symbols add
-    "rules": 4, "frames": 4, "symbolize": 5, "grouping": 5, "diff": 6,
+    "rules": 4, "frames": 4, "window": 4, "symbolize": 5, "grouping": 5, "diff": 6,
     "document": 7,
     # one reporter per output, reading the document
     "report": 8,

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from heapdiff.window import TimeSpec
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20,
           "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tb": 1 << 40, "tib": 1 << 40}
@@ -35,6 +38,35 @@ class Size(click.ParamType):  # type: ignore[type-arg]  # generic only in newer 
 
 
 SIZE = Size()
+
+
+class Time(click.ParamType):  # type: ignore[type-arg]
+    """A time of a trace (heapdiff.window): seconds from the start, negative from the end, ISO 8601, mark:NAME."""
+
+    name = "T"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> TimeSpec:
+        from heapdiff.window import TimeSpec, parse_time
+
+        if isinstance(value, TimeSpec):
+            return value
+        try:
+            return parse_time(str(value))
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+TIME = Time()
+
+#: the three options' help, shared by every command that reads traces
+WINDOW_HELP = {
+    "from": "Count only blocks allocated at or after T: seconds from the trace's start (12.5), negative seconds "
+            "from its end (-2), an ISO 8601 time (UTC unless it says otherwise), or mark:NAME (a mark that "
+            "xperf -m wrote). With several traces, T is resolved in each.",
+    "to": "Count only blocks allocated before T (as --from).",
+    "at": "Measure what is outstanding at T instead of at the trace's end (as --from; from the end or at a mark, "
+          "the trace is read twice: the first read finds its end and marks).",
+}
 
 
 def parse_pids(spec: str | None, n_traces: int) -> tuple[int, ...] | None:

@@ -13,13 +13,14 @@ import click
 from heapdiff.cli.documents import looks_like_json, read_document, read_suppressions
 from heapdiff.cli.inputs import map_all
 from heapdiff.cli.outputs import Output, check_outputs, install_template_cache, write_output
-from heapdiff.cli.params import SIZE, parse_pids
+from heapdiff.cli.params import SIZE, TIME, WINDOW_HELP, parse_pids
 from heapdiff.cli.symbol_setup import SYMBOLS_HELP, DownloadLine, make_resolver, report_symbols
 from heapdiff.cli.terminal import Progress, warn, warn_trace
 
 if TYPE_CHECKING:
     from heapdiff.commands.report import ReportResult
     from heapdiff.document.model import Document
+    from heapdiff.window import TimeSpec
 
 #: the environment variables that name a symbol path (the debuggers')
 SYMBOL_ENV = ("_NT_ALT_SYMBOL_PATH", "_NT_SYMBOL_PATH")
@@ -119,13 +120,17 @@ def tame_malloc() -> None:
 @click.option("--match", "match", default="function", show_default=True, type=click.Choice(["function", "rva"]),
               help="Match the groups of two inputs by module!function where both have symbols (two builds of a "
                    "program still pair up), or always by module+offset.")
+@click.option("--from", "window_from", default=None, type=TIME, metavar="T", help=WINDOW_HELP["from"])
+@click.option("--to", "window_to", default=None, type=TIME, metavar="T", help=WINDOW_HELP["to"])
+@click.option("--at", "window_at", default=None, type=TIME, metavar="T", help=WINDOW_HELP["at"])
 @click.option("--kernel-frames", is_flag=True, help="Keep kernel frames in stack signatures and in the JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary on the terminal.")
 def main_command(traces: Sequence[str], html_path: str, json_path: str | None, markdown_path: str | None,
                  process_name: str | None, pid_spec: str | None, min_bytes: int, top: int,
                  fail_on_growth: int | None, fail_on_stack_growth: int | None, fail_on_new: int | None,
                  suppress_files: tuple[str, ...], symbol_paths: tuple[str, ...], no_symbols: bool,
-                 symbol_timeout: float, match: str, kernel_frames: bool, quiet: bool) -> int:
+                 symbol_timeout: float, match: str, window_from: TimeSpec | None,
+                 window_to: TimeSpec | None, window_at: TimeSpec | None, kernel_frames: bool, quiet: bool) -> int:
     if not traces:
         raise click.UsageError("give one trace (outstanding blocks) or two (before and after)")
     if len(traces) > 2:
@@ -150,6 +155,7 @@ def main_command(traces: Sequence[str], html_path: str, json_path: str | None, m
 
     from heapdiff.commands.report import ReportOptions, run_report
     from heapdiff.document.gates import GateRequest
+    from heapdiff.window import WindowRequest
 
     gates = tuple(r for r in (GateRequest("growth", fail_on_growth) if fail_on_growth is not None else None,
                               GateRequest("stack_growth", fail_on_stack_growth) if fail_on_stack_growth is not None
@@ -165,7 +171,8 @@ def main_command(traces: Sequence[str], html_path: str, json_path: str | None, m
                                                                           symbol_timeout, line)
     opts = ReportOptions(process=process_name, pids=pids, kernel_frames=kernel_frames, min_bytes=min_bytes,
                          top=top, gates=gates, suppressions=suppressions, symbolizer=resolver,
-                         symbol_path=symbol_path, match="rva" if match == "rva" else "function")
+                         symbol_path=symbol_path, match="rva" if match == "rva" else "function",
+                         window=WindowRequest(window_from, window_to, window_at))
     progress = [Progress(os.path.basename(p), not quiet) for p in trace_paths]
     try:
         result = run_report(mapped, opts, progress=progress, baseline=baseline)
@@ -195,6 +202,8 @@ def deliver(result: ReportResult, outputs: Sequence[Output], quiet: bool, read: 
                        asked=symbols_asked or any(os.environ.get(v) for v in SYMBOL_ENV))
     for t in fresh:
         warn_trace(t.path, t.anomalies, t.events_lost, t.buffers_lost)
+        for note in t.notes:
+            warn(note)
     for e in result.view.empty_traces:
         warn(f"{e.path} holds no heap events: it was recorded without heap tracing for the program; record one "
              f"with: {RECORD_HELP[0]}")
@@ -248,6 +257,14 @@ def check_document_fits(doc: Document, path: str, kernel_frames: bool, process: 
         made = "with" if doc.filters.kernel_frames else "without"
         raise click.UsageError(f"{path} was made {made} --kernel-frames: give the same option, or its call stacks "
                                "cannot match")
+    if doc.filters.window.given:
+        warn(f"{path} was made with a window ({_window_words(doc)}): its blocks are that window's")
     if (doc.filters.process or "").lower() != (process or "").lower():
         warn(f"{path} was made with --process {doc.filters.process or '(none)'}, this run with --process "
              f"{process or '(none)'}")
+
+
+def _window_words(doc: Document) -> str:
+    w = doc.filters.window
+    return ", ".join(f"--{k} {v}" for k, v in (("from", w.from_text), ("to", w.to_text), ("at", w.at_text))
+                     if v is not None)

@@ -11,13 +11,14 @@ import click
 from heapdiff.cli.documents import looks_like_json, read_document, read_suppressions
 from heapdiff.cli.inputs import map_all
 from heapdiff.cli.outputs import Output, check_outputs, install_template_cache
-from heapdiff.cli.params import SIZE
+from heapdiff.cli.params import SIZE, TIME, WINDOW_HELP
 from heapdiff.cli.report_command import EXIT_CODES_HELP, check_document_fits, deliver, tame_malloc
 from heapdiff.cli.symbol_setup import SYMBOLS_HELP, DownloadLine, make_resolver
 from heapdiff.cli.terminal import Progress, warn
 
 if TYPE_CHECKING:
     from heapdiff.document.model import Document
+    from heapdiff.window import TimeSpec
 
 TREND_HELP = """Which call stacks keep growing over N runs (N >= 3), in the order given.
 
@@ -68,12 +69,16 @@ call stacks of the runs, not with their blocks."""
 @click.option("--match", "match", default="function", show_default=True, type=click.Choice(["function", "rva"]),
               help="Match call stacks across runs by module!function where every run has symbols, or always by "
                    "module+offset.")
+@click.option("--from", "window_from", default=None, type=TIME, metavar="T", help=WINDOW_HELP["from"])
+@click.option("--to", "window_to", default=None, type=TIME, metavar="T", help=WINDOW_HELP["to"])
+@click.option("--at", "window_at", default=None, type=TIME, metavar="T", help=WINDOW_HELP["at"])
 @click.option("--kernel-frames", is_flag=True, help="Keep kernel frames in stack signatures and in the JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary on the terminal.")
 def trend_command(runs: Sequence[str], html_path: str, json_path: str | None, markdown_path: str | None,
                   process_name: str | None, min_bytes: int, top: int, fail_on_trend: int | None,
                   fail_on_growth: int | None, suppress_files: tuple[str, ...], symbol_paths: tuple[str, ...],
-                  no_symbols: bool, symbol_timeout: float, match: str, kernel_frames: bool, quiet: bool) -> int:
+                  no_symbols: bool, symbol_timeout: float, match: str, window_from: TimeSpec | None,
+                 window_to: TimeSpec | None, window_at: TimeSpec | None, kernel_frames: bool, quiet: bool) -> int:
     from heapdiff.commands.trend import MIN_RUNS
 
     if len(runs) < MIN_RUNS:
@@ -94,6 +99,7 @@ def trend_command(runs: Sequence[str], html_path: str, json_path: str | None, ma
     from heapdiff.commands.trend import RunInput, run_trend
     from heapdiff.document.gates import GateRequest
     from heapdiff.etl.trace import TraceFile
+    from heapdiff.window import WindowRequest
 
     gates = ((GateRequest("trend", fail_on_trend),) if fail_on_trend is not None else ()) + (
         (GateRequest("growth", fail_on_growth),) if fail_on_growth is not None else ())
@@ -106,7 +112,8 @@ def trend_command(runs: Sequence[str], html_path: str, json_path: str | None, ma
                                                                           symbol_timeout, line)
     opts = ReportOptions(process=process_name, kernel_frames=kernel_frames, min_bytes=min_bytes, top=top,
                          gates=gates, suppressions=suppressions, symbolizer=resolver, symbol_path=symbol_path,
-                         match="rva" if match == "rva" else "function")
+                         match="rva" if match == "rva" else "function",
+                         window=WindowRequest(window_from, window_to, window_at))
     progress = [Progress(os.path.basename(p), not quiet) if k not in documents else None
                 for k, p in enumerate(runs)]
     try:

@@ -27,14 +27,27 @@ from heapdiff.frames import Symbolizer
 from heapdiff.grouping import group_blocks
 from heapdiff.reduce import LiveBlocks, Reducer
 from heapdiff.symbolize import FrameNamer
+from heapdiff.window import (
+    NO_WINDOW,
+    ResolvedWindow,
+    WindowRequest,
+    allocated_in,
+    clock_of,
+    outside,
+    resolve_time,
+    resolve_window,
+    stop_raw,
+)
 
 
 @dataclass(frozen=True)
 class Selection:
-    """Which processes to keep: by image name (every trace), by pid (one per trace, or None)."""
+    """Which blocks to keep: of processes by image name (every trace) or pid (one per trace, or None), allocated
+    in a window and measured at its ``at`` (heapdiff.window)."""
 
     process: str | None = None
     pid: int | None = None
+    window: WindowRequest = NO_WINDOW
 
 
 class _ReducerThread:
@@ -81,9 +94,11 @@ class _ReducerThread:
             raise self._error
 
 
-def read_trace(tf: TraceFile, progress: Progress | None = None) -> tuple[TraceScan, LiveBlocks, dict[str, int]]:
-    """Scan one trace through the reducer: the scan, the outstanding blocks at its end, the reducer's anomalies."""
-    red = Reducer()
+def read_trace(tf: TraceFile, progress: Progress | None = None, stop_at: int | None = None
+               ) -> tuple[TraceScan, LiveBlocks, dict[str, int]]:
+    """Scan one trace through the reducer: the scan, the outstanding blocks at its end (or at raw timestamp
+    ``stop_at``), the reducer's anomalies."""
+    red = Reducer(stop_at=stop_at)
     pipe = _ReducerThread(red)
     try:
         result = scan(tf, heap_sink=pipe.put, progress=progress)
@@ -131,7 +146,16 @@ def select(s: TraceScan, live: LiveBlocks, sel: Selection) -> tuple[LiveBlocks, 
 def analyse_trace(tf: TraceFile, role: Role, sel: Selection, kernel_frames: bool,
                   progress: Progress | None = None, symbolizer: Symbolizer | None = None) -> TraceAnalysis:
     """Everything one trace contributes: read, reduce, filter, name the frames, group."""
-    s, live_all, red_anoms = read_trace(tf, progress)
+    s, live_all, red_anoms = read_trace(tf, progress, _stop_at(tf, sel.window))
+    window: ResolvedWindow | None = None
+    notes: tuple[str, ...] = ()
+    if sel.window.given:
+        clock = clock_of(s.header, s.last_ts, s.marks)
+        window = resolve_window(sel.window, clock, s.path)
+        notes = tuple(f"{s.path}: {line}" for line in outside(window, clock))
+        keep = allocated_in(live_all.ts, window, s.header)
+        if keep is not None:
+            live_all = live_all.take(keep)
     live, chosen = select(s, live_all, sel)
     images = ImageMap(s.images, s.pointer_size, s.image_ids)
     grouping = group_blocks(live, s.sequences, images, kernel_frames, FrameNamer(images, symbolizer))
@@ -140,7 +164,21 @@ def analyse_trace(tf: TraceFile, role: Role, sel: Selection, kernel_frames: bool
         if v:
             anomalies[k] = anomalies.get(k, 0) + int(v)
     s.sequences = InternedStacks()  # the frames now live in the groups' strings: let the table go
-    return TraceAnalysis(role, s, live, anomalies, grouping, chosen, ())
+    return TraceAnalysis(role, s, live, anomalies, grouping, chosen, notes, window)
+
+
+def _stop_at(tf: TraceFile, req: WindowRequest) -> int | None:
+    """The reducer's stop for ``--at``. From the end or at a mark, the trace is read once before (without its heap
+    events) for its last timestamp and its marks: the reducer must know where to stop before it starts."""
+    if req.at is None:
+        return None
+    if req.at.needs_pass:
+        pre = scan(tf)
+        pre.release_reader()
+        clock = clock_of(pre.header, pre.last_ts, pre.marks)
+    else:
+        clock = clock_of(tf.header, None, ())
+    return stop_raw(resolve_time(req.at, clock, "--at", tf.path), tf.header)
 
 
 def analyse_all(traces: Sequence[TraceFile], roles: Sequence[Role], selections: Sequence[Selection],

@@ -43,6 +43,9 @@ def info_dict(s: TraceScan) -> dict[str, Any]:
         "distinct_stacks": len(s.sequences),
         "images": len(s.images),
         "processes": sorted({(p.pid, p.image_name) for p in s.processes}),
+        # seconds from the start, as --from/--to/--at take them (mark:NAME)
+        "marks": [{"name": name, "seconds": (h.raw_to_filetime(ts) - h.start_filetime) / 1e7}
+                  for ts, name in s.marks],
         "anomalies": anomalies,
         "anomaly_first_offsets": {k: f"{v:#x}" for k, v in sorted(s.first_anomaly_offset.items())},
     }
@@ -67,6 +70,10 @@ def info_text(d: dict[str, Any]) -> str:
         + (f" and {len(d['processes']) - 12} more" if len(d["processes"]) > 12 else ""),
         "providers    " + f"{len(d['providers'])} providers",
     ]
+    if d["marks"]:
+        shown = ", ".join(f"{m['name']} at {m['seconds']:.3f} s" for m in d["marks"][:20])
+        more = f" and {len(d['marks']) - 20} more" if len(d["marks"]) > 20 else ""
+        lines.insert(8, f"marks        {shown}{more} (use as --from/--to/--at mark:NAME)")
     for guid, n in sorted(d["providers"].items(), key=lambda kv: -kv[1])[:20]:
         lines.append(f"  {n:>12,}  {guid}")
     if d["anomalies"]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from heapdiff.commands.analyse import Selection, analyse_all
 from heapdiff.document.build import Baseline, BuildOptions, Input, build_document
 from heapdiff.document.gates import GateRequest
-from heapdiff.document.model import Document, Filters, Match, Role
+from heapdiff.document.model import Document, Filters, Match, Role, WindowFilter
 from heapdiff.document.suppress import Pattern
 from heapdiff.errors import DocumentError
 from heapdiff.etl.trace import TraceFile
@@ -25,6 +25,7 @@ from heapdiff.report.markdown import markdown_summary
 from heapdiff.report.terminal import terminal_summary
 from heapdiff.report.view import ReportView
 from heapdiff.report.view_build import build_view
+from heapdiff.window import NO_WINDOW, TimeSpec, WindowRequest
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,19 @@ class ReportOptions:
     #: the symbol path, as the document records it
     symbol_path: str | None = None
     match: Match = "function"
+    #: --from / --to / --at, applied to each trace
+    window: WindowRequest = NO_WINDOW
+
+
+def window_filter(req: WindowRequest) -> WindowFilter:
+    """The window as the document records the request."""
+    def us(t: TimeSpec | None) -> int | None:
+        return t.us if t is not None else None
+
+    def text(t: TimeSpec | None) -> str | None:
+        return t.text if t is not None else None
+
+    return WindowFilter(us(req.start), us(req.stop), us(req.at), text(req.start), text(req.stop), text(req.at))
 
 
 @dataclass(frozen=True)
@@ -70,14 +84,15 @@ def run_report(traces: Sequence[TraceFile], opts: ReportOptions, progress: Seque
     roles: tuple[Role, ...] = ("before", "after") if inputs_n == 2 else ("trace",)
     pids: Sequence[int | None] = opts.pids if opts.pids is not None else [None] * inputs_n
     trace_pids = pids[inputs_n - n:]
-    selections = [Selection(opts.process, trace_pids[i]) for i in range(n)]
+    selections = [Selection(opts.process, trace_pids[i], opts.window) for i in range(n)]
     analyses = analyse_all(traces, roles[inputs_n - n:], selections, opts.kernel_frames,
                            list(progress) if progress is not None else [None] * n, meanwhile=prepare_html,
                            symbolizer=opts.symbolizer)
     inputs: list[Input] = ([Baseline(baseline)] if baseline is not None else []) + list(analyses)
     filters = Filters(process=opts.process, pid=opts.pids, kernel_frames=opts.kernel_frames,
                       min_bytes=opts.min_bytes, top=opts.top, match=opts.match,
-                      symbols=opts.symbol_path if opts.symbolizer is not None else None)
+                      symbols=opts.symbol_path if opts.symbolizer is not None else None,
+                      window=window_filter(opts.window))
     doc = build_document(inputs, BuildOptions(filters, opts.suppressions, opts.gates))
     view = build_view(doc, top=opts.top, min_bytes=opts.min_bytes)
     return ReportResult(doc, view, render_html(view), terminal_summary(view), markdown_summary(view))

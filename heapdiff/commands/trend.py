@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from heapdiff.commands.analyse import Selection, analyse_trace
-from heapdiff.commands.report import ReportOptions, ReportResult
+from heapdiff.commands.report import ReportOptions, ReportResult, window_filter
 from heapdiff.document.build import Baseline, BuildOptions, build_document
 from heapdiff.document.model import Document, Filters
 from heapdiff.errors import DocumentError
@@ -44,7 +44,7 @@ def check_run_document(doc: Document, name: str) -> None:
 def _one_run(tf: TraceFile, opts: ReportOptions, filters: Filters, progress: Progress | None,
              symbolizer: Symbolizer | None) -> Baseline:
     """One trace as the document of that trace alone, its blocks let go once its groups are records."""
-    analysis = analyse_trace(tf, "trace", Selection(opts.process, None), opts.kernel_frames, progress,
+    analysis = analyse_trace(tf, "trace", Selection(opts.process, None, opts.window), opts.kernel_frames, progress,
                              symbolizer)
     doc = build_document([analysis], BuildOptions(filters))
     return Baseline(Document(mode=doc.mode, generator=doc.generator, filters=doc.filters, traces=doc.traces,
@@ -59,7 +59,8 @@ def run_trend(runs: Sequence[RunInput], opts: ReportOptions,
         raise DocumentError(f"a trend needs at least {MIN_RUNS} runs, got {len(runs)}")
     filters = Filters(process=opts.process, pid=None, kernel_frames=opts.kernel_frames, min_bytes=opts.min_bytes,
                       top=opts.top, match=opts.match,
-                      symbols=opts.symbol_path if opts.symbolizer is not None else None)
+                      symbols=opts.symbol_path if opts.symbolizer is not None else None,
+                      window=window_filter(opts.window))
     steps = list(progress) if progress is not None else [None] * len(runs)
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         futs = {k: pool.submit(_one_run, r, opts, filters, steps[k], opts.symbolizer)

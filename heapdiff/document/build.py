@@ -33,6 +33,7 @@ from heapdiff.document.model import (
     Suppression,
     Totals,
     TraceRecord,
+    TraceWindow,
 )
 from heapdiff.document.suppress import Pattern, first_match
 from heapdiff.document.trend import trend_of
@@ -42,6 +43,7 @@ from heapdiff.events.scan import TraceScan
 from heapdiff.grouping import SAMPLE_ADDRESSES, Grouping
 from heapdiff.reduce import LiveBlocks
 from heapdiff.symbolize import ModuleOutcome, request_for
+from heapdiff.window import FT_PER_US, ResolvedWindow
 
 #: the event kinds whose absence means a trace was recorded without heap tracing
 HEAP_EVENT_KINDS = ("heap_alloc", "heap_free", "heap_realloc")
@@ -61,6 +63,8 @@ class TraceAnalysis:
     #: the pids the filters kept, None without a filter
     selected_pids: frozenset[int] | None
     notes: tuple[str, ...]
+    #: the leak window on this trace (FILETIME units), None without one
+    window: ResolvedWindow | None = None
 
 
 @dataclass(frozen=True)
@@ -121,7 +125,14 @@ def trace_record(a: TraceAnalysis) -> TraceRecord:
         stacks_matched=s.stacks_matched, outstanding=outstanding(a.live), outstanding_by_pid=_by_pid(a.live),
         unmatched_frees=int(a.anomalies.get("unmatched_frees", 0)), anomalies=dict(sorted(a.anomalies.items())),
         processes=shown, unresolved_frames=FrameTotals(a.grouping.frames, a.grouping.unresolved), notes=a.notes,
-        modules=tuple(_module(m) for m in a.grouping.modules))
+        modules=tuple(_module(m) for m in a.grouping.modules),
+        window=_trace_window(a.window, h.start_filetime) if a.window is not None else None)
+
+
+def _trace_window(w: ResolvedWindow, start: int) -> TraceWindow:
+    """Microseconds from the trace's start; a time before the start is recorded as 0."""
+    us = [None if v is None else max(0, v - start) // FT_PER_US for v in (w.start, w.stop, w.at)]
+    return TraceWindow(us[0], us[1], us[2])
 
 
 def _input(inp: Input, role: Role) -> tuple[TraceRecord, Sequence[GroupRecord]]:

@@ -38,7 +38,9 @@ from heapdiff.document.model import (
     Suppression,
     Totals,
     TraceRecord,
+    TraceWindow,
     Trend,
+    WindowFilter,
 )
 from heapdiff.errors import DocumentError
 from heapdiff.frames import PdbId, SourceFrame, SymbolStatus
@@ -168,7 +170,30 @@ def _trace(v: Any, where: str) -> TraceRecord:
         notes=tuple(_str(n, f"{where}.notes[{i}]") for i, n in enumerate(_list(f("notes"), f"{where}.notes"))),
         modules=tuple(_module(m, f"{where}.modules[{i}]") for i, m in enumerate(_list(o.get("modules", []),
                                                                                       f"{where}.modules"))),
+        window=_trace_window(o.get("window"), f"{where}.window"),
     )
+
+
+def _trace_window(v: Any, where: str) -> TraceWindow | None:
+    if v is None:
+        return None
+    o = _obj(v, where)
+    got = [_opt(_int, o.get(k), f"{where}.{k}") for k in ("from_us", "to_us", "at_us")]
+    for k, x in zip(("from_us", "to_us", "at_us"), got, strict=True):
+        if x is not None and x < 0:
+            raise _fail(f"{where}.{k}", "microseconds from the trace's start (0 or more)", x)
+    return TraceWindow(*got)
+
+
+def _window_filter(v: Any) -> WindowFilter:
+    """``filters.window``; absent in documents made before windows existed."""
+    if v is None:
+        return WindowFilter()
+    where = "filters.window"
+    o = _obj(v, where)
+    us = [_opt(_int, o.get(k), f"{where}.{k}") for k in ("from_us", "to_us", "at_us")]
+    texts = [_opt(_str, o.get(k), f"{where}.{k}") for k in ("from", "to", "at")]
+    return WindowFilter(us[0], us[1], us[2], texts[0], texts[1], texts[2])
 
 
 def _module(v: Any, where: str) -> ModuleRecord:
@@ -417,7 +442,8 @@ def _decode(value: Any) -> Document:
                       min_bytes=_int(_get(fo, "min_bytes", "filters"), "filters.min_bytes"),
                       top=_int(_get(fo, "top", "filters"), "filters.top"),
                       match=_match(fo.get("match", "rva")),
-                      symbols=_opt(_str, fo.get("symbols"), "filters.symbols"))
+                      symbols=_opt(_str, fo.get("symbols"), "filters.symbols"),
+                      window=_window_filter(fo.get("window")))
     traces = tuple(_trace(t, f"traces[{i}]") for i, t in enumerate(_list(_get(o, "traces", "document"), "traces")))
     if mode != "trend" and len(traces) != (2 if mode == "diff" else 1):
         raise DocumentError(f"traces: a {mode} document has {2 if mode == 'diff' else 1} trace(s), "

@@ -53,6 +53,8 @@ def trace_json(t: TraceRecord) -> dict[str, Any]:
         "unresolved_frames": {"frames": t.unresolved_frames.frames, "unresolved": t.unresolved_frames.unresolved},
         "notes": list(t.notes),
         "modules": [module_json(m) for m in t.modules],
+        "window": None if t.window is None else {"from_us": t.window.from_us, "to_us": t.window.to_us,
+                                                 "at_us": t.window.at_us},
     }
 
 
@@ -140,7 +142,9 @@ def head_json(doc: Document) -> dict[str, Any]:
         "mode": doc.mode,
         "generator": doc.generator,
         "filters": {"process": f.process, "pid": list(f.pid) if f.pid else None, "kernel_frames": f.kernel_frames,
-                    "min_bytes": f.min_bytes, "top": f.top, "match": f.match, "symbols": f.symbols},
+                    "min_bytes": f.min_bytes, "top": f.top, "match": f.match, "symbols": f.symbols,
+                    "window": {"from_us": f.window.from_us, "to_us": f.window.to_us, "at_us": f.window.at_us,
+                               "from": f.window.from_text, "to": f.window.to_text, "at": f.window.at_text}},
         "traces": [trace_json(t) for t in doc.traces],
     }
     t = doc.totals

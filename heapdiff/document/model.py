@@ -54,8 +54,10 @@ __all__ = [
     "Suppression",
     "Totals",
     "TraceRecord",
+    "TraceWindow",
     "Trend",
     "TrendClass",
+    "WindowFilter",
 ]
 
 
@@ -94,6 +96,33 @@ class ModuleRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class WindowFilter:
+    """``--from``, ``--to``, ``--at`` as given: microseconds (negative: from the end), None where not given or
+    given as a mark or an ISO time; and the text as given (``mark:warm``), None where not given."""
+
+    from_us: int | None = None
+    to_us: int | None = None
+    at_us: int | None = None
+    from_text: str | None = None
+    to_text: str | None = None
+    at_text: str | None = None
+
+    @property
+    def given(self) -> bool:
+        return any(t is not None for t in (self.from_text, self.to_text, self.at_text))
+
+
+@dataclass(frozen=True, slots=True)
+class TraceWindow:
+    """The window on one trace, resolved: microseconds from its start; None where not given. Only blocks
+    allocated in ``[from, to)`` count, and they are measured at ``at`` (else at the trace's end)."""
+
+    from_us: int | None
+    to_us: int | None
+    at_us: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class TraceRecord:
     """One input: a trace (or, as a baseline, an earlier document's trace) and what was read from it."""
 
@@ -117,6 +146,8 @@ class TraceRecord:
     unresolved_frames: FrameTotals
     notes: tuple[str, ...]
     modules: tuple[ModuleRecord, ...] = ()
+    #: the leak window on this trace, None without one
+    window: TraceWindow | None = None
 
 
 #: one displayed frame of a group: the grouping's frame, symbol fields and all
@@ -210,6 +241,8 @@ class Filters:
     match: Match = "function"
     #: the symbol path used, as text; None when symbols were off
     symbols: str | None = None
+    #: the leak window as given (each trace's resolution is in its record)
+    window: WindowFilter = WindowFilter()
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,13 +45,23 @@ class LogfileHeader:
 
     def raw_to_filetime(self, raw: int) -> int:
         """2.3: FILETIME of a raw timestamp, by the clock type."""
-        d = raw - self.t0
+        num, den = self._scale()
+        return self.start_filetime + ((raw - self.t0) * num) // den
+
+    def _scale(self) -> tuple[int, int]:
+        """(num, den): a raw delta d is ``d * num // den`` FILETIME units (2.3)."""
         if self.clock_type == S.CLOCK_SYSTEM_TIME:
-            return self.start_filetime + d
+            return 1, 1
         if self.clock_type == S.CLOCK_CPU_CYCLES and self.cpu_speed_mhz > 0:
-            return self.start_filetime + (d * 10) // self.cpu_speed_mhz
-        freq = self.perf_freq if self.perf_freq > 0 else 10_000_000
-        return self.start_filetime + (d * 10_000_000) // freq
+            return 10, self.cpu_speed_mhz
+        return 10_000_000, self.perf_freq if self.perf_freq > 0 else 10_000_000
+
+    def last_raw_at(self, filetime: int) -> int:
+        """The largest raw timestamp whose FILETIME is at most ``filetime``: the inverse of
+        :meth:`raw_to_filetime`, for cutting the trace's raw timestamps at a time given in FILETIME units."""
+        num, den = self._scale()
+        x = filetime - self.start_filetime + 1
+        return self.t0 + (-((-x * den) // num)) - 1
 
     def raw_to_utc(self, raw: int) -> datetime:
         return filetime_to_utc(self.raw_to_filetime(raw))

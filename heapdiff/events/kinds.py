@@ -47,6 +47,7 @@ GROUP_GUIDS: Final[dict[int, str]] = {
 }
 
 GROUP_PROCESS: Final = 0x03
+GROUP_PERFINFO: Final = 0x0F
 GROUP_HEAP: Final = 0x10
 GROUP_IMAGE: Final = 0x14
 GROUP_STACKWALK: Final = 0x18
@@ -67,6 +68,8 @@ HOOK_PROCESS_DCEND: Final = 0x0304
 HOOK_PROCESS_DEFUNCT: Final = 0x0327
 #: 3.7: Process group type 10 is an image load, reported under the Image GUID
 HOOK_PROCESS_LOAD_IMAGE: Final = 0x030A
+#: PERFINFO_LOG_TYPE_MARK: ``xperf -m NAME`` (events.marks)
+HOOK_PERFINFO_MARK: Final = GROUP_PERFINFO << 8 | 0x22
 HOOK_HEAP_CREATE: Final = 0x1020
 HOOK_HEAP_ALLOC: Final = 0x1021
 HOOK_HEAP_REALLOC: Final = 0x1022

@@ -87,7 +87,7 @@ def build_rows() -> list[LayoutRow]:
         kd = P.STACK_KEY_DEF[ptr]
         for hook in KEY_DEF_HOOKS:
             rows.append(LayoutRow(hook, ptr, kd.size, -1, _fields(kd, ["StackKey"]), tail_offset=kd.size))
-        for hook in sorted(IMAGE_HOOKS | PROCESS_HOOKS | {HOOK_IMAGE_ID, HOOK_DBGID_RSDS}):
+        for hook in sorted(IMAGE_HOOKS | PROCESS_HOOKS | {HOOK_IMAGE_ID, HOOK_DBGID_RSDS, K.HOOK_PERFINFO_MARK}):
             rows.append(LayoutRow(hook, ptr, 0, -1, keep_raw=True))
     return rows
 

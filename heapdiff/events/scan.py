@@ -34,6 +34,7 @@ from heapdiff.events.decode import (
 from heapdiff.events.heap_ops import attach_ops, heap_ops, kernel_only_stacks
 from heapdiff.events.images import kernel_floor
 from heapdiff.events.layout import GROUP_IMAGE_ID, IMAGE_HOOKS, KERNEL_GUIDS, PROCESS_HOOKS, STACK_REF_HOOKS, layout
+from heapdiff.events.marks import decode_mark
 from heapdiff.events.ops import OpBatch
 from heapdiff.events.stacks import StackMatcher
 
@@ -57,6 +58,8 @@ class TraceScan:
     images: list[ImageEvent] = field(default_factory=list)
     processes: list[ProcessEvent] = field(default_factory=list)
     image_id_raw: list[tuple[int, int, int, bytes]] = field(default_factory=list)  # (ts, opcode, ptr, payload)
+    #: (raw timestamp, name) of each mark (``xperf -m``), in time order
+    marks: list[tuple[int, str]] = field(default_factory=list)
     sequences: InternedStacks = field(default_factory=InternedStacks)
     last_ts: int | None = None
     ext_stacks: int = 0
@@ -176,8 +179,11 @@ def _decode_rare(batch: RecordBatch, out: TraceScan) -> dict[int, int]:
             # a merged trace has a pair per image, and decoding them all was most of reading such a trace
             elif hook >> 8 == GROUP_IMAGE_ID and image_id_fits(raw, hook & 0xFF, ptr):
                 out.image_id_raw.append((ts, hook & 0xFF, ptr, raw))
+            elif hook == K.HOOK_PERFINFO_MARK:
+                out.marks.append((ts, decode_mark(raw)))
         except PayloadError:
-            kind = "image" if hook in IMAGE_HOOKS else "process" if hook in PROCESS_HOOKS else "image_id"
+            kind = ("image" if hook in IMAGE_HOOKS else "process" if hook in PROCESS_HOOKS
+                    else "mark" if hook == K.HOOK_PERFINFO_MARK else "image_id")
             out.anomalies.add(f"bad_payload:{kind}")
             out.first_anomaly_offset.setdefault(f"bad_payload:{kind}", int(batch.pos[i]))
     return ends

@@ -59,6 +59,7 @@ def markdown_summary(view: ReportView, rows: int = ROWS) -> str:
     diff = view.is_diff
     t, h = view.totals, view.headline
     out = [f"### {md(view.title)}", ""]
+    out += [f"Leak window: {md(w)}" for w in view.filters.window] + ([""] if view.filters.window else [])
     if view.is_trend and t.before is not None:
         out += [f"**{md(trend_sentence(len(view.traces), view.trend_classes))}**", "",
                 md(runs_sentence(t.before.bytes, t.before.blocks, t.after.bytes, t.after.blocks)), ""]

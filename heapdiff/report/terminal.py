@@ -56,6 +56,8 @@ def terminal_summary(view: ReportView, width: int = 100, *, rows: int = 10) -> s
     width = max(40, width)
     diff = view.is_diff
     lines = [_fit(view.title, width)]
+    for sentence in view.filters.window:
+        lines.extend(_wrap(f"Leak window: {sentence}", width))
     for line in headline_lines(view):
         lines.extend(_wrap(line, width))
     if view.suppressed_count:

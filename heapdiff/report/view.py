@@ -200,6 +200,8 @@ class ViewFilters:
     #: the report's own thinning
     top: int
     min_bytes: int
+    #: the leak window, one sentence per input that has one ("before: blocks allocated from 5.000 s ...")
+    window: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

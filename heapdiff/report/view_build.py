@@ -293,6 +293,24 @@ class _SourceSums:
         return SourceBreakdown(title, rows, other, len(rest), SourceRow(TOTAL, self.with_sources, sum(counts.values())))
 
 
+def _window_sentences(traces: Sequence[TraceRecord], roles: Sequence[str]) -> tuple[str, ...]:
+    """What the leak window kept, per input that has one, in seconds from its start."""
+    out = []
+    for role, t in zip(roles, traces, strict=True):
+        w = t.window
+        if w is None:
+            continue
+        def s(us: int) -> str:
+            return f"{us / 1e6:,.3f} s"
+        allocated = ("allocated " + (f"from {s(w.from_us)} " if w.from_us is not None else "")
+                     + (f"before {s(w.to_us)}" if w.to_us is not None else "to the end" if w.from_us is not None
+                        else "at any time")).strip()
+        measured = f"outstanding at {s(w.at_us)}" if w.at_us is not None else "outstanding at the end"
+        who = f"{role}: " if len(traces) > 1 else ""
+        out.append(clean(f"{who}blocks {allocated}, {measured}", MAX_PATH))
+    return tuple(out)
+
+
 def _title(doc: Document, traces: Sequence[TraceFacts]) -> str:
     def base(t: TraceFacts) -> str:
         return t.path.replace("\\", "/").rsplit("/", 1)[-1] or t.path or "?"
@@ -391,7 +409,8 @@ def build_view(doc: Document, *, top: int = 50, min_bytes: int = 0) -> ReportVie
     fl = doc.filters
     filters = ViewFilters(process=clean(fl.process) if fl.process is not None else None,
                           pids=fl.pid[:MAX_LIST] if fl.pid is not None else None, kernel_frames=fl.kernel_frames,
-                          doc_min_bytes=fl.min_bytes, doc_top=fl.top, top=top, min_bytes=min_bytes)
+                          doc_min_bytes=fl.min_bytes, doc_top=fl.top, top=top, min_bytes=min_bytes,
+                          window=_window_sentences(doc.traces, roles))
     suffix = [f" ({role})" if diff or doc.is_trend else "" for role in roles]
     shown_runs = [len(roles) - 1] if doc.is_trend else list(range(len(roles)))  # a trend: the last run's
     return ReportView(

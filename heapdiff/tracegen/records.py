@@ -47,6 +47,8 @@ _SID_LOCAL_SYSTEM: Final = P.SID_HEADER.pack(
 V_HEADER: Final = 2
 V_PROCESS: Final = 4
 V_IMAGE: Final = 3
+#: PerfInfo Mark: version 2 like the other PerfInfo records of kernel traces (inferred; events.marks)
+V_MARK: Final = 2
 V_HEAP: Final = 2
 V_STACK: Final = 2
 

@@ -39,6 +39,7 @@ from heapdiff.tracegen.records import (
     TS_OFFSETS,
     V_HEAP,
     V_IMAGE,
+    V_MARK,
     V_PROCESS,
     V_STACK,
     HotStructs,
@@ -51,6 +52,7 @@ from heapdiff.tracegen.records import (
     image_payload,
     process_payload,
     stack_key_def_payload,
+    utf16z,
 )
 
 __all__ = [
@@ -195,6 +197,21 @@ class TraceWriter:
     def _made_up_tid(pid: int, tid: int | None) -> int:
         """A plausible thread id (a multiple of 4, like Windows ids) when the caller has none."""
         return tid if tid is not None else (pid + 4) & 0xFFFFFFFC
+
+    def mark(self, ts: int, cpu: int, name: str, layout: str = "utf16") -> None:
+        """A mark as ``xperf -m NAME`` writes it: PerfInfo 0x0F22 under a PERFINFO header. Its payload is inferred
+        (events.marks): ``layout`` "utf16" (the name's WCHARs and a NUL, as Windows XP's kernel copied them),
+        "flag+utf16" (``ETW_SET_MARK_INFORMATION``: a ULONG flag of 0, then the WCHARs) or "ansi" (a NUL-ended
+        byte string, as ``PERFINFO_MARK_INFORMATION`` declares it)."""
+        if layout == "utf16":
+            payload = utf16z(name)
+        elif layout == "flag+utf16":
+            payload = b"\0\0\0\0" + utf16z(name)
+        elif layout == "ansi":
+            payload = name.encode("utf-8") + b"\0"
+        else:
+            raise ValueError(f"mark layout {layout!r} is not 'utf16', 'flag+utf16' or 'ansi'")
+        self._emit(cpu, ts, K.HOOK_PERFINFO_MARK, V_MARK, "perfinfo", self.pointer_size, 0, 0, payload)
 
     # -------------------------------------------------------------------------------- heap events
 
