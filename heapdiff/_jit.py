@@ -51,6 +51,18 @@ def _lean_cache_load(dispatcher: Any) -> Any:
     return dispatcher
 
 
+def cache_is_cold(kernel: Any) -> bool:
+    """Whether ``kernel`` has no machine code in numba's on-disk cache yet: its first call compiles (the first run
+    after an install, tens of seconds). False when the JIT is off or this numba's cache cannot be asked."""
+    if not JIT_ENABLED:
+        return False
+    try:
+        index = kernel._cache._cache_file._index_path
+    except AttributeError:
+        return False
+    return not os.path.exists(index)
+
+
 def _prefetch_py(arr: Any, index: int) -> None:
     """Without the JIT a prefetch has nothing to hide: a no-op (``arr``: an array or a tuple of arrays)."""
 

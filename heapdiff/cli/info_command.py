@@ -8,7 +8,7 @@ import os
 import click
 
 from heapdiff.cli.inputs import map_trace
-from heapdiff.cli.terminal import Progress, warn_trace
+from heapdiff.cli.terminal import Progress, compiling_notice, warn_trace
 
 EPILOG_EXIT_CODES = """\b
 Exit codes (every command):
@@ -19,12 +19,13 @@ Exit codes (every command):
 
 @click.command("info", epilog=EPILOG_EXIT_CODES, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout instead of text.")
-@click.argument("trace", type=click.Path(dir_okay=False))
+@click.argument("trace", type=click.Path())
 def info_command(as_json: bool, trace: str) -> None:
     """Metadata and record counts of one .etl trace: header, buffers, providers, events, stacks, anomalies."""
     from heapdiff.commands.info import info_text, run_info
 
     tf = map_trace(trace)
+    compiling_notice(reduces=False)
     prog = Progress(os.path.basename(trace), True)
     with tf:
         d = run_info(tf, progress=prog)

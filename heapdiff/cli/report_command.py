@@ -15,7 +15,7 @@ from heapdiff.cli.inputs import map_all
 from heapdiff.cli.outputs import Output, check_outputs, install_template_cache, write_output
 from heapdiff.cli.params import SIZE, TIME, WINDOW_HELP, parse_pids
 from heapdiff.cli.symbol_setup import SYMBOLS_HELP, DownloadLine, make_resolver, report_symbols
-from heapdiff.cli.terminal import Progress, warn, warn_trace
+from heapdiff.cli.terminal import Progress, compiling_notice, warn, warn_trace
 
 if TYPE_CHECKING:
     from heapdiff.commands.report import ReportResult
@@ -89,7 +89,7 @@ def tame_malloc() -> None:
 
 @click.command("heapdiff", help=MAIN_HELP, epilog=EXIT_CODES_HELP,
                context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-@click.argument("traces", nargs=-1, type=click.Path(dir_okay=False))
+@click.argument("traces", nargs=-1, type=click.Path())
 @click.option("-o", "--html", "html_path", default="heapdiff-report.html", show_default=True, metavar="PATH",
               help="Where to write the HTML report ('-' for stdout).")
 @click.option("--json", "json_path", default=None, metavar="PATH",
@@ -164,6 +164,7 @@ def main_command(traces: Sequence[str], html_path: str, json_path: str | None, m
     if no_symbols and symbol_paths:
         raise click.UsageError("--symbols and --no-symbols together: give one of them")
     tame_malloc()
+    compiling_notice()
     install_template_cache()
     mapped = map_all(trace_paths)
     line = DownloadLine(not quiet)

@@ -36,6 +36,24 @@ class Progress:
             sys.stderr.flush()
 
 
+def compiling_notice(reduces: bool = True) -> None:
+    """On a terminal, say so when this run compiles the kernels (the first after an install) rather than sit
+    silent for that long: the reader's, and the reducer's when the command ``reduces``."""
+    if not sys.stderr.isatty():
+        return
+    from heapdiff._jit import cache_is_cold
+    from heapdiff.etl.walk import frame_kernel
+
+    kernels: list[object] = [frame_kernel]
+    if reduces:
+        from heapdiff.reduce.fold import fold_kernel
+
+        kernels.append(fold_kernel)
+    if any(cache_is_cold(k) for k in kernels):
+        click.echo("heapdiff: compiling its kernels for this machine (once after an install, about 20 s)...",
+                   err=True)
+
+
 def warn(line: str) -> None:
     click.echo(f"heapdiff: warning: {line}", err=True)
 

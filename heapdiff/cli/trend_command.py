@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -14,7 +15,7 @@ from heapdiff.cli.outputs import Output, check_outputs, install_template_cache
 from heapdiff.cli.params import SIZE, TIME, WINDOW_HELP
 from heapdiff.cli.report_command import EXIT_CODES_HELP, check_document_fits, deliver, tame_malloc
 from heapdiff.cli.symbol_setup import SYMBOLS_HELP, DownloadLine, make_resolver
-from heapdiff.cli.terminal import Progress, warn
+from heapdiff.cli.terminal import Progress, compiling_notice, warn
 
 if TYPE_CHECKING:
     from heapdiff.document.model import Document
@@ -43,7 +44,7 @@ call stacks of the runs, not with their blocks."""
 
 @click.command("trend", help=TREND_HELP, epilog=EXIT_CODES_HELP,
                context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-@click.argument("runs", nargs=-1, type=click.Path(dir_okay=False))
+@click.argument("runs", nargs=-1, type=click.Path())
 @click.option("-o", "--html", "html_path", default="heapdiff-trend.html", show_default=True, metavar="PATH",
               help="Where to write the HTML report ('-' for stdout).")
 @click.option("--json", "json_path", default=None, metavar="PATH",
@@ -104,6 +105,7 @@ def trend_command(runs: Sequence[str], html_path: str, json_path: str | None, ma
     gates = ((GateRequest("trend", fail_on_trend),) if fail_on_trend is not None else ()) + (
         (GateRequest("growth", fail_on_growth),) if fail_on_growth is not None else ())
     tame_malloc()
+    compiling_notice()
     install_template_cache()
     mapped = iter(map_all(trace_paths))
     inputs: list[RunInput] = [documents[k] if k in documents else next(mapped) for k in range(len(runs))]
@@ -147,6 +149,8 @@ def _warn_repeats(runs: Sequence[str]) -> None:
             st = os.stat(p)
         except OSError:
             continue
+        if not stat.S_ISREG(st.st_mode):
+            continue  # reported as unreadable when opened
         first = seen.setdefault((st.st_dev, st.st_ino), p)
         if first != p or list(runs).count(p) > 1:
             warn(f"{p} is given twice: the same run counts twice in the trend")
