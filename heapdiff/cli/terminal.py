@@ -50,7 +50,7 @@ def compiling_notice(reduces: bool = True) -> None:
 
         kernels.append(fold_kernel)
     if any(cache_is_cold(k) for k in kernels):
-        click.echo("heapdiff: compiling its kernels for this machine (once after an install, about 20 s)...",
+        click.echo("heapdiff: compiling its kernels for this machine (once after an install: 20 s or more)...",
                    err=True)
 
 
