@@ -170,6 +170,15 @@ def make_stacks() -> tuple[list[list[tuple[int, int]]], np.ndarray, np.ndarray]:
 LEAK_SHARE = {0: [0.4, 0.3, 0.2, 0.1, 0.0, 0.0], 1: [0.8, 0.9, 0.2, 0.1, 0.3, 0.2]}
 
 
+def leak_share(run: int) -> list[float]:
+    """Leaked blocks per leak stack (in units) in run ``run``: runs 0 and 1 are a pair's before and after; later
+    runs continue them for trends (views_bench.py): two stacks keep growing, two stay flat, one fills by run 3
+    and stops (a plateau), one grows from run 1."""
+    if run in LEAK_SHARE:
+        return LEAK_SHARE[run]
+    return [0.4 + 0.4 * run, 0.3 + 0.6 * run, 0.2, 0.1, 0.3 * min(run, 3), 0.2 * run]
+
+
 def plan(n: int, run: int, nolive: bool) -> dict[str, Any]:
     """The counts of one trace; see the module docstring."""
     n_cycles = max(1, n // CYCLE)
@@ -181,7 +190,7 @@ def plan(n: int, run: int, nolive: bool) -> dict[str, Any]:
     n_alloc = n - n_realloc - n_free - n_other_total
     w = min(50_000, int(0.015 * n))
     unit = min(3000, max(10, int(0.0015 * n)))
-    leaks = [0] * N_LEAK_STACKS if nolive else [round(unit * s) for s in LEAK_SHARE[run]]
+    leaks = [0] * N_LEAK_STACKS if nolive else [round(unit * s) for s in leak_share(run)]
     n_unmatched = round(0.002 * n_free)
     w_end = 0 if nolive else w
     a_main = n_free - n_unmatched + w_end
