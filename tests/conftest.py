@@ -62,3 +62,10 @@ def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
         return code, out, err
 
     return run
+
+
+@pytest.fixture
+def cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The test's own folder as the working directory (outputs land in it by default)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

@@ -12,28 +12,13 @@ import sys
 from typing import Any
 
 import pytest
+from cli_run import run
 
 from heapdiff.cli import main
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BEFORE = ROOT / "fixtures" / "example" / "before.etl"
 AFTER = ROOT / "fixtures" / "example" / "after.etl"
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0) if not isinstance(e.code, str) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-@pytest.fixture
-def cwd(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> pathlib.Path:
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 # ----------------------------------------------------------------------------------------------------- info

@@ -8,8 +8,8 @@ import pathlib
 from typing import Any
 
 import pytest
+from cli_run import run
 
-from heapdiff.cli import main
 from heapdiff.cli.params import parse_size
 from heapdiff.tracegen.scenario import Module, Process, Scenario
 from heapdiff.tracegen.writer import TraceWriter
@@ -20,22 +20,6 @@ AFTER = str(ROOT / "fixtures" / "example" / "after.etl")
 #: the example's two leaks, named by its PDBs (the plugin's through an inlined helper)
 TEXTURE = "plugin.dll!gfx::Texture::load+0x56 (plugin.cpp:25)"
 PARSER = "app.exe!parse_line+0x1e (app.c:22)"
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0) if not isinstance(e.code, str) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-@pytest.fixture
-def cwd(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> pathlib.Path:
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def doc_of(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any], str]:

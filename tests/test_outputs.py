@@ -14,24 +14,14 @@ import threading
 import time
 
 import pytest
+from cli_run import run
 
 from heapdiff import __version__
-from heapdiff.cli import main
 from heapdiff.cli.outputs import OutOfSpace, Output, write_output
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 AFTER = ROOT / "fixtures" / "example" / "after.etl"
 BEFORE = ROOT / "fixtures" / "example" / "before.etl"
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0) if not isinstance(e.code, str) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

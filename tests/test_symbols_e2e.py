@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from cli_run import run
 
-from heapdiff.cli import main
 from heapdiff.frames import ModuleRequest, ModuleSymbols, ResolvedFrame, SourceFrame
 from heapdiff.tracegen.scenario import APP, IMAGES, Module, Process, Scenario
 from heapdiff.tracegen.writer import TraceWriter
@@ -21,16 +21,6 @@ from heapdiff.tracegen.writer import TraceWriter
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "fixtures" / "example"
 CALLSITES = json.loads((EXAMPLE / "callsites.json").read_text(encoding="utf-8"))
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0) if not isinstance(e.code, str) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def doc_of(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[dict[str, Any], str]:

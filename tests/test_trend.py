@@ -8,8 +8,8 @@ import pathlib
 from typing import Any
 
 import pytest
+from cli_run import run
 
-from heapdiff.cli import main
 from heapdiff.document import decode
 from heapdiff.document.trend import classify, slope
 from heapdiff.tracegen.scenario import Module, Process, Scenario
@@ -87,16 +87,6 @@ def _write_run(path: pathlib.Path, run: int) -> None:
         sc.alloc(p, SHRINK, 4000, heap=0x10000)
     sc.alloc(p, CONST, 500, heap=0x10000)
     sc.close()
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0) if not isinstance(e.code, str) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture
