@@ -117,7 +117,8 @@ def prepare(work: Path, functions: int, frames: int) -> dict[str, Any]:
     live = write_trace(work / "trace.etl", exe, stacks, rng)
     stamp = {"params": want, "built_functions": functions, "functions_in_pdata": len(ranges),
              "stacks": len(stacks), "frames": len(lookups), "outstanding_blocks": live,
-             "pdb_mb": round(pdb.stat().st_size / 1e6, 1), "trace_mb": round((work / "trace.etl").stat().st_size / 1e6, 2)}
+             "pdb_mb": round(pdb.stat().st_size / 1e6, 1),
+             "trace_mb": round((work / "trace.etl").stat().st_size / 1e6, 2)}
     stamp_file.write_text(json.dumps(stamp, indent=1))
     return stamp
 

@@ -112,17 +112,27 @@ def group_blocks(live: LiveBlocks, stacks: InternedStacks, images: ImageMap, ker
     tmin_pair = np.minimum.reduceat(ts, starts)
     with_stack = [k for k in range(npairs) if pair_sid[k] >= 0]
     addrs_of = [stacks.get(pair_sid[k]) for k in with_stack]
-    located = images.located_many([pair_pid[k] for k in with_stack], addrs_of,
-                                  [int(tmin_pair[k]) for k in with_stack])
-    names = [[text for text, _ in st] for st in located]
-    floor = images.kernel_floor
-    namer = namer if namer is not None else FrameNamer(images, None)
-    named = namer.name(located, [(a >= np.uint64(floor)).tolist() for a in addrs_of])
+    # every frame of every stack as one column: located, named and counted once per distinct place
+    places, texts, place_image = images.locate_ids([pair_pid[k] for k in with_stack], addrs_of,
+                                                   [int(tmin_pair[k]) for k in with_stack])
     lens = np.fromiter((a.shape[0] for a in addrs_of), np.int64, len(addrs_of))
-    nkern, unres_all, unres_user = _frame_counts(addrs_of, names, lens, floor)
+    flat = np.concatenate(addrs_of) if addrs_of else np.zeros(0, np.uint64)
+    kern = flat >= np.uint64(images.kernel_floor)
+    ends = np.cumsum(lens)
+    inner = np.zeros(flat.shape[0], bool)
+    inner[(ends - lens)[lens > 0]] = True
+    namer = namer if namer is not None else FrameNamer(images, None)
+    named = namer.name(places, texts, place_image, flat, kern, inner)
+    text_of = np.empty(len(texts), dtype=object)
+    text_of[:] = texts
+    names = text_of[places].tolist()
+    # unresolved: a frame whose text is an address (in no image, or in an image named 0x...)
+    addresslike = np.asarray([True, *(img.name.startswith("0x") for img in images.images)], bool)
+    unres = addresslike[place_image + 1][places]
+    nkern, unres_all, unres_user = _frame_counts(kern, unres, lens)
     stack_of: list[tuple[list[str], list[Frame], tuple[int, int, int]] | None] = [None] * npairs
-    for j, k in enumerate(with_stack):
-        stack_of[k] = (names[j], named[j], (nkern[j], unres_all[j], unres_user[j]))
+    for j, (k, start, end) in enumerate(zip(with_stack, (ends - lens).tolist(), ends.tolist(), strict=True)):
+        stack_of[k] = (names[start:end], named[start:end], (nkern[j], unres_all[j], unres_user[j]))
     index: dict[tuple[str, ...], int] = {}
     made: list[tuple[tuple[str, ...], tuple[Frame, ...]]] = []
     pair_group = np.empty(npairs, np.int64)
@@ -185,18 +195,14 @@ def _distinct_per_group(grp: np.ndarray, values: np.ndarray, ng: int) -> list[tu
     return [tuple(x) for x in out]
 
 
-def _frame_counts(addrs_of: list[np.ndarray], names: list[list[str]], lens: np.ndarray,
-                  kernel_floor: int) -> tuple[list[int], list[int], list[int]]:
-    """Per stack: its kernel frames, its unresolved frames, and its unresolved frames outside the kernel, in
-    whole-column passes (a numpy call per stack was a visible share of the grouping)."""
-    if not addrs_of:
+def _frame_counts(kern: np.ndarray, unres: np.ndarray, lens: np.ndarray) -> tuple[list[int], list[int], list[int]]:
+    """Per stack: its kernel frames, its unresolved frames, and its unresolved frames outside the kernel, from
+    the per-frame columns of all stacks (``lens`` frames each), in whole-column passes."""
+    if not lens.shape[0]:
         return [], [], []
-    flat = np.concatenate(addrs_of)
-    kern = flat >= np.uint64(kernel_floor)
-    unres = np.fromiter((fr.startswith("0x") for stack in names for fr in stack), bool, int(flat.shape[0]))
     first = np.cumsum(lens) - lens
     full = lens > 0
-    at = np.minimum(first, max(int(flat.shape[0]) - 1, 0))
+    at = np.minimum(first, max(int(kern.shape[0]) - 1, 0))
 
     def per_stack(v: np.ndarray) -> list[int]:
         if not v.shape[0]:

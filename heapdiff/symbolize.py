@@ -8,9 +8,12 @@ distinct addresses of a trace go to the symbolizer in one batch per image, so PD
 
 from __future__ import annotations
 
+import functools
 import ntpath
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from heapdiff.events.images import ImageMap, LoadedImage
 from heapdiff.frames import Frame, ModuleRequest, ModuleSymbols, PdbId, ResolvedFrame, Symbolizer
@@ -41,17 +44,27 @@ def frame_text(module: str, r: ResolvedFrame, rva: int) -> str:
     proc = r.frames[-1]
     text = f"{module}!{proc.function}+0x{rva - r.proc_start:x}"
     if proc.file and proc.line:
-        text += f" ({ntpath.basename(proc.file.replace('/', chr(92)))}:{proc.line})"
+        text += f" ({_file_name(proc.file)}:{proc.line})"
     return text
 
 
+@functools.lru_cache(maxsize=4096)
+def _file_name(path: str) -> str:
+    """The last component of a source path as a PDB stores it (Windows or POSIX separators)."""
+    return ntpath.basename(path.replace("/", "\\"))
+
+
 def named_frame(text: str, rva: int | None, kernel: bool, r: ResolvedFrame | None) -> Frame:
-    module = module_of_frame(text)
+    return _named(text, module_of_frame(text), rva, kernel, r, is_allocator_frame)
+
+
+def _named(text: str, module: str | None, rva: int | None, kernel: bool, r: ResolvedFrame | None,
+           allocator: Callable[[str | None, str | None], bool]) -> Frame:
     if r is None or module is None or rva is None or not r.frames or not r.frames[-1].function:
-        return Frame(text, module, rva, kernel, not kernel and is_allocator_frame(module, None))
+        return Frame(text, module, rva, kernel, not kernel and allocator(module, None))
     inner = r.frames[0]
     proc = r.frames[-1].function
-    return Frame(frame_text(module, r, rva), module, rva, kernel, not kernel and is_allocator_frame(module, proc),
+    return Frame(frame_text(module, r, rva), module, rva, kernel, not kernel and allocator(module, proc),
                  function=inner.function, offset=rva - r.proc_start, file=inner.file, line=inner.line,
                  inlined=r.frames[1:])
 
@@ -67,36 +80,61 @@ class FrameNamer:
     def __init__(self, images: ImageMap, symbolizer: Symbolizer | None) -> None:
         self._images = images
         self._symbolizer = symbolizer
-        self._memo: dict[tuple[str, bool, int, int], Frame] = {}
         #: image index -> how its symbols went, for every image a frame fell in
         self.outcomes: dict[int, ModuleSymbols] = {}
 
-    def name(self, stacks: Sequence[Sequence[Located]], kernel: Sequence[Sequence[bool]]) -> list[list[Frame]]:
-        """The frames of each stack, innermost first; ``kernel`` marks each frame that is the kernel's."""
-        answers = self._resolve(stacks)
-        out = []
-        for stack, kflags in zip(stacks, kernel, strict=True):
-            frames = []
-            for i, ((text, idx), k) in enumerate(zip(stack, kflags, strict=True)):
-                rva = _rva(text) if idx >= 0 else None
-                look = (rva - 1 if i and rva else rva) if rva is not None else -1
-                key = (text, k, idx, look)
-                f = self._memo.get(key)
-                if f is None:
-                    f = self._memo[key] = named_frame(text, rva, k, answers.get((idx, look)))
-                frames.append(f)
-            out.append(frames)
-        return out
+    def name(self, places: np.ndarray, texts: Sequence[str], place_image: np.ndarray, addrs: np.ndarray,
+             kernel: np.ndarray, inner: np.ndarray) -> list[Frame]:
+        """The frame of each of many frames, given as columns: ``places`` indexes the places the image map found
+        (each one's frame text in ``texts``, its image index in ``place_image``, -1: none), ``addrs`` are the
+        frames' addresses, ``kernel`` marks the kernel's frames and ``inner`` each stack's innermost frame (the
+        others are return addresses, looked up one byte back).
 
-    def _resolve(self, stacks: Sequence[Sequence[Located]]) -> dict[tuple[int, int], ResolvedFrame]:
-        wanted: dict[int, set[int]] = {}
-        for stack in stacks:
-            for i, (text, idx) in enumerate(stack):
-                if idx < 0:
-                    continue
-                rva = _rva(text)
-                if rva is not None:
-                    wanted.setdefault(idx, set()).add(rva - 1 if i and rva else rva)
+        Stacks share most of their frames, so each distinct frame is named once (without symbols its place
+        decides it; with them, also whether it is a return address) and the answers are gathered back in one
+        pass. What a frame's text would tell (its module, its rva, whether its module is allocator plumbing)
+        comes from its image and address, worked out once per image, not parsed back from every text."""
+        n = int(places.shape[0])
+        if not n:
+            return []
+        images = self._images.images
+        place_addr = np.zeros(len(texts), np.uint64)
+        place_addr[places] = addrs
+        bases = np.fromiter((img.base for img in images), np.uint64, len(images))
+        place_rva = place_addr - bases[np.maximum(place_image, 0)] if images else place_addr
+        # per image (index + 1; 0: in no image): the module its frames' texts name, whether that module is
+        # allocator plumbing, and whether its texts read as an address (an image named 0x...: no rva)
+        shared: list[tuple[str | None, bool, bool]] = [(None, False, True)]
+        for img in images:
+            module = module_of_frame(f"{img.name}+0x0")
+            shared.append((module, is_allocator_frame(module, None), _rva(f"{img.name}+0x0") is None))
+        ret = ~inner if self._symbolizer is not None else np.zeros(n, bool)
+        keys = (places.astype(np.int64) << 2) | (kernel.astype(np.int64) << 1) | ret.astype(np.int64)
+        distinct, back = np.unique(keys, return_inverse=True)
+        kplace = distinct >> 2
+        todo = []
+        for place, key, idx, rva in zip(kplace.tolist(), distinct.tolist(), place_image[kplace].tolist(),
+                                        place_rva[kplace].tolist(), strict=True):
+            module, plumbing, no_rva = shared[idx + 1]
+            frame_rva = None if no_rva else rva
+            look = -1 if frame_rva is None else (frame_rva - 1 if key & 1 and frame_rva else frame_rva)
+            todo.append((texts[place], idx, module, plumbing, bool(key & 2), frame_rva, look))
+        answers = self._resolve({t[1] for t in todo if t[5] is not None},
+                                [(t[1], t[6]) for t in todo if t[5] is not None] if self._symbolizer else [])
+        allocator = functools.lru_cache(maxsize=None)(is_allocator_frame)
+        named = [Frame(text, module, rva, k, not k and plumbing) if (idx, look) not in answers
+                 else _named(text, module, rva, k, answers[(idx, look)], allocator)
+                 for text, idx, module, plumbing, k, rva, look in todo]
+        holder = np.empty(len(named), dtype=object)
+        holder[:] = named
+        return holder[back.reshape(-1)].tolist()  # type: ignore[no-any-return]  # the Frames gathered
+
+    def _resolve(self, hit: set[int], lookups: Sequence[tuple[int, int]]) -> dict[tuple[int, int], ResolvedFrame]:
+        """The symbolizer's answers for (image index, RVA to look up) pairs, asked in one batch per image; every
+        image of ``hit`` (those frames fell in) gets an outcome."""
+        wanted: dict[int, set[int]] = {idx: set() for idx in hit}
+        for idx, look in lookups:
+            wanted[idx].add(look)
         if not wanted:
             return {}
         order = sorted(wanted)

@@ -175,7 +175,13 @@ class ImageMap:
     def _search(self, tables: list[tuple[_Table, bool]], addrs: np.ndarray) -> list[tuple[str, int]]:
         """(``module+0xrva`` or ``0x...``, image index or -1) of ``addrs`` in the first of ``tables`` (sorted,
         non-overlapping images; ``True``: kernel addresses only) that holds each: one vectorised search a table."""
-        out: list[tuple[str, int]] = [("", -1)] * int(addrs.shape[0])
+        texts, image = self._search_columns(tables, addrs)
+        return list(zip(texts, image.tolist(), strict=True))
+
+    def _search_columns(self, tables: list[tuple[_Table, bool]], addrs: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """:meth:`_search` as two columns: the frame texts, and the image indices (-1: in no image)."""
+        texts: list[str] = [""] * int(addrs.shape[0])
+        image = np.full(addrs.shape[0], -1, np.int64)
         todo = np.ones(addrs.shape[0], bool)  # not yet in an image of an earlier table
         floor = np.uint64(self.kernel_floor)
         for (bases, ends, names, index), kernel_only in tables:
@@ -189,13 +195,14 @@ class ImageMap:
             todo &= ~hit
             js = np.flatnonzero(hit)
             ks = safe[js]
+            image[js] = np.asarray(index, np.int64)[ks]
             # plain ints from whole columns: a numpy scalar per element was most of this loop's time
             for j, k, rva in zip(js.tolist(), ks.tolist(), (addrs[js] - bases[ks]).tolist(), strict=True):
-                out[j] = (f"{names[k]}+0x{rva:x}", index[k])
+                texts[j] = f"{names[k]}+0x{rva:x}"
         js = np.flatnonzero(todo)
         for j, a in zip(js.tolist(), addrs[js].tolist(), strict=True):
-            out[j] = (f"0x{a:x}", -1)
-        return out
+            texts[j] = f"0x{a:x}"
+        return texts, image
 
     def _one(self, pid: int, addr: int, ts: int) -> tuple[str, int]:
         img = self.find(pid, addr, ts)
@@ -236,38 +243,68 @@ class ImageMap:
         return [text for text, _ in self.located(pid, addrs, ts)]
 
     def located_many(self, pids: list[int], addrs: list[np.ndarray], tss: list[int]) -> list[list[tuple[str, int]]]:
-        """:meth:`located` for many stacks at once: ``located(pids[k], addrs[k], tss[k])`` for every k.
+        """:meth:`located` for many stacks at once: ``located(pids[k], addrs[k], tss[k])`` for every k."""
+        places, texts, image = self.locate_ids(pids, addrs, tss)
+        table = np.empty(len(texts), dtype=object)
+        table[:] = list(zip(texts, image.tolist(), strict=True))
+        flat = table[places].tolist()
+        out = []
+        pos = 0
+        for a in addrs:
+            n = int(a.shape[0])
+            out.append(flat[pos:pos + n])
+            pos += n
+        return out
+
+    def locate_ids(self, pids: list[int], addrs: list[np.ndarray], tss: list[int]
+                   ) -> tuple[np.ndarray, list[str], np.ndarray]:
+        """Where every frame of many stacks is, as columns: for the frames of ``addrs`` concatenated, the index
+        of its place, and per place its frame text and its image index (-1: in no image), each distinct place
+        once (as :meth:`located` finds them). Callers then work once per distinct place, not once per frame.
 
         Grouping resolves thousands of stacks, and one call per stack is mostly numpy set-up, so the stacks of a
         process whose images are static (and the kernel's, when static) are resolved in one vectorised search,
         each distinct address formatted once; the others go stack by stack."""
-        out: list[list[tuple[str, int]] | None] = [None] * len(pids)
+        lens = [int(a.shape[0]) for a in addrs]
+        starts = np.cumsum([0, *lens])
+        places = np.empty(int(starts[-1]), np.int64)
+        texts: list[str] = []
+        image: list[int] = []
         by_pid: dict[int, list[int]] = {}
         for k, p in enumerate(pids):
             by_pid.setdefault(p, []).append(k)
+        kernel_tables = [self._static.get(kp) for kp in KERNEL_PIDS]
+        kernel_static = not any(kp in self._by_pid and t is None
+                                for kp, t in zip(KERNEL_PIDS, kernel_tables, strict=True))
+        seen: dict[tuple[str, int], int] = {}  # the place of each frame the stack-by-stack path found
         for p, ks in by_pid.items():
-            kernel_tables = [self._static.get(kp) for kp in KERNEL_PIDS]
-            if (p in self._by_pid and p not in self._static) or any(
-                    kp in self._by_pid and t is None for kp, t in zip(KERNEL_PIDS, kernel_tables, strict=True)):
+            if (p in self._by_pid and p not in self._static) or not kernel_static:
                 for k in ks:
-                    out[k] = self.located(p, addrs[k], tss[k])
+                    row = []
+                    for place in self.located(p, addrs[k], tss[k]):
+                        i = seen.get(place)
+                        if i is None:
+                            i = seen[place] = len(texts)
+                            texts.append(place[0])
+                            image.append(place[1])
+                        row.append(i)
+                    places[starts[k]:starts[k + 1]] = row
                 continue
-            lens = [int(addrs[k].shape[0]) for k in ks]
-            allv = np.concatenate([addrs[k] for k in ks]) if ks else np.zeros(0, np.uint64)
+            allv = np.concatenate([addrs[k] for k in ks])
             uniq, inv = np.unique(allv, return_inverse=True)
             lookups = [(t, True) for t in kernel_tables if t is not None]
             own = self._static.get(p)
             if own is not None:
                 lookups.append((own, False))
-            found = self._search(lookups, uniq)
-            holder = np.empty(len(found), dtype=object)
-            holder[:] = found
-            flat = holder[inv.reshape(-1)].tolist()  # one gather, not a loop
+            where = len(texts) + inv.reshape(-1)
+            found, found_image = self._search_columns(lookups, uniq)
+            texts += found
+            image += found_image.tolist()
             pos = 0
-            for k, n in zip(ks, lens, strict=True):
-                out[k] = flat[pos:pos + n]
-                pos += n
-        return out  # type: ignore[return-value]  # every stack was resolved
+            for k in ks:
+                places[starts[k]:starts[k + 1]] = where[pos:pos + lens[k]]
+                pos += lens[k]
+        return places, texts, np.asarray(image, np.int64)
 
     def frames_many(self, pids: list[int], addrs: list[np.ndarray], tss: list[int]) -> list[list[str]]:
         """:meth:`frames` for many stacks at once (see :meth:`located_many`)."""
