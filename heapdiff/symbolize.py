@@ -17,7 +17,7 @@ import numpy as np
 
 from heapdiff.events.images import ImageMap, LoadedImage
 from heapdiff.frames import Frame, ModuleRequest, ModuleSymbols, PdbId, ResolvedFrame, Symbolizer
-from heapdiff.rules import is_allocator_frame, module_of_frame
+from heapdiff.rules import is_allocator_frame, is_allocator_function, module_of_frame
 
 #: (frame text, image index or -1) of one frame, as the image map located it
 Located = tuple[str, int]
@@ -101,7 +101,7 @@ class FrameNamer:
         place_addr = np.zeros(len(texts), np.uint64)
         place_addr[places] = addrs
         bases = np.fromiter((img.base for img in images), np.uint64, len(images))
-        place_rva = place_addr - bases[np.maximum(place_image, 0)] if images else place_addr
+        place_rva = (place_addr - bases[np.maximum(place_image, 0)] if images else place_addr).astype(np.int64)
         # per image (index + 1; 0: in no image): the module its frames' texts name, whether that module is
         # allocator plumbing, and whether its texts read as an address (an image named 0x...: no rva)
         shared: list[tuple[str | None, bool, bool]] = [(None, False, True)]
@@ -112,46 +112,63 @@ class FrameNamer:
         keys = (places.astype(np.int64) << 2) | (kernel.astype(np.int64) << 1) | ret.astype(np.int64)
         distinct, back = np.unique(keys, return_inverse=True)
         kplace = distinct >> 2
-        todo = []
-        for place, key, idx, rva in zip(kplace.tolist(), distinct.tolist(), place_image[kplace].tolist(),
-                                        place_rva[kplace].tolist(), strict=True):
-            module, plumbing, no_rva = shared[idx + 1]
-            frame_rva = None if no_rva else rva
-            look = -1 if frame_rva is None else (frame_rva - 1 if key & 1 and frame_rva else frame_rva)
-            todo.append((texts[place], idx, module, plumbing, bool(key & 2), frame_rva, look))
-        answers = self._resolve({t[1] for t in todo if t[5] is not None},
-                                [(t[1], t[6]) for t in todo if t[5] is not None] if self._symbolizer else [])
-        allocator = functools.lru_cache(maxsize=None)(is_allocator_frame)
-        named = [Frame(text, module, rva, k, not k and plumbing) if (idx, look) not in answers
-                 else _named(text, module, rva, k, answers[(idx, look)], allocator)
-                 for text, idx, module, plumbing, k, rva, look in todo]
+        kimg = place_image[kplace]
+        krva = place_rva[kplace]
+        has_rva = ~np.asarray([no_rva for _, _, no_rva in shared], bool)[kimg + 1]
+        look = np.where(has_rva, krva - ((distinct & 1).astype(bool) & (krva != 0)), -1)
+        answers = self._answers(kimg, look, has_rva)
+        named = self._frames(kplace.tolist(), kimg.tolist(), krva.tolist(), ((distinct & 2) != 0).tolist(),
+                             answers, texts, shared)
         holder = np.empty(len(named), dtype=object)
         holder[:] = named
         return holder[back.reshape(-1)].tolist()  # type: ignore[no-any-return]  # the Frames gathered
 
-    def _resolve(self, hit: set[int], lookups: Sequence[tuple[int, int]]) -> dict[tuple[int, int], ResolvedFrame]:
-        """The symbolizer's answers for (image index, RVA to look up) pairs, asked in one batch per image; every
-        image of ``hit`` (those frames fell in) gets an outcome."""
-        wanted: dict[int, set[int]] = {idx: set() for idx in hit}
-        for idx, look in lookups:
-            wanted[idx].add(look)
-        if not wanted:
-            return {}
-        order = sorted(wanted)
+    def _answers(self, image: np.ndarray, look: np.ndarray, has_rva: np.ndarray) -> list[ResolvedFrame | None]:
+        """The symbolizer's answer at each frame's lookup RVA, asked in one batch per image (each RVA once, in
+        order); every image a frame with an rva fell in gets an outcome."""
+        out = np.full(image.shape[0], None, dtype=object)
+        order = np.unique(image[has_rva]).tolist()
         if self._symbolizer is None:
             for idx in order:
                 self.outcomes[idx] = ModuleSymbols("off")
-            return {}
-        rvas = [sorted(wanted[idx]) for idx in order]
-        got = self._symbolizer.resolve([(request_for(self._images.images[idx]), r) for idx, r in
-                                        zip(order, rvas, strict=True)])
-        answers: dict[tuple[int, int], ResolvedFrame] = {}
-        for idx, asked, (outcome, frames) in zip(order, rvas, got, strict=True):
+            return out.tolist()  # all None
+        members = [np.flatnonzero(has_rva & (image == idx)) for idx in order]
+        asked = [np.unique(look[m]) for m in members]
+        got = self._symbolizer.resolve([(request_for(self._images.images[idx]), rvas.tolist())
+                                        for idx, rvas in zip(order, asked, strict=True)])
+        for idx, m, rvas, (outcome, frames) in zip(order, members, asked, got, strict=True):
             self.outcomes[idx] = outcome
-            for rva, r in zip(asked, frames, strict=True):
-                if r is not None:
-                    answers[(idx, rva)] = r
-        return answers
+            answer = np.empty(len(frames), dtype=object)
+            answer[:] = frames
+            out[m] = answer[np.searchsorted(rvas, look[m])]
+        return out.tolist()  # ResolvedFrame or None each
+
+    @staticmethod
+    def _frames(places: list[int], image: list[int], rvas: list[int], kernel: list[bool],
+                answers: list[ResolvedFrame | None], texts: Sequence[str],
+                shared: list[tuple[str | None, bool, bool]]) -> list[Frame]:
+        """One Frame per distinct frame: :func:`named_frame` without its per-frame parsing, the text's parts of
+        a procedure made once (its rows are shared objects)."""
+        named = []
+        heads: dict[tuple[str, int], tuple[str, str, bool]] = {}
+        for place, idx, rva, k, r in zip(places, image, rvas, kernel, answers, strict=True):
+            module, plumbing, no_rva = shared[idx + 1]
+            chain = r.frames if r is not None else ()
+            if not chain or module is None or no_rva or not chain[-1].function:
+                named.append(Frame(texts[place], module, None if no_rva else rva, k, not k and plumbing))
+                continue
+            assert r is not None
+            proc = chain[-1]
+            head = heads.get((module, id(proc)))
+            if head is None:
+                tail = f" ({_file_name(proc.file)}:{proc.line})" if proc.file and proc.line else ""
+                head = heads[(module, id(proc))] = (f"{module}!{proc.function}+0x", tail,
+                                                    plumbing or is_allocator_function(proc.function))
+            offset = rva - r.proc_start
+            first = chain[0]
+            named.append(Frame(f"{head[0]}{offset:x}{head[1]}", module, rva, k, not k and head[2], first.function,
+                               offset, first.file, first.line, chain[1:]))
+        return named
 
     def modules(self) -> list[ModuleOutcome]:
         """Every image a frame fell in, with its outcome, in image order."""
