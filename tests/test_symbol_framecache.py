@@ -39,6 +39,18 @@ def test_add_merges_with_what_is_on_disk(tmp_path: Path) -> None:
     assert loaded.symbol_file == "/b/app.pdb"
 
 
+def test_rows_are_shared_and_any_line_round_trips(tmp_path: Path) -> None:
+    """Equal rows of different chains load as one object; a line too large to share a sort key with the string
+    indices still loads as written."""
+    cache = FrameCache(tmp_path, "r1")
+    huge = ResolvedFrame((SourceFrame("main", "a.c", 1 << 62),), 0x1000)
+    cache.add(PDB, "/a/app.pdb", {**FRAMES, 0x1008: MAIN, 0x2000: huge})
+    loaded = cache.load(PDB).frames
+    assert loaded == {**FRAMES, 0x1008: MAIN, 0x2000: huge}
+    first, second = loaded[0x1004], loaded[0x1008]
+    assert first is not None and second is not None and first.frames[0] is second.frames[0]
+
+
 def test_missing() -> None:
     cache = FrameCache(Path("/nonexistent"), "r1").load(PDB)
     cache.frames.update({5: None, 6: MAIN})
@@ -79,6 +91,9 @@ DAMAGE = [
     ("entry with no frame", {"entries": [[0x1000], None, None, None]}),
     ("entry not a list", {"entries": [{"a": 1}, None, None, None]}),
     ("line a string", {"entries": [[0x1000, 0, 0, "12"], None, None, None]}),
+    ("line past 63 bits", {"entries": [[0x1000, 0, 0, 1 << 63], None, None, None]}),
+    ("file index below -1", {"entries": [[0x1000, 0, -2, 1], None, None, None]}),
+    ("proc start a bool", {"entries": [[True, 0, 0, 1], None, None, None]}),
     ("symbol file missing", {"symbol_file": None}),
 ]
 

@@ -10,16 +10,19 @@ newest addresses, and a reader never sees half a file. The whole folder is a cac
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
 from heapdiff.frames import PdbId, ResolvedFrame, SourceFrame
 from heapdiff.symbols.cachedir import temporary_beside
+from heapdiff.symbols.columns import resolved_frames
 
 FORMAT = "heapdiff-frames"
 VERSION = 1
@@ -80,9 +83,17 @@ class FrameCache:
 def _encode(pdb: PdbId, reader: str, symbol_file: str, frames: Mapping[int, ResolvedFrame | None]
             ) -> dict[str, Any]:
     strings: dict[str | None, int] = {}
+    rows: dict[SourceFrame, list[int]] = {}  # chains share rows: each encoded once
 
     def intern(text: str | None) -> int:
         return -1 if text is None else strings.setdefault(text, len(strings))
+
+    def row(source: SourceFrame) -> list[int]:
+        got = rows.get(source)
+        if got is None:
+            got = rows[source] = [intern(source.function), intern(source.file),
+                                  -1 if source.line is None else source.line]
+        return got
 
     rvas = sorted(frames)
     entries: list[list[int] | None] = []
@@ -91,10 +102,10 @@ def _encode(pdb: PdbId, reader: str, symbol_file: str, frames: Mapping[int, Reso
         if frame is None:
             entries.append(None)
             continue
-        row = [frame.proc_start]
+        entry = [frame.proc_start]
         for source in frame.frames:
-            row += [intern(source.function), intern(source.file), -1 if source.line is None else source.line]
-        entries.append(row)
+            entry += row(source)
+        entries.append(entry)
     return {
         "format": FORMAT, "version": VERSION, "reader": reader,
         "pdb": {"name": pdb.name, "guid": pdb.guid, "age": pdb.age},
@@ -105,57 +116,62 @@ def _encode(pdb: PdbId, reader: str, symbol_file: str, frames: Mapping[int, Reso
 
 
 def _decode(doc: Any, pdb: PdbId, reader: str) -> CachedFrames:
+    """The file's frames, every value checked: whole columns at a time (a file holds tens of thousands of
+    addresses, and checking them one by one was most of a warm run's symbol time)."""
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:
         raise _Damaged
     if doc.get("reader") != reader or doc.get("pdb") != {"name": pdb.name, "guid": pdb.guid, "age": pdb.age}:
         raise _Damaged
     strings, rvas, entries, symbol_file = doc.get("strings"), doc.get("rvas"), doc.get("entries"), \
         doc.get("symbol_file")
-    if not (isinstance(strings, list) and all(isinstance(s, str) for s in strings)):
+    if not (isinstance(strings, list) and _all(strings, str)):
         raise _Damaged
     if not (isinstance(rvas, list) and isinstance(entries, list) and len(rvas) == len(entries)):
         raise _Damaged
     if not isinstance(symbol_file, str):
         raise _Damaged
-    frames: dict[int, ResolvedFrame | None] = {}
-    for rva, entry in zip(rvas, entries, strict=True):
-        frames[_u32(rva)] = None if entry is None else _frame(entry, strings)
+    _check_u32(_ints(rvas))
+    # an entry is None (nothing there) or [proc_start, (function, file, line) ...]: one or more rows
+    present = [e for e in entries if e is not None]
+    if not _all(present, list):
+        raise _Damaged
+    lens = np.fromiter(map(len, present), np.int64, len(present))
+    if bool(np.any((lens < 4) | ((lens - 1) % 3 != 0))):
+        raise _Damaged
+    values = _ints(list(itertools.chain.from_iterable(present)))
+    heads = np.cumsum(lens) - lens
+    proc_start = values[heads]
+    _check_u32(proc_start)
+    is_head = np.zeros(values.shape[0], bool)
+    is_head[heads] = True
+    rows = values[~is_head].reshape(-1, 3)
+    function, file, line = rows[:, 0], rows[:, 1], rows[:, 2]
+    if bool(np.any((function < 0) | (function >= len(strings)) | (file < -1) | (file >= len(strings)))):
+        raise _Damaged
+    chain_start = np.concatenate(([0], np.cumsum((lens - 1) // 3))).tolist()
+    answers = iter(resolved_frames(proc_start.tolist(), chain_start, function, file, np.maximum(line, -1),
+                                   strings))
+    frames = dict(zip(rvas, (None if e is None else next(answers) for e in entries), strict=True))
     return CachedFrames(frames, symbol_file)
 
 
-def _frame(entry: Any, strings: list[str]) -> ResolvedFrame:
-    if not isinstance(entry, list) or len(entry) < 4 or len(entry) % 3 != 1:
+def _all(values: list[Any], kind: type) -> bool:
+    """Every value is exactly of ``kind`` (bool is an int subclass and never a valid entry)."""
+    return set(map(type, values)) <= {kind}
+
+
+def _ints(values: list[Any]) -> np.ndarray:
+    if not _all(values, int):
         raise _Damaged
-    chain = []
-    for i in range(1, len(entry), 3):
-        line = _int(entry[i + 2])
-        chain.append(SourceFrame(_string(entry[i], strings), _optional_string(entry[i + 1], strings),
-                                 None if line < 0 else line))
-    return ResolvedFrame(tuple(chain), _u32(entry[0]))
+    try:
+        return np.asarray(values, np.int64)
+    except OverflowError:  # past 64 bits: no field heapdiff writes is
+        raise _Damaged from None
 
 
-def _int(value: Any) -> int:
-    if type(value) is not int:  # bool is an int subclass and never a valid entry
+def _check_u32(values: np.ndarray) -> None:
+    if values.shape[0] and (int(values.min()) < 0 or int(values.max()) >= 1 << 32):
         raise _Damaged
-    return value
-
-
-def _u32(value: Any) -> int:
-    number = _int(value)
-    if not 0 <= number < 1 << 32:
-        raise _Damaged
-    return number
-
-
-def _string(value: Any, strings: list[str]) -> str:
-    index = _int(value)
-    if not 0 <= index < len(strings):
-        raise _Damaged
-    return strings[index]
-
-
-def _optional_string(value: Any, strings: list[str]) -> str | None:
-    return None if value == -1 and type(value) is int else _string(value, strings)
 
 
 def missing(cached: CachedFrames, rvas: Iterable[int]) -> list[int]:

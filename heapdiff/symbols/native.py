@@ -8,8 +8,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from heapdiff import _native
-from heapdiff.frames import PdbId, ResolvedFrame, SourceFrame
+from heapdiff.frames import PdbId
+from heapdiff.symbols.columns import resolved_frames
 from heapdiff.symbols.reader import Batch, ImageIdentity, SymbolReadError
 
 
@@ -32,18 +35,10 @@ class NativePdb:
             r = self._reader.resolve([int(rva) for rva in rvas])
         except _native.NativeError as err:
             raise SymbolReadError(str(err)) from err
-        strings, chain_start, function, file, line = r.strings, r.chain_start, r.function, r.file, r.line
-        frames: list[ResolvedFrame | None] = []
-        for i, start in enumerate(r.proc_start):
-            if start < 0:
-                frames.append(None)
-                continue
-            chain = tuple(
-                SourceFrame(strings[function[j]] if function[j] >= 0 else "",
-                            strings[file[j]] if file[j] >= 0 else None,
-                            line[j] or None)
-                for j in range(chain_start[i], chain_start[i + 1]))
-            frames.append(ResolvedFrame(chain, start))
+        line = np.asarray(r.line, np.int64)
+        line[line == 0] = -1  # no line
+        frames = resolved_frames(r.proc_start, r.chain_start, np.asarray(r.function, np.int64),
+                                 np.asarray(r.file, np.int64), line, r.strings)
         problem = None
         if r.failed:
             problem = f"damaged symbol data under {r.failed} address{'es' if r.failed > 1 else ''}: {r.first_error}"
