@@ -11,13 +11,14 @@ from __future__ import annotations
 import ntpath
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from heapdiff.events.images import ImageMap, LoadedImage
 from heapdiff.frames import Frame, ModuleRequest, ModuleSymbols, PdbId, ResolvedFrame, Symbolizer
-from heapdiff.rules import is_allocator_frame, module_of_frame
+from heapdiff.rules import is_allocator_frame, is_allocator_function, is_allocator_module, module_of_frame
 
 if TYPE_CHECKING:
     from heapdiff.grouping import FrameTable
@@ -47,8 +48,32 @@ def frame_text(module: str, r: ResolvedFrame, rva: int) -> str:
     proc = r.frames[-1]
     text = f"{module}!{proc.function}+0x{rva - r.proc_start:x}"
     if proc.file and proc.line:
-        text += f" ({ntpath.basename(proc.file.replace('/', chr(92)))}:{proc.line})"
+        text += f" ({_file_name(proc.file)}:{proc.line})"
     return text
+
+
+@lru_cache(maxsize=1 << 16)
+def _file_name(path: str) -> str:
+    """The last component of a source path as a PDB stores it (Windows or POSIX separators)."""
+    return ntpath.basename(path.replace("/", "\\"))
+
+
+@lru_cache(maxsize=1 << 16)
+def _allocator_function(function: str) -> bool:
+    return is_allocator_function(function)
+
+
+def _resolved_frame(module: str, plumbing: bool, rva: int, kernel: bool, r: ResolvedFrame) -> Frame:
+    """:func:`named_frame` of a frame the symbols resolved, its module's facts known (the loop over a trace's
+    distinct frames: names, once per source file and function, what every frame would work out again)."""
+    inner, proc = r.frames[0], r.frames[-1]
+    assert proc.function is not None
+    text = f"{module}!{proc.function}+0x{rva - r.proc_start:x}"
+    if proc.file and proc.line:
+        text += f" ({_file_name(proc.file)}:{proc.line})"
+    return Frame(text, module, rva, kernel, not kernel and (plumbing or _allocator_function(proc.function)),
+                 function=inner.function, offset=rva - r.proc_start, file=inner.file, line=inner.line,
+                 inlined=r.frames[1:])
 
 
 def named_frame(text: str, rva: int | None, kernel: bool, r: ResolvedFrame | None) -> Frame:
@@ -145,10 +170,16 @@ class FrameNamer:
         for (idx, looks, frames), (_, asked), (outcome, resolved) in zip(groups, requests, answers, strict=True):
             self.outcomes[idx] = outcome
             by_rva = {a: r for a, r in zip(asked, resolved, strict=True) if r is not None}
-            for i, a in zip(frames.tolist(), looks.tolist(), strict=True):
+            if not by_rva:
+                continue
+            # one image: one module name, and whether it is allocator plumbing, for all its frames
+            module = table.module_names[int(table.name[frames[0]])]
+            plumbing = is_allocator_module(module)
+            for i, a, rva, kernel in zip(frames.tolist(), looks.tolist(), table.value[frames].tolist(),
+                                         table.kernel[frames].tolist(), strict=True):
                 r = by_rva.get(a)
-                if r is not None:
-                    table.named[i] = named_frame(table.plain(i), int(table.value[i]), bool(table.kernel[i]), r)
+                if r is not None and r.frames and r.frames[-1].function:
+                    table.named[i] = _resolved_frame(module, plumbing, int(rva), bool(kernel), r)
 
     def modules(self) -> list[ModuleOutcome]:
         """Every image a frame fell in, with its outcome, in image order."""

@@ -87,19 +87,24 @@ _FRAME_MEMO = 1 << 16
 
 
 class _FrameCache:
-    """Each distinct frame's JSON object made once (groups share most of their frames)."""
+    """Each distinct frame's JSON object made once (groups share most of their frames).
+
+    Keyed by the frame object's identity, not its value: the groups of a trace share one object per distinct
+    frame, and hashing a frame's every field (its inline chain too) on each lookup cost more than the JSON it
+    saved. The memo holds each frame it keys, so an id is never reused while it is a key; an equal frame that is
+    another object only gets its JSON made again."""
 
     def __init__(self) -> None:
-        self._memo: dict[FrameRecord, dict[str, Any]] = {}
+        self._memo: dict[int, tuple[FrameRecord, dict[str, Any]]] = {}
 
     def __len__(self) -> int:
         return len(self._memo)
 
     def __call__(self, f: FrameRecord) -> dict[str, Any]:
-        got = self._memo.get(f)
+        got = self._memo.get(id(f))
         if got is None:
-            got = self._memo[f] = frame_json(f)
-        return got
+            got = self._memo[id(f)] = (f, frame_json(f))
+        return got[1]
 
 
 def group_json(g: GroupRecord, frames: _FrameCache) -> dict[str, Any]:
