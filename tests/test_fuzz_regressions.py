@@ -1,0 +1,134 @@
+"""Reproducers of the failure classes the fuzz harness found, each pinned as a strict xfail.
+
+Each test writes its own input -- a trace from :class:`heapdiff.tracegen.writer.TraceWriter` (through
+:mod:`fuzz.seeds`) plus the one mutation that breaks the contract -- and asserts the contract
+(:func:`fuzz.contract.check`) on it. They fail today; ``strict=True`` turns each red the day its bug is fixed, so
+that the xfail mark, and the class's entry in ``test_fuzz.KNOWN``, are removed with the fix.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from fuzz.contract import check, heap_events  # noqa: E402
+from fuzz.mutate import Mutation, apply  # noqa: E402
+from fuzz.seeds import Seed, make_seed, written  # noqa: E402
+from fuzz.worker import commands, run_cli  # noqa: E402
+from heapdiff.tracegen.writer import TraceWriter  # noqa: E402
+
+_SEEDS: dict[tuple[int, bool], Seed] = {}
+
+
+def _seed(pointer_size: int = 8, compress: bool = False) -> Seed:
+    key = (pointer_size, compress)
+    if key not in _SEEDS:
+        _SEEDS[key] = make_seed(f"w{pointer_size * 8}{'z' if compress else ''}", written(pointer_size, compress))
+    return _SEEDS[key]
+
+
+def _broken(tmp: Path, seed_data: bytes, data: bytes, command: str, exempt: str | None = None) -> str | None:
+    """The contract's verdict on ``data`` for one command, the seed's heap count as the silent-loss baseline."""
+    clean, bad = tmp / "seed.etl", tmp / "input.etl"
+    clean.write_bytes(seed_data)
+    bad.write_bytes(data)
+    argv = dict(commands(str(bad), str(clean), command == "diff"))[command]
+    base = run_cli(command, [str(clean) if a == str(bad) else a for a in argv])
+    assert base.code == 0 and "heapdiff: warning:" not in base.stderr, base.stderr
+    f = check(run_cli(command, argv), str(bad), heap_events(json.loads(base.stdout), command), exempt)
+    return None if f is None else f"{f.symptom}: {f.detail[:300]}"
+
+
+def _mutated(tmp: Path, seed: Seed, mutations: list[Mutation], command: str) -> str | None:
+    m = apply(seed, mutations)
+    return _broken(tmp, seed.data, m.data, command, m.exempt)
+
+
+@pytest.mark.xfail(strict=True, reason="a trace cut at, or less than a buffer header after, a buffer boundary reads "
+                                       "as complete: the buffer walk stops with no warning (BuffersWritten in the "
+                                       "logfile header says more buffers follow)")
+@pytest.mark.parametrize("command", ["info", "job"])
+@pytest.mark.parametrize("delta", [0, 8, 0x47])
+def test_cut_at_a_buffer_boundary_warns(tmp_path: Path, command: str, delta: int) -> None:
+    s = _seed()
+    cut = s.buffers[-2].offset + delta
+    assert _broken(tmp_path, s.data, s.data[:cut], command) is None
+
+
+@pytest.mark.xfail(strict=True, reason="one all-zero or all-0xFF buffer in the middle ends the buffer walk (read as "
+                                       "a preallocated tail or the file's end) with no warning: every later buffer "
+                                       "is lost")
+@pytest.mark.parametrize("command", ["info", "job"])
+@pytest.mark.parametrize("fill", [0x00, 0xFF])
+def test_blank_buffer_in_the_middle_warns(tmp_path: Path, command: str, fill: int) -> None:
+    s = _seed()
+    b = s.buffers[-2]
+    data = s.data[:b.offset] + bytes([fill]) * b.size + s.data[b.offset + b.size:]
+    assert _broken(tmp_path, s.data, data, command) is None
+
+
+@pytest.mark.xfail(strict=True, reason="a buffer missing from the middle (its SequenceNumber is skipped, "
+                                       "BuffersWritten is one more than the buffers read) goes unnoticed")
+@pytest.mark.parametrize("command", ["info", "job"])
+def test_dropped_buffer_warns(tmp_path: Path, command: str) -> None:
+    s = _seed()
+    b = s.buffers[-2]
+    assert _broken(tmp_path, s.data, s.data[:b.offset] + s.data[b.offset + b.size:], command) is None
+
+
+@pytest.mark.xfail(strict=True, reason="bytes inserted into the header buffer shift every later buffer off the "
+                                       "grid: info reads no buffer after the header and says nothing (the job "
+                                       "warns only that the trace was recorded without heap tracing)")
+def test_bytes_inserted_in_the_header_buffer_warn(tmp_path: Path) -> None:
+    s = _seed()
+    data = s.data[:0x800] + bytes(range(48)) + s.data[0x800:]
+    assert _broken(tmp_path, s.data, data, "info") is None
+
+
+@pytest.mark.xfail(strict=True, reason="a compressed buffer whose SavedOffset (its uncompressed size) is lowered to "
+                                       "the bare header decodes to no record, with no warning that its stream held "
+                                       "more")
+@pytest.mark.parametrize("command", ["info", "job"])
+def test_compressed_buffer_saved_offset_lowered_warns(tmp_path: Path, command: str) -> None:
+    s = _seed(compress=True)
+    k = len(s.buffers) - 2
+    assert s.buffers[k].compressed and s.buffers[k].records
+    assert _mutated(tmp_path, s, [["buffer_field", k, "SavedOffset", 0x48]], command) is None
+
+
+def _small_trace(alloc_size: int, image_base: int = 0x7FF6_0000_0000) -> bytes:
+    """One process, one image, one live block with its stack: the smallest trace the two classes below need."""
+    fh = io.BytesIO()
+    w = TraceWriter(fh, pointer_size=8, cpus=1, buffer_size=0x1000)
+    t = w.t0 + 100
+    w.process(t, 0, 100, 4, "app.exe", "app.exe", kind="dcstart")
+    w.image(t + 1, 0, 100, image_base, 0x20000, "\\Device\\HarddiskVolume3\\app\\app.exe")
+    w.heap_alloc(t + 10, 0, 100, 104, 0x1F0000, 0x40, 0x0200_0000)
+    w.stack(t + 11, 0, t + 10, 100, 104, [image_base + 0x100])
+    w.heap_alloc(t + 20, 0, 100, 104, 0x1F0000, alloc_size, 0x0300_0000)
+    w.stack(t + 21, 0, t + 20, 100, 104, [image_base + 0x200])
+    w.close()
+    return fh.getvalue()
+
+
+@pytest.mark.xfail(strict=True, reason="a 64-bit AllocSize past 2**63 (0xFFFFFFFFFFFF0041) is summed as a negative "
+                                       "size: negative totals, group and per-process bytes (also when damage inside "
+                                       "a record or a compressed stream makes one)")
+def test_huge_alloc_size_is_not_negative(tmp_path: Path) -> None:
+    clean, data = _small_trace(0x40), _small_trace(0xFFFFFFFFFFFF0041)
+    assert _broken(tmp_path, clean, data, "job") is None
+
+
+@pytest.mark.xfail(strict=True, reason="an image whose base + size passes 2**64 crashes the job's frame mapping "
+                                       "(OverflowError in heapdiff.events.images) instead of being counted")
+def test_image_end_past_2_64_does_not_crash(tmp_path: Path) -> None:
+    clean, data = _small_trace(0x40), _small_trace(0x40, image_base=0xFFFF_FFFF_FFFF_0000)
+    assert _broken(tmp_path, clean, data, "job") is None
