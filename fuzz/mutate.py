@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from fuzz.seeds import Record, Seed, buffer_body, walk_records
+from heapdiff.etl import payloads as P
 from heapdiff.etl import structs as S
 from heapdiff.etl.xpress import compress
 from heapdiff.events import kinds as K
@@ -50,14 +51,14 @@ RECORD_FIELDS: Final = {"marker": (0, "I"), "version": (0, "H"), "header_type": 
 #: rewriting these makes a record another valid record, or frames it away: no reader can see a loss
 RELABELS: Final = frozenset({"marker", "version", "header_type", "flags", "size", "hook"})
 _CODES: Final = {"u16": "H", "u32": "I", "u64": "Q", "i32": "i", "i64": "q"}
-_HEAP_PAYLOADS: Final = {K.HOOK_HEAP_ALLOC: S.HEAP_ALLOC, K.HOOK_HEAP_FREE: S.HEAP_FREE,
-                         K.HOOK_HEAP_REALLOC: S.HEAP_REALLOC}
+_HEAP_PAYLOADS: Final = {K.HOOK_HEAP_ALLOC: P.HEAP_ALLOC, K.HOOK_HEAP_FREE: P.HEAP_FREE,
+                         K.HOOK_HEAP_REALLOC: P.HEAP_REALLOC}
 _STACK_HOOKS: Final = frozenset({K.HOOK_STACK_WALK, K.HOOK_STACK_KEY_USER, K.HOOK_STACK_KEY_KERNEL,
                                  K.HOOK_STACK_KEY_CREATE, K.HOOK_STACK_KEY_RUNDOWN})
 _HEADER_SIZES: Final = {S.HT_SYSTEM32: 0x20, S.HT_SYSTEM64: 0x20, S.HT_COMPACT32: 0x18, S.HT_COMPACT64: 0x18,
                         S.HT_PERFINFO32: 0x10, S.HT_PERFINFO64: 0x10}
 _PTR_OF: Final = {S.HT_SYSTEM32: 4, S.HT_COMPACT32: 4, S.HT_PERFINFO32: 4}
-BUFFER_FIELDS: Final = tuple(n for n in S.BUFFER_HEADER.field_names if n != "ReferenceTime")
+BUFFER_FIELDS: Final = tuple(n for n in S.BUFFER_HEADER.offsets if n != "ReferenceTime")
 LOGFILE_FIELDS: Final = ("BufferSize", "Version", "NumberOfProcessors", "LogFileMode", "BuffersWritten",
                          "PointerSize", "EventsLost", "PerfFreq", "StartTime", "EndTime", "ReservedFlags",
                          "BuffersLost", "CpuSpeedInMHz")
@@ -269,7 +270,7 @@ def _content(m: Mutation, chunks: list[_Chunk], seed: Seed) -> str | None:
         if r is None:
             return None
         layout = _HEAP_PAYLOADS[r.hook][_PTR_OF.get(r.header_type, 8)]
-        name = layout.field_names[m[3] % len(layout.field_names)]
+        name = list(layout.offsets)[m[3] % len(list(layout.offsets))]
         _put(body, r.offset + _HEADER_SIZES[r.header_type] + layout.off(name),
              _CODES[layout.types[name]], m[4])
         return None
