@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+
 @pytest.fixture(autouse=True, scope="session")
 def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """heapdiff's cache (downloaded symbols, parsed symbols) in a folder of the test run's own, never the user's:

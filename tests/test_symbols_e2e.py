@@ -155,7 +155,7 @@ def test_a_missing_server_is_a_note_within_the_time_out(tmp_path: pathlib.Path,
 def test_a_windows_symbol_path_parses_everywhere(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
     _write(tmp_path / "t.etl", [[("app.exe", 0x101E)]])
     shutil.copy(EXAMPLE / "app.pdb", tmp_path / "app.pdb")
-    d, err = doc_of(capsys, str(tmp_path / "t.etl"), "--symbols", f"C:\\Symbols;cache*D:\\sym;{tmp_path}")
+    d, _err = doc_of(capsys, str(tmp_path / "t.etl"), "--symbols", f"C:\\Symbols;cache*D:\\sym;{tmp_path}")
     assert d["groups"][0]["label"] == "app.exe!parse_line+0x1e (app.c:22)"
     assert "C:\\Symbols" in d["filters"]["symbols"]
 
