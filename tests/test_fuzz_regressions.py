@@ -1,9 +1,9 @@
-"""Reproducers of the failure classes the fuzz harness found, each pinned as a strict xfail.
+"""Reproducers of the failure classes the fuzz harness found, kept as regression tests once fixed.
 
 Each test writes its own input -- a trace from :class:`heapdiff.tracegen.writer.TraceWriter` (through
-:mod:`fuzz.seeds`) plus the one mutation that breaks the contract -- and asserts the contract
-(:func:`fuzz.contract.check`) on it. They fail today; ``strict=True`` turns each red the day its bug is fixed, so
-that the xfail mark, and the class's entry in ``test_fuzz.KNOWN``, are removed with the fix.
+:mod:`fuzz.seeds`) plus the one mutation that broke the contract -- and asserts the contract
+(:func:`fuzz.contract.check`) on it. A class not fixed yet is pinned as a strict xfail (``strict=True`` turns it red
+the day its bug is fixed), with its entry in ``test_fuzz.KNOWN``; both go with the fix.
 """
 
 from __future__ import annotations
@@ -52,9 +52,6 @@ def _mutated(tmp: Path, seed: Seed, mutations: list[Mutation], command: str) -> 
     return _broken(tmp, seed.data, m.data, command, m.exempt)
 
 
-@pytest.mark.xfail(strict=True, reason="a trace cut at, or less than a buffer header after, a buffer boundary reads "
-                                       "as complete: the buffer walk stops with no warning (BuffersWritten in the "
-                                       "logfile header says more buffers follow)")
 @pytest.mark.parametrize("command", ["info", "job"])
 @pytest.mark.parametrize("delta", [0, 8, 0x47])
 def test_cut_at_a_buffer_boundary_warns(tmp_path: Path, command: str, delta: int) -> None:
@@ -63,9 +60,6 @@ def test_cut_at_a_buffer_boundary_warns(tmp_path: Path, command: str, delta: int
     assert _broken(tmp_path, s.data, s.data[:cut], command) is None
 
 
-@pytest.mark.xfail(strict=True, reason="one all-zero or all-0xFF buffer in the middle ends the buffer walk (read as "
-                                       "a preallocated tail or the file's end) with no warning: every later buffer "
-                                       "is lost")
 @pytest.mark.parametrize("command", ["info", "job"])
 @pytest.mark.parametrize("fill", [0x00, 0xFF])
 def test_blank_buffer_in_the_middle_warns(tmp_path: Path, command: str, fill: int) -> None:
@@ -75,8 +69,6 @@ def test_blank_buffer_in_the_middle_warns(tmp_path: Path, command: str, fill: in
     assert _broken(tmp_path, s.data, data, command) is None
 
 
-@pytest.mark.xfail(strict=True, reason="a buffer missing from the middle (its SequenceNumber is skipped, "
-                                       "BuffersWritten is one more than the buffers read) goes unnoticed")
 @pytest.mark.parametrize("command", ["info", "job"])
 def test_dropped_buffer_warns(tmp_path: Path, command: str) -> None:
     s = _seed()
@@ -84,18 +76,12 @@ def test_dropped_buffer_warns(tmp_path: Path, command: str) -> None:
     assert _broken(tmp_path, s.data, s.data[:b.offset] + s.data[b.offset + b.size:], command) is None
 
 
-@pytest.mark.xfail(strict=True, reason="bytes inserted into the header buffer shift every later buffer off the "
-                                       "grid: info reads no buffer after the header and says nothing (the job "
-                                       "warns only that the trace was recorded without heap tracing)")
 def test_bytes_inserted_in_the_header_buffer_warn(tmp_path: Path) -> None:
     s = _seed()
     data = s.data[:0x800] + bytes(range(48)) + s.data[0x800:]
     assert _broken(tmp_path, s.data, data, "info") is None
 
 
-@pytest.mark.xfail(strict=True, reason="a compressed buffer whose SavedOffset (its uncompressed size) is lowered to "
-                                       "the bare header decodes to no record, with no warning that its stream held "
-                                       "more")
 @pytest.mark.parametrize("command", ["info", "job"])
 def test_compressed_buffer_saved_offset_lowered_warns(tmp_path: Path, command: str) -> None:
     s = _seed(compress=True)

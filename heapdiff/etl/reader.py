@@ -117,9 +117,8 @@ class Reader:
     # -- buffer order ---------------------------------------------------------------------------------------
     def _first_ts(self, b: BufferInfo) -> int | None:
         """Raw timestamp of a compressed buffer's first record (None: no record); the buffer is decoded once
-        and kept for framing while the cache has room."""
-        if b.filled < S.BUFFER_HEADER_SIZE + S.PERFINFO_SIZE:
-            return None
+        and kept for framing while the cache has room. Decoded whatever its SavedOffset says: the stream may
+        hold records that a damaged SavedOffset denies (:meth:`TraceFile.buffer_bytes`)."""
         try:
             whole = self.trace.buffer_bytes(b)
         except TraceError:
@@ -184,6 +183,8 @@ class Reader:
             except TraceError as e:
                 self._anomaly("undecodable_compressed_buffer", e.offset)
                 continue
+            if body.shape[0] != b.filled:  # the stream holds more or less than SavedOffset says: read what it holds
+                self._anomaly("buffer_saved_offset_mismatch", b.offset + S.BUFFER_HEADER.off("SavedOffset"))
             start.append(total)
             end.append(total + int(body.shape[0]))
             pad = -int(body.shape[0]) % S.RECORD_ALIGN  # each copy starts 8-aligned, as buffers do in the file

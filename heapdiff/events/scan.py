@@ -54,6 +54,8 @@ class TraceScan:
     stacks_matched: int = 0
     anomalies: Anomalies = field(default_factory=Anomalies)
     first_anomaly_offset: dict[str, int] = field(default_factory=dict)
+    #: what the anomaly counts alone would not say, one line each (the document's trace notes)
+    notes: list[str] = field(default_factory=list)
     images: list[ImageEvent] = field(default_factory=list)
     processes: list[ProcessEvent] = field(default_factory=list)
     image_id_raw: list[tuple[int, int, int, bytes]] = field(default_factory=list)  # (ts, opcode, ptr, payload)
@@ -98,7 +100,7 @@ def scan(source: TraceFile | bytes | np.ndarray, heap_sink: HeapSink | None = No
     reader = Reader(trace, layout(), KERNEL_GUIDS, chunk_bytes=chunk_bytes, defer_tails=heap_sink is not None)
     out = TraceScan(path=trace.path, header=trace.header, buffers=len(trace.buffers),
                     compressed_buffers=trace.compressed_buffers, size=trace.size, sequences=reader.sequences,
-                    anomalies=reader.anomalies, _reader=reader)
+                    anomalies=reader.anomalies, notes=list(trace.notes), _reader=reader)
     matcher = StackMatcher(attach_kernel_keys=heap_sink is None)
     kfloor = np.uint64(kernel_floor(trace.header.pointer_size))
     counts = RecordCounts()
