@@ -17,6 +17,7 @@ from heapdiff.etl.sequences import InternedStacks
 from heapdiff.events.images import ImageMap
 from heapdiff.frames import Frame
 from heapdiff.reduce import LiveBlocks
+from heapdiff.reduce.live import exact_sums
 from heapdiff.rules import GroupName, name_group
 from heapdiff.symbolize import FrameNamer, ModuleOutcome
 
@@ -98,7 +99,7 @@ def group_blocks(live: LiveBlocks, stacks: InternedStacks, images: ImageMap, ker
     order = np.lexsort((live.addr, live.ts, live.stack, live.pid))  # per pair: oldest first
     pid = live.pid[order]
     stack = live.stack[order]
-    size = live.size[order].astype(np.int64)
+    size = live.size[order]  # unsigned: never summed as int64 (exact_sums)
     ts = live.ts[order].astype(np.int64)
     heap = live.heap[order]
     src = live.source[order].astype(np.int64)
@@ -149,11 +150,10 @@ def group_blocks(live: LiveBlocks, stacks: InternedStacks, images: ImageMap, ker
     blocks = np.diff(np.concatenate((head, [n])))
     first = ts[so[head]]
     last = ts[so[head + blocks - 1]]
-    nbytes = np.zeros(ng, np.int64)
-    np.add.at(nbytes, grp, size)                   # exact (float weights could round above 2**53)
+    nbytes = exact_sums(size, grp, ng)             # exact: no wrap, never negative
     nsrc = int(src.max()) + 1
     src_counts = np.bincount(grp * nsrc + src, minlength=ng * nsrc).reshape(ng, nsrc)
-    bucket = np.searchsorted(np.asarray(HIST_BOUNDS, np.int64), size, side="left")
+    bucket = np.searchsorted(np.asarray(HIST_BOUNDS, np.uint64), size, side="left")
     nb = len(HIST_LABELS)
     hist = np.bincount(grp * nb + bucket, minlength=ng * nb).reshape(ng, nb)
     heaps_of = _distinct_per_group(grp, heap, ng)
@@ -167,7 +167,7 @@ def group_blocks(live: LiveBlocks, stacks: InternedStacks, images: ImageMap, ker
         Group(sig, frames, name_group(frames), Counts(nblk, nby), heaps_of[gi],
               tuple((s, c) for s, c in enumerate(row) if c), tuple(hrow), t0, t1, tuple(samples[gi]))
         for gi, (sig, frames), nblk, nby, t0, t1, row, hrow in zip(
-            range(ng), made, blocks.tolist(), nbytes.tolist(), first.tolist(), last.tolist(), src_counts.tolist(),
+            range(ng), made, blocks.tolist(), nbytes, first.tolist(), last.tolist(), src_counts.tolist(),
             hist.tolist(), strict=True)
     ]
     return Grouping(tuple(groups), total_frames, total_unresolved, tuple(namer.modules()))

@@ -1,4 +1,4 @@
-"""Data loss is always said aloud: written traces plus one kind of damage each.
+"""Data loss is always said aloud, and no total goes negative: written traces plus one kind of damage each.
 
 Every input is a trace from :class:`heapdiff.tracegen.writer.TraceWriter` (its log says where each buffer is and
 which records it holds) plus the damage under test, so each test knows exactly what a faithful reader must still
@@ -8,7 +8,9 @@ see and what it must count as lost:
    buffers dropped): ``buffers_missing``, with a note; a header that legitimately says otherwise claims nothing;
 2. blank buffers (all 0x00 or all 0xFF) in the middle: stepped over to the next buffer, ``blank_buffer``;
 3. buffers whose header is damaged in part: read by what can still be believed (``buffer_size_damaged``,
-   ``buffer_saved_offset_mismatch``), dropped only when nothing can be (``damaged_buffer``).
+   ``buffer_saved_offset_mismatch``), dropped only when nothing can be (``damaged_buffer``);
+4. sizes beyond a process's address space: the block kept, its size out of every total
+   (``size_beyond_address_space``), and no sum of sizes that wraps or turns negative.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import struct
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from heapdiff.etl import structs as S
@@ -266,3 +269,97 @@ def test_a_header_with_nothing_left_to_believe_is_stepped_over_and_counted() -> 
     s = read(bad)
     assert loss(s) == {"damaged_buffer": 1, "resync": 1}
     assert s.events["heap_alloc"] == sum(w.allocs) - w.allocs[3]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# 4. sizes are unsigned, and none beyond the address space counts
+# ------------------------------------------------------------------------------------------------------------
+def _sized(sizes: list[int], free_last: bool = False, realloc_to: int | None = None) -> bytes:
+    out = io.BytesIO()
+    w = TraceWriter(out, pointer_size=8, cpus=1, buffer_size=BUF)
+    t = w.t0 + 100
+    w.process(t, 0, PID, 4, "app.exe", "app.exe")
+    w.image(t + 1, 0, PID, IMAGE, 0x20000, "\\Device\\HarddiskVolume3\\app\\app.exe")
+    for i, size in enumerate(sizes):
+        t += 10
+        w.heap_alloc(t, 0, PID, TID, HEAP, size, ADDR + 0x100_0000 * i)
+        w.stack(t + 1, 0, t, PID, TID, [IMAGE + 0x100 + 0x10 * i])
+    if realloc_to is not None:
+        t += 10
+        last = ADDR + 0x100_0000 * (len(sizes) - 1)
+        w.heap_realloc(t, 0, PID, TID, HEAP, last + 0x8000_0000, last, realloc_to, sizes[-1])
+        w.stack(t + 1, 0, t, PID, TID, [IMAGE + 0x900])
+    if free_last:
+        w.heap_free(t + 10, 0, PID, TID, HEAP, ADDR + 0x100_0000 * (len(sizes) - 1))
+    w.close()
+    return out.getvalue()
+
+
+def _job(tmp_path: Path, run_cli: Callable[..., tuple[int, str, str]], data: bytes) -> tuple[dict, str]:  # type: ignore[type-arg]
+    path = tmp_path / "t.etl"
+    path.write_bytes(data)
+    code, out, err = run_cli(str(path), "--json", "-", "-o", str(tmp_path / "r.html"), "-q")
+    assert code == 0, err
+    return json.loads(out), err
+
+
+def _never_negative(doc: dict) -> None:  # type: ignore[type-arg]
+    t = doc["traces"][0]
+    assert t["outstanding"]["bytes"] >= 0 and doc["totals"]["bytes"] >= 0 and doc["totals"]["growth"]["bytes"] >= 0
+    assert all(v["bytes"] >= 0 for v in t["outstanding_by_pid"].values())
+    assert all(g["bytes"] >= 0 for g in doc["groups"]) and doc["groups"]
+
+
+@pytest.mark.parametrize("huge", [0xFFFF_FFFF_FFFF_0041, 1 << 63, (1 << 47) + 1])
+def test_a_size_beyond_the_address_space_is_kept_out_of_every_total(
+        tmp_path: Path, run_cli: Callable[..., tuple[int, str, str]], huge: int) -> None:
+    doc, err = _job(tmp_path, run_cli, _sized([0x40, huge]))
+    _never_negative(doc)
+    t = doc["traces"][0]
+    assert t["outstanding"] == {"blocks": 2, "bytes": 0x40}   # the block is kept, its size is not
+    assert t["anomalies"] == {"size_beyond_address_space": 1}
+    assert "size_beyond_address_space 1" in err
+    assert any("beyond a 64-bit process's address space" in n for n in t["notes"]), t["notes"]
+
+
+def test_the_largest_possible_size_still_counts(tmp_path: Path,
+                                                run_cli: Callable[..., tuple[int, str, str]]) -> None:
+    doc, _ = _job(tmp_path, run_cli, _sized([0x40, 1 << 47]))
+    assert doc["traces"][0]["outstanding"] == {"blocks": 2, "bytes": 0x40 + (1 << 47)}
+    assert doc["traces"][0]["anomalies"] == {}
+
+
+def test_a_block_of_an_impossible_size_is_still_freed(tmp_path: Path,
+                                                      run_cli: Callable[..., tuple[int, str, str]]) -> None:
+    doc, _ = _job(tmp_path, run_cli, _sized([0x40, 0xFFFF_FFFF_FFFF_0041], free_last=True))
+    t = doc["traces"][0]
+    assert t["outstanding"] == {"blocks": 1, "bytes": 0x40}
+    assert t["anomalies"] == {"size_beyond_address_space": 1}   # no unmatched free
+
+
+def test_a_realloc_to_an_impossible_size(tmp_path: Path, run_cli: Callable[..., tuple[int, str, str]]) -> None:
+    doc, _ = _job(tmp_path, run_cli, _sized([0x40, 0x80], realloc_to=0xFFFF_FFFF_FFFF_FFF0))
+    _never_negative(doc)
+    t = doc["traces"][0]
+    assert t["outstanding"] == {"blocks": 2, "bytes": 0x40}
+    assert t["anomalies"] == {"size_beyond_address_space": 1}
+
+
+def test_sums_of_sizes_are_exact_whatever_the_sizes() -> None:
+    """Below the events layer nothing bounds a size: the live blocks' and the groups' sums never wrap."""
+    from heapdiff.etl.sequences import InternedStacks
+    from heapdiff.events.images import ImageMap
+    from heapdiff.grouping import group_blocks
+    from heapdiff.reduce import LiveBlocks
+
+    top = (1 << 64) - 1
+    sizes = np.array([top, top, 1 << 63, 5], np.uint64)
+    n = sizes.shape[0]
+    live = LiveBlocks(pid=np.array([1, 1, 2, 2], np.int64), heap=np.full(n, HEAP, np.uint64),
+                      addr=np.arange(n, dtype=np.uint64) * np.uint64(0x1000), size=sizes,
+                      ts=np.arange(n, dtype=np.int64), source=np.zeros(n, np.uint8), stack=np.full(n, -1, np.int64))
+    assert live.totals() == (4, 2 * top + (1 << 63) + 5)
+    assert live.by_pid() == {1: (2, 2 * top), 2: (2, (1 << 63) + 5)}
+    grouping = group_blocks(live, InternedStacks(), ImageMap([], 8, []), kernel_frames=False)
+    assert [(g.counts.blocks, g.counts.bytes) for g in grouping] == [(4, 2 * top + (1 << 63) + 5)]
+    assert sum(grouping.groups[0].histogram) == 4 and grouping.groups[0].histogram[-1] == 3

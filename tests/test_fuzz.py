@@ -47,8 +47,6 @@ class Known:
 
 #: what ``python -m fuzz`` found (benchmarks/RESULTS.md, "Fuzzing"); each goes with its fix
 KNOWN: tuple[Known, ...] = (
-    # a size past 2**63 (written, or made by damage no reader can see) is summed as negative bytes
-    Known(r"negative:.*\.bytes", None, "test_huge_alloc_size_is_not_negative"),
     # an image whose base + size passes 2**64 crashes the frame mapping
     Known(r"traceback:OverflowError@heapdiff\.events\.images:.*", None, "test_image_end_past_2_64_does_not_crash"),
 )

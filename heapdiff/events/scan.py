@@ -31,7 +31,7 @@ from heapdiff.events.decode import (
     decode_process,
     image_id_fits,
 )
-from heapdiff.events.heap_ops import attach_ops, heap_ops, kernel_only_stacks
+from heapdiff.events.heap_ops import MAX_BLOCK_SIZE, attach_ops, heap_ops, kernel_only_stacks
 from heapdiff.events.images import kernel_floor
 from heapdiff.events.layout import GROUP_IMAGE_ID, IMAGE_HOOKS, KERNEL_GUIDS, PROCESS_HOOKS, STACK_REF_HOOKS, layout
 from heapdiff.events.ops import OpBatch
@@ -114,7 +114,8 @@ def scan(source: TraceFile | bytes | np.ndarray, heap_sink: HeapSink | None = No
         process_ends = _decode_rare(batch, out) if batch.raw else {}  # rare records, in time order
         targets, resolved = matcher.match(batch)
         if heap_sink is not None:
-            ops = heap_ops(batch, targets, resolved, process_ends, kernel_only_stacks(reader.sequences, kfloor))
+            ops = heap_ops(batch, targets, resolved, process_ends, kernel_only_stacks(reader.sequences, kfloor),
+                           trace.header.pointer_size, out.anomalies)
             if ops is not None:
                 heap_sink(ops)
         if progress is not None:
@@ -148,6 +149,13 @@ def _finish(out: TraceScan, reader: Reader, matcher: StackMatcher, counts: Recor
     orphans = matcher.refs - matcher.matched - matcher.key_refs_unresolved
     if orphans > 0:
         out.anomalies.add("stack_ref_without_event", orphans)
+    beyond = out.anomalies["size_beyond_address_space"]
+    if beyond:
+        limit = MAX_BLOCK_SIZE.get(out.header.pointer_size, MAX_BLOCK_SIZE[8])
+        blocks, they = ("heap block", "it counts as a block, but its size is") if beyond == 1 else \
+            ("heap blocks", "they count as blocks, but their sizes are")
+        out.notes.append(f"{beyond:,} {blocks} claimed a size beyond a {out.header.pointer_size * 8}-bit process's "
+                         f"address space (over {limit:,} bytes): {they} left out of every byte total")
     for key, off in reader.first_anomaly_offset.items():
         out.first_anomaly_offset.setdefault(key, off)
     out.providers = counts.by_provider(reader.providers)
