@@ -10,14 +10,19 @@ see and what it must count as lost:
 3. buffers whose header is damaged in part: read by what can still be believed (``buffer_size_damaged``,
    ``buffer_saved_offset_mismatch``), dropped only when nothing can be (``damaged_buffer``);
 4. sizes beyond a process's address space: the block kept, its size out of every total
-   (``size_beyond_address_space``), and no sum of sizes that wraps or turns negative.
+   (``size_beyond_address_space``), and no sum of sizes that wraps or turns negative;
+5. the pure-Python fallback (``HEAPDIFF_NO_JIT=1``) warns of no numpy overflow: the hashing that overflows on
+   purpose says so.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import struct
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -363,3 +368,29 @@ def test_sums_of_sizes_are_exact_whatever_the_sizes() -> None:
     grouping = group_blocks(live, InternedStacks(), ImageMap([], 8, []), kernel_frames=False)
     assert [(g.counts.blocks, g.counts.bytes) for g in grouping] == [(4, 2 * top + (1 << 63) + 5)]
     assert sum(grouping.groups[0].histogram) == 4 and grouping.groups[0].histogram[-1] == 3
+
+
+# ------------------------------------------------------------------------------------------------------------
+# 5. the pure-Python fallback warns of no overflow
+# ------------------------------------------------------------------------------------------------------------
+def test_the_pure_python_fallback_warns_of_no_overflow(tmp_path: Path) -> None:
+    """Hashing (interned stacks, the reducer's tables) overflows on purpose: uncompiled it must not print numpy's
+    overflow warnings, and every other overflow must still warn: run with warnings as errors, the job and info."""
+    before, after = tmp_path / "before.etl", tmp_path / "after.etl"
+    before.write_bytes(write(allocs=300, cpus=1).data)
+    after.write_bytes(write(compress=True, allocs=400, cpus=2).data)
+    env = {**os.environ, "HEAPDIFF_NO_JIT": "1"}
+    for argv in ([str(before), str(after), "-q", "-o", str(tmp_path / "r.html")], ["info", str(after)]):
+        r = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "heapdiff.cli", *argv],
+                           env=env, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0 and "Warning" not in r.stderr, r.stderr[-3000:]
+
+
+def test_wrapping_mul_is_the_product_mod_2_64() -> None:
+    from heapdiff import _jit
+
+    cases = [(0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9), ((1 << 64) - 1, (1 << 64) - 1), (3, 5), (1 << 63, 2)]
+    for a, b in cases:
+        want = (a * b) % (1 << 64)
+        assert int(_jit._wrapping_mul_py(np.uint64(a), np.uint64(b))) == want
+        assert int(_jit.wrapping_mul(np.uint64(a), np.uint64(b))) == want

@@ -216,15 +216,14 @@ class Reader:
         while True:
             # room for at least the next buffer; grown further only as distinct sequences demand
             seq.ensure(ch.biggest // 16 + 1, ch.biggest // 4 + 1)
-            with np.errstate(over="ignore"):
-                n = W.frame_kernel(
-                    ch.data, d32, d64, ch.start, ch.end, ch.cpu, ch.base, self.layout.lut, self.layout.rows,
-                    self._kg_lo, self._kg_hi, self._kg_group, self._kg_prov,
-                    seq.slots, seq.hash, seq.start, seq.length, seq.pool, seq.meta,
-                    out["ts"], out["cpu"], out["tid"], out["pid"], out["hook"], out["prov"], out["ver"],
-                    out["ptr"], out["status"], out["pos"], out["payoff"], out["paylen"], win.f,
-                    out["tail"], out["glo"], out["ghi"], b_end, b_endpos, counters, b_from, n,
-                    self.defer_tails and ch.is_file, self.layout.marks, self._link_counts)
+            n = W.frame_kernel(
+                ch.data, d32, d64, ch.start, ch.end, ch.cpu, ch.base, self.layout.lut, self.layout.rows,
+                self._kg_lo, self._kg_hi, self._kg_group, self._kg_prov,
+                seq.slots, seq.hash, seq.start, seq.length, seq.pool, seq.meta,
+                out["ts"], out["cpu"], out["tid"], out["pid"], out["hook"], out["prov"], out["ver"],
+                out["ptr"], out["status"], out["pos"], out["payoff"], out["paylen"], win.f,
+                out["tail"], out["glo"], out["ghi"], b_end, b_endpos, counters, b_from, n,
+                self.defer_tails and ch.is_file, self.layout.marks, self._link_counts)
             if int(seq.meta[2]) < 0:
                 break
             b_from = int(seq.meta[2])
