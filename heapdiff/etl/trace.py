@@ -12,16 +12,8 @@ import numpy as np
 
 from heapdiff.errors import Anomalies, TraceError
 from heapdiff.etl import structs as S
-from heapdiff.etl.buffers import (
-    MAX_BUFFER_SIZE,
-    BufferInfo,
-    BufferTable,
-    ReadAt,
-    missing_note,
-    nominal_size,
-    release_pages,
-    scan_buffers,
-)
+from heapdiff.etl.buffer_walk import missing_note, scan_buffers
+from heapdiff.etl.buffers import MAX_BUFFER_SIZE, BufferInfo, BufferTable, ReadAt, nominal_size, release_pages
 from heapdiff.etl.logfile import LogfileHeader, read_logfile_header
 
 #: compressed bytes a stream may leave undecoded once its output is whole: the flag DWORD whose bits end it
