@@ -172,6 +172,18 @@ def test_buffers_dropped_from_the_middle_are_counted(compress: bool) -> None:
     assert s.events["heap_alloc"] == sum(w.allocs) - w.allocs[2] - w.allocs[3] - w.allocs[-2]
 
 
+@pytest.mark.parametrize("damage", ["blank", "drop", "cut"])
+def test_a_buffer_copied_twice_does_not_hide_one_lost(damage: str) -> None:
+    """A copy of a buffer (same sequence number, CPU and flush time) is one buffer of the file, not two: it cannot
+    make up for a buffer lost elsewhere."""
+    w = written()
+    k = len(w) - 2
+    copy = w.data[slice(*w.span(1))]
+    lost = {"blank": w.blanked(len(w) - 1, 0), "drop": w.without(k), "cut": w.data[:w.offsets[-1]]}[damage]
+    s = read(lost[:w.offsets[2]] + copy + lost[w.offsets[2]:])
+    assert loss(s) == ({"blank_buffer": 1} if damage == "blank" else {"buffers_missing": 1})
+
+
 def test_a_header_that_legitimately_says_otherwise_claims_nothing() -> None:
     w = written()
     # a logfile header the logger never rewrote (it died): fewer buffers than the file holds
@@ -188,6 +200,18 @@ def test_a_header_that_legitimately_says_otherwise_claims_nothing() -> None:
     assert read(circular[:w.offsets[5]]).anomalies.as_dict() == {"buffers_missing": len(w) - 5}
     # a circular file that does not say its maximum size: nothing can be claimed
     assert read(logfile_field(circular, "MaximumFileSize", 0)[:w.offsets[5]]).anomalies.as_dict() == {}
+    # ... but a LogFileMode both sequential and circular is damaged: it excuses nothing
+    both = logfile_field(circular, "LogFileMode", 0x7FFF_FFFF)
+    assert read(both[:w.offsets[5]]).anomalies.as_dict() == {"buffers_missing": 10 * len(w) - 5}
+
+
+def test_a_session_buffer_size_too_small_to_be_real_cuts_no_buffer_short() -> None:
+    """The logfile header's BufferSize bounds how far a compressed buffer decodes: a damaged one (below the 1 KB a
+    session can ask for) bounds nothing, so every record is still read."""
+    w = written(compress=True)
+    for size in (0x49, 0x50, 0x3F8):
+        s = read(logfile_field(w.data, "BufferSize", size))
+        assert s.events["heap_alloc"] == sum(w.allocs) and loss(s) == {}, size
 
 
 def test_a_preallocated_tail_is_not_a_loss() -> None:
@@ -264,6 +288,34 @@ def test_a_compressed_buffer_with_a_damaged_size_is_read_to_the_next_buffer(size
     s = read(w.field(3, "BufferSize", size))
     assert s.anomalies.as_dict() == {"buffer_size_damaged": 1}
     assert s.events["heap_alloc"] == sum(w.allocs)
+
+
+def test_a_filler_marker_before_the_valid_bytes_end_is_counted() -> None:
+    """Records end exactly at a buffer's valid bytes (notes 1.3): a record whose marker became the 0xFF filler ends
+    the buffer's walk early, and the records after it are lost, said aloud."""
+    w = written()
+    k = 3
+    recs = w.log[k].records
+    j = len(recs) // 2  # records are packed from the buffer header on, each 8-aligned (notes 1.3)
+    at = w.offsets[k] + S.BUFFER_HEADER_SIZE + sum(len(r.data) + (-len(r.data) % 8) for r in recs[:j])
+    assert w.data[at:at + len(recs[j].data)] == recs[j].data
+    bad = w.data[:at] + b"\xff" * 4 + w.data[at + 4:]
+    s = read(bad)
+    assert loss(s) == {"buffer_filler_before_end": 1}
+    assert s.events["heap_alloc"] < sum(w.allocs)
+
+
+def test_a_compressed_buffer_whose_stream_holds_no_record_is_counted() -> None:
+    """SavedOffset says a buffer holds records; its stream decodes to one byte: counted, though the buffer (with no
+    record to order it by) is never framed."""
+    w = written(compress=True)
+    k = 3
+    lo, hi = w.span(k)
+    stream = struct.pack("<I", 0x7FFF_FFFF) + b"A"   # a literal, then the end-of-stream match bit
+    head = buffer_field(w.data[lo:lo + S.BUFFER_HEADER_SIZE], 0, "BufferSize", S.BUFFER_HEADER_SIZE + len(stream))
+    s = read(w.data[:lo] + head + stream + w.data[hi:])
+    assert loss(s) == {"buffer_saved_offset_mismatch": 1}
+    assert s.events["heap_alloc"] == sum(w.allocs) - w.allocs[k]
 
 
 def test_a_header_with_nothing_left_to_believe_is_stepped_over_and_counted() -> None:

@@ -48,13 +48,22 @@ def expected_buffers(header: LogfileHeader) -> int | None:
     written = header.buffers_written
     if written <= 0:
         return None
-    if not header.log_file_mode & S.LOG_FILE_MODE_CIRCULAR:
-        return written
+    mode = header.log_file_mode
+    if not mode & S.LOG_FILE_MODE_CIRCULAR or mode & S.LOG_FILE_MODE_SEQUENTIAL:
+        return written  # (a file cannot be both: such a LogFileMode is damaged, and claims nothing away)
     nominal = nominal_size(header)
-    if not header.maximum_file_size or not nominal or header.log_file_mode & S.LOG_FILE_MODE_COMPRESSED:
+    if not header.maximum_file_size or not nominal or mode & S.LOG_FILE_MODE_COMPRESSED:
         return None
-    unit = 1 << 10 if header.log_file_mode & S.LOG_FILE_MODE_KBYTES_FOR_SIZE else 1 << 20
+    unit = 1 << 10 if mode & S.LOG_FILE_MODE_KBYTES_FOR_SIZE else 1 << 20
     return min(written, header.maximum_file_size * unit // nominal)
+
+
+def distinct_buffers(table: BufferTable) -> int:
+    """The buffers of the table, a buffer copied twice once: what tells one apart is its header's sequence number,
+    CPU and flush time (two loggers merged into one file may share sequence numbers, not all three)."""
+    if not len(table):
+        return 0
+    return int(np.unique(np.stack((table.seq, table.cpu, table.timestamp), axis=1), axis=0).shape[0])
 
 
 def count_missing(header: LogfileHeader, held: int, anomalies: Anomalies) -> None:
@@ -79,7 +88,7 @@ def scan_buffers(data: np.ndarray, header: LogfileHeader, anomalies: Anomalies,
     and count the buffers the logfile header says are missing."""
     fast = scan_uniform(data, nominal_size(header), max(1, header.number_of_processors), mm, read_at)
     if fast is not None:
-        count_missing(header, len(fast), anomalies)
+        count_missing(header, distinct_buffers(fast), anomalies)
         return fast
     return BufferTable.from_infos(scan_buffers_walk(data, header, anomalies, mm))
 
@@ -153,7 +162,8 @@ def scan_buffers_walk(data: np.ndarray, header: LogfileHeader, anomalies: Anomal
     expected = expected_buffers(header)
     ncpu = max(1, header.number_of_processors)
     out: list[BufferInfo] = []
-    held = 0  # buffers begun in the file: read, cut, or stepped over
+    held = 0  # buffers begun in the file: read (each once), cut, or stepped over
+    seen: set[tuple[int, int, int]] = set()
     off = 0
     hsize = S.BUFFER_HEADER_SIZE
     released = 0
@@ -216,7 +226,9 @@ def scan_buffers_walk(data: np.ndarray, header: LogfileHeader, anomalies: Anomal
                 held += _buffers_in(nxt - off, nominal) - 1
                 off = nxt
                 continue
-        held += 1
+        key = (int(h["SequenceNumber"]), int(h["ProcessorIndex"]), int(h["TimeStamp"]))
+        held += key not in seen  # a buffer copied twice holds no buffer the file lacks
+        seen.add(key)
         truncated = off + span > n
         if truncated:
             anomalies.add("truncated_buffer")

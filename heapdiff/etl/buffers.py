@@ -23,6 +23,9 @@ from heapdiff.etl.logfile import LogfileHeader
 #: A buffer larger than this is not believed: sessions ask for at most 16 MiB buffers (layout 2.0 is needed past 1
 #: MiB already), and a claimed size bounds what one buffer can make the reader allocate.
 MAX_BUFFER_SIZE = 16 << 20
+#: Nor a session buffer smaller than this: sessions ask for their buffer size in KB (EVENT_TRACE_PROPERTIES), and a
+#: size that bounds how far a compressed buffer decodes must not cut a real one short.
+MIN_BUFFER_SIZE = 1 << 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,8 +259,9 @@ def scan_uniform(data: np.ndarray, nominal: int, ncpu: int, mm: mmap.mmap | None
 
 
 def nominal_size(header: LogfileHeader) -> int:
-    """The session's buffer size from the logfile header, 0 when it cannot be believed (see :data:`MAX_BUFFER_SIZE`)."""
-    return header.buffer_size if S.BUFFER_HEADER_SIZE < header.buffer_size <= MAX_BUFFER_SIZE else 0
+    """The session's buffer size from the logfile header, 0 when it cannot be believed (:data:`MIN_BUFFER_SIZE`,
+    :data:`MAX_BUFFER_SIZE`)."""
+    return header.buffer_size if MIN_BUFFER_SIZE <= header.buffer_size <= MAX_BUFFER_SIZE else 0
 
 
 def peek_first_ts(data: np.ndarray, offset: np.ndarray, filled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
