@@ -135,7 +135,7 @@ def test_the_written_traces_read_clean() -> None:
 # 1. missing buffers
 # ------------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("compress", [False, True])
-@pytest.mark.parametrize("delta", [0, 8, S.BUFFER_HEADER_SIZE - 1])
+@pytest.mark.parametrize("delta", [0, 1, 8, S.BUFFER_HEADER_SIZE - 1])
 def test_a_cut_at_a_buffer_boundary_counts_the_missing_buffers(compress: bool, delta: int) -> None:
     w = written(compress)
     for k in (1, len(w) // 2, len(w) - 1):
@@ -190,6 +190,9 @@ def test_a_header_that_legitimately_says_otherwise_claims_nothing() -> None:
     for stale in (0, 1):
         s = read(logfile_field(w.data, "BuffersWritten", stale))
         assert s.anomalies.as_dict() == {} and s.events["heap_alloc"] == sum(w.allocs)
+        # what the file itself shows is still said: a cut inside a buffer header (its first byte, 0x00 here)
+        cut = logfile_field(w.data, "BuffersWritten", stale)[:w.offsets[4] + 1]
+        assert w.data[w.offsets[4]] == 0 and read(cut).anomalies.as_dict() == {"truncated_buffer": 1}
     # a circular file overwrote its oldest buffers on purpose: BuffersWritten counts them, MaximumFileSize (here in
     # KB) bounds what the file holds
     circular = logfile_field(w.data, "LogFileMode", S.LOG_FILE_MODE_CIRCULAR | S.LOG_FILE_MODE_KBYTES_FOR_SIZE)

@@ -248,8 +248,10 @@ def scan_buffers_walk(data: np.ndarray, header: LogfileHeader, anomalies: Anomal
             timestamp=int(h["TimeStamp"]), compressed=compressed, truncated=truncated,
         ))
         off += span
-    if 0 < n - off < hsize and not _blank(data, off, n):
-        anomalies.add("truncated_buffer")  # the file ends inside a buffer's header: none of its records is there
+    if 0 < n - off < hsize:
+        # the file ends inside a buffer's header (blank or not: a header's first bytes often are): none of its
+        # records is there; a whole blank run at the end was taken as a tail above
+        anomalies.add("truncated_buffer")
         held += 1
     release_pages(mm, 0, n)
     if not out:
