@@ -25,6 +25,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -355,7 +356,7 @@ def _sized(sizes: list[int], free_last: bool = False, realloc_to: int | None = N
     return out.getvalue()
 
 
-def _job(tmp_path: Path, run_cli: Callable[..., tuple[int, str, str]], data: bytes) -> tuple[dict, str]:  # type: ignore[type-arg]
+def _job(tmp_path: Path, run_cli: Callable[..., tuple[int, str, str]], data: bytes) -> tuple[dict[str, Any], str]:
     path = tmp_path / "t.etl"
     path.write_bytes(data)
     code, out, err = run_cli(str(path), "--json", "-", "-o", str(tmp_path / "r.html"), "-q")
@@ -363,7 +364,7 @@ def _job(tmp_path: Path, run_cli: Callable[..., tuple[int, str, str]], data: byt
     return json.loads(out), err
 
 
-def _never_negative(doc: dict) -> None:  # type: ignore[type-arg]
+def _never_negative(doc: dict[str, Any]) -> None:
     t = doc["traces"][0]
     assert t["outstanding"]["bytes"] >= 0 and doc["totals"]["bytes"] >= 0 and doc["totals"]["growth"]["bytes"] >= 0
     assert all(v["bytes"] >= 0 for v in t["outstanding_by_pid"].values())
