@@ -72,9 +72,25 @@ def _borrow_py(arr: A) -> A:
     return arr
 
 
+_M64 = (1 << 64) - 1
+
+
+def _wrapping_mul_py(a: Any, b: Any) -> Any:
+    """Uncompiled: the same product mod 2**64, made from Python ints (a numpy scalar product would warn of the
+    overflow, and silencing that warning around a whole kernel would hide the overflows that are mistakes)."""
+    return type(a)((int(a) * int(b)) & _M64)
+
+
+def _wrapping_mul(a: Any, b: Any) -> Any:
+    return a * b
+
+
 _LeanCache: Any = None  # the kernels' cache class, when this numba has the internals it relies on
 prefetch: Callable[[Any, int], None] = _prefetch_py
 borrow: Callable[[A], A] = _borrow_py
+#: ``a * b`` of two uint64 scalars mod 2**64: for arithmetic that overflows on purpose (hashing), and says so.
+#: Compiled, uint64 products wrap as they are; uncompiled, see :func:`_wrapping_mul_py`.
+wrapping_mul: Callable[[Any, Any], Any] = njit(inline="always")(_wrapping_mul) if JIT_ENABLED else _wrapping_mul_py
 if JIT_ENABLED:
     import importlib
 

@@ -22,6 +22,7 @@ from heapdiff.etl.sequences import InternedStacks
 from heapdiff.events.images import ImageMap
 from heapdiff.frames import Frame
 from heapdiff.reduce import LiveBlocks
+from heapdiff.reduce.live import exact_sums
 from heapdiff.rules import GroupName, is_allocator_frame, name_group
 from heapdiff.symbolize import FrameNamer, ModuleOutcome
 
@@ -303,22 +304,36 @@ def _same_rows(ids: np.ndarray, starts: np.ndarray) -> np.ndarray:
                        rows)
 
 
+_INT64_MAX = (1 << 63) - 1
+
+
+def _group_bytes(size: np.ndarray, grp: np.ndarray, ng: int) -> np.ndarray:
+    """Each group's bytes, exact, never wrapped or negative: an int64 sum when no total can pass 2**63 (always, for
+    real traces: the reader keeps sizes below 2**47), else the exact sums (:func:`~heapdiff.reduce.live.exact_sums`)
+    as Python ints in an object array (blocks below the events layer, or overlapping ones in a crafted trace, could
+    add up past it); numpy sorts and sums either the same way."""
+    if not size.shape[0] or int(size.max()) * size.shape[0] <= _INT64_MAX:
+        out = np.zeros(ng, np.int64)
+        np.add.at(out, grp, size.astype(np.int64))  # exact (float weights could round above 2**53)
+        return out
+    return np.asarray(exact_sums(size, grp, ng), dtype=object)
+
+
 def _sums(live: LiveBlocks, order: np.ndarray, ts: np.ndarray, grp: np.ndarray, ng: int, table: FrameTable,
           signature_starts: np.ndarray, signature_ids: np.ndarray, shown_starts: np.ndarray, shown_ids: np.ndarray,
           total_frames: int, total_unresolved: int, modules: tuple[ModuleOutcome, ...]) -> Grouping:
     """Every group's sums, extremes, histogram, Sources, heaps and oldest blocks, by numpy passes."""
     n = grp.shape[0]
-    size = live.size[order].astype(np.int64)
+    size = live.size[order]  # unsigned; the reader keeps every size within the address space (below 2**47)
     addr = live.addr[order]
     so = np.lexsort((addr, ts, grp))  # by group, oldest first (time, then address)
     gs = grp[so]
     head = np.concatenate(([0], np.flatnonzero(gs[1:] != gs[:-1]) + 1))
     del gs
     blocks = np.diff(np.concatenate((head, [n])))
-    nbytes = np.zeros(ng, np.int64)
-    np.add.at(nbytes, grp, size)  # exact (float weights could round above 2**53)
+    nbytes = _group_bytes(size, grp, ng)
     sources = _counts_by(grp, live.source[order], ng)
-    hist = _counts_by(grp, np.searchsorted(np.asarray(HIST_BOUNDS, np.int64), size, side="left"), ng,
+    hist = _counts_by(grp, np.searchsorted(np.asarray(HIST_BOUNDS, np.uint64), size, side="left"), ng,
                       len(HIST_LABELS))
     del size
     heap = live.heap[order]

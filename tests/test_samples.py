@@ -105,6 +105,21 @@ def test_info_json_matches_expected(name: str, samples_dir: Path, expected: dict
     assert sum(d["events"].values()) == d["records"]
 
 
+#: what the buffer map counts when a file lacks buffers or holds blank or damaged ones
+BUFFER_LOSS = frozenset({"buffers_missing", "blank_buffer", "damaged_buffer", "resync", "buffer_size_damaged",
+                         "buffer_saved_offset_mismatch", "truncated_buffer", "undecodable_compressed_buffer"})
+
+
+@samples
+@pytest.mark.parametrize("name", [n for n in _expected_names() if n != EMPTY])
+def test_no_sample_lacks_a_buffer(name: str, samples_dir: Path) -> None:
+    """Every real sample holds, whole, every buffer its logfile header says was written (BuffersWritten counts
+    buffer 0 too; compressed or not, circular or not): none may warn of a missing, blank or damaged buffer."""
+    s = _scan(samples_dir / name)
+    assert s.buffers == s.header.buffers_written
+    assert not BUFFER_LOSS & set(s.anomalies), s.anomalies
+
+
 @samples
 @pytest.mark.parametrize("name", [EMPTY, "microsoft__perfview/smallEtlFile.etl"])
 def test_info_entry_point_subprocess(name: str, samples_dir: Path, expected: dict[str, Any]) -> None:

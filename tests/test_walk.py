@@ -582,15 +582,28 @@ def _damages() -> list[Damage]:
     # Size smaller than the header
     d.append(Damage("record_shorter_than_header", _corrupt(ok, REC1 + 4, "<H", 0x10),
                     {"buffer_record_shorter_than_header": 1}, records=2))
-    # absurd BufferSize (1.1 @0) of the event buffer: damaged, the next buffer found again by the nominal size
-    d.append(Damage("absurd_buffer_size", _corrupt(ok, B, "<I", 0xFFFF_FFF0),
-                    {"damaged_buffer": 1, "resync": 1}, records=1))
-    d.append(Damage("zero_buffer_size", _corrupt(ok, B, "<I", 0x40), {"damaged_buffer": 1, "resync": 1},
-                    records=1))
-    # SavedOffset/Offset (1.1 @4/@0x30) past the buffer
+    # absurd BufferSize (1.1 @0) of the event buffer: read by its SavedOffset up to the next buffer, found by the
+    # nominal size
+    d.append(Damage("absurd_buffer_size", _corrupt(ok, B, "<I", 0xFFFF_FFF0), {"buffer_size_damaged": 1}, records=4))
+    d.append(Damage("zero_buffer_size", _corrupt(ok, B, "<I", 0x40), {"buffer_size_damaged": 1}, records=4))
+    # a BufferSize that would step over the next buffer: every uncompressed buffer has the session's size (1.2)
+    d.append(Damage("buffer_size_past_the_next_buffer", _corrupt(ok, B, "<I", 2 * B), {"buffer_size_damaged": 1},
+                    records=4))
+    # SavedOffset/Offset (1.1 @4/@0x30) past the buffer: read by its BufferSize, to the filler
     past = _corrupt(_corrupt(ok, B + 4, "<I", 0x10_0000), B + 0x30, "<I", 0x10_0000)
-    d.append(Damage("filled_past_buffer", past,
-                    {"damaged_buffer": 1, "resync": 1}, records=1))
+    d.append(Damage("filled_past_buffer", past, {"buffer_saved_offset_mismatch": 1}, records=4))
+    # both: nothing in the header to read it by
+    d.append(Damage("size_and_filled_damaged", _corrupt(past, B, "<I", 0x40), {"damaged_buffer": 1, "resync": 1},
+                    records=1))
+    # a header wiped over its records, and a whole buffer wiped (blank: all 0x00 or all 0xFF)
+    d.append(Damage("header_zeroed", ok[:B] + bytes(0x48) + ok[B + 0x48:], {"damaged_buffer": 1, "resync": 1},
+                    records=1))
+    d.append(Damage("zeroed_buffer", ok[:B] + bytes(B) + ok[2 * B:], {"blank_buffer": 1}, records=1))
+    d.append(Damage("ff_buffer", ok[:B] + b"\xff" * B + ok[2 * B:], {"blank_buffer": 1}, records=1))
+    d.append(Damage("zeroed_last_buffer", ok[:2 * B] + bytes(B), {"blank_buffer": 1}, records=3))
+    # a buffer missing (BuffersWritten counts it), and bytes lost at a buffer's start (the grid found again)
+    d.append(Damage("dropped_buffer", ok[:B] + ok[2 * B:], {"buffers_missing": 1}, records=1))
+    d.append(Damage("bytes_lost", ok[:B] + ok[B + 0x100:], {"damaged_buffer": 1, "resync": 1}, records=1))
     # ProcessorIndex (1.1 @0x28) beyond NumberOfProcessors
     d.append(Damage("cpu_out_of_range", _corrupt(ok, B + 0x28, "<H", 0x7FF),
                     {"buffer_cpu_out_of_range": 1}, records=4))
@@ -600,11 +613,13 @@ def _damages() -> list[Damage]:
     d.append(Damage("truncated_between_buffers", ok[:2 * B + 0x48 + 0x40], {"truncated_buffer": 1},
                     records=4))
     d.append(Damage("truncated_in_first_buffer", ok[:REC1 + 0x10],
-                    {"truncated_buffer": 1, "buffer_record_overruns_buffer": 1}, records=1))
+                    {"truncated_buffer": 1, "buffer_record_overruns_buffer": 1, "buffers_missing": 1}, records=1))
+    # cut inside a buffer's header: that buffer is cut, none of its records is there
+    d.append(Damage("truncated_in_a_buffer_header", ok[:2 * B + 0x20], {"truncated_buffer": 1}, records=3))
     # a buffer duplicated (the same SequenceNumber twice): read twice, nothing else
     d.append(Damage("duplicated_buffer", ok + ok[B:2 * B], {}, records=7))
-    # a header-only file: nothing but buffer 0
-    d.append(Damage("header_only", ok[:B], {}, records=0))
+    # a header-only file: nothing but buffer 0, whose logfile header says 3 buffers were written
+    d.append(Damage("header_only", ok[:B], {"buffers_missing": 2}, records=0))
     # unreadable: empty, random bytes, header buffer cut inside the logfile header, not a header record,
     # SavedOffset of buffer 0 ending inside the logfile header
     d.append(Damage("empty", b"", None))
@@ -718,14 +733,14 @@ def test_compressed_buffer_is_read() -> None:
 
 def test_compressed_bomb_is_a_damaged_buffer() -> None:
     """A few hundred bytes on disk claiming (and decoding to) far more than a buffer can hold: a buffer holds
-    at most the session's BufferSize uncompressed. Read as damaged, not framed (a 64 KB file claiming 60 MiB
-    per buffer took 1.1 GB of memory before)."""
+    at most the session's BufferSize uncompressed. Decoded no further than that, so it does not decode, and is
+    counted, not framed (a 64 KB file claiming 60 MiB per buffer took 1.1 GB of memory before)."""
     body = pad8(perfinfo(8, 0x0F44, T0 + 7, b"")) * (B // 2)   # 16 x B/2 = 8 x BufferSize of records
     bomb = _compressed_buffer(body)
     assert len(bomb) < B // 4
     data = trace([_alloc(0)], extra=[bomb])
     s = scan(data)
-    assert s.anomalies.as_dict() == {"damaged_buffer": 1}
+    assert s.anomalies.as_dict() == {"undecodable_compressed_buffer": 1}
     assert s.records == 1 + 1 + 0       # header record, the alloc; none of the bomb's
     assert len(frame(data).records) == 1
 

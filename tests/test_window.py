@@ -85,8 +85,11 @@ def test_a_window_that_holds_nothing_is_an_error() -> None:
     (S.CLOCK_SYSTEM_TIME, 0, 0), (S.CLOCK_CPU_CYCLES, 0, 2999), (S.CLOCK_CPU_CYCLES, 10_000_000, 0),
 ])
 def test_last_raw_at_inverts_the_clock(clock_type: int, perf_freq: int, mhz: int) -> None:
-    h = LogfileHeader(8, 0x10000, 0, 0, 1, 0, 0, 0, 0, 0, mhz, 0, perf_freq, 133_000_000_000_000_000, clock_type, 0,
-                      "", "", 123_456_789, 0, 0)
+    h = LogfileHeader(pointer_size=8, buffer_size=0x10000, version=0, provider_version=0, number_of_processors=1,
+                      end_filetime=0, maximum_file_size=0, log_file_mode=0, buffers_written=0, events_lost=0,
+                      buffers_lost=0, cpu_speed_mhz=mhz, boot_filetime=0, perf_freq=perf_freq,
+                      start_filetime=133_000_000_000_000_000, clock_type=clock_type, timezone_bias_minutes=0,
+                      logger_name="", log_file_name="", t0=123_456_789, thread_id=0, process_id=0)
     rng = random.Random(clock_type * 31 + perf_freq + mhz)
     for _ in range(5000):
         ft = h.start_filetime + rng.randint(-10**9, 10**11)

@@ -164,7 +164,7 @@ def analyse_trace(tf: TraceFile, role: Role, sel: Selection, kernel_frames: bool
         if v:
             anomalies[k] = anomalies.get(k, 0) + int(v)
     s.sequences = InternedStacks()  # the frames now live in the groups' strings: let the table go
-    return TraceAnalysis(role, s, live, anomalies, grouping, chosen, notes, window)
+    return TraceAnalysis(role, s, live, anomalies, grouping, chosen, tuple(s.notes) + notes, window)
 
 
 def _stop_at(tf: TraceFile, req: WindowRequest) -> int | None:

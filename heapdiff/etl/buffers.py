@@ -3,7 +3,8 @@
 Nothing here looks inside a record except each buffer's first record's timestamp. The map is built from the buffer
 headers (a few thousand per GB), so that the record walk can take buffers in any order: the time merge needs them
 by CPU and time, not by file position. A clean uncompressed file is mapped at numpy speed (:func:`scan_uniform`);
-any other one buffer by buffer, damage stepped over and counted (:func:`scan_buffers_walk`).
+any other one buffer by buffer, damage stepped over and counted (:mod:`heapdiff.etl.buffer_walk`, which also counts
+the buffers the file should hold by its logfile header and does not).
 """
 
 from __future__ import annotations
@@ -16,15 +17,15 @@ from typing import overload
 
 import numpy as np
 
-from heapdiff.errors import Anomalies, TraceError
 from heapdiff.etl import structs as S
 from heapdiff.etl.logfile import LogfileHeader
 
 #: A buffer larger than this is not believed: sessions ask for at most 16 MiB buffers (layout 2.0 is needed past 1
 #: MiB already), and a claimed size bounds what one buffer can make the reader allocate.
 MAX_BUFFER_SIZE = 16 << 20
-#: How far past a damaged buffer the reader looks for the next plausible buffer header.
-MAX_RESYNC_BYTES = 64 << 20
+#: Nor a session buffer smaller than this: sessions ask for their buffer size in KB (EVENT_TRACE_PROPERTIES), and a
+#: size that bounds how far a compressed buffer decodes must not cut a real one short.
+MIN_BUFFER_SIZE = 1 << 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,21 +143,6 @@ def release_pages(mm: mmap.mmap | None, offset: int, length: int) -> None:
             mm.madvise(mmap.MADV_DONTNEED, start, end - start)
 
 
-def _plausible(hdr: dict[str, int | bytes], remaining: int, nominal: int) -> bool:
-    """Does this look like a buffer header? Used only to resynchronise after a damaged buffer."""
-    size = int(hdr["BufferSize"])
-    saved = int(hdr["SavedOffset"])
-    flags = int(hdr["BufferFlag"])
-    btype = int(hdr["BufferType"])
-    if size < S.BUFFER_HEADER_SIZE or size % 8 or size > MAX_BUFFER_SIZE or btype > 7:
-        return False
-    if saved < S.BUFFER_HEADER_SIZE or saved > max(nominal, size, MAX_BUFFER_SIZE):
-        return False
-    if not flags & S.BUFFER_FLAG_COMPRESSED and saved > size:
-        return False
-    return size <= remaining or saved <= remaining
-
-
 _BUFFER_DTYPE = S.BUFFER_HEADER.numpy_dtype()
 
 
@@ -272,126 +258,10 @@ def scan_uniform(data: np.ndarray, nominal: int, ncpu: int, mm: mmap.mmap | None
     return BufferTable(cols)
 
 
-def scan_buffers(data: np.ndarray, header: LogfileHeader, anomalies: Anomalies,
-                  mm: mmap.mmap | None = None, read_at: ReadAt | None = None) -> BufferTable:
-    """Walk the file by each buffer's own BufferSize (notes 1.2), stepping over damage where a next start is found."""
-    nominal = header.buffer_size if S.BUFFER_HEADER_SIZE < header.buffer_size <= MAX_BUFFER_SIZE else 0
-    fast = scan_uniform(data, nominal, max(1, header.number_of_processors), mm, read_at)
-    if fast is not None:
-        return fast
-    return BufferTable.from_infos(scan_buffers_walk(data, header, anomalies, mm))
-
-
-def scan_buffers_walk(data: np.ndarray, header: LogfileHeader, anomalies: Anomalies,
-                       mm: mmap.mmap | None = None) -> list[BufferInfo]:
-    """Buffer by buffer: any file, damaged, truncated or compressed ones included."""
-    n = int(data.shape[0])
-    nominal = header.buffer_size if S.BUFFER_HEADER_SIZE < header.buffer_size <= MAX_BUFFER_SIZE else 0
-    ncpu = max(1, header.number_of_processors)
-    out: list[BufferInfo] = []
-    off = 0
-    hsize = S.BUFFER_HEADER_SIZE
-    released = 0
-    mv = memoryview(data.data)
-    while off + hsize <= n:
-        if off - released >= RELEASE_EVERY:
-            release_pages(mm, released, off - released)
-            released = off
-        h = S.BUFFER_HEADER.unpack(mv, off, 0)
-        size = int(h["BufferSize"])
-        saved = int(h["SavedOffset"])
-        filled_field = int(h["Offset"])
-        flags = int(h["BufferFlag"])
-        compressed = bool(flags & S.BUFFER_FLAG_COMPRESSED)
-        if size == 0 and saved == 0 and bytes(data[off:min(n, off + 4096)]).strip(b"\x00") == b"":
-            break  # a preallocated, never written tail (notes 1.2)
-        if size == 0xFFFFFFFF and saved == 0xFFFFFFFF:
-            break
-        bad = None
-        if size < hsize or (size % 8 and not compressed) or size > MAX_BUFFER_SIZE:
-            bad = f"buffer size {size:#x}"
-        elif not compressed and hsize <= saved < filled_field <= size:
-            saved = filled_field  # the relogger appends to the header buffer and moves only Offset@0x30
-        elif not compressed and (saved < hsize or saved > size):
-            # SavedOffset and Offset agree in every real buffer; take the smaller plausible one
-            if hsize <= filled_field <= size:
-                if saved:  # old writers leave SavedOffset 0 in the header buffer: not worth a warning
-                    anomalies.add("buffer_saved_offset_mismatch")
-                saved = filled_field
-            else:
-                bad = f"filled size {saved:#x} outside the buffer"
-        elif compressed and (saved < hsize or saved > (nominal or MAX_BUFFER_SIZE)):
-            # uncompressed, a buffer holds at most the session's BufferSize: more is a decompression bomb
-            bad = f"uncompressed size {saved:#x}"
-        if bad is not None:
-            anomalies.add("damaged_buffer")
-            nxt = _resync(data, off, nominal, anomalies)
-            if nxt is None:
-                break
-            off = nxt
-            continue
-        truncated = off + size > n
-        filled = saved
-        if truncated:
-            anomalies.add("truncated_buffer")
-            if compressed:
-                break  # a cut compressed stream cannot be decoded to its end; its records are lost
-            filled = n - off
-        cpu = int(h["ProcessorIndex"]) & S.PROCESSOR_INDEX_MASK
-        if cpu >= ncpu and header.number_of_processors:
-            anomalies.add("buffer_cpu_out_of_range")
-        if flags & S.BUFFER_FLAG_EVENTS_LOST:
-            anomalies.add("buffer_events_lost_flag")
-        if flags & S.BUFFER_FLAG_BUFFER_LOST:
-            anomalies.add("buffer_lost_flag")
-        out.append(BufferInfo(
-            index=len(out), offset=off, size=size, filled=filled, cpu=cpu,
-            seq=int(h["SequenceNumber"]), flags=flags, type=int(h["BufferType"]),
-            timestamp=int(h["TimeStamp"]), compressed=compressed, truncated=truncated,
-        ))
-        off += size
-    release_pages(mm, 0, n)
-    if not out:
-        raise TraceError("not a readable trace (no buffer)", 0)
-    return out
-
-
-def _resync(data: np.ndarray, off: int, nominal: int, anomalies: Anomalies) -> int | None:
-    """Find where the next buffer starts after a damaged header at ``off``.
-
-    Uncompressed files have one buffer size for all buffers, so the nominal size from the logfile header is tried
-    first; otherwise (compressed files) the next 8-aligned position that looks like a buffer header is taken.
-    """
-    n = int(data.shape[0])
-    hsize = S.BUFFER_HEADER_SIZE
-    if nominal and off + nominal + hsize <= n:
-        h = S.BUFFER_HEADER.unpack(bytes(data[off + nominal:off + nominal + hsize]), 0, off + nominal)
-        if _plausible(h, n - off - nominal, nominal):
-            anomalies.add("resync")
-            return off + nominal
-    # vectorised scan of every 8-aligned position: a Python loop over 64 MiB would look like a hang
-    start = off + 8
-    stop = min(n - hsize, off + MAX_RESYNC_BYTES)
-    if stop < start:
-        return None
-    span = data[start:stop + hsize]
-    words = span[: (len(span) // 8) * 8].view(np.uint32)
-    cand = np.arange(0, (stop - start) // 8 + 1) * 2
-    cand = cand[cand + 0x38 // 4 < len(words)]
-    size = words[cand].astype(np.int64)
-    saved = words[cand + 1].astype(np.int64)
-    refc = words[cand + 3]
-    state = words[cand + 0x2C // 4]
-    flagtype = words[cand + 0x34 // 4]
-    btype = flagtype >> 16
-    comp = (flagtype & S.BUFFER_FLAG_COMPRESSED) != 0
-    ok = ((size >= hsize) & (size % 8 == 0) & (size <= MAX_BUFFER_SIZE) & (btype <= 7) & (refc == 0)
-          & (state <= 4) & (saved >= hsize) & (saved <= max(nominal, MAX_BUFFER_SIZE)) & (comp | (saved <= size)))
-    hits = np.flatnonzero(ok)
-    if not len(hits):
-        return None
-    anomalies.add("resync")
-    return start + int(cand[hits[0]]) * 4
+def nominal_size(header: LogfileHeader) -> int:
+    """The session's buffer size from the logfile header, 0 when it cannot be believed (:data:`MIN_BUFFER_SIZE`,
+    :data:`MAX_BUFFER_SIZE`)."""
+    return header.buffer_size if MIN_BUFFER_SIZE <= header.buffer_size <= MAX_BUFFER_SIZE else 0
 
 
 def peek_first_ts(data: np.ndarray, offset: np.ndarray, filled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -27,6 +27,7 @@ class LogfileHeader:
     provider_version: int
     number_of_processors: int
     end_filetime: int
+    maximum_file_size: int
     log_file_mode: int
     buffers_written: int
     events_lost: int
@@ -166,6 +167,7 @@ def read_logfile_header(data: np.ndarray) -> LogfileHeader:
         provider_version=int(lh["ProviderVersion"]),
         number_of_processors=int(lh["NumberOfProcessors"]),
         end_filetime=int(lh["EndTime"]),
+        maximum_file_size=int(lh["MaximumFileSize"]),
         log_file_mode=int(lh["LogFileMode"]),
         buffers_written=int(lh["BuffersWritten"]),
         events_lost=int(lh["EventsLost"]),

@@ -104,6 +104,7 @@ class Reader:
         self._framed = 0
         self._swept = 0
         self._decompressed: dict[int, np.ndarray] = {}
+        self._mismatched: set[int] = set()  # buffers counted as buffer_saved_offset_mismatch
         self._windows = WindowPair()
         self._raw: dict[int, bytes] = {}  # kept payloads of rows not yet handed on, by serial
         self._cached_bytes = 0
@@ -117,13 +118,13 @@ class Reader:
     # -- buffer order ---------------------------------------------------------------------------------------
     def _first_ts(self, b: BufferInfo) -> int | None:
         """Raw timestamp of a compressed buffer's first record (None: no record); the buffer is decoded once
-        and kept for framing while the cache has room."""
-        if b.filled < S.BUFFER_HEADER_SIZE + S.PERFINFO_SIZE:
-            return None
+        and kept for framing while the cache has room. Decoded whatever its SavedOffset says: the stream may
+        hold records that a damaged SavedOffset denies (:meth:`TraceFile.buffer_bytes`)."""
         try:
             whole = self.trace.buffer_bytes(b)
         except TraceError:
             return -1  # decoded (and counted) when loaded
+        self._check_length(b, whole)  # (a buffer without a record is never loaded)
         if self._cached_bytes + whole.shape[0] <= DECOMPRESSED_CACHE_BYTES:
             self._decompressed[b.index] = whole  # decoded once, framed later
             self._cached_bytes += int(whole.shape[0])
@@ -184,6 +185,7 @@ class Reader:
             except TraceError as e:
                 self._anomaly("undecodable_compressed_buffer", e.offset)
                 continue
+            self._check_length(b, body)
             start.append(total)
             end.append(total + int(body.shape[0]))
             pad = -int(body.shape[0]) % S.RECORD_ALIGN  # each copy starts 8-aligned, as buffers do in the file
@@ -215,15 +217,14 @@ class Reader:
         while True:
             # room for at least the next buffer; grown further only as distinct sequences demand
             seq.ensure(ch.biggest // 16 + 1, ch.biggest // 4 + 1)
-            with np.errstate(over="ignore"):
-                n = W.frame_kernel(
-                    ch.data, d32, d64, ch.start, ch.end, ch.cpu, ch.base, self.layout.lut, self.layout.rows,
-                    self._kg_lo, self._kg_hi, self._kg_group, self._kg_prov,
-                    seq.slots, seq.hash, seq.start, seq.length, seq.pool, seq.meta,
-                    out["ts"], out["cpu"], out["tid"], out["pid"], out["hook"], out["prov"], out["ver"],
-                    out["ptr"], out["status"], out["pos"], out["payoff"], out["paylen"], win.f,
-                    out["tail"], out["glo"], out["ghi"], b_end, b_endpos, counters, b_from, n,
-                    self.defer_tails and ch.is_file, self.layout.marks, self._link_counts)
+            n = W.frame_kernel(
+                ch.data, d32, d64, ch.start, ch.end, ch.cpu, ch.base, self.layout.lut, self.layout.rows,
+                self._kg_lo, self._kg_hi, self._kg_group, self._kg_prov,
+                seq.slots, seq.hash, seq.start, seq.length, seq.pool, seq.meta,
+                out["ts"], out["cpu"], out["tid"], out["pid"], out["hook"], out["prov"], out["ver"],
+                out["ptr"], out["status"], out["pos"], out["payoff"], out["paylen"], win.f,
+                out["tail"], out["glo"], out["ghi"], b_end, b_endpos, counters, b_from, n,
+                self.defer_tails and ch.is_file, self.layout.marks, self._link_counts)
             if int(seq.meta[2]) < 0:
                 break
             b_from = int(seq.meta[2])
@@ -231,18 +232,26 @@ class Reader:
         new = n - held
         out["serial"][held:n] = np.arange(self._serial, self._serial + new, dtype=np.int64)
         self._serial += new
-        self._count(nb, ch.total, counters, b_end, b_endpos)
+        self._count(ch, counters, b_end, b_endpos)
         self._intern_providers(out, held, n)
         self._keep_raw(out, ch.data, held, n)
         self.stats.records += new + int(counters[W.C_LINKED])
         self._release_framed(ch.framed)
         return win, new
 
-    def _count(self, buffers: int, framed: int, counters: np.ndarray, b_end: np.ndarray,
-               b_endpos: np.ndarray) -> None:
-        """The walk's counters and the buffers it could not walk to their end into the stats and anomalies."""
-        self.stats.buffers_read += buffers
-        self.stats.bytes_framed += framed
+    def _count(self, ch: _Chunk, counters: np.ndarray, b_end: np.ndarray, b_endpos: np.ndarray) -> None:
+        """The walk's counters and the buffers it could not walk to their end into the stats and anomalies.
+
+        A walk that stopped at the 0xFF filler before its buffer's valid bytes end (a record's marker overwritten:
+        in real files the records end exactly there, notes 1.3) lost the records after it: counted too, except in
+        a buffer read to its filler because its valid-bytes size could not be believed (filled == size)."""
+        self.stats.buffers_read += int(ch.start.shape[0])
+        self.stats.bytes_framed += ch.total
+        bt = self.trace.buffers
+        stop = b_endpos - ch.base
+        early = ((b_end == W.END_CLEAN) & (stop + S.MESSAGE_HEADER_SIZE <= ch.end - ch.start)
+                 & (bt.filled[ch.framed] != bt.size[ch.framed]))
+        b_end[early] = W.END_FILLER_EARLY
         self.stats.ext_stacks += int(counters[W.C_EXT_STACKS])
         linked = int(counters[W.C_LINKED])
         if linked:
@@ -349,6 +358,13 @@ class Reader:
             kept = rows[(src["status"][rows] & W.ST_KEEP_RAW) != 0]
             raw = {int(s): self._raw.pop(int(s)) for s in src["serial"][kept].tolist() if int(s) in self._raw}
         return RecordBatch(src, win.f[:span], rows, raw)
+
+    def _check_length(self, b: BufferInfo, body: np.ndarray) -> None:
+        """A compressed buffer whose stream holds more or less than its SavedOffset says is read by what it holds:
+        counted once, whether it was decoded to order the buffers, to frame them, or both."""
+        if body.shape[0] != b.filled and b.index not in self._mismatched:
+            self._mismatched.add(b.index)
+            self._anomaly("buffer_saved_offset_mismatch", b.offset + S.BUFFER_HEADER.off("SavedOffset"))
 
     def _anomaly(self, kind: str, offset: int) -> None:
         self.anomalies.add(kind)

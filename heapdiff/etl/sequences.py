@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from heapdiff._jit import njit
+from heapdiff._jit import njit, wrapping_mul
 from heapdiff.etl.fields import Scalar, uint, views
 
 # deferred reference: DEFERRED | offset << 17 | count << 2 | flag << 1 | (width == 8)
@@ -22,7 +22,6 @@ DEFERRED = 1 << 62
 DEFERRED_MAX_OFFSET = 1 << 45
 DEFERRED_MAX_COUNT = (1 << 15) - 1
 
-_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 _HK = np.uint64(0x9E3779B97F4A7C15)
 _HK2 = np.uint64(0xBF58476D1CE4E5B9)
 _S29 = np.uint64(29)
@@ -30,8 +29,8 @@ _S29 = np.uint64(29)
 
 @njit(inline="always")
 def _mix(h: np.uint64, v: np.uint64) -> Scalar:
-    h = ((h ^ v) * _HK) & _M64
-    return (h ^ (h >> _S29)) & _M64
+    h = wrapping_mul(h ^ v, _HK)  # a hash: the product wraps on purpose
+    return h ^ (h >> _S29)
 
 
 @njit()
@@ -43,7 +42,7 @@ def intern_seq(d: np.ndarray, d32: np.ndarray, d64: np.ndarray, p: int, n: int, 
     Open addressing over ``it_slots`` (power-of-two size, -1 = empty); the caller keeps the load factor under 1/2
     and the pool large enough for the chunk, so this never fails.
     """
-    h = np.uint64(n + 1) * _HK2 & _M64
+    h = wrapping_mul(np.uint64(n + 1), _HK2)
     for i in range(n):
         h = _mix(h, uint(d, d32, d64, p + i * w, w))
     mask = it_slots.shape[0] - 1

@@ -56,6 +56,12 @@ BUFFER_FLAG_COMPRESSED: Final = 0x0040
 BUFFER_TYPE_HEADER: Final = 4
 PROCESSOR_INDEX_MASK: Final = 0x07FF  # phnt ETW_PROCESSOR_INDEX_MASK
 LOG_FILE_MODE_COMPRESSED: Final = 0x04000000
+#: 2.2 LogFileMode bits that decide how many buffers a file can hold: a circular file keeps at most its
+#: MaximumFileSize (MB, or KB with the KBYTES bit) and overwrites its oldest buffers on purpose; a sequential one
+#: keeps every buffer
+LOG_FILE_MODE_SEQUENTIAL: Final = 0x00000001
+LOG_FILE_MODE_CIRCULAR: Final = 0x00000002
+LOG_FILE_MODE_KBYTES_FOR_SIZE: Final = 0x00002000
 
 # --- 3.1 record markers ----------------------------------------------------------------------------------------
 # First dword of every record: byte 3 flags, byte 2 header type; the low word is the record's Size for the

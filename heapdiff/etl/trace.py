@@ -12,8 +12,13 @@ import numpy as np
 
 from heapdiff.errors import Anomalies, TraceError
 from heapdiff.etl import structs as S
-from heapdiff.etl.buffers import BufferInfo, BufferTable, ReadAt, release_pages, scan_buffers
+from heapdiff.etl.buffer_walk import missing_note, scan_buffers
+from heapdiff.etl.buffers import MAX_BUFFER_SIZE, BufferInfo, BufferTable, ReadAt, nominal_size, release_pages
 from heapdiff.etl.logfile import LogfileHeader, read_logfile_header
+
+#: compressed bytes a stream may leave undecoded once its output is whole: the flag DWORD whose bits end it
+#: (real buffers leave 0 or 4); more that is not 0x00/0xFF padding is a stream holding more than SavedOffset says
+STREAM_END_SLACK = 4
 
 
 @dataclass
@@ -25,6 +30,8 @@ class TraceFile:
     header: LogfileHeader
     buffers: BufferTable
     anomalies: Anomalies = field(default_factory=Anomalies)
+    #: what the anomaly counts alone would not say (one line each), for the trace's notes
+    notes: list[str] = field(default_factory=list)
     _mmap: mmap.mmap | None = None
 
     @property
@@ -55,8 +62,13 @@ class TraceFile:
         self.close()
 
     def buffer_bytes(self, b: BufferInfo) -> np.ndarray:
-        """The uncompressed bytes of a buffer, header included, ``b.filled`` long.
+        """The uncompressed bytes of a buffer, header included: ``b.filled`` long, unless it is compressed and its
+        stream holds more or less than that (the stream wins: callers compare and count).
 
+        Why: every real compressed buffer decodes to exactly its SavedOffset (the samples'), its stream ending there
+        but for the end-of-stream flag DWORD (:data:`STREAM_END_SLACK`). A stream that goes on past what
+        SavedOffset says (a damaged SavedOffset, or one the scan could not believe: ``b.filled`` 0) is decoded
+        on, as far as the session's buffer size, so its records are read rather than cut at a wrong size.
         A compressed buffer that does not decode raises :class:`TraceError` naming its file offset; callers turn
         that into a counted anomaly for the buffer.
         """
@@ -64,18 +76,32 @@ class TraceFile:
             return self.data[b.offset:b.offset + b.filled]
         from heapdiff.etl import xpress
 
-        comp = self.data[b.offset + S.BUFFER_HEADER_SIZE:b.offset + b.size]
-        want = b.filled - S.BUFFER_HEADER_SIZE
-        try:
-            body = xpress.decompress(comp, want)
-        except TraceError as e:
-            raise TraceError(f"compressed buffer {b.index} does not decode: {e.message}",
-                             b.offset + S.BUFFER_HEADER_SIZE + e.offset) from None
-        out = np.empty(S.BUFFER_HEADER_SIZE + len(body), np.uint8)
-        out[:S.BUFFER_HEADER_SIZE] = self.data[b.offset:b.offset + S.BUFFER_HEADER_SIZE]
-        out[S.BUFFER_HEADER_SIZE:] = np.frombuffer(body, np.uint8)
+        hsize = S.BUFFER_HEADER_SIZE
+        comp = self.data[b.offset + hsize:b.offset + b.size]
+        body: bytes | None = None
+        failed: TraceError | None = None
+        more = True  # b.filled 0: no SavedOffset to believe, the stream alone says
+        if b.filled >= hsize:
+            try:
+                body, used = xpress.decompress_consumed(comp, b.filled - hsize)
+                rest = comp[used:]
+                more = rest.shape[0] > STREAM_END_SLACK and not bool(
+                    np.all((rest[STREAM_END_SLACK:] == 0) | (rest[STREAM_END_SLACK:] == 0xFF)))
+            except TraceError as e:  # a match running past SavedOffset's size is a stream holding more, too
+                failed = e
+        if more:
+            try:
+                body = xpress.decompress(comp, (nominal_size(self.header) or MAX_BUFFER_SIZE) - hsize)
+            except TraceError as e:  # the stream does not go on: what SavedOffset says is all there is
+                failed = failed or e
+        if body is None:
+            assert failed is not None
+            raise TraceError(f"compressed buffer {b.index} does not decode: {failed.message}",
+                             b.offset + hsize + failed.offset) from None
+        out = np.empty(hsize + len(body), np.uint8)
+        out[:hsize] = self.data[b.offset:b.offset + hsize]
+        out[hsize:] = np.frombuffer(body, np.uint8)
         return out
-
 
 
 def open_trace(data: bytes | bytearray | memoryview | np.ndarray, name: str = "<trace>",
@@ -94,4 +120,6 @@ def open_trace(data: bytes | bytearray | memoryview | np.ndarray, name: str = "<
         buffers = scan_buffers(arr, header, anomalies, closer, read_at)
     except TraceError as e:
         raise e.with_path(name) from None
-    return TraceFile(name, arr, header, buffers, anomalies, closer)
+    missing = anomalies["buffers_missing"]
+    notes = [missing_note(header, missing, int(arr.shape[0]))] if missing else []
+    return TraceFile(name, arr, header, buffers, anomalies, notes, closer)

@@ -59,8 +59,9 @@ END_OVERRUN = 2             # a record's size crosses the filled end
 END_UNKNOWN_HEADER = 3
 END_SHORT_RECORD = 4        # size smaller than its header
 END_BAD_EXT_ITEM = 5
+END_FILLER_EARLY = 6        # the filler before the buffer's valid bytes end: records after it lost (the reader's)
 END_NAMES = ("clean", "bad_marker", "record_overruns_buffer", "unknown_header_type", "record_shorter_than_header",
-             "bad_extended_item")
+             "bad_extended_item", "filler_before_end")
 
 # misc counters
 C_EXT_STACKS = 0            # EVENT_HEADER STACK_TRACE32/64 extended items

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from heapdiff._jit import borrow, njit, prefetch
+from heapdiff.errors import Anomalies
 from heapdiff.etl.batch import RecordBatch
 from heapdiff.etl.sequences import DEFERRED, InternedStacks
 from heapdiff.etl.walk import ST_BAD_PAYLOAD
@@ -42,6 +43,14 @@ from heapdiff.events.stacks import PREFETCH_ROWS
 
 #: how many earlier ops of the batch a stack walk looks back over for its event (else an ATTACH op)
 _ATTACH_LOOKBACK = 64
+#: the largest block a process of each pointer size can hold: its whole address space, 4 GiB for a 32-bit one, and
+#: for a 64-bit one Windows' user-mode address space, 128 TiB (2**47, x64 since Windows 8.1; 8 TiB before). A larger
+#: Alloc/ReAlloc size is damage or a misread record: its block stays live (its Free still matches) without a size
+#: (``size_beyond_address_space``), so no total is swollen by it or wraps to a negative one.
+MAX_BLOCK_SIZE = {4: 1 << 32, 8: 1 << 47}
+#: ops_kernel's counters: blocks whose size was left out
+N_OP_COUNTERS = 1
+OC_SIZE_BEYOND = 0
 #: the op of a heap hook, by its opcode (0: not an op)
 _OP_BY_OPCODE = np.zeros(256, np.uint8)
 for _hook, _op in {K.HOOK_HEAP_ALLOC: OP_ALLOC, K.HOOK_HEAP_FREE: OP_FREE, K.HOOK_HEAP_REALLOC: OP_REALLOC,
@@ -63,9 +72,11 @@ def ops_kernel(hook: np.ndarray, status: np.ndarray, f: np.ndarray, serial: np.n
                 rows: np.ndarray, pe_rows: np.ndarray,
                 pe_pids: np.ndarray, o_op: np.ndarray, o_ts: np.ndarray, o_pid: np.ndarray, o_tid: np.ndarray,
                 o_serial: np.ndarray, o_heap: np.ndarray, o_addr: np.ndarray, o_size: np.ndarray,
-                o_old: np.ndarray, o_src: np.ndarray, o_stack: np.ndarray) -> int:
+                o_old: np.ndarray, o_src: np.ndarray, o_stack: np.ndarray, max_size: np.uint64,
+                counters: np.ndarray) -> int:
     """Heap records, matched stack walks and process ends of a batch (source rows ``rows``; ``targets`` and
-    ``pe_rows`` are by batch row) -> the reducer's op columns, in order.
+    ``pe_rows`` are by batch row) -> the reducer's op columns, in order. A size above ``max_size`` becomes 0,
+    counted in ``counters[OC_SIZE_BEYOND]`` (see :data:`MAX_BLOCK_SIZE`).
 
     Long because it is one pass over the batch's rows, each op kind's columns filled inline."""
     # borrowed: no reference counting in the loop (heapdiff._jit.borrow)
@@ -107,6 +118,9 @@ def ops_kernel(hook: np.ndarray, status: np.ndarray, f: np.ndarray, serial: np.n
             o_stack[n] = tail[r]  # a walk the reader linked onto this row (etl.walk), else -1
             o_addr[n] = f[r, COL_ALLOC_ADDR]
             o_size[n] = f[r, COL_ALLOC_SIZE]
+            if o_size[n] > max_size:
+                o_size[n] = 0
+                counters[OC_SIZE_BEYOND] += 1
             o_src[n] = f[r, COL_ALLOC_SOURCE] & np.uint64(0xFF)
         elif op == OP_FREE:
             o_addr[n] = f[r, COL_FREE_ADDR]
@@ -115,6 +129,9 @@ def ops_kernel(hook: np.ndarray, status: np.ndarray, f: np.ndarray, serial: np.n
             o_stack[n] = tail[r]
             o_addr[n] = f[r, COL_RA_NEW_ADDR]
             o_size[n] = f[r, COL_RA_NEW_SIZE]
+            if o_size[n] > max_size:
+                o_size[n] = 0
+                counters[OC_SIZE_BEYOND] += 1
             o_old[n] = f[r, COL_RA_OLD_ADDR]
             o_src[n] = f[r, COL_RA_SOURCE] & np.uint64(0xFF)
         elif op == OP_ATTACH:
@@ -158,17 +175,24 @@ def kernel_only_stacks(seq: InternedStacks, floor: np.uint64) -> np.ndarray:
 
 
 def heap_ops(batch: RecordBatch, targets: np.ndarray, resolved: list[tuple[int, int]],
-              process_ends: dict[int, int], kernel_only: np.ndarray) -> OpBatch | None:
+              process_ends: dict[int, int], kernel_only: np.ndarray, pointer_size: int = 8,
+              anomalies: Anomalies | None = None) -> OpBatch | None:
+    """The batch's heap ops; sizes beyond the address space of a ``pointer_size`` trace left out and counted in
+    ``anomalies`` (see :data:`MAX_BLOCK_SIZE`)."""
     rows = sorted(process_ends)
     pe_rows = np.asarray(rows, np.int64)
     pe_pids = np.asarray([process_ends[r] for r in rows], np.int64)
     m = len(batch)
     cols = {name: np.empty(m, dt) for name, dt in OP_COLUMNS}
+    counters = np.zeros(N_OP_COUNTERS, np.int64)
     src = batch.src
     n = ops_kernel(src["hook"], src["status"], batch.src_f, src["serial"], src["tail"], kernel_only, targets,
                     src["pid"], src["tid"], src["ts"], batch.rows, pe_rows, pe_pids, cols["op"], cols["ts"],
                     cols["pid"], cols["tid"], cols["serial"], cols["heap"], cols["addr"], cols["size"],
-                    cols["old_addr"], cols["source"], cols["stack"])
+                    cols["old_addr"], cols["source"], cols["stack"],
+                    np.uint64(MAX_BLOCK_SIZE.get(pointer_size, MAX_BLOCK_SIZE[8])), counters)
+    if anomalies is not None:
+        anomalies.add("size_beyond_address_space", int(counters[OC_SIZE_BEYOND]))
     if not n and not resolved:
         return None
     ops = OpBatch(**{k: v[:n] for k, v in cols.items()})

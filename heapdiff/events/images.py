@@ -58,6 +58,8 @@ def _identities(image_ids: list[ImageIdEvent]) -> tuple[dict[tuple[int, int], Im
     return ids, rsds
 
 
+#: one past the last 64-bit address, as far as a uint64 column can say it
+_ADDRESS_END = (1 << 64) - 1
 #: images as sorted arrays for a vectorised search: bases, ends, names, indices into ImageMap.images
 _Table = tuple[np.ndarray, np.ndarray, list[str], list[int]]
 
@@ -78,7 +80,9 @@ class ImageMap:
         def loaded(ev: ImageEvent, start: int, end: int) -> LoadedImage:
             idev, dbg = ids.get((ev.ts, ev.base)), rsds.get((ev.ts, ev.base))
             stamp = ev.time_date_stamp or (idev.time_date_stamp if idev is not None else 0)
-            return LoadedImage(ev.base, ev.base + max(ev.size, 1), module_name(ev.file_name), start, end,
+            # an image can end no later than the address space: a base + size past 2**64 is damage, kept in range
+            return LoadedImage(ev.base, min(ev.base + max(ev.size, 1), _ADDRESS_END), module_name(ev.file_name),
+                               start, end,
                                path=ev.file_name, pid=ev.pid, time_date_stamp=stamp,
                                pdb_name=dbg.pdb_file_name if dbg is not None else "",
                                pdb_guid=dbg.pdb_guid if dbg is not None else "",

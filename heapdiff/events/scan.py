@@ -31,7 +31,7 @@ from heapdiff.events.decode import (
     decode_process,
     image_id_fits,
 )
-from heapdiff.events.heap_ops import attach_ops, heap_ops, kernel_only_stacks
+from heapdiff.events.heap_ops import MAX_BLOCK_SIZE, attach_ops, heap_ops, kernel_only_stacks
 from heapdiff.events.images import kernel_floor
 from heapdiff.events.layout import GROUP_IMAGE_ID, IMAGE_HOOKS, KERNEL_GUIDS, PROCESS_HOOKS, STACK_REF_HOOKS, layout
 from heapdiff.events.marks import decode_mark
@@ -55,6 +55,8 @@ class TraceScan:
     stacks_matched: int = 0
     anomalies: Anomalies = field(default_factory=Anomalies)
     first_anomaly_offset: dict[str, int] = field(default_factory=dict)
+    #: what the anomaly counts alone would not say, one line each (the document's trace notes)
+    notes: list[str] = field(default_factory=list)
     images: list[ImageEvent] = field(default_factory=list)
     processes: list[ProcessEvent] = field(default_factory=list)
     image_id_raw: list[tuple[int, int, int, bytes]] = field(default_factory=list)  # (ts, opcode, ptr, payload)
@@ -101,7 +103,7 @@ def scan(source: TraceFile | bytes | np.ndarray, heap_sink: HeapSink | None = No
     reader = Reader(trace, layout(), KERNEL_GUIDS, chunk_bytes=chunk_bytes, defer_tails=heap_sink is not None)
     out = TraceScan(path=trace.path, header=trace.header, buffers=len(trace.buffers),
                     compressed_buffers=trace.compressed_buffers, size=trace.size, sequences=reader.sequences,
-                    anomalies=reader.anomalies, _reader=reader)
+                    anomalies=reader.anomalies, notes=list(trace.notes), _reader=reader)
     matcher = StackMatcher(attach_kernel_keys=heap_sink is None)
     kfloor = np.uint64(kernel_floor(trace.header.pointer_size))
     counts = RecordCounts()
@@ -115,7 +117,8 @@ def scan(source: TraceFile | bytes | np.ndarray, heap_sink: HeapSink | None = No
         process_ends = _decode_rare(batch, out) if batch.raw else {}  # rare records, in time order
         targets, resolved = matcher.match(batch)
         if heap_sink is not None:
-            ops = heap_ops(batch, targets, resolved, process_ends, kernel_only_stacks(reader.sequences, kfloor))
+            ops = heap_ops(batch, targets, resolved, process_ends, kernel_only_stacks(reader.sequences, kfloor),
+                           trace.header.pointer_size, out.anomalies)
             if ops is not None:
                 heap_sink(ops)
         if progress is not None:
@@ -149,6 +152,13 @@ def _finish(out: TraceScan, reader: Reader, matcher: StackMatcher, counts: Recor
     orphans = matcher.refs - matcher.matched - matcher.key_refs_unresolved
     if orphans > 0:
         out.anomalies.add("stack_ref_without_event", orphans)
+    beyond = out.anomalies["size_beyond_address_space"]
+    if beyond:
+        limit = MAX_BLOCK_SIZE.get(out.header.pointer_size, MAX_BLOCK_SIZE[8])
+        blocks, they = ("heap block", "it counts as a block, but its size is") if beyond == 1 else \
+            ("heap blocks", "they count as blocks, but their sizes are")
+        out.notes.append(f"{beyond:,} {blocks} claimed a size beyond a {out.header.pointer_size * 8}-bit process's "
+                         f"address space (over {limit:,} bytes): {they} left out of every byte total")
     for key, off in reader.first_anomaly_offset.items():
         out.first_anomaly_offset.setdefault(key, off)
     out.providers = counts.by_provider(reader.providers)

@@ -39,18 +39,18 @@ class LiveBlocks:
                           self.source[mask], self.stack[mask])
 
     def totals(self) -> tuple[int, int]:
-        """(live blocks, live bytes)."""
-        return len(self), int(self.size.sum(dtype=np.uint64))
+        """(live blocks, live bytes), the bytes exact (:func:`exact_sums`)."""
+        return len(self), exact_sums(self.size, np.zeros(len(self), np.int64), 1)[0]
 
     def by_pid(self) -> dict[int, tuple[int, int]]:
-        """pid -> (live blocks, live bytes)."""
+        """pid -> (live blocks, live bytes), the bytes exact (:func:`exact_sums`)."""
         if not len(self):
             return {}
         cut = np.flatnonzero(self.pid[1:] != self.pid[:-1]) + 1
         starts = np.concatenate(([0], cut))
         nblocks = np.diff(np.concatenate((starts, [len(self)])))
-        nbytes = np.add.reduceat(self.size, starts, dtype=np.uint64)
-        return {int(self.pid[s]): (int(k), int(b)) for s, k, b in zip(starts, nblocks, nbytes, strict=True)}
+        nbytes = exact_sums(self.size, np.repeat(np.arange(starts.shape[0]), nblocks), int(starts.shape[0]))
+        return {int(self.pid[s]): (int(k), b) for s, k, b in zip(starts, nblocks, nbytes, strict=True)}
 
     def heaps(self) -> list[tuple[int, int]]:
         """The (pid, heap) pairs with live blocks, in order."""
@@ -88,3 +88,20 @@ class LiveBlocks:
             for s, e in zip(starts, ends, strict=True):
                 self._ranges[(int(self.pid[s]), int(self.heap[s]))] = (s, e)
         return self._ranges
+
+
+_LOW32 = np.uint64(0xFFFFFFFF)
+
+
+def exact_sums(sizes: npt.NDArray[np.uint64], group: npt.NDArray[np.int64], n: int) -> list[int]:
+    """The sum of ``sizes`` per group (``group[i]`` in ``0..n-1``), as exact Python ints.
+
+    Why not one numpy sum: sizes are unsigned 64-bit, so an int64 sum can turn negative and a uint64 one wraps;
+    summed as their high and low 32-bit halves (each sum exact in int64 for fewer than 2**31 blocks) and put
+    together in Python, no total wraps or goes negative, whatever the sizes."""
+    sizes = np.asarray(sizes, np.uint64)
+    high = np.zeros(n, np.int64)
+    low = np.zeros(n, np.int64)
+    np.add.at(high, group, (sizes >> np.uint64(32)).astype(np.int64))
+    np.add.at(low, group, (sizes & _LOW32).astype(np.int64))
+    return [(h << 32) + lo for h, lo in zip(high.tolist(), low.tolist(), strict=True)]

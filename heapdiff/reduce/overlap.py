@@ -153,5 +153,4 @@ def _extent_end(addr: Arr, size: Arr, out: Arr) -> None:
     """End of [addr, addr + max(size, 1)), saturated: a block occupies at least its first byte."""
     for i in range(addr.shape[0]):
         sz = size[i] if size[i] > _U0 else _U1
-        e = addr[i] + sz
-        out[i] = e if e > addr[i] else _UMAX
+        out[i] = addr[i] + sz if sz <= _UMAX - addr[i] else _UMAX

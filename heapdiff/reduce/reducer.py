@@ -10,13 +10,10 @@ shell grows that table and calls again from there.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import ClassVar, Final
 
 import numpy as np
 
-from heapdiff._jit import JIT_ENABLED
 from heapdiff.events.ops import OP_ALLOC, OP_REALLOC, OpBatch
 from heapdiff.reduce.fold import (
     ANOMALY_NAMES,
@@ -51,16 +48,6 @@ from heapdiff.reduce.tables import (
 _INT64_MAX: Final = (1 << 63) - 1
 #: the columns of :meth:`Reducer.live_columns`: a :class:`LiveBlocks` row, its thread and its event's serial
 LIVE_COLUMNS: Final = ("pid", "heap", "addr", "size", "ts", "tid", "source", "serial", "stack")
-
-
-@contextlib.contextmanager
-def _quiet_overflow() -> Iterator[None]:
-    """Uncompiled, the kernels' uint64 hashing overflows numpy scalars on purpose (it wraps, as compiled)."""
-    if JIT_ENABLED:
-        yield
-    else:
-        with np.errstate(over="ignore"):
-            yield
 
 
 class Reducer:
@@ -110,16 +97,15 @@ class Reducer:
         # inserts[k]: Alloc/ReAlloc ops in ops[:k + 1], each of which may add one block and one pending entry
         inserts = np.cumsum((ops.op == OP_ALLOC) | (ops.op == OP_REALLOC), dtype=np.int64)
         i = 0
-        with _quiet_overflow():
-            while i < n:
-                self._reserve(int(inserts[-1]) - (int(inserts[i - 1]) if i else 0))
-                j = fold_kernel(ops.op, ops.ts, ops.pid, ops.tid, ops.serial, ops.heap, ops.addr, ops.size,
-                                ops.old_addr, ops.source, ops.stack, i, n, self._stop,
-                                self._blocks, self._pend, self._threads, self._hidx, self._heaps,
-                                self._pidx, self._pids, self._meta, self._counts, self.ahead)
-                if j == i:  # pragma: no cover - _reserve always leaves room for the op the kernel stopped at
-                    raise AssertionError("reducer kernel made no progress")
-                i = int(j)
+        while i < n:
+            self._reserve(int(inserts[-1]) - (int(inserts[i - 1]) if i else 0))
+            j = fold_kernel(ops.op, ops.ts, ops.pid, ops.tid, ops.serial, ops.heap, ops.addr, ops.size,
+                            ops.old_addr, ops.source, ops.stack, i, n, self._stop,
+                            self._blocks, self._pend, self._threads, self._hidx, self._heaps,
+                            self._pidx, self._pids, self._meta, self._counts, self.ahead)
+            if j == i:  # pragma: no cover - _reserve always leaves room for the op the kernel stopped at
+                raise AssertionError("reducer kernel made no progress")
+            i = int(j)
 
     def _reserve(self, inserts: int) -> None:
         """Make room before a kernel call that has ``inserts`` Alloc/ReAlloc ops left to fold.
@@ -180,15 +166,14 @@ class Reducer:
         """
         if self._final is not None:
             return
-        with _quiet_overflow():
-            cols = self._live_columns()
-            dead = find_overlaps(cols)
-            if dead.any():
-                self._counts[K_OVERLAP] += int(dead.sum())
-                end_blocks(self._blocks, self._heaps, self._pend, self._meta, self._counts,
-                           cols["hrec"][dead], cols["addr"][dead])
-                keep = ~dead
-                cols = {k: v[keep] for k, v in cols.items()}
+        cols = self._live_columns()
+        dead = find_overlaps(cols)
+        if dead.any():
+            self._counts[K_OVERLAP] += int(dead.sum())
+            end_blocks(self._blocks, self._heaps, self._pend, self._meta, self._counts,
+                       cols["hrec"][dead], cols["addr"][dead])
+            keep = ~dead
+            cols = {k: v[keep] for k, v in cols.items()}
         nh = int(self._meta[M_HEAPS])
         self._counts[K_EVENT_WITHOUT_STACK] += int(self._heaps["nostack"][:nh].sum())
         self._final = {name: cols[name] for name in LIVE_COLUMNS}

@@ -30,7 +30,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from heapdiff._jit import JIT_ENABLED, njit
+from heapdiff._jit import JIT_ENABLED, njit, wrapping_mul
 
 Arr = npt.NDArray[Any]
 
@@ -82,10 +82,11 @@ def empty_table(dtype: np.dtype[Any], cap: int) -> Arr:
 
 @njit(inline="always")
 def _hash2(a: Any, b: Any) -> Any:
-    """splitmix64 finaliser of two uint64 words (addresses are 16-aligned: their low bits alone cluster)."""
-    h = (a * _K1) ^ b
-    h = (h ^ (h >> _S30)) * _K2
-    h = (h ^ (h >> _S27)) * _K3
+    """splitmix64 finaliser of two uint64 words (addresses are 16-aligned: their low bits alone cluster); its
+    products wrap on purpose."""
+    h = wrapping_mul(a, _K1) ^ b
+    h = wrapping_mul(h ^ (h >> _S30), _K2)
+    h = wrapping_mul(h ^ (h >> _S27), _K3)
     return h ^ (h >> _S31)
 
 

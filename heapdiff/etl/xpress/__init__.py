@@ -25,10 +25,10 @@ import numpy as np
 import numpy.typing as npt
 
 from heapdiff._jit import JIT_ENABLED
-from heapdiff.etl.xpress.decode import decompress_jit, decompress_py
+from heapdiff.etl.xpress.decode import decompress_jit, decompress_jit_consumed, decompress_py, decompress_py_consumed
 from heapdiff.etl.xpress.encode import compress_jit, compress_py
 
-__all__ = ["compress", "decompress"]
+__all__ = ["compress", "decompress", "decompress_consumed"]
 
 
 def decompress(data: bytes | bytearray | memoryview | npt.NDArray[np.generic], out_size: int) -> bytes:
@@ -44,6 +44,17 @@ def decompress(data: bytes | bytearray | memoryview | npt.NDArray[np.generic], o
     if JIT_ENABLED:
         return decompress_jit(data, out_size)
     return decompress_py(data, out_size)
+
+
+def decompress_consumed(data: bytes | bytearray | memoryview | npt.NDArray[np.generic],
+                        out_size: int) -> tuple[bytes, int]:
+    """:func:`decompress`, and how many bytes of ``data`` it decoded: what is left was not needed to reach
+    ``out_size`` (a stream holding more than its caller expected), or is padding after the stream's end."""
+    if out_size < 0:
+        raise ValueError(f"out_size must be >= 0, not {out_size}")
+    if JIT_ENABLED:
+        return decompress_jit_consumed(data, out_size)
+    return decompress_py_consumed(data, out_size)
 
 
 def compress(data: bytes | bytearray | memoryview) -> bytes:

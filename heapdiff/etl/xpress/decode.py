@@ -158,16 +158,26 @@ def as_u8(data: Input) -> npt.NDArray[np.uint8]:
 
 
 def decompress_jit(data: Input, out_size: int) -> bytes:
+    return decompress_jit_consumed(data, out_size)[0]
+
+
+def decompress_jit_consumed(data: Input, out_size: int) -> tuple[bytes, int]:
+    """The output and how many bytes of ``data`` its items took (the rest was not needed for ``out_size``)."""
     src = as_u8(data)
     dst = np.empty(out_size, dtype=np.uint8)
     status, out_len, pos, detail = decompress_kernel(src, dst)
     if status != _OK:
         raise _fail(int(status), int(pos), int(detail), int(out_len), out_size)
-    return dst[:out_len].tobytes()
+    return dst[:out_len].tobytes(), int(pos)
 
 
 def decompress_py(data: Input, out_size: int) -> bytes:
-    """The pure-Python decoder: literal runs and matches copied as slices.
+    return decompress_py_consumed(data, out_size)[0]
+
+
+def decompress_py_consumed(data: Input, out_size: int) -> tuple[bytes, int]:
+    """The pure-Python decoder: literal runs and matches copied as slices; returns what
+    :func:`decompress_jit_consumed` returns.
 
     Long because it is the kernel's loop, check for check, so that the two can be read side by side."""
     src = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
@@ -252,4 +262,4 @@ def decompress_py(data: Input, out_size: int) -> bytes:
             reps, rest = divmod(length, offset)
             out += period * reps
             out += period[:rest]
-    return bytes(out)
+    return bytes(out), ip
