@@ -87,17 +87,16 @@ class BuildOptions:
 
 
 def outstanding(live: LiveBlocks) -> Counts:
-    return Counts(len(live), int(live.size.astype(np.int64).sum()) if len(live) else 0)
+    """What is outstanding, the bytes exact (never wrapped: :meth:`LiveBlocks.totals`)."""
+    return Counts(*live.totals())
 
 
 def _by_pid(live: LiveBlocks) -> dict[int, Counts]:
+    """Per process, the rows in any order (a filter keeps the reducer's pid order, but a taken subset may not)."""
     if not len(live):
         return {}
-    pids, inv = np.unique(live.pid, return_inverse=True)
-    blocks = np.bincount(inv)
-    sums = np.zeros(len(pids), np.int64)
-    np.add.at(sums, inv, live.size.astype(np.int64))  # exact: float weights could round above 2**53
-    return {int(p): Counts(b, y) for p, b, y in zip(pids.tolist(), blocks.tolist(), sums.tolist(), strict=True)}
+    order = np.argsort(live.pid, kind="stable")
+    return {pid: Counts(*c) for pid, c in live.take(order).by_pid().items()}
 
 
 def _module(m: ModuleOutcome) -> ModuleRecord:
