@@ -187,7 +187,7 @@ class _Chunk:
     def plain(self) -> bytearray:
         if self.body is not None:
             return self.body
-        got = buffer_body(bytes(self.raw), 0)
+        got = buffer_body(bytes(self.raw), 0, whole_stream=True)
         if got is None or not got[1]:
             return self.raw
         self.body = bytearray(got[0])

@@ -68,9 +68,15 @@ class Seed:
     clean: bool = True
 
 
-def buffer_body(data: bytes, off: int) -> tuple[bytes, bool] | None:
+#: what a compressed stream is decoded into at most when all of it is wanted (a session's buffers are smaller)
+STREAM_CAP = 1 << 20
+
+
+def buffer_body(data: bytes, off: int, whole_stream: bool = False) -> tuple[bytes, bool] | None:
     """The uncompressed bytes of the buffer at ``off`` (header included) and whether it was compressed; None when
-    its header does not describe a buffer that decodes."""
+    its header does not describe a buffer that decodes. A compressed buffer's stream is decoded to its SavedOffset,
+    or with ``whole_stream`` as far as it goes: what a mutation rewrites must keep every byte the stream holds,
+    else re-encoding it after a lowered SavedOffset would destroy the records past it without a trace."""
     if off + S.BUFFER_HEADER_SIZE > len(data):
         return None
     h = S.BUFFER_HEADER.unpack(data, off)
@@ -81,7 +87,8 @@ def buffer_body(data: bytes, off: int) -> tuple[bytes, bool] | None:
     if not int(h["BufferFlag"]) & S.BUFFER_FLAG_COMPRESSED:
         return data[off:off + min(saved, size)], False
     try:
-        body = decompress(data[off + S.BUFFER_HEADER_SIZE:off + size], saved - S.BUFFER_HEADER_SIZE)
+        want = max(saved - S.BUFFER_HEADER_SIZE, STREAM_CAP) if whole_stream else saved - S.BUFFER_HEADER_SIZE
+        body = decompress(data[off + S.BUFFER_HEADER_SIZE:off + size], want)
     except Exception:
         return None
     return head + body, True
