@@ -12,9 +12,16 @@ import click
 
 from heapdiff.cli.documents import looks_like_json, read_document, read_suppressions
 from heapdiff.cli.inputs import map_all
+from heapdiff.cli.options import (
+    output_options,
+    suppress_option,
+    symbol_options,
+    thinning_options,
+    window_and_tail_options,
+)
 from heapdiff.cli.outputs import Output, check_outputs, install_template_cache, write_output
-from heapdiff.cli.params import SIZE, TIME, WINDOW_HELP, parse_pids
-from heapdiff.cli.symbol_setup import SYMBOLS_HELP, DownloadLine, make_resolver, report_symbols
+from heapdiff.cli.params import SIZE, parse_pids
+from heapdiff.cli.symbol_setup import DownloadLine, make_resolver, report_symbols
 from heapdiff.cli.terminal import Progress, compiling_notice, warn, warn_trace
 
 if TYPE_CHECKING:
@@ -90,41 +97,21 @@ def tame_malloc() -> None:
 @click.command("heapdiff", help=MAIN_HELP, epilog=EXIT_CODES_HELP,
                context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.argument("traces", nargs=-1, type=click.Path())
-@click.option("-o", "--html", "html_path", default="heapdiff-report.html", show_default=True, metavar="PATH",
-              help="Where to write the HTML report ('-' for stdout).")
-@click.option("--json", "json_path", default=None, metavar="PATH",
-              help="Also write the JSON document there ('-' for stdout: then stdout holds only the JSON).")
-@click.option("--markdown", "markdown_path", default=None, metavar="PATH",
-              help="Also write a Markdown summary there, for a ticket or a CI job summary ('-' for stdout).")
-@click.option("--process", "process_name", default=None, metavar="NAME",
-              help="Only processes with this image name (case-insensitive), in every trace.")
+@output_options("heapdiff-report.html",
+                "Also write the JSON document there ('-' for stdout: then stdout holds only the JSON).", "every trace")
 @click.option("--pid", "pid_spec", default=None, metavar="N|BEFORE:AFTER",
               help="Only this process id (one trace), or BEFORE:AFTER ids (two traces).")
-@click.option("--min-bytes", default=0, show_default=True, type=click.IntRange(min=0),
-              help="Hide groups smaller than this (absolute delta in a diff) in terminal and HTML; never in JSON.")
-@click.option("--top", default=50, show_default=True, type=click.IntRange(min=1),
-              help="Show at most this many groups in terminal and HTML (the rest as one 'other' row); never in JSON.")
+@thinning_options("size (in a diff, the absolute delta)")
 @click.option("--fail-on-growth", default=None, type=SIZE, metavar="SIZE",
               help="Exit 1 when the total growth exceeds SIZE (one trace: what is outstanding).")
 @click.option("--fail-on-stack-growth", default=None, type=SIZE, metavar="SIZE",
               help="Exit 1 when one call stack grew by more than SIZE (one trace: holds more than SIZE).")
 @click.option("--fail-on-new", default=None, type=SIZE, metavar="SIZE",
               help="Exit 1 when a call stack new in 'after' holds more than SIZE there (two inputs only).")
-@click.option("--suppress", "suppress_files", multiple=True, metavar="FILE",
-              help="Leave the call stacks that match a pattern of FILE out of totals and gates (repeatable; "
-                   "one module!function or module+0xRVA pattern per line, * and ? wildcards, # comments).")
-@click.option("--symbols", "symbol_paths", multiple=True, metavar="PATH", help=SYMBOLS_HELP)
-@click.option("--no-symbols", is_flag=True, help="Do not look for symbols: frames stay module+offset.")
-@click.option("--symbol-timeout", default=10.0, show_default=True, type=click.FloatRange(min=0.1), metavar="SECONDS",
-              help="How long to wait on a symbol server for each answer.")
-@click.option("--match", "match", default="function", show_default=True, type=click.Choice(["function", "rva"]),
-              help="Match the groups of two inputs by module!function where both have symbols (two builds of a "
+@suppress_option()
+@symbol_options("Match the groups of two inputs by module!function where both have symbols (two builds of a "
                    "program still pair up), or always by module+offset.")
-@click.option("--from", "window_from", default=None, type=TIME, metavar="T", help=WINDOW_HELP["from"])
-@click.option("--to", "window_to", default=None, type=TIME, metavar="T", help=WINDOW_HELP["to"])
-@click.option("--at", "window_at", default=None, type=TIME, metavar="T", help=WINDOW_HELP["at"])
-@click.option("--kernel-frames", is_flag=True, help="Keep kernel frames in stack signatures and in the JSON.")
-@click.option("-q", "--quiet", is_flag=True, help="No summary on the terminal.")
+@window_and_tail_options()
 def main_command(traces: Sequence[str], html_path: str, json_path: str | None, markdown_path: str | None,
                  process_name: str | None, pid_spec: str | None, min_bytes: int, top: int,
                  fail_on_growth: int | None, fail_on_stack_growth: int | None, fail_on_new: int | None,

@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING
 
 import click
 
+from heapdiff.cli import options as opt
 from heapdiff.cli.documents import looks_like_json, read_document, read_suppressions
 from heapdiff.cli.inputs import map_all
 from heapdiff.cli.outputs import Output, check_outputs, install_template_cache
-from heapdiff.cli.params import SIZE, TIME, WINDOW_HELP
+from heapdiff.cli.params import SIZE
 from heapdiff.cli.report_command import EXIT_CODES_HELP, check_document_fits, deliver, tame_malloc
-from heapdiff.cli.symbol_setup import SYMBOLS_HELP, DownloadLine, make_resolver
+from heapdiff.cli.symbol_setup import DownloadLine, make_resolver
 from heapdiff.cli.terminal import Progress, compiling_notice, warn
 
 if TYPE_CHECKING:
@@ -45,36 +46,17 @@ call stacks of the runs, not with their blocks."""
 @click.command("trend", help=TREND_HELP, epilog=EXIT_CODES_HELP,
                context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.argument("runs", nargs=-1, type=click.Path())
-@click.option("-o", "--html", "html_path", default="heapdiff-trend.html", show_default=True, metavar="PATH",
-              help="Where to write the HTML report ('-' for stdout).")
-@click.option("--json", "json_path", default=None, metavar="PATH",
-              help="Also write the JSON document there (mode \"trend\"; '-' for stdout).")
-@click.option("--markdown", "markdown_path", default=None, metavar="PATH",
-              help="Also write a Markdown summary there ('-' for stdout).")
-@click.option("--process", "process_name", default=None, metavar="NAME",
-              help="Only processes with this image name (case-insensitive), in every run.")
-@click.option("--min-bytes", default=0, show_default=True, type=click.IntRange(min=0),
-              help="Hide call stacks whose last-run change is smaller than this in terminal and HTML; never in JSON.")
-@click.option("--top", default=50, show_default=True, type=click.IntRange(min=1),
-              help="Show at most this many call stacks in terminal and HTML; never in JSON.")
+@opt.output_options("heapdiff-trend.html", "Also write the JSON document there (mode \"trend\"; '-' for stdout).",
+                "every run")
+@opt.thinning_options("change from the first run to the last")
 @click.option("--fail-on-trend", default=None, type=SIZE, metavar="SIZE",
               help="Exit 1 when a growing call stack's slope exceeds SIZE per run.")
 @click.option("--fail-on-growth", default=None, type=SIZE, metavar="SIZE",
               help="Exit 1 when the total growth from the first run to the last exceeds SIZE.")
-@click.option("--suppress", "suppress_files", multiple=True, metavar="FILE",
-              help="Leave the call stacks that match a pattern of FILE out of totals and gates (repeatable).")
-@click.option("--symbols", "symbol_paths", multiple=True, metavar="PATH", help=SYMBOLS_HELP)
-@click.option("--no-symbols", is_flag=True, help="Do not look for symbols: frames stay module+offset.")
-@click.option("--symbol-timeout", default=10.0, show_default=True, type=click.FloatRange(min=0.1), metavar="SECONDS",
-              help="How long to wait on a symbol server for each answer.")
-@click.option("--match", "match", default="function", show_default=True, type=click.Choice(["function", "rva"]),
-              help="Match call stacks across runs by module!function where every run has symbols, or always by "
+@opt.suppress_option()
+@opt.symbol_options("Match call stacks across runs by module!function where every run has symbols, or always by "
                    "module+offset.")
-@click.option("--from", "window_from", default=None, type=TIME, metavar="T", help=WINDOW_HELP["from"])
-@click.option("--to", "window_to", default=None, type=TIME, metavar="T", help=WINDOW_HELP["to"])
-@click.option("--at", "window_at", default=None, type=TIME, metavar="T", help=WINDOW_HELP["at"])
-@click.option("--kernel-frames", is_flag=True, help="Keep kernel frames in stack signatures and in the JSON.")
-@click.option("-q", "--quiet", is_flag=True, help="No summary on the terminal.")
+@opt.window_and_tail_options()
 def trend_command(runs: Sequence[str], html_path: str, json_path: str | None, markdown_path: str | None,
                   process_name: str | None, min_bytes: int, top: int, fail_on_trend: int | None,
                   fail_on_growth: int | None, suppress_files: tuple[str, ...], symbol_paths: tuple[str, ...],

@@ -176,13 +176,16 @@ class ImageMap:
                                  else None)
         return epoch, self._epochs[key]
 
-    def _search(self, tables: list[tuple[_Table, bool]], addrs: np.ndarray) -> list[tuple[str, int]]:
-        """(``module+0xrva`` or ``0x...``, image index or -1) of ``addrs`` in the first of ``tables`` (sorted,
-        non-overlapping images; ``True``: kernel addresses only) that holds each: one vectorised search a table."""
-        out: list[tuple[str, int]] = [("", -1)] * int(addrs.shape[0])
+    def _hits(self, tables: list[tuple[_Table, bool]], addrs: np.ndarray
+              ) -> tuple[list[tuple[np.ndarray, np.ndarray, _Table]], np.ndarray]:
+        """Which of ``addrs`` the first of ``tables`` (sorted, non-overlapping images; ``True``: kernel addresses
+        only) that holds each holds: per table, the positions it holds and their image rows (one vectorised
+        search a table), and the mask of the addresses no table holds."""
+        out = []
         todo = np.ones(addrs.shape[0], bool)  # not yet in an image of an earlier table
         floor = np.uint64(self.kernel_floor)
-        for (bases, ends, names, index), kernel_only in tables:
+        for table, kernel_only in tables:
+            bases, ends = table[0], table[1]
             if not bases.shape[0]:
                 continue
             idx = np.searchsorted(bases, addrs, side="right").astype(np.int64) - 1
@@ -192,7 +195,14 @@ class ImageMap:
                 hit &= addrs >= floor
             todo &= ~hit
             js = np.flatnonzero(hit)
-            ks = safe[js]
+            out.append((js, safe[js], table))
+        return out, todo
+
+    def _search(self, tables: list[tuple[_Table, bool]], addrs: np.ndarray) -> list[tuple[str, int]]:
+        """(``module+0xrva`` or ``0x...``, image index or -1) of each of ``addrs`` (see :meth:`_hits`)."""
+        out: list[tuple[str, int]] = [("", -1)] * int(addrs.shape[0])
+        hits, todo = self._hits(tables, addrs)
+        for js, ks, (bases, _, names, index) in hits:
             # plain ints from whole columns: a numpy scalar per element was most of this loop's time
             for j, k, rva in zip(js.tolist(), ks.tolist(), (addrs[js] - bases[ks]).tolist(), strict=True):
                 out[j] = (f"{names[k]}+0x{rva:x}", index[k])
@@ -204,18 +214,9 @@ class ImageMap:
     def _search_index(self, tables: list[tuple[_Table, bool]], addrs: np.ndarray) -> np.ndarray:
         """:meth:`_search` as a column: the image index of each address, -1 where none holds it."""
         out = np.full(addrs.shape[0], -1, np.int64)
-        todo = np.ones(addrs.shape[0], bool)
-        floor = np.uint64(self.kernel_floor)
-        for (bases, ends, _, index), kernel_only in tables:
-            if not bases.shape[0]:
-                continue
-            idx = np.searchsorted(bases, addrs, side="right").astype(np.int64) - 1
-            safe = np.maximum(idx, 0)
-            hit = todo & (idx >= 0) & (addrs < ends[safe])
-            if kernel_only:
-                hit &= addrs >= floor
-            todo &= ~hit
-            out[hit] = np.asarray(index, np.int64)[safe[hit]]
+        hits, _ = self._hits(tables, addrs)
+        for js, ks, (_, _, _, index) in hits:
+            out[js] = np.asarray(index, np.int64)[ks]
         return out
 
     def locate_flat(self, pids: np.ndarray, starts: np.ndarray, flat: np.ndarray, tss: np.ndarray) -> np.ndarray:

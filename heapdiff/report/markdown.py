@@ -11,17 +11,7 @@ import re
 from collections.abc import Sequence
 from typing import Final
 
-from heapdiff.report.sentences import (
-    RECORD_HELP,
-    gate_body,
-    growth_sentence,
-    net_sentence,
-    outstanding_sentence,
-    runs_sentence,
-    shrink_sentence,
-    suppressed_sentence,
-    trend_sentence,
-)
+from heapdiff.report import sentences as say
 from heapdiff.report.text import format_bytes, format_count
 from heapdiff.report.view import GroupRow, ReportView
 
@@ -61,25 +51,25 @@ def markdown_summary(view: ReportView, rows: int = ROWS) -> str:
     out = [f"### {md(view.title)}", ""]
     out += [f"Leak window: {md(w)}" for w in view.filters.window] + ([""] if view.filters.window else [])
     if view.is_trend and t.before is not None:
-        out += [f"**{md(trend_sentence(len(view.traces), view.trend_classes))}**", "",
-                md(runs_sentence(t.before.bytes, t.before.blocks, t.after.bytes, t.after.blocks)), ""]
+        out += [f"**{md(say.trend_sentence(len(view.traces), view.trend_classes))}**", "",
+                md(say.runs_sentence(t.before.bytes, t.before.blocks, t.after.bytes, t.after.blocks)), ""]
     elif diff and t.before is not None:
-        net = net_sentence(h, t.before.bytes, t.before.blocks, t.after.bytes, t.after.blocks)
-        out += [f"**{md(growth_sentence(h))}**", "", f"{md(shrink_sentence(h))}; {md(net)}", ""]
+        net = say.net_sentence(h, t.before.bytes, t.before.blocks, t.after.bytes, t.after.blocks)
+        out += [f"**{md(say.growth_sentence(h))}**", "", f"{md(say.shrink_sentence(h))}; {md(net)}", ""]
     else:
-        out += [f"**{md(outstanding_sentence(t.after.bytes, t.after.blocks))}**", ""]
+        out += [f"**{md(say.outstanding_sentence(t.after.bytes, t.after.blocks))}**", ""]
     if view.suppressed_count:
-        out += [md(suppressed_sentence(h, diff)), ""]
+        out += [md(say.suppressed_sentence(h, diff)), ""]
     for u in view.unused_suppressions:
         out += [f"Suppression pattern matched nothing: {md(u)}", ""]
     if view.gates:
         out += ["| Gate | Result |", "|---|---|"]
-        out += [f"| {md(g.option)} | {'**FAILED**' if g.failed else 'passed'}: {md(gate_body(g))} |"
+        out += [f"| {md(g.option)} | {'**FAILED**' if g.failed else 'passed'}: {md(say.gate_body(g))} |"
                 for g in view.gates]
         out.append("")
     for e in view.empty_traces:
         out += [f"> **Warning ({md(e.role)})**: {md(e.path)} holds no heap events: it was recorded without heap "
-                f"tracing. Record one with `{RECORD_HELP[0]}`", ""]
+                f"tracing. Record one with `{say.RECORD_HELP[0]}`", ""]
     for w in view.warnings:
         out += [f"> **Warning{f' ({md(w.role)})' if w.role else ''}**: {md(w.message)}", ""]
     shown = view.rows[:max(0, rows)]
