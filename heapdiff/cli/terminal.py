@@ -68,7 +68,11 @@ def warn_trace(path: str, anomalies: Mapping[str, int], events_lost: int, buffer
     if events_lost or buffers_lost:
         warn(f"{path}: the trace lost {events_lost:,} events and {buffers_lost:,} buffers while recording; "
              "counts may be short")
-    if anomalies:
-        total = sum(anomalies.values())
-        kinds = ", ".join(f"{k} {v:,}" for k, v in anomalies.items())
+    from heapdiff.rules import INFORMATIONAL_ANOMALIES
+
+    # what is normal (frees of blocks older than the trace) is in the JSON and the report's notes, not a warning
+    lossy = {k: v for k, v in anomalies.items() if k not in INFORMATIONAL_ANOMALIES}
+    if lossy:
+        total = sum(lossy.values())
+        kinds = ", ".join(f"{k} {v:,}" for k, v in lossy.items())
         warn(f"{path}: {total:,} anomalies counted ({kinds})")
