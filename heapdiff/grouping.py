@@ -90,12 +90,15 @@ class FrameTable:
     named: dict[int, Frame] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # each distinct frame's text and record made once while in use: the groups of a trace share most frames
         self.frame = lru_cache(maxsize=FRAME_CACHE)(self._frame)
+        self.plain = lru_cache(maxsize=FRAME_CACHE)(self._plain)
 
     def __len__(self) -> int:
         return int(self.name.shape[0])
 
-    def plain(self, i: int) -> str:
+    def _plain(self, i: int) -> str:
+        """``module+0xrva``, or ``0x<address>`` in no known image."""
         n = int(self.name[i])
         return f"{self.module_names[n]}+0x{int(self.value[i]):x}" if n >= 0 else f"0x{int(self.value[i]):x}"
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final, Protocol
 
 #: modules whose frames are heap or C runtime plumbing, by file name without its extension
@@ -53,6 +54,7 @@ def module_of_frame(text: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=4096)
 def is_allocator_module(module: str) -> bool:
     stem = module.rsplit(".", 1)[0] if "." in module else module
     return stem in ALLOCATOR_MODULE_STEMS or stem.startswith(ALLOCATOR_MODULE_PREFIXES)
