@@ -651,6 +651,50 @@ def test_trend_view_timeline_and_sparklines(page: Page, tmp_path: Path) -> None:
     _assert_clean(page, url)
 
 
+def test_a_real_trend_page(page: Page, tmp_path: Path) -> None:
+    """``heapdiff trend`` over five written runs (a leak, a cache that fills, memory given back, a constant): the
+    page's rows, sparklines, sort, flame graph zoom, search and copy button, on the tool's own output."""
+    from trend_runs import write_run
+
+    from heapdiff.cli import main
+
+    runs = []
+    for k in range(5):
+        write_run(tmp_path / f"run{k}.etl", k)
+        runs.append(str(tmp_path / f"run{k}.etl"))
+    html = tmp_path / "trend.html"
+    with pytest.raises(SystemExit) as done:
+        main(["trend", *runs, "--no-symbols", "-q", "-o", str(html)])
+    assert done.value.code == 0
+    url = html.as_uri()
+    page.navigate(url)
+    rows = page.eval("Array.from(document.querySelectorAll('#group-table > tbody > tr')).map(r =>"
+                     " [r.querySelector('td.stack .label').textContent, r.querySelector('.badge[class*=trend-]')"
+                     ".textContent, r.querySelector('svg.spark polyline').points.numberOfItems])")
+    # steepest slope first: the cache (+1,500 B a run until it fills), the leak, the constant, what is given back
+    assert rows == [["app.exe+0x200", "plateau", 5], ["app.exe+0x100", "growing", 5], ["app.exe+0x400", "flat", 5],
+                    ["app.exe+0x300", "shrinking", 5]]
+    assert page.eval("document.querySelector('.stat.headline .value').textContent") == "1"  # growing call stacks
+    page.click("#group-table thead th:nth-child(2) button")  # by the change from the first run to the last
+    assert _column(page, "group-table", 0) == ["1", "2", "3", "4"]
+    page.click("#group-table thead th:nth-child(6) button")  # by slope: largest first, then smallest first
+    assert _column(page, "group-table", 0) == ["1", "2", "3", "4"]
+    page.click("#group-table thead th:nth-child(6) button")
+    assert _column(page, "group-table", 0) == ["4", "3", "2", "1"]
+    leak = _flame_node(page, "app.exe+0x100")
+    page.click(leak)
+    assert abs(_width(page, _flame_node(page, "app.exe+0x100")) - page.eval(
+        "document.getElementById('flame').clientWidth")) <= 1
+    page.type_into("#stack-search", "0x300")
+    assert _visible_ranks(page) == [4]
+    page.type_into("#stack-search", "")
+    page.click("#g2 td.stack summary")
+    page.eval("Object.defineProperty(navigator, 'clipboard', {value: undefined, configurable: true})")
+    page.click("#g2 button.copy-stack")
+    assert page.wait_for("document.querySelector('#g2 button.copy-stack').getAttribute('data-copied')") == "fallback"
+    _assert_clean(page, url)
+
+
 def test_large_tree_page_load_time(page: Page, tmp_path: Path) -> None:
     """A 100,000-group diff whose call trees are at their cap: the worst case for the page's own drawing."""
     t0 = time.perf_counter()
