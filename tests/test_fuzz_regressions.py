@@ -113,3 +113,30 @@ def test_huge_alloc_size_is_not_negative(tmp_path: Path) -> None:
 def test_image_end_past_2_64_does_not_crash(tmp_path: Path) -> None:
     clean, data = _small_trace(0x40), _small_trace(0x40, image_base=0xFFFF_FFFF_FFFF_0000)
     assert _broken(tmp_path, clean, data, "job") is None
+
+
+# run seed 20261206: damage to the logfile header that says how many buffers there are, and to the buffers too
+
+
+@pytest.mark.parametrize("command", ["info", "job"])
+@pytest.mark.parametrize("written", [0, 1])
+def test_a_dropped_buffer_under_a_stale_header_warns(tmp_path: Path, command: str, written: int) -> None:
+    """BuffersWritten below what the file holds (a header the logger never rewrote, or damaged) claims nothing; the
+    buffers' sequence numbers still show the one dropped from the middle."""
+    s = _seed()
+    assert _mutated(tmp_path, s, [["drop", 2], ["logfile_field", "BuffersWritten", written]], command) is None
+
+
+@pytest.mark.parametrize("command", ["info", "job"])
+def test_a_dropped_buffer_under_a_damaged_log_file_mode_warns(tmp_path: Path, command: str) -> None:
+    s = _seed()
+    assert _mutated(tmp_path, s, [["logfile_field", "LogFileMode", 1006393182], ["drop", 1]], command) is None
+
+
+@pytest.mark.parametrize("command", ["info", "job"])
+def test_a_blank_last_buffer_under_a_header_that_counts_none_warns(tmp_path: Path, command: str) -> None:
+    """BuffersWritten 0 (no logger that closed its file writes it) and a blank last buffer: not preallocated space
+    the header vouches for, so the blank buffer counts."""
+    s = _seed()
+    last = len(s.buffers) - 1
+    assert _mutated(tmp_path, s, [["blank", last, 255], ["logfile_field", "BuffersWritten", 0]], command) is None

@@ -74,6 +74,38 @@ def count_missing(header: LogfileHeader, held: int, anomalies: Anomalies) -> Non
         anomalies.add("buffers_missing", expected - held)
 
 
+#: a run of sequence numbers is trusted to be one logger's when it spans at most this many times the buffers held
+#: (plus a margin): damaged numbers, or two loggers' in a merged file, are sparser
+_DENSE = 2
+
+
+def count_sequence_gaps(header: LogfileHeader, table: BufferTable, anomalies: Anomalies) -> None:
+    """``buffer_sequence_gap``: when the logfile header cannot vouch for the buffers (it claims none, fewer than the
+    file holds because the logger never rewrote it, or its LogFileMode is damaged), their sequence numbers can: a
+    logger numbers its buffers one by one, so a number missing between the first and the last held is a buffer
+    missing. Buffers already counted as stepped over (blank, damaged, cut) are not counted again."""
+    if anomalies["buffers_missing"] or len(table) < 2:
+        return
+    expected = expected_buffers(header)
+    if expected is not None and expected >= distinct_buffers(table):
+        return  # the header vouches: nothing missing, or counted by count_missing
+    seqs = np.unique(table.seq)
+    span = int(seqs[-1] - seqs[0]) + 1
+    gaps = span - int(seqs.shape[0])
+    if gaps <= 0 or span > _DENSE * int(seqs.shape[0]) + 16:
+        return
+    stepped = anomalies["blank_buffer"] + anomalies["damaged_buffer"] + anomalies["truncated_buffer"]
+    if gaps > stepped:
+        anomalies.add("buffer_sequence_gap", gaps - stepped)
+
+
+def sequence_gap_note(missing: int) -> str:
+    are = "is" if missing == 1 else "are"
+    return (f"{missing:,} buffer{'' if missing == 1 else 's'} {are} missing between the ones the file holds (their "
+            "sequence numbers skip, and the logfile header cannot say how many were written): counts and "
+            "outstanding blocks may be short")
+
+
 def missing_note(header: LogfileHeader, missing: int, file_size: int) -> str:
     """The one line that says what ``buffers_missing`` means for this file."""
     expected = expected_buffers(header) or missing
@@ -89,8 +121,11 @@ def scan_buffers(data: np.ndarray, header: LogfileHeader, anomalies: Anomalies,
     fast = scan_uniform(data, nominal_size(header), max(1, header.number_of_processors), mm, read_at)
     if fast is not None:
         count_missing(header, distinct_buffers(fast), anomalies)
-        return fast
-    return BufferTable.from_infos(scan_buffers_walk(data, header, anomalies, mm))
+        table = fast
+    else:
+        table = BufferTable.from_infos(scan_buffers_walk(data, header, anomalies, mm))
+    count_sequence_gaps(header, table, anomalies)
+    return table
 
 
 def _blank(data: np.ndarray, start: int, stop: int) -> bool:
@@ -177,7 +212,7 @@ def scan_buffers_walk(data: np.ndarray, header: LogfileHeader, anomalies: Anomal
             stop = n if nxt is None else nxt
             if _blank(data, off, min(stop, off + MAX_RESYNC_BYTES)):
                 k = _buffers_in(stop - off, nominal)
-                if nxt is None:
+                if nxt is None and not _stale(header, expected, held):
                     # a blank tail: a preallocated file's unwritten end, unless the header says buffers were there
                     k = min(k, max(0, (expected or 0) - held))
                 anomalies.add("blank_buffer", k)
@@ -258,6 +293,13 @@ def scan_buffers_walk(data: np.ndarray, header: LogfileHeader, anomalies: Anomal
         raise TraceError("not a readable trace (no buffer)", 0)
     count_missing(header, held, anomalies)
     return out
+
+
+def _stale(header: LogfileHeader, expected: int | None, held: int) -> bool:
+    """A logfile header that says fewer buffers were written than the file holds before a blank tail (none at all
+    is what no logger that closed its file writes: buffer 0 counts): the logger did not finish its file, so a blank
+    tail is not known to be preallocated space, and is counted as blank buffers (the trace may end early)."""
+    return header.buffers_written <= 0 or (expected is not None and expected < held)
 
 
 def _next_header(data: np.ndarray, off: int, nominal: int, uniform: int) -> int | None:

@@ -12,7 +12,7 @@ import numpy as np
 
 from heapdiff.errors import Anomalies, TraceError
 from heapdiff.etl import structs as S
-from heapdiff.etl.buffer_walk import missing_note, scan_buffers
+from heapdiff.etl.buffer_walk import missing_note, scan_buffers, sequence_gap_note
 from heapdiff.etl.buffers import MAX_BUFFER_SIZE, BufferInfo, BufferTable, ReadAt, nominal_size, release_pages
 from heapdiff.etl.logfile import LogfileHeader, read_logfile_header
 
@@ -120,6 +120,7 @@ def open_trace(data: bytes | bytearray | memoryview | np.ndarray, name: str = "<
         buffers = scan_buffers(arr, header, anomalies, closer, read_at)
     except TraceError as e:
         raise e.with_path(name) from None
-    missing = anomalies["buffers_missing"]
-    notes = [missing_note(header, missing, int(arr.shape[0]))] if missing else []
+    missing, gaps = anomalies["buffers_missing"], anomalies["buffer_sequence_gap"]
+    notes = ([missing_note(header, missing, int(arr.shape[0]))] if missing else []) + (
+        [sequence_gap_note(gaps)] if gaps else [])
     return TraceFile(name, arr, header, buffers, anomalies, notes, closer)
