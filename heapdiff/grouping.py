@@ -12,7 +12,7 @@ distinct frames are a :class:`FrameTable` of columns, the groups are columns and
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -30,6 +30,8 @@ HIST_BOUNDS = (16, 64, 256, 1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 <
 HIST_LABELS = ("<=16", "<=64", "<=256", "<=1K", "<=4K", "<=16K", "<=64K", "<=256K", "<=1M", ">1M")
 #: a group keeps this many of its oldest blocks' addresses: the likeliest leaks
 SAMPLE_ADDRESSES = 5
+#: the largest groups (by bytes, then blocks) of a trace with a timeline get their bytes by allocation time
+TIMELINE_GROUPS = 10
 #: frames made into records at once, at most (a report reads a few thousand groups' frames many times)
 FRAME_CACHE = 1 << 16
 
@@ -135,6 +137,9 @@ class Grouping:
     frames: int
     unresolved: int
     modules: tuple[ModuleOutcome, ...] = ()
+    #: for the :data:`TIMELINE_GROUPS` largest groups (by index), when the trace has a timeline: at each of its
+    #: points, the bytes of the group's blocks allocated by then (its blocks outstanding at the end)
+    alloc_series: Mapping[int, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.blocks.shape[0])
@@ -201,8 +206,9 @@ def _frame_table(images: ImageMap, pids: np.ndarray, starts: np.ndarray, flat: n
 
 
 def group_blocks(live: LiveBlocks, stacks: InternedStacks, images: ImageMap, kernel_frames: bool,
-                 namer: FrameNamer | None = None) -> Grouping:
-    """Group outstanding blocks by signature.
+                 namer: FrameNamer | None = None, timeline: np.ndarray | None = None) -> Grouping:
+    """Group outstanding blocks by signature; ``timeline``: the raw times of the trace's timeline points, at which
+    the largest groups' bytes by allocation time are summed (:attr:`Grouping.alloc_series`).
 
     Long because it is one pipeline of whole-column steps that share their sort orders: the blocks by (pid,
     stack) pair, oldest first; each pair's frames located and made frame ids; pairs with equal signatures made
@@ -263,7 +269,7 @@ def group_blocks(live: LiveBlocks, stacks: InternedStacks, images: ImageMap, ker
     row_pair[starts[1:]] = 1
     grp = pair_group[np.cumsum(row_pair)]  # group index of each block
     return _sums(live, order, ts, grp, ng, table, signature_starts, signature_ids, shown_starts, shown_ids,
-                 total_frames, total_unresolved, tuple(namer.modules()))
+                 total_frames, total_unresolved, tuple(namer.modules()), timeline)
 
 
 def _gather(values: np.ndarray, starts: np.ndarray, rows: np.ndarray, lens: np.ndarray) -> np.ndarray:
@@ -305,7 +311,8 @@ def _same_rows(ids: np.ndarray, starts: np.ndarray) -> np.ndarray:
 
 def _sums(live: LiveBlocks, order: np.ndarray, ts: np.ndarray, grp: np.ndarray, ng: int, table: FrameTable,
           signature_starts: np.ndarray, signature_ids: np.ndarray, shown_starts: np.ndarray, shown_ids: np.ndarray,
-          total_frames: int, total_unresolved: int, modules: tuple[ModuleOutcome, ...]) -> Grouping:
+          total_frames: int, total_unresolved: int, modules: tuple[ModuleOutcome, ...],
+          timeline: np.ndarray | None) -> Grouping:
     """Every group's sums, extremes, histogram, Sources, heaps and oldest blocks, by numpy passes."""
     n = grp.shape[0]
     size = live.size[order].astype(np.int64)
@@ -317,6 +324,7 @@ def _sums(live: LiveBlocks, order: np.ndarray, ts: np.ndarray, grp: np.ndarray, 
     blocks = np.diff(np.concatenate((head, [n])))
     nbytes = np.zeros(ng, np.int64)
     np.add.at(nbytes, grp, size)  # exact (float weights could round above 2**53)
+    series = _alloc_series(grp, ts, size, nbytes, blocks, timeline) if timeline is not None else {}
     sources = _counts_by(grp, live.source[order], ng)
     hist = _counts_by(grp, np.searchsorted(np.asarray(HIST_BOUNDS, np.int64), size, side="left"), ng,
                       len(HIST_LABELS))
@@ -332,7 +340,23 @@ def _sums(live: LiveBlocks, order: np.ndarray, ts: np.ndarray, grp: np.ndarray, 
                     ts[so[head]], ts[so[head + blocks - 1]], hist, sources,
                     _csr(gh[distinct], ng), hh[distinct].astype(np.uint64),
                     _csr(grp[oldest], ng), addr[oldest].astype(np.uint64), total_frames,
-                    total_unresolved, modules)
+                    total_unresolved, modules, series)
+
+
+def _alloc_series(grp: np.ndarray, ts: np.ndarray, size: np.ndarray, nbytes: np.ndarray, blocks: np.ndarray,
+                  points: np.ndarray) -> dict[int, np.ndarray]:
+    """The :data:`TIMELINE_GROUPS` largest groups (the document's order: bytes, then blocks, then index): the
+    bytes of each one's blocks allocated at or before each point (raw times, increasing)."""
+    ng = nbytes.shape[0]
+    top = np.lexsort((np.arange(ng), -blocks, -nbytes))[:TIMELINE_GROUPS]
+    out = {}
+    for g in top.tolist():
+        mine = grp == g
+        t = ts[mine]
+        o = np.argsort(t, kind="stable")
+        cum = np.concatenate(([0], np.cumsum(size[mine][o])))
+        out[g] = cum[np.searchsorted(t[o], points, side="right")].astype(np.int64)
+    return out
 
 
 def _counts_by(grp: np.ndarray, kind: np.ndarray, ng: int, kinds: int | None = None) -> np.ndarray:

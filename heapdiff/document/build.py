@@ -33,6 +33,7 @@ from heapdiff.document.model import (
     Suppression,
     Totals,
     TraceRecord,
+    TraceTimeline,
 )
 from heapdiff.document.suppress import Pattern, first_match
 from heapdiff.document.trend import trend_of
@@ -41,6 +42,7 @@ from heapdiff.events.images import KERNEL_PIDS
 from heapdiff.events.scan import TraceScan
 from heapdiff.grouping import SAMPLE_ADDRESSES, Grouping
 from heapdiff.reduce import LiveBlocks
+from heapdiff.reduce.timeline import TimelineTotals
 from heapdiff.symbolize import ModuleOutcome, request_for
 
 #: the event kinds whose absence means a trace was recorded without heap tracing
@@ -61,6 +63,8 @@ class TraceAnalysis:
     #: the pids the filters kept, None without a filter
     selected_pids: frozenset[int] | None
     notes: tuple[str, ...]
+    #: the kept processes' outstanding memory over the trace's time (ticks: FILETIME units from the start)
+    timeline: TimelineTotals | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,14 @@ def _module(m: ModuleOutcome) -> ModuleRecord:
                         pdb=request.pdb or sym.pdb, symbols=sym.status, symbol_file=sym.symbol_file, note=sym.note)
 
 
+def timeline_record(tl: TimelineTotals | None) -> TraceTimeline | None:
+    """The document's timeline: times in microseconds (a FILETIME unit is 0.1 us)."""
+    if tl is None or not len(tl):
+        return None
+    return TraceTimeline(time_us=tuple(t / 10 for t in tl.ticks.tolist()), bytes=tuple(tl.bytes.tolist()),
+                         blocks=tuple(tl.blocks.tolist()))
+
+
 def trace_record(a: TraceAnalysis) -> TraceRecord:
     s = a.scan
     h = s.header
@@ -121,7 +133,7 @@ def trace_record(a: TraceAnalysis) -> TraceRecord:
         stacks_matched=s.stacks_matched, outstanding=outstanding(a.live), outstanding_by_pid=_by_pid(a.live),
         unmatched_frees=int(a.anomalies.get("unmatched_frees", 0)), anomalies=dict(sorted(a.anomalies.items())),
         processes=shown, unresolved_frames=FrameTotals(a.grouping.frames, a.grouping.unresolved), notes=a.notes,
-        modules=tuple(_module(m) for m in a.grouping.modules))
+        modules=tuple(_module(m) for m in a.grouping.modules), timeline=timeline_record(a.timeline))
 
 
 def _input(inp: Input, role: Role) -> tuple[TraceRecord, Sequence[GroupRecord]]:
@@ -144,8 +156,12 @@ def _merged(runs: Sequence[RunDetails]) -> RunDetails:
     lasts = [r.last_alloc_utc for r in runs if r.last_alloc_utc]
     oldest_first = sorted(runs, key=lambda r: r.first_alloc_utc or "")
     samples = tuple(a for r in oldest_first for a in r.sample_addresses)[:SAMPLE_ADDRESSES]
+    # a series sums only when every part has one (one input's parts share its points)
+    series = [r.timeline_bytes for r in runs if r.timeline_bytes is not None]
+    summed = (tuple(sum(col) for col in zip(*series, strict=True))
+              if len(series) == len(runs) and len({len(s) for s in series}) == 1 else None)
     return RunDetails(counts, tuple(sorted({h for r in runs for h in r.heaps})), dict(sources), dict(sizes),
-                      min(firsts) if firsts else None, max(lasts) if lasts else None, samples)
+                      min(firsts) if firsts else None, max(lasts) if lasts else None, samples, summed)
 
 
 def _key(g: GroupRecord, named: frozenset[str], kernel_frames: bool) -> tuple[str, ...]:

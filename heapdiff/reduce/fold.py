@@ -23,6 +23,9 @@ The rules:
   same batch (the common case): no pending entry, no Attach. A block that ends or stays live without a stack
   counts as ``event_without_stack``.
 
+Before an op (but an Attach) whose time passes the timeline's next point, the kernel samples what each process
+holds (:mod:`heapdiff.reduce.timeline`): the timeline costs two comparisons per op (that and the latest time).
+
 Before an op that may add entries (Alloc, ReAlloc) the kernel checks that no table is half full (live + stale
 entries), else returns that op's index: the shell (:class:`~heapdiff.reduce.reducer.Reducer`) rebuilds or grows
 the table and calls again from there. So a probe always finds an empty slot.
@@ -56,6 +59,7 @@ from heapdiff.reduce.tables import (
     pid_index_find,
     thread_find,
 )
+from heapdiff.reduce.timeline import G_LAST, G_NEXT_T, advance
 
 # anomaly counters (index into the counts array) and their names
 K_UNMATCHED_FREES: Final = 0
@@ -238,8 +242,10 @@ def _realloc(blocks: Arr, heaps: Arr, pend: Arr, meta: Arr, counts: Arr, hrec: A
 def fold_kernel(op: Arr, ts: Arr, pid: Arr, tid: Arr, serial: Arr, heap: Arr, addr: Arr, size: Arr,
                 old_addr: Arr, source: Arr, stack: Arr, start: int, end: int, stop_at: int,
                 blocks: Arr, pend: Arr, threads: Arr, hidx: Arr, heaps: Arr, pidx: Arr, pids: Arr,
-                meta: Arr, counts: Arr, ahead: int) -> int:
-    """Fold ops ``start:end`` into the tables. Returns the index of the first op not done (``end`` if all).
+                meta: Arr, counts: Arr, ahead: int, grid: Arr, tl_last: Arr, tl_scratch: Arr, tl_rec: Arr) -> int:
+    """Fold ops ``start:end`` into the tables, sampling the timeline (:mod:`heapdiff.reduce.timeline`: ``grid``
+    and the ``tl_`` arrays) before each op that passes its next point. Returns the index of the first op not
+    done (``end`` if all).
 
     Long because it is the per-op loop: the lookups every op shares (its heap record, its thread's previous op,
     each with a one-entry cache) and the prefetch stay in one compiled loop; the rules are the helpers above.
@@ -249,6 +255,9 @@ def fold_kernel(op: Arr, ts: Arr, pid: Arr, tid: Arr, serial: Arr, heap: Arr, ad
      pids, meta, counts) = borrow((
         op, ts, pid, tid, serial, heap, addr, size, old_addr, source, stack, blocks, pend, threads, hidx, heaps, pidx,
         pids, meta, counts))
+    (grid, tl_last, tl_scratch, tl_rec) = borrow((grid, tl_last, tl_scratch, tl_rec))
+    next_t = grid[G_NEXT_T]         # the timeline's next point: an op past it samples first
+    last_t = grid[G_LAST]
     n = end
     bmax = blocks.shape[0] // 2
     pmax = pend.shape[0] // 2
@@ -279,6 +288,13 @@ def fold_kernel(op: Arr, ts: Arr, pid: Arr, tid: Arr, serial: Arr, heap: Arr, ad
             _attach(pend, blocks, heaps, meta, counts, serial[i], stack[i], False)
             i += 1
             continue
+        if ts[i] > next_t:
+            if not advance(ts[i], grid, heaps, meta, tl_last, tl_scratch, tl_rec):
+                grid[G_LAST] = last_t
+                return i
+            next_t = grid[G_NEXT_T]
+        if ts[i] > last_t:
+            last_t = ts[i]
         if o == OP_PROCESS_END:
             _process_end(pidx, pids, heaps, counts, pid[i])
             i += 1
@@ -293,6 +309,7 @@ def fold_kernel(op: Arr, ts: Arr, pid: Arr, tid: Arr, serial: Arr, heap: Arr, ad
         creates = (o == OP_ALLOC) | (o == OP_REALLOC)
         if creates and (meta[M_BLOCKS] >= bmax or meta[M_PENDING] >= pmax or meta[M_THREADS] >= tmax
                         or meta[M_HEAPS] >= hmax or meta[M_PIDS] >= pidmax):
+            grid[G_LAST] = last_t
             return i
         # heap record (created for Alloc/ReAlloc only)
         if c_hrec >= 0 and p == c_pid and hp == c_heap:
@@ -367,6 +384,7 @@ def fold_kernel(op: Arr, ts: Arr, pid: Arr, tid: Arr, serial: Arr, heap: Arr, ad
         if known:
             threads[tslot]["kind"] = T_OTHER
         i += 1
+    grid[G_LAST] = last_t
     return int(n)
 
 

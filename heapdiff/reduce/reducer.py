@@ -17,7 +17,7 @@ from typing import ClassVar, Final
 import numpy as np
 
 from heapdiff._jit import JIT_ENABLED
-from heapdiff.events.ops import OP_ALLOC, OP_REALLOC, OpBatch
+from heapdiff.events.ops import OP_ALLOC, OP_ATTACH, OP_REALLOC, OpBatch
 from heapdiff.reduce.fold import (
     ANOMALY_NAMES,
     K_EVENT_WITHOUT_STACK,
@@ -47,6 +47,24 @@ from heapdiff.reduce.tables import (
     empty_table,
     rehashed,
 )
+from heapdiff.reduce.timeline import (
+    G_LAST,
+    G_NEXT,
+    G_RECORDS,
+    G_START,
+    G_STEP,
+    INT64_MIN,
+    N_RECORD,
+    R_BLOCKS,
+    R_BYTES,
+    R_POINT,
+    R_PREC,
+    Timeline,
+    advance,
+    new_grid,
+    sample_end,
+    start_grid,
+)
 
 _INT64_MAX: Final = (1 << 63) - 1
 #: the columns of :meth:`Reducer.live_columns`: a :class:`LiveBlocks` row, its thread and its event's serial
@@ -66,8 +84,10 @@ def _quiet_overflow() -> Iterator[None]:
 class Reducer:
     """Folds op batches (:meth:`feed`) into the live blocks (:mod:`heapdiff.reduce.fold` says by which rules).
 
-    :meth:`finish` ends the trace, :meth:`snapshot` gives the live blocks; :attr:`anomalies`,
-    :attr:`live_blocks` and :attr:`live_bytes` can be read at any time (``rehashes`` counts table rebuilds).
+    :meth:`finish` ends the trace, :meth:`snapshot` gives the live blocks and :attr:`timeline` what each process
+    held over the trace's time (:mod:`heapdiff.reduce.timeline`, from raw time ``start``: the header's T0, or
+    the first op's time when None); :attr:`anomalies`, :attr:`live_blocks` and :attr:`live_bytes` can be read at
+    any time (``rehashes`` counts table rebuilds).
 
     ``stop_at``: ops with ``ts > stop_at`` are ignored (a snapshot at that time), except that an ATTACH past
     it still gives a stack to a block that is live and waiting for one (its event was not past ``stop_at``;
@@ -79,8 +99,10 @@ class Reducer:
     #: >= 2; tests shrink them to exercise every growth path)
     BLOCK_SLOTS: ClassVar[int] = 1 << 12
     SMALL_SLOTS: ClassVar[int] = 64
+    #: initial timeline records (grown by doubling; a record is a point, a pid record and its two counts)
+    TIMELINE_RECORDS: ClassVar[int] = 1 << 10
 
-    def __init__(self, stop_at: int | None = None) -> None:
+    def __init__(self, stop_at: int | None = None, start: int | None = None) -> None:
         self.ahead = PREFETCH_AHEAD  # a benchmark may set 0 to measure the kernel without prefetching
         self.stop_at = stop_at
         self._stop = _INT64_MAX if stop_at is None else max(-_INT64_MAX - 1, min(int(stop_at), _INT64_MAX))
@@ -97,6 +119,14 @@ class Reducer:
         self._final: dict[str, Arr] | None = None
         self._snapshot: LiveBlocks | None = None
         self.rehashes = 0
+        self._grid = new_grid()
+        self._started = start is not None
+        if start is not None:
+            start_grid(self._grid, start)
+        self._tl_last = np.zeros((self._pids.shape[0], 2), np.int64)
+        self._tl_scratch = np.zeros((self._pids.shape[0], 2), np.int64)
+        self._tl_rec = np.zeros((self.TIMELINE_RECORDS, N_RECORD), np.int64)
+        self.timeline: Timeline | None = None
 
     # -- feeding
 
@@ -109,14 +139,21 @@ class Reducer:
             return
         # inserts[k]: Alloc/ReAlloc ops in ops[:k + 1], each of which may add one block and one pending entry
         inserts = np.cumsum((ops.op == OP_ALLOC) | (ops.op == OP_REALLOC), dtype=np.int64)
+        if not self._started:  # the timeline starts at the first op that takes part
+            takes_part = np.flatnonzero((ops.op != OP_ATTACH) & (ops.ts <= self._stop))
+            if takes_part.shape[0]:
+                start_grid(self._grid, int(ops.ts[takes_part[0]]))
+                self._started = True
         i = 0
         with _quiet_overflow():
             while i < n:
                 self._reserve(int(inserts[-1]) - (int(inserts[i - 1]) if i else 0))
+                self._timeline_room()
                 j = fold_kernel(ops.op, ops.ts, ops.pid, ops.tid, ops.serial, ops.heap, ops.addr, ops.size,
                                 ops.old_addr, ops.source, ops.stack, i, n, self._stop,
                                 self._blocks, self._pend, self._threads, self._hidx, self._heaps,
-                                self._pidx, self._pids, self._meta, self._counts, self.ahead)
+                                self._pidx, self._pids, self._meta, self._counts, self.ahead,
+                                self._grid, self._tl_last, self._tl_scratch, self._tl_rec)
                 if j == i:  # pragma: no cover - _reserve always leaves room for the op the kernel stopped at
                     raise AssertionError("reducer kernel made no progress")
                 i = int(j)
@@ -156,6 +193,22 @@ class Reducer:
         if int(m[M_PIDS]) >= min(self._pidx.shape[0] // 2, self._pids.shape[0]):
             self._pids = self._doubled(self._pids, int(m[M_PIDS]))
             self._pidx, _ = rehashed(self._pidx, self._pidx["prec"] >= 0, 2 * self._pidx.shape[0])
+            last = np.zeros((self._pids.shape[0], 2), np.int64)
+            last[: self._tl_last.shape[0]] = self._tl_last
+            self._tl_last, self._tl_scratch = last, np.zeros_like(last)
+
+    def _timeline_room(self) -> None:
+        """Room for one record per pid record: what the first point an op passes may write (the points after it,
+        in the same op, repeat its state and write none), so that every kernel call makes progress."""
+        rec = self._tl_rec
+        used = int(self._grid[G_RECORDS])
+        if rec.shape[0] - used < self._pids.shape[0]:
+            cap = rec.shape[0]
+            while cap - used < self._pids.shape[0]:
+                cap *= 2
+            grown = np.zeros((cap, N_RECORD), np.int64)
+            grown[:used] = rec[:used]
+            self._tl_rec = grown
 
     @staticmethod
     def _grown(cap: int, need: int) -> int:
@@ -173,14 +226,22 @@ class Reducer:
 
     # -- the end
 
-    def finish(self) -> None:
-        """End of trace: end the blocks overlapped by younger ones, count the stackless, freeze the live blocks.
+    def finish(self, end: int | None = None) -> None:
+        """End of trace: end the blocks overlapped by younger ones, count the stackless, freeze the live blocks
+        and the timeline (its end at raw time ``end``, the trace's last, or at ``stop_at`` if earlier, and never
+        before the last op folded).
 
         Idempotent; :meth:`feed` is refused afterwards.
         """
         if self._final is not None:
             return
         with _quiet_overflow():
+            t_end = self._timeline_end(end)
+            if t_end is not None:
+                self._timeline_room()
+                if not advance(t_end, self._grid, self._heaps, self._meta, self._tl_last, self._tl_scratch,
+                               self._tl_rec):  # pragma: no cover - _timeline_room leaves room for a point
+                    raise AssertionError("timeline: no room for a point")
             cols = self._live_columns()
             dead = find_overlaps(cols)
             if dead.any():
@@ -189,11 +250,37 @@ class Reducer:
                            cols["hrec"][dead], cols["addr"][dead])
                 keep = ~dead
                 cols = {k: v[keep] for k, v in cols.items()}
+        if t_end is not None:
+            self.timeline = self._timeline(t_end)
         nh = int(self._meta[M_HEAPS])
         self._counts[K_EVENT_WITHOUT_STACK] += int(self._heaps["nostack"][:nh].sum())
         self._final = {name: cols[name] for name in LIVE_COLUMNS}
         self._snapshot = LiveBlocks(pid=cols["pid"], heap=cols["heap"], addr=cols["addr"], size=cols["size"],
                                     ts=cols["ts"], source=cols["source"], stack=cols["stack"])
+
+    def _timeline_end(self, end: int | None) -> int | None:
+        """Raw time of the timeline's end point; None when no op took part (no timeline)."""
+        last = int(self._grid[G_LAST])
+        if last == INT64_MIN:
+            return None
+        return last if end is None else max(last, min(int(end), self._stop))
+
+    def _timeline(self, t_end: int) -> Timeline:
+        """The end point sampled (after the overlap pass), and the finished timeline."""
+        self._timeline_room()
+        if not sample_end(self._grid, self._heaps, self._meta, self._tl_last, self._tl_scratch,
+                          self._tl_rec):  # pragma: no cover - _timeline_room leaves room for a point
+            raise AssertionError("timeline: no room for the end point")
+        g = self._grid
+        points = int(g[G_NEXT])
+        raw = np.empty(points + 1, np.int64)
+        raw[:points] = int(g[G_START]) + np.arange(points, dtype=np.int64) * int(g[G_STEP])
+        raw[points] = t_end
+        rec = self._tl_rec[: int(g[G_RECORDS])]
+        tl = Timeline(raw=raw, point=rec[:, R_POINT].copy(), pid=self._pids["pid"][rec[:, R_PREC]],
+                      blocks=rec[:, R_BLOCKS].copy(), bytes=rec[:, R_BYTES].copy())
+        self._tl_rec = self._tl_rec[:0]
+        return tl
 
     def snapshot(self) -> LiveBlocks:
         """The live blocks at the end (calls :meth:`finish` if it was not called yet)."""
