@@ -30,6 +30,9 @@ from heapdiff.reduce import LiveBlocks, Reducer
 from heapdiff.reduce.timeline import Timeline
 from heapdiff.symbolize import FrameNamer
 
+#: live blocks' stacks resolved at once, at most
+_RESOLVE_PART = 1 << 19
+
 
 @dataclass(frozen=True)
 class Selection:
@@ -105,12 +108,18 @@ def read_trace(tf: TraceFile, progress: Progress | None = None, stop_at: int | N
         pipe.close(raise_error=False)  # the scan's error is the one to report
         raise
     pipe.close()
-    red.finish(end=result.last_ts)
-    snap = red.snapshot()
-    live = LiveBlocks(pid=snap.pid, heap=snap.heap, addr=snap.addr, size=snap.size, ts=snap.ts,
-                      source=snap.source, stack=result.resolve_stacks(snap.stack))
-    result.release_reader()
-    return TraceRead(result, live, dict(red.anomalies), red.timeline)
+
+    def resolved(stacks: np.ndarray) -> np.ndarray:
+        """The live blocks' deferred stack walks interned, a part at a time (interning makes a few columns per
+        reference: with millions of live blocks, all at once would be the job's peak), then the reader let go."""
+        out = np.empty_like(stacks)
+        for lo in range(0, stacks.shape[0], _RESOLVE_PART):
+            out[lo:lo + _RESOLVE_PART] = result.resolve_stacks(stacks[lo:lo + _RESOLVE_PART])
+        result.release_reader()
+        return out
+
+    red.finish(end=result.last_ts, stacks=resolved)
+    return TraceRead(result, red.snapshot(), dict(red.anomalies), red.timeline)
 
 
 def _holds(s: TraceScan) -> str:

@@ -87,16 +87,23 @@ class BuildOptions:
 
 
 def outstanding(live: LiveBlocks) -> Counts:
-    return Counts(len(live), int(live.size.astype(np.int64).sum()) if len(live) else 0)
+    # sizes summed as int64 (a view, not a copy: millions of blocks)
+    return Counts(len(live), int(live.size.view(np.int64).sum()) if len(live) else 0)
 
 
 def _by_pid(live: LiveBlocks) -> dict[int, Counts]:
     if not len(live):
         return {}
-    pids, inv = np.unique(live.pid, return_inverse=True)
-    blocks = np.bincount(inv)
-    sums = np.zeros(len(pids), np.int64)
-    np.add.at(sums, inv, live.size.astype(np.int64))  # exact: float weights could round above 2**53
+    if bool(np.all(live.pid[1:] >= live.pid[:-1])):  # sorted, as the reducer gives them: sums over runs
+        starts = np.concatenate(([0], np.flatnonzero(live.pid[1:] != live.pid[:-1]) + 1))
+        pids = live.pid[starts]
+        blocks = np.diff(np.append(starts, len(live)))
+        sums = np.add.reduceat(live.size.view(np.int64), starts)
+    else:
+        pids, inv = np.unique(live.pid, return_inverse=True)
+        blocks = np.bincount(inv)
+        sums = np.zeros(len(pids), np.int64)
+        np.add.at(sums, inv, live.size.view(np.int64))  # exact: float weights could round above 2**53
     return {int(p): Counts(b, y) for p, b, y in zip(pids.tolist(), blocks.tolist(), sums.tolist(), strict=True)}
 
 
@@ -124,13 +131,13 @@ def trace_record(a: TraceAnalysis) -> TraceRecord:
         if a.selected_pids is not None and p.pid not in a.selected_pids:
             continue
         procs.setdefault(p.pid, ProcessRecord(p.pid, p.image_name, p.command_line))
-    live_pids = set(np.unique(a.live.pid).tolist()) if len(a.live) else set()
-    shown = tuple(procs[p] for p in sorted(procs) if p in live_pids or a.selected_pids is not None)
+    by_pid = _by_pid(a.live)
+    shown = tuple(procs[p] for p in sorted(procs) if p in by_pid or a.selected_pids is not None)
     return TraceRecord(
         role=a.role, path=s.path, pointer_size=h.pointer_size, start_utc=iso_utc(h.start_utc),
         end_utc=iso_utc(h.raw_to_utc(s.last_ts) if s.last_ts is not None else h.end_utc), records=s.records,
         events=dict(s.events), events_lost=h.events_lost, buffers_lost=h.buffers_lost, stack_refs=s.stack_refs,
-        stacks_matched=s.stacks_matched, outstanding=outstanding(a.live), outstanding_by_pid=_by_pid(a.live),
+        stacks_matched=s.stacks_matched, outstanding=outstanding(a.live), outstanding_by_pid=by_pid,
         unmatched_frees=int(a.anomalies.get("unmatched_frees", 0)), anomalies=dict(sorted(a.anomalies.items())),
         processes=shown, unresolved_frames=FrameTotals(a.grouping.frames, a.grouping.unresolved), notes=a.notes,
         modules=tuple(_module(m) for m in a.grouping.modules), timeline=timeline_record(a.timeline))
