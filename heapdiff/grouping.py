@@ -12,7 +12,7 @@ distinct frames are a :class:`FrameTable` of columns, the groups are columns and
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -31,6 +31,8 @@ HIST_BOUNDS = (16, 64, 256, 1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 <
 HIST_LABELS = ("<=16", "<=64", "<=256", "<=1K", "<=4K", "<=16K", "<=64K", "<=256K", "<=1M", ">1M")
 #: a group keeps this many of its oldest blocks' addresses: the likeliest leaks
 SAMPLE_ADDRESSES = 5
+#: the largest groups (by bytes, then blocks) of a trace with a timeline get their bytes by allocation time
+TIMELINE_GROUPS = 10
 #: frames made into records at once, at most (a report reads a few thousand groups' frames many times)
 FRAME_CACHE = 1 << 16
 
@@ -139,6 +141,9 @@ class Grouping:
     frames: int
     unresolved: int
     modules: tuple[ModuleOutcome, ...] = ()
+    #: for the :data:`TIMELINE_GROUPS` largest groups (by index), when the trace has a timeline: at each of its
+    #: points, the bytes of the group's blocks allocated by then (its blocks outstanding at the end)
+    alloc_series: Mapping[int, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.blocks.shape[0])
@@ -205,32 +210,36 @@ def _frame_table(images: ImageMap, pids: np.ndarray, starts: np.ndarray, flat: n
 
 
 def group_blocks(live: LiveBlocks, stacks: InternedStacks, images: ImageMap, kernel_frames: bool,
-                 namer: FrameNamer | None = None) -> Grouping:
-    """Group outstanding blocks by signature.
+                 namer: FrameNamer | None = None, timeline: np.ndarray | None = None) -> Grouping:
+    """Group outstanding blocks by signature; ``timeline``: the raw times of the trace's timeline points, at which
+    the largest groups' bytes by allocation time are summed (:attr:`Grouping.alloc_series`).
 
     Long because it is one pipeline of whole-column steps that share their sort orders: the blocks by (pid,
-    stack) pair, oldest first; each pair's frames located and made frame ids; pairs with equal signatures made
-    one group (:func:`_same_rows`); then every sum, count, extreme and the oldest blocks of each group by numpy
-    passes indexed by group."""
+    stack) pair; each pair's frames located and made frame ids; pairs with equal signatures made one group
+    (:func:`_same_rows`); then every sum, count, extreme and the oldest blocks of each group by numpy passes
+    indexed by group (:func:`_sums`). Per block, only a few columns live at once (each goes once used): a trace
+    may hold millions of live blocks, and this is the job's peak of memory after the reducer's."""
     n = len(live)
     namer = namer if namer is not None else FrameNamer(images, None)
     if not n:
         return _empty(FrameTable([], np.zeros(0, np.int32), np.zeros(0, np.uint64), np.zeros(0, bool),
                                  np.zeros(0, bool), np.zeros(0, np.int64)))
-    order = np.lexsort((live.addr, live.ts, live.stack, live.pid))  # per pair: oldest first
-    pid, stack = live.pid[order], live.stack[order]
-    ts = live.ts[order].astype(np.int64)
+    order = np.lexsort((live.stack, live.pid))  # by (pid, stack) pair
+    pid = live.pid[order]
+    stack = live.stack[order]
     cut = np.flatnonzero((pid[1:] != pid[:-1]) | (stack[1:] != stack[:-1])) + 1
     starts = np.concatenate(([0], cut))
+    del cut
     npairs = int(starts.shape[0])
     pair_pid, pair_sid = pid[starts], stack[starts]
+    del pid, stack
+    pair_first_ts = np.minimum.reduceat(live.ts[order], starts)
     with_stack = np.flatnonzero(pair_sid >= 0)
     sids = pair_sid[with_stack]
     lens = stacks.length[sids].astype(np.int64)
     fstarts = np.concatenate(([0], np.cumsum(lens))).astype(np.int64)
     flat = _gather(stacks.pool, stacks.start[sids], np.arange(sids.shape[0]), lens)
-    table, ids = _frame_table(images, pair_pid[with_stack], fstarts, flat,
-                              np.minimum.reduceat(ts, starts)[with_stack])
+    table, ids = _frame_table(images, pair_pid[with_stack], fstarts, flat, pair_first_ts[with_stack])
     del flat  # (a million distinct stacks: every array of frames is tens of MB, so each goes once used)
     namer.name_table(table)
     in_sig = np.ones(ids.shape[0], bool) if kernel_frames else ~table.kernel[ids]
@@ -263,11 +272,11 @@ def group_blocks(live: LiveBlocks, stacks: InternedStacks, images: ImageMap, ker
     shown_ids = _gather(ids, fstarts, first_row, shown_lens)
     signature_ids = _gather(sig_ids, sig_starts, first_row, sig_lens)
     del ids, sig_ids
-    row_pair = np.zeros(n, np.int64)
-    row_pair[starts[1:]] = 1
-    grp = pair_group[np.cumsum(row_pair)]  # group index of each block
-    return _sums(live, order, ts, grp, ng, table, signature_starts, signature_ids, shown_starts, shown_ids,
-                 total_frames, total_unresolved, tuple(namer.modules()))
+    grp = np.empty(n, np.int32)  # group index of each block, in the live blocks' order (a trace has < 2**31 groups)
+    grp[order] = np.repeat(pair_group.astype(np.int32), np.diff(np.append(starts, n)))
+    del order
+    return _sums(live, grp, ng, table, signature_starts, signature_ids, shown_starts, shown_ids,
+                 total_frames, total_unresolved, tuple(namer.modules()), timeline)
 
 
 def _gather(values: np.ndarray, starts: np.ndarray, rows: np.ndarray, lens: np.ndarray) -> np.ndarray:
@@ -322,35 +331,63 @@ def _group_bytes(size: np.ndarray, grp: np.ndarray, ng: int) -> np.ndarray:
     return np.asarray(exact_sums(size, grp, ng), dtype=object)
 
 
-def _sums(live: LiveBlocks, order: np.ndarray, ts: np.ndarray, grp: np.ndarray, ng: int, table: FrameTable,
-          signature_starts: np.ndarray, signature_ids: np.ndarray, shown_starts: np.ndarray, shown_ids: np.ndarray,
-          total_frames: int, total_unresolved: int, modules: tuple[ModuleOutcome, ...]) -> Grouping:
-    """Every group's sums, extremes, histogram, Sources, heaps and oldest blocks, by numpy passes."""
-    n = grp.shape[0]
-    size = live.size[order]  # unsigned; the reader keeps every size within the address space (below 2**47)
-    addr = live.addr[order]
-    so = np.lexsort((addr, ts, grp))  # by group, oldest first (time, then address)
-    gs = grp[so]
-    head = np.concatenate(([0], np.flatnonzero(gs[1:] != gs[:-1]) + 1))
-    del gs
-    blocks = np.diff(np.concatenate((head, [n])))
-    nbytes = _group_bytes(size, grp, ng)
-    sources = _counts_by(grp, live.source[order], ng)
-    hist = _counts_by(grp, np.searchsorted(np.asarray(HIST_BOUNDS, np.uint64), size, side="left"), ng,
-                      len(HIST_LABELS))
-    del size
-    heap = live.heap[order]
+def _sums(live: LiveBlocks, grp: np.ndarray, ng: int, table: FrameTable, signature_starts: np.ndarray,
+          signature_ids: np.ndarray, shown_starts: np.ndarray, shown_ids: np.ndarray, total_frames: int,
+          total_unresolved: int, modules: tuple[ModuleOutcome, ...], timeline: np.ndarray | None) -> Grouping:
+    """Every group's sums, extremes, histogram, Sources, heaps and oldest blocks, by numpy passes over the blocks
+    in their own order (``grp``: each one's group); one sort by (group, time, address) gives the extremes and the
+    oldest blocks."""
+    blocks = np.bincount(grp, minlength=ng).astype(np.int64)
+    nbytes = _group_bytes(live.size, grp, ng)
+    series = _alloc_series(grp, live.ts, live.size, nbytes, blocks, timeline) if timeline is not None else {}
+    sources = _counts_by(grp, live.source, ng)
+    hist = _counts_by(grp, np.searchsorted(np.asarray(HIST_BOUNDS, np.uint64), live.size, side="left").astype(np.int8),
+                      ng, len(HIST_LABELS))
+    heap_starts, heaps = _distinct_heaps(grp, live.heap, ng)
+    so = np.lexsort((live.addr, live.ts, grp))  # by group, oldest first (time, then address)
+    head = np.concatenate(([0], np.cumsum(blocks)[:-1]))
+    first_ts = live.ts[so[head]]
+    last_ts = live.ts[so[head + blocks - 1]]
+    # each group's oldest blocks: the first few of its run in that order
+    take = np.minimum(blocks, SAMPLE_ADDRESSES)
+    at = np.repeat(head, take) + (np.arange(int(take.sum())) - np.repeat(np.cumsum(take) - take, take))
+    samples = live.addr[so[at]].astype(np.uint64)
+    del so
+    return Grouping(table, signature_starts, signature_ids, shown_starts, shown_ids, blocks, nbytes,
+                    first_ts.astype(np.int64), last_ts.astype(np.int64), hist, sources, heap_starts, heaps,
+                    np.concatenate(([0], np.cumsum(take))).astype(np.int64), samples, total_frames,
+                    total_unresolved, modules, series)
+
+
+def _distinct_heaps(grp: np.ndarray, heap: np.ndarray, ng: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each group's distinct heap handles, ascending, as offsets and values."""
     ho = np.lexsort((heap, grp))
     gh, hh = grp[ho], heap[ho]
+    del ho
     distinct = np.ones(gh.shape[0], bool)
     distinct[1:] = (gh[1:] != gh[:-1]) | (hh[1:] != hh[:-1])
-    rank = np.arange(n) - np.repeat(head, blocks)
-    oldest = so[rank < SAMPLE_ADDRESSES]  # already by group, oldest first
-    return Grouping(table, signature_starts, signature_ids, shown_starts, shown_ids, blocks.astype(np.int64), nbytes,
-                    ts[so[head]], ts[so[head + blocks - 1]], hist, sources,
-                    _csr(gh[distinct], ng), hh[distinct].astype(np.uint64),
-                    _csr(grp[oldest], ng), addr[oldest].astype(np.uint64), total_frames,
-                    total_unresolved, modules)
+    return _csr(gh[distinct], ng), hh[distinct].astype(np.uint64)
+
+
+def _alloc_series(grp: np.ndarray, ts: np.ndarray, size: np.ndarray, nbytes: np.ndarray, blocks: np.ndarray,
+                  points: np.ndarray) -> dict[int, np.ndarray]:
+    """The :data:`TIMELINE_GROUPS` largest groups (the document's order: bytes, then blocks, then index): the
+    bytes of each one's blocks allocated at or before each point (raw times, increasing)."""
+    ng = nbytes.shape[0]
+    if nbytes.dtype == object:  # exact sums past int64 (a crafted trace): ordered, and summed, as Python ints
+        top = sorted(range(ng), key=lambda g: (-int(nbytes[g]), -int(blocks[g]), g))[:TIMELINE_GROUPS]
+        size = size.astype(object)
+    else:
+        top = np.lexsort((np.arange(ng), -blocks, -nbytes))[:TIMELINE_GROUPS].tolist()
+        size = size.astype(np.int64)
+    out = {}
+    for g in top:
+        mine = grp == g
+        t = ts[mine]
+        o = np.argsort(t, kind="stable")
+        cum = np.concatenate(([0], np.cumsum(size[mine][o])))
+        out[g] = cum[np.searchsorted(t[o], points, side="right")]
+    return out
 
 
 def _counts_by(grp: np.ndarray, kind: np.ndarray, ng: int, kinds: int | None = None) -> np.ndarray:

@@ -30,11 +30,12 @@ import select
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import CliResult
 from view_docs import big_tree_doc, timeline, trend_view
 
 from heapdiff.document import decode_value
@@ -43,6 +44,7 @@ from heapdiff.report.view import ReportView
 from heapdiff.report.view_build import build_view
 
 GOLDEN = Path(__file__).parent / "golden"
+EXAMPLE = Path(__file__).resolve().parents[1] / "fixtures" / "example"
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser")
 
 
@@ -692,6 +694,47 @@ def test_a_real_trend_page(page: Page, tmp_path: Path) -> None:
     page.eval("Object.defineProperty(navigator, 'clipboard', {value: undefined, configurable: true})")
     page.click("#g2 button.copy-stack")
     assert page.wait_for("document.querySelector('#g2 button.copy-stack').getAttribute('data-copied')") == "fallback"
+
+
+def test_timeline_of_a_real_diff(page: Page, tmp_path: Path, run_cli: Callable[..., CliResult]) -> None:
+    """The page of a real diff (the bundled example traces) draws each trace's timeline from the document: one
+    point per point of the trace's timeline, x by time and y by bytes on the chart's scale, the lines of the
+    report's first call stacks under the total, labelled in the legend."""
+    html, out = tmp_path / "real.html", tmp_path / "real.json"
+    code, _, err = run_cli(str(EXAMPLE / "before.etl"), str(EXAMPLE / "after.etl"), "-o", str(html), "--json",
+                           str(out), "-q")
+    assert code == 0, err
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    url = html.as_uri()
+    page.navigate(url)
+    charts = page.eval("Array.from(document.querySelectorAll('#timelines figure.timeline')).map(f => ["
+                       " f.querySelector('.badge').textContent,"
+                       " Array.from(f.querySelectorAll('polyline')).map(p => [p.getAttribute('class'),"
+                       "  Array.from({length: p.points.numberOfItems}, (_, k) => [p.points.getItem(k).x,"
+                       "  p.points.getItem(k).y])]),"
+                       " Array.from(f.querySelectorAll('ul.legend li code')).map(c => c.textContent),"
+                       " f.querySelector('svg').getBoundingClientRect().width])")
+    assert [c[0] for c in charts] == ["before", "after"]
+    for (_, lines, legend, width), trace in zip(charts, doc["traces"], strict=True):
+        tl = trace["timeline"]
+        assert width > 500
+        total = dict(lines)["series total"]
+        assert len(total) == len(tl["time_us"]) > 500
+        xs, ys = [p[0] for p in total], [p[1] for p in total]
+        span, top = tl["time_us"][-1], max(tl["bytes"])
+        base = ys[0]  # the first point holds nothing yet: the zero line
+        assert tl["bytes"][0] == 0 and min(ys) < base - 100
+        for x, y, t, b in zip(xs, ys, tl["time_us"], tl["bytes"], strict=True):
+            assert abs((x - xs[0]) / (xs[-1] - xs[0]) - t / span) < 2e-3
+            assert abs((base - y) / (base - min(ys)) - b / top) < 2e-3
+        role = trace["role"]
+        firsts = [g for g in doc["groups"] if g["runs"][role] and "timeline_bytes" in g["runs"][role]][:5]
+        assert legend == [g["label"] for g in firsts] and legend
+        assert [c for c, _ in lines] == [f"series c{k}" for k in range(len(firsts))] + ["series total"]
+        for (_, pts), g in zip(lines, firsts, strict=False):
+            assert len(pts) == len(total)
+            assert all(yy >= y - 0.05 for (_, yy), (_, y) in zip(pts, total, strict=True))  # under the total
+            assert abs((base - pts[-1][1]) / (base - min(ys)) - g[role]["bytes"] / top) < 2e-3
     _assert_clean(page, url)
 
 

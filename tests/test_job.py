@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import threading
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,10 @@ def _written_trace() -> bytes:
     return out.getvalue()
 
 
+#: what the faked scans below get for a trace: only its header's T0 is read before the scan
+_NO_FILE = SimpleNamespace(header=SimpleNamespace(t0=0))
+
+
 def _ops(i: int) -> OpBatch:
     return OpBatch.from_columns(op=np.array([OP_ALLOC, OP_FREE], np.uint8), ts=np.array([2 * i, 2 * i + 1]),
                                 pid=np.ones(2, np.int64), heap=np.full(2, 0x10000, np.uint64),
@@ -58,7 +63,7 @@ def test_reducer_thread_folds_what_feeding_in_line_folds(monkeypatch: pytest.Mon
         return scan(*a, **{**k, "chunk_bytes": 0x4000, "heap_sink": counted})
 
     monkeypatch.setattr(J, "scan", small_chunks)
-    _, live, anomalies = J.read_trace(open_trace(data, "mem"))
+    _, live, anomalies, _ = J.read_trace(open_trace(data, "mem"))
     assert len(batches) > 2 * J._ReducerThread.DEPTH  # the queue filled and drained several times
     assert len(live) == len(want) == 2000
     for name in ("pid", "heap", "addr", "size", "ts", "source"):
@@ -87,7 +92,7 @@ def test_reducer_error_reaches_the_reading_thread(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(J, "scan", fake_scan)
     before = threading.active_count()
     with pytest.raises(ValueError, match="reducer broke"):
-        J.read_trace(None)  # type: ignore[arg-type]
+        J.read_trace(_NO_FILE)  # type: ignore[arg-type]
     assert len(fed) == 3  # nothing fed after the failure
     assert threading.active_count() == before  # the reducer's thread has ended
 
@@ -104,5 +109,5 @@ def test_scan_error_wins_over_a_reducer_error(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(J, "scan", fake_scan)
     before = threading.active_count()
     with pytest.raises(TraceError, match="0x1234"):
-        J.read_trace(None)  # type: ignore[arg-type]
+        J.read_trace(_NO_FILE)  # type: ignore[arg-type]
     assert threading.active_count() == before

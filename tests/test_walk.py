@@ -1058,7 +1058,7 @@ def test_linking_changes_no_result(seed: int, tmp_path: Path, monkeypatch: pytes
             monkeypatch.undo()
         with open(path, "rb") as fh:
             tf = open_trace(fh.read(), str(path))
-        s, live_cols, anomalies = read_trace(tf)
+        s, live_cols, anomalies, _ = read_trace(tf)
         order = np.lexsort((live_cols.addr, live_cols.heap, live_cols.pid))
         blocks = [(int(live_cols.pid[i]), int(live_cols.heap[i]), int(live_cols.addr[i]), int(live_cols.size[i]),
                    int(live_cols.ts[i]),

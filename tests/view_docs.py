@@ -1,5 +1,5 @@
 """Documents and views for the tests of the report's views: typed groups of chosen frames, large documents whose
-call trees reach their cap, and trend and timeline views put together by hand (nothing computes them yet)."""
+call trees reach their cap, and trend and timeline views put together by hand (cases a real trace rarely draws)."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -26,6 +27,7 @@ from heapdiff.events.scan import Progress, TraceScan, scan
 from heapdiff.frames import Symbolizer
 from heapdiff.grouping import group_blocks
 from heapdiff.reduce import LiveBlocks, Reducer
+from heapdiff.reduce.timeline import Timeline
 from heapdiff.symbolize import FrameNamer
 from heapdiff.window import (
     NO_WINDOW,
@@ -38,6 +40,9 @@ from heapdiff.window import (
     resolve_window,
     stop_raw,
 )
+
+#: live blocks' stacks resolved at once, at most
+_RESOLVE_PART = 1 << 19
 
 
 @dataclass(frozen=True)
@@ -94,11 +99,21 @@ class _ReducerThread:
             raise self._error
 
 
-def read_trace(tf: TraceFile, progress: Progress | None = None, stop_at: int | None = None
-               ) -> tuple[TraceScan, LiveBlocks, dict[str, int]]:
-    """Scan one trace through the reducer: the scan, the outstanding blocks at its end (or at raw timestamp
-    ``stop_at``), the reducer's anomalies."""
-    red = Reducer(stop_at=stop_at)
+class TraceRead(NamedTuple):
+    """One trace read through the reducer."""
+
+    scan: TraceScan
+    #: the outstanding blocks at its end (or at ``stop_at``)
+    live: LiveBlocks
+    #: the reducer's anomalies
+    anomalies: dict[str, int]
+    #: what each process held over the trace's time, from the header's T0 to its end (None: no heap op)
+    timeline: Timeline | None
+
+
+def read_trace(tf: TraceFile, progress: Progress | None = None, stop_at: int | None = None) -> TraceRead:
+    """Scan one trace through the reducer (ops past raw time ``stop_at`` ignored: see :class:`Reducer`)."""
+    red = Reducer(stop_at, start=tf.header.t0)
     pipe = _ReducerThread(red)
     try:
         result = scan(tf, heap_sink=pipe.put, progress=progress)
@@ -106,12 +121,18 @@ def read_trace(tf: TraceFile, progress: Progress | None = None, stop_at: int | N
         pipe.close(raise_error=False)  # the scan's error is the one to report
         raise
     pipe.close()
-    red.finish()
-    snap = red.snapshot()
-    live = LiveBlocks(pid=snap.pid, heap=snap.heap, addr=snap.addr, size=snap.size, ts=snap.ts,
-                      source=snap.source, stack=result.resolve_stacks(snap.stack))
-    result.release_reader()
-    return result, live, dict(red.anomalies)
+
+    def resolved(stacks: np.ndarray) -> np.ndarray:
+        """The live blocks' deferred stack walks interned, a part at a time (interning makes a few columns per
+        reference: with millions of live blocks, all at once would be the job's peak), then the reader let go."""
+        out = np.empty_like(stacks)
+        for lo in range(0, stacks.shape[0], _RESOLVE_PART):
+            out[lo:lo + _RESOLVE_PART] = result.resolve_stacks(stacks[lo:lo + _RESOLVE_PART])
+        result.release_reader()
+        return out
+
+    red.finish(end=result.last_ts, stacks=resolved)
+    return TraceRead(result, red.snapshot(), dict(red.anomalies), red.timeline)
 
 
 def _holds(s: TraceScan) -> str:
@@ -146,7 +167,7 @@ def select(s: TraceScan, live: LiveBlocks, sel: Selection) -> tuple[LiveBlocks, 
 def analyse_trace(tf: TraceFile, role: Role, sel: Selection, kernel_frames: bool,
                   progress: Progress | None = None, symbolizer: Symbolizer | None = None) -> TraceAnalysis:
     """Everything one trace contributes: read, reduce, filter, name the frames, group."""
-    s, live_all, red_anoms = read_trace(tf, progress, _stop_at(tf, sel.window))
+    s, live_all, red_anoms, timeline = read_trace(tf, progress, _stop_at(tf, sel.window))
     window: ResolvedWindow | None = None
     notes: tuple[str, ...] = ()
     if sel.window.given:
@@ -157,14 +178,18 @@ def analyse_trace(tf: TraceFile, role: Role, sel: Selection, kernel_frames: bool
         if keep is not None:
             live_all = live_all.take(keep)
     live, chosen = select(s, live_all, sel)
+    h = s.header
+    totals = (timeline.totals(chosen, lambda raw: h.raw_to_filetime(raw) - h.start_filetime)
+              if timeline is not None else None)
     images = ImageMap(s.images, s.pointer_size, s.image_ids)
-    grouping = group_blocks(live, s.sequences, images, kernel_frames, FrameNamer(images, symbolizer))
+    grouping = group_blocks(live, s.sequences, images, kernel_frames, FrameNamer(images, symbolizer),
+                            timeline=totals.raw if totals is not None else None)
     anomalies = dict(s.anomalies.as_dict())
     for k, v in red_anoms.items():
         if v:
             anomalies[k] = anomalies.get(k, 0) + int(v)
     s.sequences = InternedStacks()  # the frames now live in the groups' strings: let the table go
-    return TraceAnalysis(role, s, live, anomalies, grouping, chosen, tuple(s.notes) + notes, window)
+    return TraceAnalysis(role, s, live, anomalies, grouping, chosen, tuple(s.notes) + notes, window, totals)
 
 
 def _stop_at(tf: TraceFile, req: WindowRequest) -> int | None:

@@ -33,6 +33,7 @@ from heapdiff.document.model import (
     Suppression,
     Totals,
     TraceRecord,
+    TraceTimeline,
     TraceWindow,
 )
 from heapdiff.document.suppress import Pattern, first_match
@@ -42,6 +43,7 @@ from heapdiff.events.images import KERNEL_PIDS
 from heapdiff.events.scan import TraceScan
 from heapdiff.grouping import SAMPLE_ADDRESSES, Grouping
 from heapdiff.reduce import LiveBlocks
+from heapdiff.reduce.timeline import TimelineTotals
 from heapdiff.symbolize import ModuleOutcome, request_for
 from heapdiff.window import FT_PER_US, ResolvedWindow
 
@@ -65,6 +67,8 @@ class TraceAnalysis:
     notes: tuple[str, ...]
     #: the leak window on this trace (FILETIME units), None without one
     window: ResolvedWindow | None = None
+    #: the kept processes' outstanding memory over the trace's time (ticks: FILETIME units from the start)
+    timeline: TimelineTotals | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,8 @@ def _by_pid(live: LiveBlocks) -> dict[int, Counts]:
     """Per process, the rows in any order (a filter keeps the reducer's pid order, but a taken subset may not)."""
     if not len(live):
         return {}
+    if bool(np.all(live.pid[1:] >= live.pid[:-1])):  # sorted, as the reducer gives them: sums over runs
+        return {pid: Counts(*c) for pid, c in live.by_pid().items()}
     order = np.argsort(live.pid, kind="stable")
     return {pid: Counts(*c) for pid, c in live.take(order).by_pid().items()}
 
@@ -107,6 +113,14 @@ def _module(m: ModuleOutcome) -> ModuleRecord:
                         pdb=request.pdb or sym.pdb, symbols=sym.status, symbol_file=sym.symbol_file, note=sym.note)
 
 
+def timeline_record(tl: TimelineTotals | None) -> TraceTimeline | None:
+    """The document's timeline: times in microseconds (a FILETIME unit is 0.1 us)."""
+    if tl is None or not len(tl):
+        return None
+    return TraceTimeline(time_us=tuple(t / 10 for t in tl.ticks.tolist()), bytes=tuple(tl.bytes.tolist()),
+                         blocks=tuple(tl.blocks.tolist()))
+
+
 def trace_record(a: TraceAnalysis) -> TraceRecord:
     s = a.scan
     h = s.header
@@ -115,16 +129,16 @@ def trace_record(a: TraceAnalysis) -> TraceRecord:
         if a.selected_pids is not None and p.pid not in a.selected_pids:
             continue
         procs.setdefault(p.pid, ProcessRecord(p.pid, p.image_name, p.command_line))
-    live_pids = set(np.unique(a.live.pid).tolist()) if len(a.live) else set()
-    shown = tuple(procs[p] for p in sorted(procs) if p in live_pids or a.selected_pids is not None)
+    by_pid = _by_pid(a.live)
+    shown = tuple(procs[p] for p in sorted(procs) if p in by_pid or a.selected_pids is not None)
     return TraceRecord(
         role=a.role, path=s.path, pointer_size=h.pointer_size, start_utc=iso_utc(h.start_utc),
         end_utc=iso_utc(h.raw_to_utc(s.last_ts) if s.last_ts is not None else h.end_utc), records=s.records,
         events=dict(s.events), events_lost=h.events_lost, buffers_lost=h.buffers_lost, stack_refs=s.stack_refs,
-        stacks_matched=s.stacks_matched, outstanding=outstanding(a.live), outstanding_by_pid=_by_pid(a.live),
+        stacks_matched=s.stacks_matched, outstanding=outstanding(a.live), outstanding_by_pid=by_pid,
         unmatched_frees=int(a.anomalies.get("unmatched_frees", 0)), anomalies=dict(sorted(a.anomalies.items())),
         processes=shown, unresolved_frames=FrameTotals(a.grouping.frames, a.grouping.unresolved), notes=a.notes,
-        modules=tuple(_module(m) for m in a.grouping.modules),
+        modules=tuple(_module(m) for m in a.grouping.modules), timeline=timeline_record(a.timeline),
         window=_trace_window(a.window, h.start_filetime) if a.window is not None else None)
 
 
@@ -154,8 +168,12 @@ def _merged(runs: Sequence[RunDetails]) -> RunDetails:
     lasts = [r.last_alloc_utc for r in runs if r.last_alloc_utc]
     oldest_first = sorted(runs, key=lambda r: r.first_alloc_utc or "")
     samples = tuple(a for r in oldest_first for a in r.sample_addresses)[:SAMPLE_ADDRESSES]
+    # a series sums only when every part has one (one input's parts share its points)
+    series = [r.timeline_bytes for r in runs if r.timeline_bytes is not None]
+    summed = (tuple(sum(col) for col in zip(*series, strict=True))
+              if len(series) == len(runs) and len({len(s) for s in series}) == 1 else None)
     return RunDetails(counts, tuple(sorted({h for r in runs for h in r.heaps})), dict(sources), dict(sizes),
-                      min(firsts) if firsts else None, max(lasts) if lasts else None, samples)
+                      min(firsts) if firsts else None, max(lasts) if lasts else None, samples, summed)
 
 
 def _key(g: GroupRecord, named: frozenset[str], kernel_frames: bool) -> tuple[str, ...]:

@@ -11,6 +11,7 @@ the run it is outstanding in now.
 from __future__ import annotations
 
 import gc
+import math
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
 
@@ -38,6 +39,7 @@ from heapdiff.document.model import (
     Suppression,
     Totals,
     TraceRecord,
+    TraceTimeline,
     TraceWindow,
     Trend,
     WindowFilter,
@@ -125,6 +127,50 @@ def _int_map(v: Any, where: str) -> dict[str, int]:
     return {k: _int(x, f"{where}.{k}") for k, x in o.items()}
 
 
+def _naturals(v: Any, where: str) -> tuple[int, ...]:
+    """A list of non-negative integers (the path of a bad item is made only when there is one)."""
+    items = _list(v, where)
+    if all(type(x) is int and x >= 0 for x in items):
+        return tuple(items)
+    i = next(i for i, x in enumerate(items) if not (type(x) is int and x >= 0))
+    raise _fail(f"{where}[{i}]", "a non-negative integer", items[i])
+
+
+def _timeline(v: Any, where: str) -> TraceTimeline | None:
+    """A trace's timeline: equal-length lists, times increasing from >= 0, counts >= 0; null before timelines."""
+    if v is None:
+        return None
+    o = _obj(v, where)
+    times = _list(_get(o, "time_us", where), f"{where}.time_us")
+    if not times:
+        raise DocumentError(f"{where}.time_us: expected at least one point, got none")
+    prev = -1.0
+    for i, t in enumerate(times):
+        if type(t) not in (int, float) or not math.isfinite(t) or t < 0:
+            raise _fail(f"{where}.time_us[{i}]", "a non-negative number", t)
+        if t <= prev:
+            raise DocumentError(f"{where}.time_us[{i}]: {t} does not come after {prev}: times must increase")
+        prev = t
+    nbytes = _naturals(_get(o, "bytes", where), f"{where}.bytes")
+    blocks = _naturals(_get(o, "blocks", where), f"{where}.blocks")
+    for name, col in (("bytes", nbytes), ("blocks", blocks)):
+        if len(col) != len(times):
+            raise DocumentError(f"{where}.{name}: {len(col)} points, but time_us has {len(times)}")
+    return TraceTimeline(tuple(float(t) for t in times), nbytes, blocks)
+
+
+def _series(v: Any, where: str) -> tuple[int, ...] | None:
+    """A group's bytes by allocation time: non-negative and never falling (they are sums up to each point)."""
+    if v is None:
+        return None
+    out = _naturals(v, where)
+    for i in range(1, len(out)):
+        if out[i] < out[i - 1]:
+            raise DocumentError(f"{where}[{i}]: {out[i]} is less than the point before ({out[i - 1]}): "
+                                "bytes allocated by a time never fall")
+    return out
+
+
 def _trace(v: Any, where: str) -> TraceRecord:
     o = _obj(v, where)
 
@@ -171,6 +217,7 @@ def _trace(v: Any, where: str) -> TraceRecord:
         modules=tuple(_module(m, f"{where}.modules[{i}]") for i, m in enumerate(_list(o.get("modules", []),
                                                                                       f"{where}.modules"))),
         window=_trace_window(o.get("window"), f"{where}.window"),
+        timeline=_timeline(o.get("timeline"), f"{where}.timeline"),
     )
 
 
@@ -256,6 +303,7 @@ def _details(o: Mapping[str, Any], where: str, counts: Counts) -> RunDetails:
         first_alloc_utc=_opt(_str, f("first_alloc_utc"), f"{where}.first_alloc_utc"),
         last_alloc_utc=_opt(_str, f("last_alloc_utc"), f"{where}.last_alloc_utc"),
         sample_addresses=_hexes(f("sample_addresses"), f"{where}.sample_addresses"),
+        timeline_bytes=_series(o.get("timeline_bytes"), f"{where}.timeline_bytes"),
     )
 
 
@@ -410,6 +458,23 @@ def _suppression(v: Any, where: str) -> Suppression:
                        _int(_get(o, "line", where), f"{where}.line"), _int(_get(o, "groups", where), f"{where}.groups"))
 
 
+def _check_series(groups: tuple[GroupRecord, ...], traces: tuple[TraceRecord, ...], mode: Mode) -> None:
+    """A group's timeline bytes have one value per point of its input's timeline."""
+    for i, g in enumerate(groups):
+        for k, r in enumerate(g.runs):
+            if r is None or r.timeline_bytes is None:
+                continue
+            where = (f"groups[{i}].timeline_bytes" if mode == "single" else
+                     f"groups[{i}].runs.{('before', 'after')[k]}.timeline_bytes" if mode == "diff" else
+                     f"groups[{i}].runs[{k}].timeline_bytes")
+            tl = traces[k].timeline if k < len(traces) else None
+            if tl is None:
+                raise DocumentError(f"{where}: the trace it belongs to has no timeline")
+            if len(r.timeline_bytes) != len(tl.time_us):
+                raise DocumentError(f"{where}: {len(r.timeline_bytes)} points, but the trace's timeline has "
+                                    f"{len(tl.time_us)}")
+
+
 def decode_value(value: Any) -> Document:
     """A document from parsed JSON; see the module docstring for what is checked.
 
@@ -451,6 +516,7 @@ def _decode(value: Any) -> Document:
     frames_of = _Frames()
     groups = tuple(_group(g, f"groups[{i}]", mode, frames_of)
                    for i, g in enumerate(_list(_get(o, "groups", "document"), "groups")))
+    _check_series(groups, traces, mode)
     to = _obj(_get(o, "totals", "document"), "totals")
     runs: tuple[Counts, ...]
     if mode == "trend":

@@ -55,6 +55,9 @@ def trace_json(t: TraceRecord) -> dict[str, Any]:
         "modules": [module_json(m) for m in t.modules],
         "window": None if t.window is None else {"from_us": t.window.from_us, "to_us": t.window.to_us,
                                                  "at_us": t.window.at_us},
+        "timeline": None if t.timeline is None else {"time_us": list(t.timeline.time_us),
+                                                      "bytes": list(t.timeline.bytes),
+                                                      "blocks": list(t.timeline.blocks)},
     }
 
 
@@ -71,8 +74,10 @@ def frame_json(f: FrameRecord) -> dict[str, Any]:
             "inlined": [{"function": i.function, "file": i.file, "line": i.line} for i in f.inlined]}
 
 
-def _details(r: RunDetails) -> dict[str, Any]:
-    return {
+def _details(r: RunDetails, series: bool = True) -> dict[str, Any]:
+    """One run's facts; ``series``: with its timeline bytes, when it has them (only the largest groups do, so
+    the field is left out rather than null)."""
+    d: dict[str, Any] = {
         "heaps": [f"0x{h:x}" for h in r.heaps],
         "sources": dict(r.sources),
         "size_histogram": dict(r.size_histogram),
@@ -80,6 +85,9 @@ def _details(r: RunDetails) -> dict[str, Any]:
         "last_alloc_utc": r.last_alloc_utc,
         "sample_addresses": [f"0x{a:x}" for a in r.sample_addresses],
     }
+    if series and r.timeline_bytes is not None:
+        d["timeline_bytes"] = list(r.timeline_bytes)
+    return d
 
 
 #: distinct frames whose JSON objects are kept for reuse, at most
@@ -116,7 +124,8 @@ def group_json(g: GroupRecord, frames: _FrameCache) -> dict[str, Any]:
         "label": g.label,
         "suppressed_by": g.suppressed_by,
     }
-    d.update(_details(g.details))
+    # a run's series stays under its run (``runs``) when there are several
+    d.update(_details(g.details, series=len(g.runs) == 1))
     if g.trend is not None:  # a trend over N runs
         d["series"] = list(g.series)
         d["trend"] = {"slope_bytes": round(g.trend.slope_bytes, 3), "class": g.trend.klass}

@@ -83,11 +83,13 @@ class TraceGroups(Sequence[GroupRecord]):
         first, last = self._header.raw_to_iso_many([int(g.first_ts[i]), int(g.last_ts[i])])
         h0, h1 = int(g.heap_starts[i]), int(g.heap_starts[i + 1])
         s0, s1 = int(g.sample_starts[i]), int(g.sample_starts[i + 1])
+        series = g.alloc_series.get(i)
         run = RunDetails(counts=Counts(int(g.blocks[i]), int(g.bytes[i])), heaps=tuple(g.heaps[h0:h1].tolist()),
                          sources={source_name(s): c for s, c in enumerate(g.sources[i].tolist()) if c},
                          size_histogram={HIST_LABELS[b]: c for b, c in enumerate(g.histogram[i].tolist()) if c},
                          first_alloc_utc=first, last_alloc_utc=last,
-                         sample_addresses=tuple(g.samples[s0:s1].tolist()))
+                         sample_addresses=tuple(g.samples[s0:s1].tolist()),
+                         timeline_bytes=tuple(series.tolist()) if series is not None else None)
         return GroupRecord(stack=g.signature(i), frames=frames, module=name.module, label=name.label,
                            label_index=name.label_index, status=None, runs=(run,),
                            suppressed_by=self.suppressed.get(k))

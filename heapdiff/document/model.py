@@ -54,6 +54,7 @@ __all__ = [
     "Suppression",
     "Totals",
     "TraceRecord",
+    "TraceTimeline",
     "TraceWindow",
     "Trend",
     "TrendClass",
@@ -123,6 +124,18 @@ class TraceWindow:
 
 
 @dataclass(frozen=True, slots=True)
+class TraceTimeline:
+    """Outstanding blocks and bytes over a trace's time (blocks made live during the trace, as everywhere): at
+    most 1,000 points, evenly spaced from the trace's start but for the last, which is its end and equals what
+    the trace reports outstanding. The state at a point is the one after every heap event up to its time."""
+
+    #: microseconds from the trace's start (its header's clock; 0.1 us resolution), increasing
+    time_us: tuple[float, ...]
+    bytes: tuple[int, ...]
+    blocks: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class TraceRecord:
     """One input: a trace (or, as a baseline, an earlier document's trace) and what was read from it."""
 
@@ -148,6 +161,8 @@ class TraceRecord:
     modules: tuple[ModuleRecord, ...] = ()
     #: the leak window on this trace, None without one
     window: TraceWindow | None = None
+    #: None for a trace without heap events, and in documents written before timelines
+    timeline: TraceTimeline | None = None
 
 
 #: one displayed frame of a group: the grouping's frame, symbol fields and all
@@ -167,6 +182,9 @@ class RunDetails:
     first_alloc_utc: str | None
     last_alloc_utc: str | None
     sample_addresses: tuple[int, ...]
+    #: the largest groups of an input with a timeline: at each of its points, the bytes of the group's blocks
+    #: (outstanding at the end) allocated by then; None for the others
+    timeline_bytes: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

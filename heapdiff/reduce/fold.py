@@ -23,8 +23,12 @@ The rules:
   same batch (the common case): no pending entry, no Attach. A block that ends or stays live without a stack
   counts as ``event_without_stack``.
 
-Before an op that may add entries (Alloc, ReAlloc) the kernel checks that no table is half full (live + stale
-entries), else returns that op's index: the shell (:class:`~heapdiff.reduce.reducer.Reducer`) rebuilds or grows
+Before an op (but an Attach) whose time passes the timeline's next point, the kernel samples what each process
+holds (:mod:`heapdiff.reduce.timeline`): the timeline costs two comparisons per op (that and the latest time).
+
+Blocks live in the block store (:mod:`heapdiff.reduce.blocks`: dense rows under an index). Before an op that may
+add entries (Alloc, ReAlloc) the kernel checks that no table is half full (live + stale entries) and that a block
+row is left, else returns that op's index: the shell (:class:`~heapdiff.reduce.reducer.Reducer`) rebuilds or grows
 the table and calls again from there. So a probe always finds an empty slot.
 """
 
@@ -36,6 +40,15 @@ import numpy as np
 
 from heapdiff._jit import borrow, njit, prefetch
 from heapdiff.events.ops import OP_ALLOC, OP_ATTACH, OP_CREATE, OP_DESTROY, OP_FREE, OP_PROCESS_END, OP_REALLOC
+from heapdiff.reduce.blocks import (
+    block_find,
+    block_fp,
+    block_home,
+    block_live,
+    row_take,
+    rows_full,
+    slot_delete,
+)
 from heapdiff.reduce.tables import (
     M_BLOCKS,
     M_HEAPS,
@@ -46,16 +59,13 @@ from heapdiff.reduce.tables import (
     T_OTHER,
     T_PAIR,
     Arr,
-    block_delete,
-    block_find,
-    block_home,
-    block_live,
     heap_index_find,
     pending_delete,
     pending_find,
     pid_index_find,
     thread_find,
 )
+from heapdiff.reduce.timeline import G_LAST, G_NEXT_T, advance
 
 # anomaly counters (index into the counts array) and their names
 K_UNMATCHED_FREES: Final = 0
@@ -76,47 +86,52 @@ _U0 = np.uint64(0)
 
 
 @njit(inline="always")
-def _block_end(blocks: Arr, s: int, heaps: Arr, pend: Arr, meta: Arr, counts: Arr, count_no_stack: bool) -> None:
-    """End the live block in slot ``s``: aggregates down, its pending stack entry gone, its slot freed."""
-    hrec = np.int64(blocks[s]["hrec"])
+def _block_end(index: Arr, rows: Arr, s: int, heaps: Arr, pend: Arr, meta: Arr, counts: Arr,
+               count_no_stack: bool) -> None:
+    """End the live block in slot ``s``: aggregates down, its pending stack entry gone, its slot and row freed."""
+    r = index[s]["row"]
+    hrec = np.int64(rows[r]["hrec"])
     heaps[hrec]["blocks"] -= 1
-    heaps[hrec]["bytes"] -= blocks[s]["size"]
-    if blocks[s]["stack"] < 0:
+    heaps[hrec]["bytes"] -= rows[r]["size"]
+    if rows[r]["stack"] < 0:
         heaps[hrec]["nostack"] -= 1
         if count_no_stack:
             counts[K_EVENT_WITHOUT_STACK] += 1
-        ps = pending_find(pend, blocks[s]["serial"])
-        if pend[ps]["hrec"] == hrec and pend[ps]["addr"] == blocks[s]["addr"]:  # (not if serials repeat)
+        ps = pending_find(pend, rows[r]["serial"])
+        if pend[ps]["hrec"] == hrec and pend[ps]["addr"] == rows[r]["addr"]:  # (not if serials repeat)
             pending_delete(pend, ps)
             meta[M_PENDING] -= 1
-    block_delete(blocks, s)
-    meta[M_BLOCKS] -= 1
+    slot_delete(index, rows, s, meta)
 
 
 @njit(inline="always")
-def _block_insert(blocks: Arr, s: int, heaps: Arr, pend: Arr, meta: Arr, hrec: Any, addr: Any, size: Any,
-                  ts: Any, tid: Any, source: Any, serial: Any, stack: Any) -> None:
+def _block_insert(index: Arr, rows: Arr, s: int, heaps: Arr, pend: Arr, meta: Arr, hrec: Any, addr: Any,
+                  size: Any, ts: Any, source: Any, serial: Any, stack: Any) -> None:
     """Make (hrec, addr) live in slot ``s`` with its stack, or waiting for it when ``stack`` < 0.
 
-    ``s`` is what :func:`~heapdiff.reduce.tables.block_find` gave once any live block there was ended (the
-    caller's find is reused when nothing was ended: one probe per Alloc, not two).
+    ``s`` is what :func:`~heapdiff.reduce.blocks.block_find` gave once any live block there was ended (the
+    caller's find is reused when nothing was ended: one probe per Alloc, not two); a stale entry of the key
+    there gives its row.
     """
-    if blocks[s]["hrec"] < 0:
+    r = index[s]["row"]
+    if r < 0:
+        r = row_take(rows, meta)
+        index[s]["fp"] = block_fp(addr)
+        index[s]["row"] = r
         meta[M_BLOCKS] += 1
-    blocks[s]["hrec"] = np.int32(hrec)
-    blocks[s]["addr"] = addr
-    blocks[s]["hgen"] = heaps[hrec]["gen"]
-    blocks[s]["size"] = size
-    blocks[s]["ts"] = ts
-    blocks[s]["tid"] = tid
-    blocks[s]["source"] = source
-    blocks[s]["serial"] = serial
+    rows[r]["hrec"] = np.int32(hrec)
+    rows[r]["addr"] = addr
+    rows[r]["hgen"] = heaps[hrec]["gen"]
+    rows[r]["size"] = size
+    rows[r]["ts"] = ts
+    rows[r]["source"] = source
+    rows[r]["serial"] = serial
     heaps[hrec]["blocks"] += 1
     heaps[hrec]["bytes"] += size
     if stack >= 0:
-        blocks[s]["stack"] = stack
+        rows[r]["stack"] = stack
         return
-    blocks[s]["stack"] = -1
+    rows[r]["stack"] = -1
     heaps[hrec]["nostack"] += 1
     ps = pending_find(pend, serial)
     if pend[ps]["hrec"] < 0:
@@ -188,7 +203,7 @@ def _process_end(pidx: Arr, pids: Arr, heaps: Arr, counts: Arr, pid: Any) -> Non
 
 
 @njit(inline="always")
-def _attach(pend: Arr, blocks: Arr, heaps: Arr, meta: Arr, counts: Arr, serial: Any, stack: Any,
+def _attach(pend: Arr, index: Arr, rows: Arr, heaps: Arr, meta: Arr, counts: Arr, serial: Any, stack: Any,
             quiet: bool) -> None:
     """Give the block made live by event ``serial`` its stack, if it is live and still waiting; else orphan.
 
@@ -202,55 +217,63 @@ def _attach(pend: Arr, blocks: Arr, heaps: Arr, meta: Arr, counts: Arr, serial: 
             addr = pend[ps]["addr"]
             pending_delete(pend, ps)
             meta[M_PENDING] -= 1
-            s = block_find(blocks, hrec, addr)
-            if block_live(blocks, s, hrec, addr, heaps) and blocks[s]["serial"] == serial and blocks[s]["stack"] < 0:
-                blocks[s]["stack"] = stack
-                heaps[hrec]["nostack"] -= 1
-                return
+            s = block_find(index, rows, hrec, addr)
+            if block_live(index, rows, s, heaps):
+                r = index[s]["row"]
+                if rows[r]["serial"] == serial and rows[r]["stack"] < 0:
+                    rows[r]["stack"] = stack
+                    heaps[hrec]["nostack"] -= 1
+                    return
     if not quiet:
         counts[K_ORPHAN_STACK] += 1
 
 
 @njit(inline="always")
-def _realloc(blocks: Arr, heaps: Arr, pend: Arr, meta: Arr, counts: Arr, hrec: Any, new: Any, old: Any,
-             form: bool, form_serial: Any, size: Any, ts: Any, tid: Any, source: Any, serial: Any,
+def _realloc(index: Arr, rows: Arr, heaps: Arr, pend: Arr, meta: Arr, counts: Arr, hrec: Any, new: Any,
+             old: Any, form: bool, form_serial: Any, size: Any, ts: Any, source: Any, serial: Any,
              stack: Any) -> None:
     """A ReAlloc from ``old`` to ``new``; ``form``: it is the middle of an Alloc + ReAlloc + Free form whose Alloc
     (of ``new``) had serial ``form_serial``, so ending that block is no misfit."""
-    s = block_find(blocks, hrec, old)
-    if block_live(blocks, s, hrec, old, heaps):
-        _block_end(blocks, s, heaps, pend, meta, counts, not (form and blocks[s]["serial"] == form_serial))
+    s = block_find(index, rows, hrec, old)
+    if block_live(index, rows, s, heaps):
+        was_form = form and rows[index[s]["row"]]["serial"] == form_serial
+        _block_end(index, rows, s, heaps, pend, meta, counts, not was_form)
     else:
         counts[K_UNMATCHED_REALLOC] += 1
     if new != old:
-        s = block_find(blocks, hrec, new)
-        if block_live(blocks, s, hrec, new, heaps):
-            if form and blocks[s]["serial"] == form_serial:
-                _block_end(blocks, s, heaps, pend, meta, counts, False)
+        s = block_find(index, rows, hrec, new)
+        if block_live(index, rows, s, heaps):
+            if form and rows[index[s]["row"]]["serial"] == form_serial:
+                _block_end(index, rows, s, heaps, pend, meta, counts, False)
             else:
                 counts[K_ALLOC_OVER_LIVE] += 1
-                _block_end(blocks, s, heaps, pend, meta, counts, True)
-    _block_insert(blocks, block_find(blocks, hrec, new), heaps, pend, meta, hrec, new, size, ts, tid, source, serial,
-                  stack)
+                _block_end(index, rows, s, heaps, pend, meta, counts, True)
+    _block_insert(index, rows, block_find(index, rows, hrec, new), heaps, pend, meta, hrec, new, size, ts, source,
+                  serial, stack)
 
 
 @njit()
 def fold_kernel(op: Arr, ts: Arr, pid: Arr, tid: Arr, serial: Arr, heap: Arr, addr: Arr, size: Arr,
                 old_addr: Arr, source: Arr, stack: Arr, start: int, end: int, stop_at: int,
-                blocks: Arr, pend: Arr, threads: Arr, hidx: Arr, heaps: Arr, pidx: Arr, pids: Arr,
-                meta: Arr, counts: Arr, ahead: int) -> int:
-    """Fold ops ``start:end`` into the tables. Returns the index of the first op not done (``end`` if all).
+                index: Arr, rows: Arr, pend: Arr, threads: Arr, hidx: Arr, heaps: Arr, pidx: Arr, pids: Arr,
+                meta: Arr, counts: Arr, ahead: int, grid: Arr, tl_last: Arr, tl_scratch: Arr, tl_rec: Arr) -> int:
+    """Fold ops ``start:end`` into the tables, sampling the timeline (:mod:`heapdiff.reduce.timeline`: ``grid``
+    and the ``tl_`` arrays) before each op that passes its next point. Returns the index of the first op not
+    done (``end`` if all).
 
     Long because it is the per-op loop: the lookups every op shares (its heap record, its thread's previous op,
     each with a one-entry cache) and the prefetch stay in one compiled loop; the rules are the helpers above.
     """
     # every array borrowed: no reference counting in the loop (heapdiff._jit.borrow)
-    (op, ts, pid, tid, serial, heap, addr, size, old_addr, source, stack, blocks, pend, threads, hidx, heaps, pidx,
-     pids, meta, counts) = borrow((
-        op, ts, pid, tid, serial, heap, addr, size, old_addr, source, stack, blocks, pend, threads, hidx, heaps, pidx,
-        pids, meta, counts))
+    (op, ts, pid, tid, serial, heap, addr, size, old_addr, source, stack, index, rows, pend, threads, hidx, heaps,
+     pidx, pids, meta, counts) = borrow((
+        op, ts, pid, tid, serial, heap, addr, size, old_addr, source, stack, index, rows, pend, threads, hidx, heaps,
+        pidx, pids, meta, counts))
+    (grid, tl_last, tl_scratch, tl_rec) = borrow((grid, tl_last, tl_scratch, tl_rec))
+    next_t = grid[G_NEXT_T]         # the timeline's next point: an op past it samples first
+    last_t = grid[G_LAST]
     n = end
-    bmax = blocks.shape[0] // 2
+    bmax = index.shape[0] // 2
     pmax = pend.shape[0] // 2
     tmax = threads.shape[0] // 2
     hmax = min(hidx.shape[0] // 2, heaps.shape[0])
@@ -262,23 +285,36 @@ def fold_kernel(op: Arr, ts: Arr, pid: Arr, tid: Arr, serial: Arr, heap: Arr, ad
     c_tid = np.int64(0)
     c_tslot = np.int64(-1)          # cache of the last (pid, tid) -> existing thread slot
     i = start
-    bmask = blocks.shape[0] - 1
+    bmask = index.shape[0] - 1
     while i < n:
         if ahead and i + ahead < n:
             k = i + ahead
-            prefetch(blocks, block_home(addr[k], bmask))
+            prefetch(index, block_home(addr[k], bmask))
             if op[k] == OP_REALLOC:
-                prefetch(blocks, block_home(old_addr[k], bmask))
+                prefetch(index, block_home(old_addr[k], bmask))
+            # half as far ahead, the slot is in cache: the row of a Free's (or ReAlloc's old) block too
+            k2 = i + (ahead >> 1)
+            if op[k2] == OP_FREE or op[k2] == OP_REALLOC:
+                r2 = index[block_home(addr[k2] if op[k2] == OP_FREE else old_addr[k2], bmask)]["row"]
+                if r2 >= 0:
+                    prefetch(rows, r2)
         o = op[i]
         if ts[i] > stop_at:
             if o == OP_ATTACH:
-                _attach(pend, blocks, heaps, meta, counts, serial[i], stack[i], True)
+                _attach(pend, index, rows, heaps, meta, counts, serial[i], stack[i], True)
             i += 1
             continue
         if o == OP_ATTACH:
-            _attach(pend, blocks, heaps, meta, counts, serial[i], stack[i], False)
+            _attach(pend, index, rows, heaps, meta, counts, serial[i], stack[i], False)
             i += 1
             continue
+        if ts[i] > next_t:
+            if not advance(ts[i], grid, heaps, meta, tl_last, tl_scratch, tl_rec):
+                grid[G_LAST] = last_t
+                return i
+            next_t = grid[G_NEXT_T]
+        if ts[i] > last_t:
+            last_t = ts[i]
         if o == OP_PROCESS_END:
             _process_end(pidx, pids, heaps, counts, pid[i])
             i += 1
@@ -292,7 +328,8 @@ def fold_kernel(op: Arr, ts: Arr, pid: Arr, tid: Arr, serial: Arr, heap: Arr, ad
         t = tid[i]
         creates = (o == OP_ALLOC) | (o == OP_REALLOC)
         if creates and (meta[M_BLOCKS] >= bmax or meta[M_PENDING] >= pmax or meta[M_THREADS] >= tmax
-                        or meta[M_HEAPS] >= hmax or meta[M_PIDS] >= pidmax):
+                        or meta[M_HEAPS] >= hmax or meta[M_PIDS] >= pidmax or rows_full(rows, meta)):
+            grid[G_LAST] = last_t
             return i
         # heap record (created for Alloc/ReAlloc only)
         if c_hrec >= 0 and p == c_pid and hp == c_heap:
@@ -318,12 +355,12 @@ def fold_kernel(op: Arr, ts: Arr, pid: Arr, tid: Arr, serial: Arr, heap: Arr, ad
             tkind = threads[tslot]["kind"]
         a = addr[i]
         if o == OP_ALLOC:
-            s = block_find(blocks, hrec, a)
-            if block_live(blocks, s, hrec, a, heaps):
+            s = block_find(index, rows, hrec, a)
+            if block_live(index, rows, s, heaps):
                 counts[K_ALLOC_OVER_LIVE] += 1
-                _block_end(blocks, s, heaps, pend, meta, counts, True)
-                s = block_find(blocks, hrec, a)
-            _block_insert(blocks, s, heaps, pend, meta, hrec, a, size[i], ts[i], t, source[i], serial[i], stack[i])
+                _block_end(index, rows, s, heaps, pend, meta, counts, True)
+                s = block_find(index, rows, hrec, a)
+            _block_insert(index, rows, s, heaps, pend, meta, hrec, a, size[i], ts[i], source[i], serial[i], stack[i])
             if not known:
                 meta[M_THREADS] += 1
                 threads[tslot]["pid"] = p
@@ -343,8 +380,8 @@ def fold_kernel(op: Arr, ts: Arr, pid: Arr, tid: Arr, serial: Arr, heap: Arr, ad
         if o == OP_REALLOC:
             old = old_addr[i]
             form = tkind == T_ALLOC and threads[tslot]["hrec"] == hrec and threads[tslot]["addr"] == a
-            _realloc(blocks, heaps, pend, meta, counts, hrec, a, old, form,
-                     threads[tslot]["serial"] if form else np.int64(-1), size[i], ts[i], t, source[i], serial[i],
+            _realloc(index, rows, heaps, pend, meta, counts, hrec, a, old, form,
+                     threads[tslot]["serial"] if form else np.int64(-1), size[i], ts[i], source[i], serial[i],
                      stack[i])
             if form:
                 threads[tslot]["kind"] = T_PAIR
@@ -352,9 +389,9 @@ def fold_kernel(op: Arr, ts: Arr, pid: Arr, tid: Arr, serial: Arr, heap: Arr, ad
                 i += 1
                 continue
         elif o == OP_FREE:
-            s = block_find(blocks, hrec, a) if hrec >= 0 else -1
-            if s >= 0 and block_live(blocks, s, hrec, a, heaps):
-                _block_end(blocks, s, heaps, pend, meta, counts, True)
+            s = block_find(index, rows, hrec, a) if hrec >= 0 else -1
+            if s >= 0 and block_live(index, rows, s, heaps):
+                _block_end(index, rows, s, heaps, pend, meta, counts, True)
             elif (hrec >= 0 and tkind == T_PAIR and threads[tslot]["hrec"] == hrec
                   and threads[tslot]["addr"] == a):
                 counts[K_REALLOC_PAIR_FREE] += 1
@@ -367,18 +404,12 @@ def fold_kernel(op: Arr, ts: Arr, pid: Arr, tid: Arr, serial: Arr, heap: Arr, ad
         if known:
             threads[tslot]["kind"] = T_OTHER
         i += 1
+    grid[G_LAST] = last_t
     return int(n)
 
 
 @njit()
-def end_blocks(blocks: Arr, heaps: Arr, pend: Arr, meta: Arr, counts: Arr, hrec: Arr, addr: Arr) -> None:
-    """End the given live blocks (the overlap pass's losers)."""
-    for k in range(hrec.shape[0]):
-        _block_end(blocks, block_find(blocks, hrec[k], addr[k]), heaps, pend, meta, counts, True)
-
-
-@njit()
-def pending_waiting(pend: Arr, blocks: Arr, heaps: Arr, keep: Arr) -> None:
+def pending_waiting(pend: Arr, index: Arr, rows: Arr, heaps: Arr, keep: Arr) -> None:
     """``keep[j]``: pending entry ``j`` names a block still live and still waiting for its stack (the others are
     stale: their block ended by a Destroy or a process end)."""
     for j in range(pend.shape[0]):
@@ -386,7 +417,7 @@ def pending_waiting(pend: Arr, blocks: Arr, heaps: Arr, keep: Arr) -> None:
         if h < 0:
             keep[j] = False
             continue
-        a = pend[j]["addr"]
-        b = block_find(blocks, h, a)
-        keep[j] = (block_live(blocks, b, h, a, heaps) and blocks[b]["serial"] == pend[j]["serial"]
-                   and blocks[b]["stack"] < 0)
+        b = block_find(index, rows, h, pend[j]["addr"])
+        r = index[b]["row"]
+        keep[j] = (block_live(index, rows, b, heaps) and rows[r]["serial"] == pend[j]["serial"]
+                   and rows[r]["stack"] < 0)

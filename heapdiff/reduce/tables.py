@@ -1,4 +1,4 @@
-"""The reducer's state: five open-addressing tables, and the one probe, delete and rehash they all use.
+"""The reducer's state: open-addressing tables, and the one probe, delete and rehash most of them use.
 
 Every table is a numpy structured array of a power-of-two size, probed linearly. A table is described to the
 routines here by its columns (field views of the array): ``used`` (< 0: an empty slot), the match key ``ka, kb``
@@ -6,9 +6,10 @@ routines here by its columns (field views of the array): ``used`` (< 0: an empty
 routines are generic over the tables by numba's specialisation on the column types, so each table is compiled
 with its own field offsets, and written once.
 
-* **blocks** (:data:`BLOCK_DTYPE`): key (heap record, address) -> size, ts, tid, source, serial, stack and the
-  *generation* of its heap record when it was made live. 64-byte records, so a probe costs one cache line. The
-  home slot is a hash of the address alone (blocks of other heaps at the same address just share a probe run), so
+* **blocks**: dense rows (:data:`BLOCK_DTYPE`: heap record, address, size, ts, source, serial, stack and the
+  *generation* of its heap record when it was made live; 49 bytes, packed) under an index of 8-byte slots
+  (:data:`BLOCK_INDEX_DTYPE`: the address's hash bits and the row), so that memory goes with the live blocks, not
+  with the index's load factor (:mod:`heapdiff.reduce.blocks`). The home slot is a hash of the address alone, so
   the fold can compute the slot of an op some ops ahead and prefetch it (:data:`PREFETCH_AHEAD`).
 * **pending** (:data:`PENDING_DTYPE`): serial -> (heap record, address) of the blocks still waiting for a stack.
 * **threads** (:data:`THREAD_DTYPE`): (pid, tid) -> the thread's previous heap op and the pid epoch it was
@@ -19,8 +20,9 @@ with its own field offsets, and written once.
 * **pid records** (:data:`PID_DTYPE`, dense) and their index (:data:`PID_INDEX_DTYPE`): pid -> its first heap
   record and an *epoch* for the per-thread state.
 
-Blocks and pending entries are deleted by backward shift (no tombstones); the others only grow. A table is rehashed
-into a new one (larger, or the same size without its stale entries) by :func:`rehash`.
+Block index slots and pending entries are deleted by backward shift (no tombstones); the others only grow. A table
+is rehashed into a new one (larger, or the same size without its stale entries) by :func:`rehash` (the block
+index by :func:`heapdiff.reduce.blocks.index_rebuild`).
 """
 
 from __future__ import annotations
@@ -35,34 +37,39 @@ from heapdiff._jit import JIT_ENABLED, njit, wrapping_mul
 Arr = npt.NDArray[Any]
 
 # meta array: table occupancies
-M_BLOCKS: Final = 0      # occupied block slots (live + stale)
+M_BLOCKS: Final = 0      # occupied block index slots (live + stale)
 M_PENDING: Final = 1     # occupied pending slots (waiting + stale)
 M_THREADS: Final = 2     # occupied thread slots
 M_HEAPS: Final = 3       # heap records
 M_PIDS: Final = 4        # pid records
-N_META: Final = 5
+M_ROWS: Final = 5        # block rows ever used: rows[:M_ROWS] are live, stale or free
+M_FREE: Final = 6        # the first free block row (-1: none); a free row's ``serial`` is the next
+M_FREE_ROWS: Final = 7   # free block rows
+N_META: Final = 8
 
 # per-thread previous heap op
 T_OTHER: Final = 0
 T_ALLOC: Final = 1       # an Alloc at (hrec, addr) with serial
 T_PAIR: Final = 2        # a ReAlloc of the Alloc+ReAlloc+Free form; addr = its old address
 
-BLOCK_DTYPE: Final = np.dtype([("hrec", "i4"), ("source", "u1"), ("_pad1", "u1"), ("_pad2", "u2"),
-                               ("hgen", "i8"), ("addr", "u8"), ("size", "u8"), ("ts", "i8"), ("tid", "i8"),
-                               ("serial", "i8"), ("stack", "i8")])
+#: a block row; ``hrec`` < 0: a free row. ``hgen`` is 32-bit, as the heap records' ``gen``: they wrap alike
+BLOCK_DTYPE: Final = np.dtype([("hrec", "i4"), ("hgen", "i4"), ("addr", "u8"), ("size", "u8"), ("ts", "i8"),
+                               ("serial", "i8"), ("stack", "i8"), ("source", "u1")])
+#: a block index slot: the low 32 bits of the address's hash (the home slot is their low bits) and the row
+BLOCK_INDEX_DTYPE: Final = np.dtype([("fp", "u4"), ("row", "i4")])
 PENDING_DTYPE: Final = np.dtype([("serial", "i8"), ("hrec", "i8"), ("addr", "u8")])
 THREAD_DTYPE: Final = np.dtype([("pid", "i8"), ("tid", "i8"), ("prec", "i8"), ("epoch", "i8"), ("kind", "i8"),
                                 ("hrec", "i8"), ("addr", "u8"), ("serial", "i8")])
-HEAP_DTYPE: Final = np.dtype([("pid", "i8"), ("heap", "u8"), ("prec", "i8"), ("next", "i8"), ("gen", "i8"),
-                              ("blocks", "i8"), ("bytes", "u8"), ("nostack", "i8")])
+HEAP_DTYPE: Final = np.dtype([("pid", "i8"), ("heap", "u8"), ("prec", "i8"), ("next", "i8"), ("gen", "i4"),
+                              ("_pad", "i4"), ("blocks", "i8"), ("bytes", "u8"), ("nostack", "i8")])
 HEAP_INDEX_DTYPE: Final = np.dtype([("pid", "i8"), ("heap", "u8"), ("hrec", "i8")])
 PID_DTYPE: Final = np.dtype([("pid", "i8"), ("first", "i8"), ("epoch", "i8")])
 PID_INDEX_DTYPE: Final = np.dtype([("pid", "i8"), ("prec", "i8")])
 #: each table's ``used`` column (< 0: an empty slot)
-USED: Final = {BLOCK_DTYPE: "hrec", PENDING_DTYPE: "hrec", THREAD_DTYPE: "prec", HEAP_INDEX_DTYPE: "hrec",
-               PID_INDEX_DTYPE: "prec"}
+USED: Final = {BLOCK_DTYPE: "hrec", BLOCK_INDEX_DTYPE: "row", PENDING_DTYPE: "hrec", THREAD_DTYPE: "prec",
+               HEAP_INDEX_DTYPE: "hrec", PID_INDEX_DTYPE: "prec"}
 
-#: how many ops ahead the fold prefetches a block slot (a wide range of distances measures alike)
+#: how many ops ahead the fold prefetches a block index slot (a wide range of distances measures alike)
 PREFETCH_AHEAD: Final = 12 if JIT_ENABLED else 0
 
 _K1 = np.uint64(0x9E3779B97F4A7C15)
@@ -81,7 +88,7 @@ def empty_table(dtype: np.dtype[Any], cap: int) -> Arr:
 
 
 @njit(inline="always")
-def _hash2(a: Any, b: Any) -> Any:
+def hash2(a: Any, b: Any) -> Any:
     """splitmix64 finaliser of two uint64 words (addresses are 16-aligned: their low bits alone cluster); its
     products wrap on purpose."""
     h = wrapping_mul(a, _K1) ^ b
@@ -93,7 +100,7 @@ def _hash2(a: Any, b: Any) -> Any:
 @njit(inline="always")
 def home(x: Any, y: Any, mask: int) -> int:
     """The home slot of hash key (x, y) in a table of ``mask + 1`` slots."""
-    return int(np.int64(_hash2(np.uint64(x), np.uint64(y)) & np.uint64(mask)))
+    return int(np.int64(hash2(np.uint64(x), np.uint64(y)) & np.uint64(mask)))
 
 
 @njit(inline="always")
@@ -141,31 +148,6 @@ def rehash(old: Arr, keep: Arr, hx: Arr, hy: Arr, new: Arr, new_used: Arr) -> in
 # -- each table's key, in the terms above ---------------------------------------------------------------------
 
 @njit(inline="always")
-def block_home(addr: Any, mask: int) -> int:
-    """Blocks hash their address alone (see the module docstring)."""
-    return home(addr, addr, mask)
-
-
-@njit(inline="always")
-def block_find(blocks: Arr, hrec: Any, addr: Any) -> int:
-    """Slot of key (hrec, addr), live or stale, or the empty slot where it would go."""
-    used = blocks["hrec"]
-    return find(used, used, blocks["addr"], hrec, addr, block_home(addr, used.shape[0] - 1))
-
-
-@njit(inline="always")
-def block_live(blocks: Arr, s: int, hrec: Any, addr: Any, heaps: Arr) -> bool:
-    """Slot ``s`` holds (hrec, addr) and the block was made live in its heap record's current generation."""
-    return bool(blocks[s]["hrec"] == hrec and blocks[s]["addr"] == addr
-                and blocks[s]["hgen"] == heaps[hrec]["gen"])
-
-
-@njit(inline="always")
-def block_delete(blocks: Arr, s: int) -> None:
-    delete(blocks, blocks["hrec"], blocks["addr"], blocks["addr"], s)
-
-
-@njit(inline="always")
 def pending_find(pend: Arr, serial: Any) -> int:
     serials = pend["serial"]
     return find(pend["hrec"], serials, serials, serial, serial, home(serial, serial, serials.shape[0] - 1))
@@ -195,7 +177,7 @@ def pid_index_find(pidx: Arr, pid: Any) -> int:
 
 
 #: per table dtype, the (hx, hy) hash key columns :func:`rehash` places entries by
-HASH_KEY: Final = {BLOCK_DTYPE: ("addr", "addr"), PENDING_DTYPE: ("serial", "serial"), THREAD_DTYPE: ("pid", "tid"),
+HASH_KEY: Final = {PENDING_DTYPE: ("serial", "serial"), THREAD_DTYPE: ("pid", "tid"),
                    HEAP_INDEX_DTYPE: ("pid", "heap"), PID_INDEX_DTYPE: ("pid", "pid")}
 
 

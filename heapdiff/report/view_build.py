@@ -7,7 +7,10 @@
   one trace) is at least ``min_bytes``, plus ONE "other" row that sums every group cut, so that the page is
   bounded however many groups the document holds;
 * breakdowns by module, by heap and by heap Source, over ALL groups, each capped to its 30 largest keys plus one
-  "other" row.
+  "other" row;
+* one timeline per input that has one: its outstanding bytes and blocks over its time, and the lines of its first
+  five groups in the report's order that carry bytes by allocation time (the document gives them to an input's
+  largest groups), at most 1,000 points each.
 
 Every string is cleaned here and capped (:func:`~heapdiff.report.text.clean`); lists are capped too.
 """
@@ -32,6 +35,8 @@ from heapdiff.document.model import (
     GroupRecord,
     RunDetails,
     TraceRecord,
+    TraceTimeline,
+    TraceWindow,
 )
 from heapdiff.grouping import ZERO, Counts
 from heapdiff.report.flame import call_trees
@@ -51,8 +56,10 @@ from heapdiff.report.view import (
     ReportView,
     ReportWarning,
     RunFacts,
+    Series,
     SourceBreakdown,
     SourceRow,
+    TimelineView,
     TraceFacts,
     ViewFilters,
 )
@@ -78,6 +85,9 @@ MAX_LIST: Final = 16
 MAX_HISTOGRAM: Final = 64
 #: suppressed groups listed on their own, at most
 MAX_SUPPRESSED_ROWS: Final = 20
+#: a timeline chart draws this many call stacks' lines at most, each of this many points at most
+TIMELINE_LINES: Final = 5
+MAX_TIMELINE_POINTS: Final = 1000
 GATE_WORDS: Final = {
     "growth": ("--fail-on-growth", "total growth"),
     "stack_growth": ("--fail-on-stack-growth", "largest growth of one call stack"),
@@ -336,6 +346,28 @@ def _gates(gates: Sequence[Gate], rank_of: dict[int, int], groups: Sequence[Grou
     return tuple(out)
 
 
+def _thinned(n: int) -> list[int]:
+    """At most :data:`MAX_TIMELINE_POINTS` indices of ``n`` points, evenly spread, the first and last kept."""
+    if n <= MAX_TIMELINE_POINTS:
+        return list(range(n))
+    return sorted({round(k * (n - 1) / (MAX_TIMELINE_POINTS - 1)) for k in range(MAX_TIMELINE_POINTS)})
+
+
+def _timeline(role: str, tl: TraceTimeline, window: TraceWindow | None,
+              lines: Sequence[tuple[str, tuple[int, ...]]]) -> TimelineView:
+    """One input's chart, thinned to the chart's points, its leak window (if any) in seconds."""
+    pick = _thinned(len(tl.time_us))
+    w = window if window is not None else TraceWindow(None, None, None)
+    return TimelineView(role=role, time_s=tuple(tl.time_us[j] / 1e6 for j in pick),
+                        bytes=tuple(tl.bytes[j] for j in pick), blocks=tuple(tl.blocks[j] for j in pick),
+                        groups=tuple(Series(label, tuple(v[j] for j in pick)) for label, v in lines),
+                        window_from_s=_seconds(w.from_us), window_to_s=_seconds(w.to_us), at_s=_seconds(w.at_us))
+
+
+def _seconds(us: int | None) -> float | None:
+    return None if us is None else us / 1e6
+
+
 def build_view(doc: Document, *, top: int = 50, min_bytes: int = 0) -> ReportView:
     """The view of ``doc``: see the module docstring. ``top`` rows at most (0: none), among the groups whose size
     is at least ``min_bytes``; every other group goes to the single ``other`` row. Suppressed groups are listed
@@ -371,6 +403,9 @@ def build_view(doc: Document, *, top: int = 50, min_bytes: int = 0) -> ReportVie
     heaps = [_Sums(False) for _ in roles]
     sources = [_SourceSums() for _ in roles]
     frames_of = _Frames()
+    # per input with a timeline: the lines of its first groups (in this order) that carry bytes by allocation
+    points = [len(t.timeline.time_us) if t.timeline is not None else -1 for t in doc.traces]
+    lines: list[list[tuple[str, tuple[int, ...]]]] = [[] for _ in doc.traces]
     rank = 0
     for i in order:
         g = groups[i]
@@ -403,6 +438,9 @@ def build_view(doc: Document, *, top: int = 50, min_bytes: int = 0) -> ReportVie
             if r is not None:
                 heaps[k].add(_heap_key(r), r.counts)
                 sources[k].add(r)
+                if (r.timeline_bytes is not None and k < len(points) and len(r.timeline_bytes) == points[k]
+                        and len(lines[k]) < TIMELINE_LINES):
+                    lines[k].append((clean(g.label, MAX_FRAME) if g.label else NO_STACK, r.timeline_bytes))
     statuses = tuple(sorted(cut_status.items(), key=lambda kv: (-kv[1], kv[0])))
     other = (OtherRow(cut_n, Figures(cut_a, cut_b, cut_d) if compare else Figures(cut_a), statuses) if cut_n
              else None)
@@ -426,6 +464,8 @@ def build_view(doc: Document, *, top: int = 50, min_bytes: int = 0) -> ReportVie
         by_module=_breakdown("By module", "Module", modules),
         by_heap=tuple(_breakdown(f"By heap{suffix[k]}", "Heap", heaps[k]) for k in shown_runs),
         by_source=tuple(sources[k].breakdown(f"By heap Source{suffix[k]}") for k in shown_runs),
+        timelines=tuple(_timeline(traces[k].role, t.timeline, t.window, lines[k]) for k, t in enumerate(doc.traces)
+                        if t.timeline is not None),
         call_trees=call_trees(doc),
         trend_classes=tuple((k, classes[k]) for k in TREND_CLASSES if classes[k]),
     )
