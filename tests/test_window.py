@@ -12,11 +12,13 @@ from typing import Any
 import pytest
 
 from heapdiff.cli import main
+from heapdiff.document import decode_value
 from heapdiff.etl import structs as S
 from heapdiff.etl.logfile import LogfileHeader
 from heapdiff.etl.trace import open_trace
 from heapdiff.events.decode import PayloadError
 from heapdiff.events.marks import decode_mark
+from heapdiff.report.view_build import build_view
 from heapdiff.tracegen.scenario import Module, Process, Scenario
 from heapdiff.tracegen.writer import TraceWriter
 from heapdiff.window import (
@@ -264,8 +266,14 @@ def test_window_in_the_reports_and_the_document(capsys: pytest.CaptureFixture[st
     out, _ = capsys.readouterr()
     assert out.splitlines()[1].startswith("Leak window: blocks allocated from 0.010 s to the end, outstanding at ")
     assert "Leak window: blocks allocated from 0.010 s" in (tmp_path / "r.md").read_text(encoding="utf-8")
-    assert '<p class="meta window">Leak window: blocks allocated from 0.010 s' in \
-        (tmp_path / "r.html").read_text(encoding="utf-8")
+    html = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert '<p class="meta window">Leak window: blocks allocated from 0.010 s' in html
+    # the timeline ends at --at, and its chart shades the window and marks the moment
+    tl = d["traces"][0]["timeline"]
+    assert abs(tl["time_us"][-1] - tw["at_us"]) <= 1
+    (chart,) = build_view(decode_value(d)).timelines
+    assert chart.window_from_s == 0.01 and chart.window_to_s is None and chart.at_s == tw["at_us"] / 1e6
+    assert html.count('<rect class="window"') == 1 and html.count('<line class="at"') == 1
 
 
 def test_window_usage_errors(capsys: pytest.CaptureFixture[str], tmp_path: pathlib.Path) -> None:
