@@ -3,8 +3,8 @@
 Writes (once, cached) a trace of one process that allocates ``--blocks`` blocks of 32 bytes from ``--stacks``
 distinct call stacks (4 frames each) and frees none of them, then runs ``heapdiff TRACE -o /dev/null -q`` as a
 child and reports its peak RSS and peak anonymous RSS (polled every 10 ms, :func:`bench_util.run_child`), per live
-block, against the budget of 100 MB + 100 bytes per live block. ``--stacks`` equal to ``--blocks`` is the
-"distinct" case: a million groups of one block each.
+block, against the budget of 100 MB + 100 bytes per live block of anonymous memory. ``--stacks`` equal to
+``--blocks`` is the "distinct" case: a million groups of one block each, whose budget is 1 GB of peak RSS.
 
     .venv/bin/python benchmarks/memory_bench.py --blocks 3000000 --stacks 5000
     .venv/bin/python benchmarks/memory_bench.py --blocks 1000000 --stacks 1000000 --repeat 1
@@ -29,6 +29,8 @@ from heapdiff.tracegen.writer import TraceWriter
 #: the budget: a constant and bytes per live block
 BUDGET_MB = 100
 BUDGET_PER_BLOCK = 100
+#: the budget when every block has a call stack of its own (a group per block): peak RSS of the whole job
+DISTINCT_BUDGET_MB = 1000
 
 
 def write_trace(path: Path, blocks: int, stacks: int, frames: int = 4) -> None:
@@ -86,13 +88,18 @@ def main(argv: list[str] | None = None) -> int:
     anon = statistics.median(r.anon_peak_mb for r in runs)
     rss = statistics.median(r.maxrss_mb for r in runs)
     wall = statistics.median(r.wall_s for r in runs)
-    budget = BUDGET_MB + BUDGET_PER_BLOCK * args.blocks / 1e6
+    distinct = args.stacks >= args.blocks
     print(f"{path.name}: {args.blocks:,} live blocks, {args.stacks:,} stacks; {len(runs)} runs, medians")
     print(f"  wall {wall:.1f} s (runs: {', '.join(f'{r.wall_s:.1f}' for r in runs)})")
     print(f"  peak RSS {rss:,.0f} MB, peak anon {anon:,.0f} MB (runs: "
           f"{', '.join(f'{r.anon_peak_mb:.0f}' for r in runs)}); {anon * 1e6 / args.blocks:,.0f} B anon per block")
-    print(f"  budget {BUDGET_MB} MB + {BUDGET_PER_BLOCK} B/block = {budget:,.0f} MB: "
-          f"{'PASS' if anon <= budget else 'FAIL'} ({anon / budget:.2f}x)")
+    if distinct:  # a group per block: the budget is on the whole process, as a user sees it
+        print(f"  budget {DISTINCT_BUDGET_MB:,} MB peak RSS: {'PASS' if rss <= DISTINCT_BUDGET_MB else 'FAIL'} "
+              f"({rss / DISTINCT_BUDGET_MB:.2f}x)")
+    else:
+        budget = BUDGET_MB + BUDGET_PER_BLOCK * args.blocks / 1e6
+        print(f"  budget {BUDGET_MB} MB + {BUDGET_PER_BLOCK} B/block = {budget:,.0f} MB peak anon: "
+              f"{'PASS' if anon <= budget else 'FAIL'} ({anon / budget:.2f}x)")
     return 0
 
 

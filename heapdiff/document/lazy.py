@@ -12,11 +12,11 @@ from typing import overload
 
 import numpy as np
 
-from heapdiff.document.model import GroupRecord, RunDetails, Totals
+from heapdiff.document.model import FrameRecord, GroupRecord, RunDetails, Totals
 from heapdiff.etl.logfile import LogfileHeader
 from heapdiff.events.kinds import HEAP_SOURCES
 from heapdiff.grouping import HIST_LABELS, ZERO, Counts, Grouping
-from heapdiff.rules import name_group
+from heapdiff.rules import GroupName, name_group
 
 
 def source_name(k: int) -> str:
@@ -27,6 +27,8 @@ def source_name(k: int) -> str:
 #: a trace with at most this many groups keeps each record once made (the reporters read every group several
 #: times); a larger one makes them again on each read, so that memory stays bounded
 KEEP_RECORDS = 200_000
+#: the groups' first and last allocation times are formatted this many at a time (reporters read them in order)
+_TIME_CHUNK = 4096
 
 
 class TraceGroups(Sequence[GroupRecord]):
@@ -40,6 +42,7 @@ class TraceGroups(Sequence[GroupRecord]):
         #: position in the order -> the suppression pattern that matched the group
         self.suppressed: dict[int, str] = {}
         self._kept: dict[int, GroupRecord] | None = {} if n <= KEEP_RECORDS else None
+        self._times: tuple[int, list[str]] = (-1, [])
 
     def growth_bytes(self) -> np.ndarray:
         """Each group's bytes, in the sequence's order (a reporter's sort key, without making the records)."""
@@ -80,7 +83,7 @@ class TraceGroups(Sequence[GroupRecord]):
         g = self._g
         frames = g.shown(i)
         name = name_group(frames)
-        first, last = self._header.raw_to_iso_many([int(g.first_ts[i]), int(g.last_ts[i])])
+        first, last = self._alloc_times(k)
         h0, h1 = int(g.heap_starts[i]), int(g.heap_starts[i + 1])
         s0, s1 = int(g.sample_starts[i]), int(g.sample_starts[i + 1])
         series = g.alloc_series.get(i)
@@ -93,6 +96,25 @@ class TraceGroups(Sequence[GroupRecord]):
         return GroupRecord(stack=g.signature(i), frames=frames, module=name.module, label=name.label,
                            label_index=name.label_index, status=None, runs=(run,),
                            suppressed_by=self.suppressed.get(k))
+
+    def frames_and_name(self, k: int) -> tuple[tuple[FrameRecord, ...], GroupName]:
+        """Group ``k``'s displayed frames and what names it: what a call tree reads of a group, without making
+        its record (a tree reads each group's path once a level)."""
+        frames = self._g.shown(int(self._order[k]))
+        return frames, name_group(frames)
+
+    def _alloc_times(self, k: int) -> tuple[str, str]:
+        """Group ``k``'s first and last allocation times as text; a chunk of positions is formatted at once (one
+        numpy pass instead of two datetimes a group)."""
+        c0, texts = self._times
+        if not c0 <= k < c0 + len(texts) // 2:
+            g = self._g
+            c0 = k - k % _TIME_CHUNK
+            at = self._order[c0:c0 + _TIME_CHUNK]
+            texts = self._header.raw_to_iso_many(np.concatenate((g.first_ts[at], g.last_ts[at])).tolist())
+            self._times = (c0, texts)
+        half = len(texts) // 2
+        return texts[k - c0], texts[half + k - c0]
 
     def totals(self) -> Totals:
         """The totals of a one-trace document from the columns (what :meth:`Totals.of` would sum)."""

@@ -28,6 +28,7 @@ from typing import Final, Literal
 
 import numpy as np
 
+from heapdiff.document.lazy import TraceGroups
 from heapdiff.document.model import Document, FrameRecord, GroupRecord
 from heapdiff.grouping import ZERO, Counts
 from heapdiff.report.text import clean
@@ -62,15 +63,18 @@ def stack_path(g: GroupRecord) -> tuple[FrameRecord, ...]:
 
     The document's own frame records, not their texts: a tree reads a group's frames only down to where the
     group's node is pruned, which in a large input is a few frames of each stack."""
-    frames = g.frames
+    return _path(g.frames, g.label_index, g.label)
+
+
+def _path(frames: tuple[FrameRecord, ...], label_index: int, label: str) -> tuple[FrameRecord, ...]:
     if not frames:
         return (_NO_STACK_FRAME,)
-    start = g.label_index if 0 <= g.label_index < len(frames) else 0
+    start = label_index if 0 <= label_index < len(frames) else 0
     path = frames[start:]
     if any(map(_KERNEL, path)):
         path = tuple(f for f in path if not f.kernel)
         if not path:  # kernel frames only: the label names one of them
-            return (_marker(g.label or NO_STACK),)
+            return (_marker(label or NO_STACK),)
     if len(path) > MAX_DEPTH:
         path = (*path[:MAX_DEPTH - 1], _OUTER_FRAME)
     return path
@@ -95,6 +99,9 @@ class _Groups:
         return int(self.growth[i] - self.shrink[i])
 
     def path(self, i: int) -> tuple[FrameRecord, ...]:
+        if isinstance(self.records, TraceGroups):  # the frames alone, not the whole record made again
+            frames, name = self.records.frames_and_name(self.index[i])
+            return _path(frames, name.label_index, name.label)
         return stack_path(self.records[self.index[i]])
 
     def __len__(self) -> int:

@@ -1,0 +1,63 @@
+"""A trace's groups made on each read (past KEEP_RECORDS) say exactly what groups kept once made say: the JSON,
+the call trees, and every record read in any order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from heapdiff.cli.inputs import map_trace
+from heapdiff.commands.analyse import Selection, analyse_trace
+from heapdiff.document import lazy, write_document
+from heapdiff.document.build import BuildOptions, build_document
+from heapdiff.document.model import Document, Filters
+from heapdiff.report.flame import _groups, call_trees, stack_path
+from heapdiff.tracegen.scenario import Module, Process, Scenario
+from heapdiff.tracegen.writer import TraceWriter
+
+BASE = 0x7FF6_0000_0000
+
+
+def _write(path: Path) -> None:
+    """23 call stacks of 1 to 4 frames (some behind an allocator frame), 60 live blocks at varied times."""
+    w = TraceWriter(str(path), cpus=1)
+    sc = Scenario(w, cpus=1)
+    mods = {"app.exe": Module("app.exe", "C:\\x\\app.exe", BASE, 0x100000),
+            "ntdll.dll": Module("ntdll.dll", "C:\\w\\ntdll.dll", 0x7FFA_0000_0000, 0x200000)}
+    sc.start_process(Process(1234, "app.exe", mods, heaps=[0x10000], threads=[8]))
+    t = sc.ts
+    for i in range(60):
+        s = (i * 7) % 23
+        t += 1000 + 37 * (i % 5)
+        w.heap_alloc(t, 0, 1234, 8, 0x10000, 16 + 8 * (s % 6), 0x1000_0000 + 64 * i)
+        frames = [BASE + 0x1000 + 0x10 * s + 0x100 * k for k in range(1 + s % 4)]
+        w.stack(t + 1, 0, t, 1234, 8, ([0x7FFA_0000_0000 + 0x3A2F0] if s % 3 == 0 else []) + frames)
+    w.close()
+
+
+def _doc(path: Path) -> Document:
+    a = analyse_trace(map_trace(str(path)), "trace", Selection(), kernel_frames=False)
+    return build_document([a], BuildOptions(Filters(None, None, False, 0, 50)))
+
+
+def _json(doc: Document) -> bytes:
+    out: list[bytes] = []
+    write_document(doc, out.append)
+    return b"".join(out)
+
+
+def test_groups_made_on_each_read_say_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _write(tmp_path / "t.etl")
+    kept = _doc(tmp_path / "t.etl")
+    assert isinstance(kept.groups, lazy.TraceGroups) and len(kept.groups) == 23
+    monkeypatch.setattr(lazy, "KEEP_RECORDS", 0)
+    monkeypatch.setattr(lazy, "_TIME_CHUNK", 3)  # chunks of times that end inside the groups, read out of order
+    remade = _doc(tmp_path / "t.etl")
+    assert _json(remade) == _json(kept)
+    assert call_trees(remade) == call_trees(kept)
+    records = list(kept.groups)
+    assert [remade.groups[k] for k in reversed(range(23))] == records[::-1]
+    assert len({r.runs[0].first_alloc_utc for r in records}) == 23  # every group's own time, not a neighbour's
+    gs = _groups(remade)
+    assert [gs.path(i) for i in range(len(gs))] == [stack_path(r) for r in records]
