@@ -21,7 +21,7 @@ if str(ROOT) not in sys.path:
 
 from fuzz.contract import check, heap_events  # noqa: E402
 from fuzz.mutate import Mutation, apply  # noqa: E402
-from fuzz.seeds import Seed, make_seed, written  # noqa: E402
+from fuzz.seeds import WRITTEN, Seed, make_seed, written  # noqa: E402
 from fuzz.worker import commands, run_cli  # noqa: E402
 from heapdiff.tracegen.writer import TraceWriter  # noqa: E402
 
@@ -140,3 +140,13 @@ def test_a_blank_last_buffer_under_a_header_that_counts_none_warns(tmp_path: Pat
     s = _seed()
     last = len(s.buffers) - 1
     assert _mutated(tmp_path, s, [["blank", last, 255], ["logfile_field", "BuffersWritten", 0]], command) is None
+
+
+# run seed 20261207: a clock that maps raw times past int64 (a PerfFreq of 1) ended the memory timeline in a traceback
+
+
+def test_a_perf_freq_that_overflows_the_timeline_clock(tmp_path: Path) -> None:
+    seed = make_seed("example", WRITTEN["example"]())
+    junk = ("26c288e0bd0df8a0dd6d705158bd4f047f431d95f81cfb221f0c0a0df20d622bbc118632827398d006e18de8c2e39e1c")
+    # bytes inserted in a buffer make a record whose raw time, at one tick a second, is past 2**63 FILETIME units
+    assert _mutated(tmp_path, seed, [("insert", 34062, junk), ("logfile_field", "PerfFreq", 1)], "job") is None

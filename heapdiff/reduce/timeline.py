@@ -219,7 +219,8 @@ class Timeline:
         if clock is None:
             ticks = self.raw - self.raw[0] if n else self.raw.copy()
         else:
-            ticks = np.fromiter((clock(int(r)) for r in self.raw.tolist()), np.int64, n)
+            # a damaged header's clock (a PerfFreq of 1) can map a raw time past int64: the end of time, kept
+            ticks = np.fromiter((min(clock(int(r)), INT64_MAX) for r in self.raw.tolist()), np.int64, n)
         ticks = np.maximum(ticks, 0)
         keep = np.ones(n, np.bool_)
         keep[:-1] = ticks[1:] != ticks[:-1]                  # the last of each run of equal times
