@@ -6,6 +6,9 @@ this version does not know are ignored (documents only ever gain fields). Docume
 existed still read: a group without ``frames`` gets them from ``stack``/``stack_display`` (a displayed frame that
 is not in the signature is a kernel frame), and a diff group without ``runs`` attaches its descriptive fields to
 the run it is outstanding in now.
+
+Each field is checked by :mod:`heapdiff.document.fields`; a trace's records are decoded by
+:mod:`heapdiff.document.decode_trace`, groups and the document here.
 """
 
 from __future__ import annotations
