@@ -6,24 +6,24 @@ about a group (which frames are the kernel's or allocator plumbing, its module a
 :mod:`heapdiff.rules` when a group is read, once, and carried to every report.
 
 A trace may hold a million distinct stacks, so nothing here is a Python object per frame or per group: the
-distinct frames are a :class:`FrameTable` of columns, the groups are columns and offsets into columns, and a
-:class:`Group` record is made when one is asked for (:meth:`Grouping.group`).
+distinct frames are a :class:`~heapdiff.frame_table.FrameTable` of columns, the groups are columns and offsets
+into columns, and a :class:`Group` record is made when one is asked for (:meth:`Grouping.group`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 
 from heapdiff.etl.sequences import InternedStacks
 from heapdiff.events.images import ImageMap
+from heapdiff.frame_table import FrameTable, frame_table
 from heapdiff.frames import Frame
 from heapdiff.reduce import LiveBlocks
 from heapdiff.reduce.live import exact_sums
-from heapdiff.rules import GroupName, is_allocator_frame, name_group
+from heapdiff.rules import GroupName, name_group
 from heapdiff.symbolize import FrameNamer, ModuleOutcome
 
 #: size histogram bucket upper bounds (inclusive) and labels; the last bucket is open
@@ -33,8 +33,6 @@ HIST_LABELS = ("<=16", "<=64", "<=256", "<=1K", "<=4K", "<=16K", "<=64K", "<=256
 SAMPLE_ADDRESSES = 5
 #: the largest groups (by bytes, then blocks) of a trace with a timeline get their bytes by allocation time
 TIMELINE_GROUPS = 10
-#: frames made into records at once, at most (a report reads a few thousand groups' frames many times)
-FRAME_CACHE = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,49 +70,6 @@ class Group:
     last_ts: int
     #: the group's oldest blocks (by time, then address), the same whatever order the stacks were numbered in
     sample_addresses: tuple[int, ...]
-
-
-@dataclass
-class FrameTable:
-    """The distinct frames of a trace's live stacks, as columns: a frame is its image's name and the offset in it
-    (the address itself when no image holds it), a kernel flag, and whether it is innermost (looked up as is, not
-    as a return address). Frames that symbols named are in ``named``."""
-
-    module_names: list[str]
-    #: module name index per frame, -1 for an address in no known image
-    name: np.ndarray
-    #: the RVA, or the address when ``name`` is -1
-    value: np.ndarray
-    kernel: np.ndarray
-    innermost: np.ndarray
-    #: an image the frame was found in (its identity names the PDB), -1 for none
-    image: np.ndarray
-    named: dict[int, Frame] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        # each distinct frame's text and record made once while in use: the groups of a trace share most frames
-        self.frame = lru_cache(maxsize=FRAME_CACHE)(self._frame)
-        self.plain = lru_cache(maxsize=FRAME_CACHE)(self._plain)
-
-    def __len__(self) -> int:
-        return int(self.name.shape[0])
-
-    def _plain(self, i: int) -> str:
-        """``module+0xrva``, or ``0x<address>`` in no known image."""
-        n = int(self.name[i])
-        return f"{self.module_names[n]}+0x{int(self.value[i]):x}" if n >= 0 else f"0x{int(self.value[i]):x}"
-
-    def _frame(self, i: int) -> Frame:
-        got = self.named.get(i)
-        if got is not None:
-            return got
-        n = int(self.name[i])
-        kernel = bool(self.kernel[i])
-        if n < 0:
-            return Frame(self.plain(i), None, None, kernel, False)
-        module = self.module_names[n]
-        return Frame(self.plain(i), module, int(self.value[i]), kernel,
-                     not kernel and is_allocator_frame(module, None))
 
 
 @dataclass(frozen=True)
@@ -185,30 +140,6 @@ def _empty(table: FrameTable, modules: tuple[ModuleOutcome, ...] = ()) -> Groupi
                     modules)
 
 
-def _frame_table(images: ImageMap, pids: np.ndarray, starts: np.ndarray, flat: np.ndarray,
-                 tss: np.ndarray) -> tuple[FrameTable, np.ndarray]:
-    """The distinct frames of the stacks, and the frame id of every frame of every stack (same layout as flat)."""
-    img = images.locate_flat(pids, starts, flat, tss)
-    names = sorted({i.name for i in images.images})
-    name_of_image = np.asarray([names.index(i.name) for i in images.images] + [-1], np.int64)
-    base_of_image = np.asarray([i.base for i in images.images] + [0], np.uint64)
-    name = name_of_image[img]                                       # -1 (index -1: the sentinel) for none
-    value = np.where(img >= 0, flat - base_of_image[img], flat)
-    kernel = flat >= np.uint64(images.kernel_floor)
-    innermost = np.zeros(flat.shape[0], bool)
-    innermost[starts[:-1][np.diff(starts) > 0]] = True
-    order = np.lexsort((innermost, kernel, value, name))
-    key = (name[order], value[order], kernel[order], innermost[order])
-    new = np.ones(order.shape[0], bool)
-    new[1:] = np.any([k[1:] != k[:-1] for k in key], axis=0)
-    del key
-    ids = np.empty(order.shape[0], np.int32)  # frame ids: a trace has far fewer than 2**31 distinct frames
-    ids[order] = np.cumsum(new) - 1
-    firsts = order[new]
-    return FrameTable(names, name[firsts].astype(np.int32), value[firsts], kernel[firsts], innermost[firsts],
-                      img[firsts].astype(np.int32)), ids
-
-
 def group_blocks(live: LiveBlocks, stacks: InternedStacks, images: ImageMap, kernel_frames: bool,
                  namer: FrameNamer | None = None, timeline: np.ndarray | None = None) -> Grouping:
     """Group outstanding blocks by signature; ``timeline``: the raw times of the trace's timeline points, at which
@@ -239,7 +170,7 @@ def group_blocks(live: LiveBlocks, stacks: InternedStacks, images: ImageMap, ker
     lens = stacks.length[sids].astype(np.int64)
     fstarts = np.concatenate(([0], np.cumsum(lens))).astype(np.int64)
     flat = _gather(stacks.pool, stacks.start[sids], np.arange(sids.shape[0]), lens)
-    table, ids = _frame_table(images, pair_pid[with_stack], fstarts, flat, pair_first_ts[with_stack])
+    table, ids = frame_table(images, pair_pid[with_stack], fstarts, flat, pair_first_ts[with_stack])
     del flat  # (a million distinct stacks: every array of frames is tens of MB, so each goes once used)
     namer.name_table(table)
     in_sig = np.ones(ids.shape[0], bool) if kernel_frames else ~table.kernel[ids]

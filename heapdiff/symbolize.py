@@ -12,16 +12,13 @@ import ntpath
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from heapdiff.events.images import ImageMap, LoadedImage
+from heapdiff.frame_table import FrameTable
 from heapdiff.frames import Frame, ModuleRequest, ModuleSymbols, PdbId, ResolvedFrame, Symbolizer
 from heapdiff.rules import is_allocator_frame, is_allocator_function, is_allocator_module, module_of_frame
-
-if TYPE_CHECKING:
-    from heapdiff.grouping import FrameTable
 
 #: (frame text, image index or -1) of one frame, as the image map located it
 Located = tuple[str, int]
@@ -147,7 +144,7 @@ class FrameNamer:
         return answers
 
     def name_table(self, table: FrameTable) -> None:
-        """Name the distinct frames of a trace (:class:`~heapdiff.grouping.FrameTable`) in place: every frame in
+        """Name the distinct frames of a trace (:class:`~heapdiff.frame_table.FrameTable`) in place: every frame in
         an image is asked of the symbolizer, a return address at ``rva - 1``; the named ones go to
         ``table.named``. Every image a frame falls in gets an outcome ("off" without a symbolizer)."""
         hit = np.flatnonzero(table.image >= 0)

@@ -19,8 +19,9 @@ LAYERS = {
     "etl": 1,
     "events": 2,
     "reduce": 3,
-    # grouping and diff decide every domain fact once, by the rules; frames declares what symbols add
-    "rules": 4, "frames": 4, "window": 4, "symbolize": 5, "grouping": 5, "diff": 6,
+    # grouping and diff decide every domain fact once, by the rules; frames declares what symbols add, and
+    # frame_table holds a trace's distinct frames as columns for symbolize to name and grouping to group by
+    "rules": 4, "frames": 4, "frame_table": 4, "window": 4, "symbolize": 5, "grouping": 5, "diff": 6,
     "document": 7,
     # one reporter per output, reading the document
     "report": 8,

@@ -6,20 +6,39 @@ this version does not know are ignored (documents only ever gain fields). Docume
 existed still read: a group without ``frames`` gets them from ``stack``/``stack_display`` (a displayed frame that
 is not in the signature is a kernel frame), and a diff group without ``runs`` attaches its descriptive fields to
 the run it is outstanding in now.
+
+Each field is checked by :mod:`heapdiff.document.fields`; a trace's records are decoded by
+:mod:`heapdiff.document.decode_trace`, groups and the document here.
 """
 
 from __future__ import annotations
 
 import gc
-import math
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar, cast
+from collections.abc import Mapping
+from typing import Any, cast
 
 import orjson
 
+from heapdiff.document.decode_trace import trace_record
+from heapdiff.document.fields import (
+    as_bool,
+    as_counts,
+    as_hex,
+    as_int,
+    as_list,
+    as_obj,
+    as_str,
+    check_delta,
+    fail,
+    field,
+    hexes,
+    int_map,
+    optional,
+    series,
+    strs,
+)
 from heapdiff.document.model import (
     GATE_NAMES,
-    ROLES,
     SCHEMA,
     STATUSES,
     TREND_CLASSES,
@@ -27,209 +46,21 @@ from heapdiff.document.model import (
     Document,
     Filters,
     FrameRecord,
-    FrameTotals,
     Gate,
     GroupRecord,
     Match,
     Mode,
-    ModuleRecord,
-    ProcessRecord,
     RunDetails,
     Status,
     Suppression,
     Totals,
     TraceRecord,
-    TraceTimeline,
-    TraceWindow,
     Trend,
     WindowFilter,
 )
 from heapdiff.errors import DocumentError
-from heapdiff.frames import PdbId, SourceFrame, SymbolStatus
+from heapdiff.frames import SourceFrame
 from heapdiff.rules import FrameKind, is_allocator_frame, module_of_frame, name_group
-
-SYMBOL_STATUSES: tuple[SymbolStatus, ...] = ("loaded", "not_found", "mismatch", "error", "off")
-
-T = TypeVar("T")
-
-
-def _fail(where: str, what: str, value: Any) -> DocumentError:
-    shown = repr(value)
-    return DocumentError(f"{where}: expected {what}, got {shown[:60] + '…' if len(shown) > 60 else shown}")
-
-
-def _obj(v: Any, where: str) -> Mapping[str, Any]:
-    if not isinstance(v, dict):
-        raise _fail(where, "an object", v)
-    return v
-
-
-def _get(o: Mapping[str, Any], key: str, where: str) -> Any:
-    if key not in o:
-        raise DocumentError(f"{where}.{key}: missing")
-    return o[key]
-
-
-def _int(v: Any, where: str) -> int:
-    if type(v) is not int:
-        raise _fail(where, "an integer", v)
-    return v
-
-
-def _str(v: Any, where: str) -> str:
-    if not isinstance(v, str):
-        raise _fail(where, "a string", v)
-    return v
-
-
-def _opt(conv: Callable[[Any, str], T], v: Any, where: str) -> T | None:
-    return None if v is None else conv(v, where)
-
-
-def _bool(v: Any, where: str) -> bool:
-    if not isinstance(v, bool):
-        raise _fail(where, "true or false", v)
-    return v
-
-
-def _list(v: Any, where: str) -> list[Any]:
-    if not isinstance(v, list):
-        raise _fail(where, "a list", v)
-    return v
-
-
-def _hex(v: Any, where: str) -> int:
-    try:
-        if not isinstance(v, str) or not v.startswith("0x"):
-            raise ValueError
-        return int(v, 16)
-    except ValueError:
-        raise _fail(where, "a hex string (0x...)", v) from None
-
-
-def _delta(o: Mapping[str, Any], where: str, before: Counts, after: Counts) -> None:
-    """A diff's delta is after minus before; a document that says otherwise is refused, not trusted."""
-    d = _counts(_get(o, "delta", where), f"{where}.delta")
-    if d != after - before:
-        raise DocumentError(f"{where}.delta: {d.blocks} blocks, {d.bytes} bytes is not after minus before "
-                            f"({after.blocks - before.blocks} blocks, {after.bytes - before.bytes} bytes)")
-
-
-def _counts(v: Any, where: str) -> Counts:
-    o = _obj(v, where)
-    return Counts(_int(_get(o, "blocks", where), f"{where}.blocks"), _int(_get(o, "bytes", where), f"{where}.bytes"))
-
-
-def _int_map(v: Any, where: str) -> dict[str, int]:
-    o = _obj(v, where)
-    if all(type(x) is int for x in o.values()):
-        return dict(o)
-    return {k: _int(x, f"{where}.{k}") for k, x in o.items()}
-
-
-def _naturals(v: Any, where: str) -> tuple[int, ...]:
-    """A list of non-negative integers (the path of a bad item is made only when there is one)."""
-    items = _list(v, where)
-    if all(type(x) is int and x >= 0 for x in items):
-        return tuple(items)
-    i = next(i for i, x in enumerate(items) if not (type(x) is int and x >= 0))
-    raise _fail(f"{where}[{i}]", "a non-negative integer", items[i])
-
-
-def _timeline(v: Any, where: str) -> TraceTimeline | None:
-    """A trace's timeline: equal-length lists, times increasing from >= 0, counts >= 0; null before timelines."""
-    if v is None:
-        return None
-    o = _obj(v, where)
-    times = _list(_get(o, "time_us", where), f"{where}.time_us")
-    if not times:
-        raise DocumentError(f"{where}.time_us: expected at least one point, got none")
-    prev = -1.0
-    for i, t in enumerate(times):
-        if type(t) not in (int, float) or not math.isfinite(t) or t < 0:
-            raise _fail(f"{where}.time_us[{i}]", "a non-negative number", t)
-        if t <= prev:
-            raise DocumentError(f"{where}.time_us[{i}]: {t} does not come after {prev}: times must increase")
-        prev = t
-    nbytes = _naturals(_get(o, "bytes", where), f"{where}.bytes")
-    blocks = _naturals(_get(o, "blocks", where), f"{where}.blocks")
-    for name, col in (("bytes", nbytes), ("blocks", blocks)):
-        if len(col) != len(times):
-            raise DocumentError(f"{where}.{name}: {len(col)} points, but time_us has {len(times)}")
-    return TraceTimeline(tuple(float(t) for t in times), nbytes, blocks)
-
-
-def _series(v: Any, where: str) -> tuple[int, ...] | None:
-    """A group's bytes by allocation time: non-negative and never falling (they are sums up to each point)."""
-    if v is None:
-        return None
-    out = _naturals(v, where)
-    for i in range(1, len(out)):
-        if out[i] < out[i - 1]:
-            raise DocumentError(f"{where}[{i}]: {out[i]} is less than the point before ({out[i - 1]}): "
-                                "bytes allocated by a time never fall")
-    return out
-
-
-def _trace(v: Any, where: str) -> TraceRecord:
-    o = _obj(v, where)
-
-    def f(key: str) -> Any:
-        return _get(o, key, where)
-
-    role = _str(f("role"), f"{where}.role")
-    if role not in ROLES:
-        raise _fail(f"{where}.role", " or ".join(ROLES), role)
-    by_pid: dict[int, Counts] = {}
-    for k, c in _obj(f("outstanding_by_pid"), f"{where}.outstanding_by_pid").items():
-        if not k.isdigit():
-            raise _fail(f"{where}.outstanding_by_pid", "decimal pid keys", k)
-        by_pid[int(k)] = _counts(c, f"{where}.outstanding_by_pid.{k}")
-    procs = []
-    for i, p in enumerate(_list(f("processes"), f"{where}.processes")):
-        pw = f"{where}.processes[{i}]"
-        po = _obj(p, pw)
-        procs.append(ProcessRecord(_int(_get(po, "pid", pw), f"{pw}.pid"),
-                                   _str(_get(po, "image_name", pw), f"{pw}.image_name"),
-                                   _str(_get(po, "command_line", pw), f"{pw}.command_line")))
-    unres = _obj(f("unresolved_frames"), f"{where}.unresolved_frames")
-    uw = f"{where}.unresolved_frames"
-    return TraceRecord(
-        role=role,
-        path=_str(f("path"), f"{where}.path"),
-        pointer_size=_int(f("pointer_size"), f"{where}.pointer_size"),
-        start_utc=_str(f("start_utc"), f"{where}.start_utc"),
-        end_utc=_str(f("end_utc"), f"{where}.end_utc"),
-        records=_int(f("records"), f"{where}.records"),
-        events=_int_map(f("events"), f"{where}.events"),
-        events_lost=_int(f("events_lost"), f"{where}.events_lost"),
-        buffers_lost=_int(f("buffers_lost"), f"{where}.buffers_lost"),
-        stack_refs=_int(f("stack_refs"), f"{where}.stack_refs"),
-        stacks_matched=_int(f("stacks_matched"), f"{where}.stacks_matched"),
-        outstanding=_counts(f("outstanding"), f"{where}.outstanding"),
-        outstanding_by_pid=by_pid,
-        unmatched_frees=_int(f("unmatched_frees"), f"{where}.unmatched_frees"),
-        anomalies=_int_map(f("anomalies"), f"{where}.anomalies"),
-        processes=tuple(procs),
-        unresolved_frames=FrameTotals(_int(_get(unres, "frames", uw), f"{uw}.frames"),
-                                      _int(_get(unres, "unresolved", uw), f"{uw}.unresolved")),
-        notes=tuple(_str(n, f"{where}.notes[{i}]") for i, n in enumerate(_list(f("notes"), f"{where}.notes"))),
-        modules=tuple(_module(m, f"{where}.modules[{i}]") for i, m in enumerate(_list(o.get("modules", []),
-                                                                                      f"{where}.modules"))),
-        window=_trace_window(o.get("window"), f"{where}.window"),
-        timeline=_timeline(o.get("timeline"), f"{where}.timeline"),
-    )
-
-
-def _trace_window(v: Any, where: str) -> TraceWindow | None:
-    if v is None:
-        return None
-    o = _obj(v, where)
-    got = [_opt(_int, o.get(k), f"{where}.{k}") for k in ("from_us", "to_us", "at_us")]
-    for k, x in zip(("from_us", "to_us", "at_us"), got, strict=True):
-        if x is not None and x < 0:
-            raise _fail(f"{where}.{k}", "microseconds from the trace's start (0 or more)", x)
-    return TraceWindow(*got)
 
 
 def _window_filter(v: Any) -> WindowFilter:
@@ -237,95 +68,48 @@ def _window_filter(v: Any) -> WindowFilter:
     if v is None:
         return WindowFilter()
     where = "filters.window"
-    o = _obj(v, where)
-    us = [_opt(_int, o.get(k), f"{where}.{k}") for k in ("from_us", "to_us", "at_us")]
-    texts = [_opt(_str, o.get(k), f"{where}.{k}") for k in ("from", "to", "at")]
+    o = as_obj(v, where)
+    us = [optional(as_int, o.get(k), f"{where}.{k}") for k in ("from_us", "to_us", "at_us")]
+    texts = [optional(as_str, o.get(k), f"{where}.{k}") for k in ("from", "to", "at")]
     return WindowFilter(us[0], us[1], us[2], texts[0], texts[1], texts[2])
-
-
-def _module(v: Any, where: str) -> ModuleRecord:
-    o = _obj(v, where)
-
-    def f(key: str) -> Any:
-        return _get(o, key, where)
-
-    pid = _opt(_str, f("pid"), f"{where}.pid")
-    if pid is not None and not pid.isdigit():
-        raise _fail(f"{where}.pid", "a decimal string or null", pid)
-    pdb_raw = f("pdb")
-    pdb = None
-    if pdb_raw is not None:
-        po = _obj(pdb_raw, f"{where}.pdb")
-        pdb = PdbId(_str(_get(po, "name", f"{where}.pdb"), f"{where}.pdb.name"),
-                    _str(_get(po, "guid", f"{where}.pdb"), f"{where}.pdb.guid"),
-                    _int(_get(po, "age", f"{where}.pdb"), f"{where}.pdb.age"))
-    status = _str(f("symbols"), f"{where}.symbols")
-    if status not in SYMBOL_STATUSES:
-        raise _fail(f"{where}.symbols", " or ".join(SYMBOL_STATUSES), status)
-    return ModuleRecord(name=_str(f("name"), f"{where}.name"), path=_str(f("path"), f"{where}.path"),
-                        pid=None if pid is None else int(pid), base=_hex(f("base"), f"{where}.base"),
-                        size=_hex(f("size"), f"{where}.size"),
-                        timestamp=_opt(_hex, f("timestamp"), f"{where}.timestamp"),
-                        pdb=pdb, symbols=status, symbol_file=_opt(_str, f("symbol_file"), f"{where}.symbol_file"),
-                        note=_opt(_str, f("note"), f"{where}.note"))
-
-
-def _hexes(v: Any, where: str) -> tuple[int, ...]:
-    items = _list(v, where)
-    try:
-        if all(type(x) is str and x.startswith("0x") for x in items):
-            return tuple(int(x, 16) for x in items)
-    except ValueError:
-        pass
-    for i, x in enumerate(items):  # name the first bad one
-        _hex(x, f"{where}[{i}]")
-    raise AssertionError("unreachable: a bad item was found above")
-
-
-def _strs(v: Any, where: str) -> list[str]:
-    """A list of strings, checked in one pass (the path of a bad item is made only when there is one)."""
-    items = _list(v, where)
-    if not all(type(x) is str for x in items):
-        i = next(i for i, x in enumerate(items) if type(x) is not str)
-        raise _fail(f"{where}[{i}]", "a string", items[i])
-    return items
 
 
 def _details(o: Mapping[str, Any], where: str, counts: Counts) -> RunDetails:
     def f(key: str) -> Any:
-        return _get(o, key, where)
+        return field(o, key, where)
 
     return RunDetails(
         counts=counts,
-        heaps=_hexes(f("heaps"), f"{where}.heaps"),
-        sources=_int_map(f("sources"), f"{where}.sources"),
-        size_histogram=_int_map(f("size_histogram"), f"{where}.size_histogram"),
-        first_alloc_utc=_opt(_str, f("first_alloc_utc"), f"{where}.first_alloc_utc"),
-        last_alloc_utc=_opt(_str, f("last_alloc_utc"), f"{where}.last_alloc_utc"),
-        sample_addresses=_hexes(f("sample_addresses"), f"{where}.sample_addresses"),
-        timeline_bytes=_series(o.get("timeline_bytes"), f"{where}.timeline_bytes"),
+        heaps=hexes(f("heaps"), f"{where}.heaps"),
+        sources=int_map(f("sources"), f"{where}.sources"),
+        size_histogram=int_map(f("size_histogram"), f"{where}.size_histogram"),
+        first_alloc_utc=optional(as_str, f("first_alloc_utc"), f"{where}.first_alloc_utc"),
+        last_alloc_utc=optional(as_str, f("last_alloc_utc"), f"{where}.last_alloc_utc"),
+        sample_addresses=hexes(f("sample_addresses"), f"{where}.sample_addresses"),
+        timeline_bytes=series(o.get("timeline_bytes"), f"{where}.timeline_bytes"),
     )
 
 
 def _source(v: Any, where: str) -> SourceFrame:
-    o = _obj(v, where)
-    return SourceFrame(_str(_get(o, "function", where), f"{where}.function"),
-                       _opt(_str, o.get("file"), f"{where}.file"), _opt(_int, o.get("line"), f"{where}.line"))
+    o = as_obj(v, where)
+    return SourceFrame(as_str(field(o, "function", where), f"{where}.function"),
+                       optional(as_str, o.get("file"), f"{where}.file"),
+                       optional(as_int, o.get("line"), f"{where}.line"))
 
 
 def _frame(v: Any, where: str) -> FrameRecord:
-    o = _obj(v, where)
-    return FrameRecord(text=_str(_get(o, "text", where), f"{where}.text"),
-                       module=_opt(_str, o.get("module"), f"{where}.module"),
-                       rva=_opt(_hex, o.get("rva"), f"{where}.rva"),
-                       kernel=_bool(o.get("kernel", False), f"{where}.kernel"),
-                       allocator=_bool(o.get("allocator", False), f"{where}.allocator"),
-                       function=_opt(_str, o.get("function"), f"{where}.function"),
-                       offset=_opt(_hex, o.get("offset"), f"{where}.offset"),
-                       file=_opt(_str, o.get("file"), f"{where}.file"),
-                       line=_opt(_int, o.get("line"), f"{where}.line"),
+    o = as_obj(v, where)
+    return FrameRecord(text=as_str(field(o, "text", where), f"{where}.text"),
+                       module=optional(as_str, o.get("module"), f"{where}.module"),
+                       rva=optional(as_hex, o.get("rva"), f"{where}.rva"),
+                       kernel=as_bool(o.get("kernel", False), f"{where}.kernel"),
+                       allocator=as_bool(o.get("allocator", False), f"{where}.allocator"),
+                       function=optional(as_str, o.get("function"), f"{where}.function"),
+                       offset=optional(as_hex, o.get("offset"), f"{where}.offset"),
+                       file=optional(as_str, o.get("file"), f"{where}.file"),
+                       line=optional(as_int, o.get("line"), f"{where}.line"),
                        inlined=tuple(_source(x, f"{where}.inlined[{i}]")
-                                     for i, x in enumerate(_list(o.get("inlined", []), f"{where}.inlined"))))
+                                     for i, x in enumerate(as_list(o.get("inlined", []), f"{where}.inlined"))))
 
 
 class _Frames:
@@ -372,17 +156,17 @@ class _Frames:
 
 
 def _group(v: Any, where: str, mode: Mode, frames_of: _Frames) -> GroupRecord:
-    o = _obj(v, where)
-    stack = _strs(_get(o, "stack", where), f"{where}.stack")
-    display = _strs(_get(o, "stack_display", where), f"{where}.stack_display")
+    o = as_obj(v, where)
+    stack = strs(field(o, "stack", where), f"{where}.stack")
+    display = strs(field(o, "stack_display", where), f"{where}.stack_display")
     if "frames" in o:
         frames = tuple(frames_of.record(f, f"{where}.frames[{i}]")
-                       for i, f in enumerate(_list(o["frames"], f"{where}.frames")))
+                       for i, f in enumerate(as_list(o["frames"], f"{where}.frames")))
     else:
         frames = frames_of.legacy(stack, display)
-    module = _str(_get(o, "module", where), f"{where}.module")
+    module = as_str(field(o, "module", where), f"{where}.module")
     if "label" in o:
-        label = _str(o["label"], f"{where}.label")
+        label = as_str(o["label"], f"{where}.label")
     else:
         label = name_group(tuple(FrameKind(f.text, f.module, f.kernel, f.allocator) for f in frames)).label
     label_index = next((i for i, f in enumerate(frames) if f.text == label and not f.kernel), -1)
@@ -390,72 +174,72 @@ def _group(v: Any, where: str, mode: Mode, frames_of: _Frames) -> GroupRecord:
     runs: tuple[RunDetails | None, ...]
     trend: Trend | None = None
     if mode == "single":
-        c = Counts(_int(_get(o, "blocks", where), f"{where}.blocks"), _int(_get(o, "bytes", where), f"{where}.bytes"))
-        runs = (_details(o, where, c),)
+        runs = (_details(o, where, as_counts(o, where)),)
     elif mode == "trend":
         rw = f"{where}.runs"
-        runs = tuple(None if r is None else _details(_obj(r, f"{rw}[{i}]"), f"{rw}[{i}]", _counts(r, f"{rw}[{i}]"))
-                     for i, r in enumerate(_list(_get(o, "runs", where), rw)))
+        runs = tuple(None if r is None else _details(as_obj(r, f"{rw}[{i}]"), f"{rw}[{i}]", as_counts(r, f"{rw}[{i}]"))
+                     for i, r in enumerate(as_list(field(o, "runs", where), rw)))
         tw = f"{where}.trend"
-        to = _obj(_get(o, "trend", where), tw)
-        klass = _str(_get(to, "class", tw), f"{tw}.class")
+        to = as_obj(field(o, "trend", where), tw)
+        klass = as_str(field(to, "class", tw), f"{tw}.class")
         if klass not in TREND_CLASSES:
-            raise _fail(f"{tw}.class", " or ".join(TREND_CLASSES), klass)
-        slope = _get(to, "slope_bytes", tw)
+            raise fail(f"{tw}.class", " or ".join(TREND_CLASSES), klass)
+        slope = field(to, "slope_bytes", tw)
         if type(slope) not in (int, float):
-            raise _fail(f"{tw}.slope_bytes", "a number", slope)
+            raise fail(f"{tw}.slope_bytes", "a number", slope)
         trend = Trend(float(slope), klass)
     else:
-        st = _str(_get(o, "status", where), f"{where}.status")
+        st = as_str(field(o, "status", where), f"{where}.status")
         if st not in STATUSES:
-            raise _fail(f"{where}.status", " or ".join(STATUSES), st)
+            raise fail(f"{where}.status", " or ".join(STATUSES), st)
         status = st
-        b = _counts(_get(o, "before", where), f"{where}.before")
-        a = _counts(_get(o, "after", where), f"{where}.after")
-        _delta(o, where, b, a)
+        b = as_counts(field(o, "before", where), f"{where}.before")
+        a = as_counts(field(o, "after", where), f"{where}.after")
+        check_delta(o, where, b, a)
         given = o.get("runs")
         if given is not None:
             rw = f"{where}.runs"
-            ro = _obj(given, rw)
-            runs = tuple(None if ro.get(k) is None else _details(_obj(ro[k], f"{rw}.{k}"), f"{rw}.{k}", c)
+            ro = as_obj(given, rw)
+            runs = tuple(None if ro.get(k) is None else _details(as_obj(ro[k], f"{rw}.{k}"), f"{rw}.{k}", c)
                          for k, c in (("before", b), ("after", a)))
         else:  # the first version: one set of facts, from after (else before); the other run's heaps only
             now_after = a.blocks > 0 or b.blocks == 0
             shown = _details(o, where, a if now_after else b)
             other_counts = b if now_after else a
-            other_heaps = _hexes(o.get("heaps_before", []), f"{where}.heaps_before") if now_after else ()
+            other_heaps = hexes(o.get("heaps_before", []), f"{where}.heaps_before") if now_after else ()
             other = (RunDetails(other_counts, other_heaps, {}, {}, None, None, ()) if other_counts.blocks
                      else None)
             runs = (other, shown) if now_after else (shown, other)
     return GroupRecord(stack=tuple(stack), frames=frames, module=module, label=label, label_index=label_index,
                        status=status, runs=runs,
-                       suppressed_by=_opt(_str, o.get("suppressed_by"), f"{where}.suppressed_by"), trend=trend)
+                       suppressed_by=optional(as_str, o.get("suppressed_by"), f"{where}.suppressed_by"), trend=trend)
 
 
 def _match(v: Any) -> Match:
     if v not in ("function", "rva"):
-        raise _fail("filters.match", "'function' or 'rva'", v)
+        raise fail("filters.match", "'function' or 'rva'", v)
     return "function" if v == "function" else "rva"
 
 
 def _gate(v: Any, where: str) -> Gate:
-    o = _obj(v, where)
-    name = _str(_get(o, "name", where), f"{where}.name")
+    o = as_obj(v, where)
+    name = as_str(field(o, "name", where), f"{where}.name")
     if name not in GATE_NAMES:
-        raise _fail(f"{where}.name", " or ".join(GATE_NAMES), name)
-    return Gate(name=name, threshold=_int(_get(o, "threshold", where), f"{where}.threshold"),
-                value=_int(_get(o, "value", where), f"{where}.value"),
-                failed=_bool(_get(o, "failed", where), f"{where}.failed"),
-                groups=tuple(_int(x, f"{where}.groups[{i}]")
-                             for i, x in enumerate(_list(_get(o, "groups", where), f"{where}.groups"))),
-                reason=_opt(_str, o.get("reason"), f"{where}.reason"))
+        raise fail(f"{where}.name", " or ".join(GATE_NAMES), name)
+    return Gate(name=name, threshold=as_int(field(o, "threshold", where), f"{where}.threshold"),
+                value=as_int(field(o, "value", where), f"{where}.value"),
+                failed=as_bool(field(o, "failed", where), f"{where}.failed"),
+                groups=tuple(as_int(x, f"{where}.groups[{i}]")
+                             for i, x in enumerate(as_list(field(o, "groups", where), f"{where}.groups"))),
+                reason=optional(as_str, o.get("reason"), f"{where}.reason"))
 
 
 def _suppression(v: Any, where: str) -> Suppression:
-    o = _obj(v, where)
-    return Suppression(_str(_get(o, "pattern", where), f"{where}.pattern"),
-                       _str(_get(o, "source", where), f"{where}.source"),
-                       _int(_get(o, "line", where), f"{where}.line"), _int(_get(o, "groups", where), f"{where}.groups"))
+    o = as_obj(v, where)
+    return Suppression(as_str(field(o, "pattern", where), f"{where}.pattern"),
+                       as_str(field(o, "source", where), f"{where}.source"),
+                       as_int(field(o, "line", where), f"{where}.line"),
+                       as_int(field(o, "groups", where), f"{where}.groups"))
 
 
 def _check_series(groups: tuple[GroupRecord, ...], traces: tuple[TraceRecord, ...], mode: Mode) -> None:
@@ -490,56 +274,57 @@ def decode_value(value: Any) -> Document:
 
 
 def _decode(value: Any) -> Document:
-    o = _obj(value, "document")
+    o = as_obj(value, "document")
     schema = o.get("schema")
     if schema != SCHEMA:
         raise DocumentError(f"not a {SCHEMA} document (schema {str(schema)[:40]!r})")
-    mode_raw = _str(_get(o, "mode", "document"), "mode")
+    mode_raw = as_str(field(o, "mode", "document"), "mode")
     if mode_raw not in ("single", "diff", "trend"):
-        raise _fail("mode", "'single', 'diff' or 'trend'", mode_raw)
+        raise fail("mode", "'single', 'diff' or 'trend'", mode_raw)
     mode = cast(Mode, mode_raw)
-    fo = _obj(_get(o, "filters", "document"), "filters")
-    pid_raw = _get(fo, "pid", "filters")
-    filters = Filters(process=_opt(_str, _get(fo, "process", "filters"), "filters.process"),
-                      pid=None if pid_raw is None else tuple(_int(p, f"filters.pid[{i}]")
-                                                              for i, p in enumerate(_list(pid_raw, "filters.pid"))),
-                      kernel_frames=_bool(_get(fo, "kernel_frames", "filters"), "filters.kernel_frames"),
-                      min_bytes=_int(_get(fo, "min_bytes", "filters"), "filters.min_bytes"),
-                      top=_int(_get(fo, "top", "filters"), "filters.top"),
+    fo = as_obj(field(o, "filters", "document"), "filters")
+    pid_raw = field(fo, "pid", "filters")
+    filters = Filters(process=optional(as_str, field(fo, "process", "filters"), "filters.process"),
+                      pid=None if pid_raw is None else tuple(as_int(p, f"filters.pid[{i}]")
+                                                              for i, p in enumerate(as_list(pid_raw, "filters.pid"))),
+                      kernel_frames=as_bool(field(fo, "kernel_frames", "filters"), "filters.kernel_frames"),
+                      min_bytes=as_int(field(fo, "min_bytes", "filters"), "filters.min_bytes"),
+                      top=as_int(field(fo, "top", "filters"), "filters.top"),
                       match=_match(fo.get("match", "rva")),
-                      symbols=_opt(_str, fo.get("symbols"), "filters.symbols"),
+                      symbols=optional(as_str, fo.get("symbols"), "filters.symbols"),
                       window=_window_filter(fo.get("window")))
-    traces = tuple(_trace(t, f"traces[{i}]") for i, t in enumerate(_list(_get(o, "traces", "document"), "traces")))
+    traces = tuple(trace_record(t, f"traces[{i}]")
+                   for i, t in enumerate(as_list(field(o, "traces", "document"), "traces")))
     if mode != "trend" and len(traces) != (2 if mode == "diff" else 1):
         raise DocumentError(f"traces: a {mode} document has {2 if mode == 'diff' else 1} trace(s), "
                             f"this one {len(traces)}")
     frames_of = _Frames()
     groups = tuple(_group(g, f"groups[{i}]", mode, frames_of)
-                   for i, g in enumerate(_list(_get(o, "groups", "document"), "groups")))
+                   for i, g in enumerate(as_list(field(o, "groups", "document"), "groups")))
     _check_series(groups, traces, mode)
-    to = _obj(_get(o, "totals", "document"), "totals")
+    to = as_obj(field(o, "totals", "document"), "totals")
     runs: tuple[Counts, ...]
     if mode == "trend":
-        runs = tuple(_counts(c, f"totals.runs[{i}]") for i, c in enumerate(_list(_get(to, "runs", "totals"),
+        runs = tuple(as_counts(c, f"totals.runs[{i}]") for i, c in enumerate(as_list(field(to, "runs", "totals"),
                                                                                  "totals.runs")))
         if len(runs) != len(traces):
             raise DocumentError(f"totals.runs: {len(runs)} runs for {len(traces)} traces")
     elif mode == "diff":
-        before = _counts(_get(to, "before", "totals"), "totals.before")
-        after = _counts(_get(to, "after", "totals"), "totals.after")
-        _delta(to, "totals", before, after)
+        before = as_counts(field(to, "before", "totals"), "totals.before")
+        after = as_counts(field(to, "after", "totals"), "totals.after")
+        check_delta(to, "totals", before, after)
         runs = (before, after)
     else:
-        runs = (_counts(to, "totals"),)
+        runs = (as_counts(to, "totals"),)
     derived = Totals.of(groups, len(runs))  # documents before growth and shrink existed
     totals = Totals(runs,
-                    _counts(to["growth"], "totals.growth") if "growth" in to else derived.growth,
-                    _counts(to["shrink"], "totals.shrink") if "shrink" in to else derived.shrink,
-                    _counts(to["suppressed"], "totals.suppressed") if "suppressed" in to else derived.suppressed)
-    gates = tuple(_gate(g, f"gates[{i}]") for i, g in enumerate(_list(o.get("gates", []), "gates")))
+                    as_counts(to["growth"], "totals.growth") if "growth" in to else derived.growth,
+                    as_counts(to["shrink"], "totals.shrink") if "shrink" in to else derived.shrink,
+                    as_counts(to["suppressed"], "totals.suppressed") if "suppressed" in to else derived.suppressed)
+    gates = tuple(_gate(g, f"gates[{i}]") for i, g in enumerate(as_list(o.get("gates", []), "gates")))
     used = tuple(_suppression(x, f"suppressions[{i}]")
-                 for i, x in enumerate(_list(o.get("suppressions", []), "suppressions")))
-    return Document(mode=mode, generator=_str(_get(o, "generator", "document"), "generator"), filters=filters,
+                 for i, x in enumerate(as_list(o.get("suppressions", []), "suppressions")))
+    return Document(mode=mode, generator=as_str(field(o, "generator", "document"), "generator"), filters=filters,
                     traces=traces, totals=totals, groups=groups, gates=gates, suppressions=used)
 
 

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from heapdiff.errors import Anomalies, TraceError
+from heapdiff.errors import Anomalies
 from heapdiff.etl import structs as S
 from heapdiff.etl import walk as W
 from heapdiff.etl.batch import BATCH_COLUMNS, RecordBatch, Window, WindowPair
-from heapdiff.etl.buffers import BufferInfo, peek_first_ts
+from heapdiff.etl.buffers import peek_first_ts
+from heapdiff.etl.chunks import BufferBytes, Chunk
 from heapdiff.etl.fields import views
 from heapdiff.etl.layout_table import Layout
 from heapdiff.etl.sequences import DEFERRED, InternedStacks, deferred_parts
@@ -32,8 +33,6 @@ CHUNK_BYTES = 2 << 20
 #: framed buffers' pages are let go in sweeps of this many bytes, and at once if this far above the sweep
 RELEASE_SWEEP = 4 << 20
 RELEASE_FAR = 16 << 20
-#: decompressed buffers kept between ordering and framing (beyond this, a buffer is decoded twice)
-DECOMPRESSED_CACHE_BYTES = 64 << 20
 #: file bytes whose pages are mapped back at once when deferred stacks are interned
 INTERN_WINDOW = 8 << 20
 #: providers with an index below this are kernel groups (the group byte); above it, GUIDs interned per trace
@@ -51,22 +50,6 @@ class ReadStats:
     bytes_framed: int = 0
     linked: int = 0              # records linked onto an earlier row (etl.walk): in no batch
     link_last_ts: int | None = None  # the latest raw timestamp among them
-
-
-@dataclass
-class _Chunk:
-    """The buffers of one kernel call: their bytes (the file itself, or decompressed copies glued together) and
-    where each one is."""
-
-    data: np.ndarray
-    start: np.ndarray        # of each buffer in ``data``, header included
-    end: np.ndarray
-    cpu: np.ndarray
-    base: np.ndarray         # the file offset each buffer's start stands for
-    framed: np.ndarray       # positions (buffer table) of the buffers in it
-    is_file: bool            # ``data`` is the file: tails may be deferred
-    total: int               # bytes framed
-    biggest: int             # the largest buffer's size
 
 
 class Reader:
@@ -103,11 +86,9 @@ class Reader:
         self._suffix_min = np.zeros(0, np.int64)
         self._framed = 0
         self._swept = 0
-        self._decompressed: dict[int, np.ndarray] = {}
-        self._mismatched: set[int] = set()  # buffers counted as buffer_saved_offset_mismatch
+        self._bytes = BufferBytes(trace, self._anomaly)
         self._windows = WindowPair()
         self._raw: dict[int, bytes] = {}  # kept payloads of rows not yet handed on, by serial
-        self._cached_bytes = 0
         self._link_counts = np.zeros((W.LINK_KINDS, 3), np.int64)  # (provider, hook, records linked)
 
     def linked(self) -> list[tuple[int, int, int]]:
@@ -116,21 +97,6 @@ class Reader:
         return [(int(p), int(h), int(c)) for p, h, c in self._link_counts.tolist() if c]
 
     # -- buffer order ---------------------------------------------------------------------------------------
-    def _first_ts(self, b: BufferInfo) -> int | None:
-        """Raw timestamp of a compressed buffer's first record (None: no record); the buffer is decoded once
-        and kept for framing while the cache has room. Decoded whatever its SavedOffset says: the stream may
-        hold records that a damaged SavedOffset denies (:meth:`TraceFile.buffer_bytes`)."""
-        try:
-            whole = self.trace.buffer_bytes(b)
-        except TraceError:
-            return -1  # decoded (and counted) when loaded
-        self._check_length(b, whole)  # (a buffer without a record is never loaded)
-        if self._cached_bytes + whole.shape[0] <= DECOMPRESSED_CACHE_BYTES:
-            self._decompressed[b.index] = whole  # decoded once, framed later
-            self._cached_bytes += int(whole.shape[0])
-        ts, fits = peek_first_ts(whole, np.zeros(1, np.int64), np.asarray([whole.shape[0]], np.int64))
-        return int(ts[0]) if fits[0] else None
-
     def _order(self) -> tuple[np.ndarray, np.ndarray]:
         """Positions (in the buffer table) of the buffers that hold records, in the time order of their first
         records (ties: CPU, sequence number, position), and those first records' timestamps."""
@@ -149,7 +115,7 @@ class Reader:
                 ts[plain] = t
                 has[plain] = f
             for i in part[comp].tolist():
-                got = self._first_ts(bt.info(i))
+                got = self._bytes.first_ts(bt.info(i))
                 has[i] = got is not None
                 ts[i] = got if got is not None else 0
             first, last = int(part[0]), int(part[-1])
@@ -160,49 +126,10 @@ class Reader:
         return order, ts[order]
 
     # -- framing ----------------------------------------------------------------------------------------------
-    def _chunk(self, pos: np.ndarray) -> _Chunk:
-        """The bytes of the buffers at positions ``pos`` of the buffer table. Uncompressed buffers are framed in
-        the file itself, read from the table's columns alone (no BufferInfo per buffer on this path); a chunk
-        with a compressed buffer is framed in decompressed copies (an undecodable one is counted and left out)."""
-        bt = self.trace.buffers
-        if not bool(bt.compressed[pos].any()):
-            offs, fill = bt.offset[pos], bt.filled[pos]
-            return _Chunk(self.trace.data, offs, offs + fill, bt.cpu[pos].astype(np.int32), offs, pos, True,
-                          int(fill.sum()), int(fill.max(initial=0)))
-        parts: list[np.ndarray] = []
-        start: list[int] = []
-        end: list[int] = []
-        cpu: list[int] = []
-        base: list[int] = []
-        kept: list[int] = []
-        total = 0
-        for at, b in zip(pos.tolist(), bt.infos(pos), strict=True):
-            try:
-                cached = self._decompressed.pop(b.index, None)
-                if cached is not None:
-                    self._cached_bytes -= int(cached.shape[0])
-                body = cached if cached is not None else self.trace.buffer_bytes(b)
-            except TraceError as e:
-                self._anomaly("undecodable_compressed_buffer", e.offset)
-                continue
-            self._check_length(b, body)
-            start.append(total)
-            end.append(total + int(body.shape[0]))
-            pad = -int(body.shape[0]) % S.RECORD_ALIGN  # each copy starts 8-aligned, as buffers do in the file
-            parts.append(body if not pad else np.concatenate((body, np.full(pad, 0xFF, np.uint8))))
-            total += int(body.shape[0]) + pad
-            cpu.append(b.cpu)
-            base.append(b.offset)
-            kept.append(at)
-        starts, ends = np.asarray(start, np.int64), np.asarray(end, np.int64)
-        return _Chunk(np.concatenate(parts) if parts else np.zeros(0, np.uint8), starts, ends,
-                      np.asarray(cpu, np.int32), np.asarray(base, np.int64), np.asarray(kept, np.int64), False,
-                      total, int((ends - starts).max(initial=0)))
-
     def _frame(self, pos: np.ndarray, held: int) -> tuple[Window, int]:
         """Frame the buffers at positions ``pos`` of the buffer table into the current window after its ``held``
         rows; returns it and the new rows' count."""
-        ch = self._chunk(pos)
+        ch = self._bytes.chunk(pos)
         win = self._windows.with_room(held, ch.total // 8 + 1)
         out = win.cols
         nb = int(ch.start.shape[0])
@@ -239,7 +166,7 @@ class Reader:
         self._release_framed(ch.framed)
         return win, new
 
-    def _count(self, ch: _Chunk, counters: np.ndarray, b_end: np.ndarray, b_endpos: np.ndarray) -> None:
+    def _count(self, ch: Chunk, counters: np.ndarray, b_end: np.ndarray, b_endpos: np.ndarray) -> None:
         """The walk's counters and the buffers it could not walk to their end into the stats and anomalies.
 
         A walk that stopped at the 0xFF filler before its buffer's valid bytes end (a record's marker overwritten:
@@ -358,13 +285,6 @@ class Reader:
             kept = rows[(src["status"][rows] & W.ST_KEEP_RAW) != 0]
             raw = {int(s): self._raw.pop(int(s)) for s in src["serial"][kept].tolist() if int(s) in self._raw}
         return RecordBatch(src, win.f[:span], rows, raw)
-
-    def _check_length(self, b: BufferInfo, body: np.ndarray) -> None:
-        """A compressed buffer whose stream holds more or less than its SavedOffset says is read by what it holds:
-        counted once, whether it was decoded to order the buffers, to frame them, or both."""
-        if body.shape[0] != b.filled and b.index not in self._mismatched:
-            self._mismatched.add(b.index)
-            self._anomaly("buffer_saved_offset_mismatch", b.offset + S.BUFFER_HEADER.off("SavedOffset"))
 
     def _anomaly(self, kind: str, offset: int) -> None:
         self.anomalies.add(kind)

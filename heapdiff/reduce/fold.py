@@ -59,7 +59,7 @@ from heapdiff.reduce.tables import (
     T_OTHER,
     T_PAIR,
     Arr,
-    heap_index_find,
+    heap_get,
     pending_delete,
     pending_find,
     pid_index_find,
@@ -149,40 +149,6 @@ def _heap_clear(heaps: Arr, hrec: Any, counts: Arr) -> None:
     heaps[hrec]["blocks"] = 0
     heaps[hrec]["bytes"] = _U0
     heaps[hrec]["nostack"] = 0
-
-
-@njit(inline="always")
-def _heap_get(hidx: Arr, heaps: Arr, pidx: Arr, pids: Arr, meta: Arr, pid: Any, heap: Any, create: bool) -> int:
-    """Heap record of (pid, heap), created (with its pid record) if asked; -1 if absent and not created."""
-    s = heap_index_find(hidx, pid, heap)
-    r = np.int64(hidx[s]["hrec"])
-    if r >= 0 or not create:
-        return int(r)
-    ps = pid_index_find(pidx, pid)
-    pr = np.int64(pidx[ps]["prec"])
-    if pr < 0:
-        pr = meta[M_PIDS]
-        meta[M_PIDS] += 1
-        pids[pr]["pid"] = pid
-        pids[pr]["first"] = -1
-        pids[pr]["epoch"] = 0
-        pidx[ps]["pid"] = pid
-        pidx[ps]["prec"] = pr
-    r = meta[M_HEAPS]
-    meta[M_HEAPS] += 1
-    heaps[r]["pid"] = pid
-    heaps[r]["heap"] = heap
-    heaps[r]["prec"] = pr
-    heaps[r]["next"] = pids[pr]["first"]
-    heaps[r]["gen"] = 0
-    heaps[r]["blocks"] = 0
-    heaps[r]["bytes"] = _U0
-    heaps[r]["nostack"] = 0
-    pids[pr]["first"] = r
-    hidx[s]["pid"] = pid
-    hidx[s]["heap"] = heap
-    hidx[s]["hrec"] = r
-    return int(r)
 
 
 @njit(inline="always")
@@ -335,7 +301,7 @@ def fold_kernel(op: Arr, ts: Arr, pid: Arr, tid: Arr, serial: Arr, heap: Arr, ad
         if c_hrec >= 0 and p == c_pid and hp == c_heap:
             hrec = c_hrec
         else:
-            hrec = np.int64(_heap_get(hidx, heaps, pidx, pids, meta, p, hp, creates))
+            hrec = np.int64(heap_get(hidx, heaps, pidx, pids, meta, p, hp, creates))
             if hrec >= 0:
                 c_pid = p
                 c_heap = hp

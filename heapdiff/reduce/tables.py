@@ -1,4 +1,5 @@
-"""The reducer's state: open-addressing tables, and the one probe, delete and rehash most of them use.
+"""The reducer's state: open-addressing tables, the one probe, delete and rehash most of them use, and the
+making of a heap record (with its pid record) on first sight.
 
 Every table is a numpy structured array of a power-of-two size, probed linearly. A table is described to the
 routines here by its columns (field views of the array): ``used`` (< 0: an empty slot), the match key ``ka, kb``
@@ -78,6 +79,7 @@ _K3 = np.uint64(0x94D049BB133111EB)
 _S27 = np.uint64(27)
 _S30 = np.uint64(30)
 _S31 = np.uint64(31)
+_U0 = np.uint64(0)
 
 
 def empty_table(dtype: np.dtype[Any], cap: int) -> Arr:
@@ -174,6 +176,40 @@ def heap_index_find(hidx: Arr, pid: Any, heap: Any) -> int:
 def pid_index_find(pidx: Arr, pid: Any) -> int:
     pids = pidx["pid"]
     return find(pidx["prec"], pids, pids, pid, pid, home(pid, pid, pids.shape[0] - 1))
+
+
+@njit(inline="always")
+def heap_get(hidx: Arr, heaps: Arr, pidx: Arr, pids: Arr, meta: Arr, pid: Any, heap: Any, create: bool) -> int:
+    """Heap record of (pid, heap), created (with its pid record) if asked; -1 if absent and not created."""
+    s = heap_index_find(hidx, pid, heap)
+    r = np.int64(hidx[s]["hrec"])
+    if r >= 0 or not create:
+        return int(r)
+    ps = pid_index_find(pidx, pid)
+    pr = np.int64(pidx[ps]["prec"])
+    if pr < 0:
+        pr = meta[M_PIDS]
+        meta[M_PIDS] += 1
+        pids[pr]["pid"] = pid
+        pids[pr]["first"] = -1
+        pids[pr]["epoch"] = 0
+        pidx[ps]["pid"] = pid
+        pidx[ps]["prec"] = pr
+    r = meta[M_HEAPS]
+    meta[M_HEAPS] += 1
+    heaps[r]["pid"] = pid
+    heaps[r]["heap"] = heap
+    heaps[r]["prec"] = pr
+    heaps[r]["next"] = pids[pr]["first"]
+    heaps[r]["gen"] = 0
+    heaps[r]["blocks"] = 0
+    heaps[r]["bytes"] = _U0
+    heaps[r]["nostack"] = 0
+    pids[pr]["first"] = r
+    hidx[s]["pid"] = pid
+    hidx[s]["heap"] = heap
+    hidx[s]["hrec"] = r
+    return int(r)
 
 
 #: per table dtype, the (hx, hy) hash key columns :func:`rehash` places entries by

@@ -31,7 +31,7 @@ import numpy as np
 from heapdiff.document.lazy import TraceGroups
 from heapdiff.document.model import Document, FrameRecord, GroupRecord
 from heapdiff.grouping import ZERO, Counts
-from heapdiff.report.text import clean
+from heapdiff.report.text import MAX_FRAME, clean
 from heapdiff.report.view import CallNode, CallTree, Figures
 from heapdiff.rules import NO_STACK
 
@@ -43,8 +43,6 @@ MAX_KEPT: Final = 1500
 MAX_DEPTH: Final = 256
 OTHER_FRAMES: Final = "(other frames)"
 OUTER_FRAMES: Final = "(outer frames cut)"
-#: the longest frame text a node keeps
-MAX_FRAME: Final = 512
 
 Direction = Literal["top_down", "bottom_up"]
 _KERNEL: Final = operator.attrgetter("kernel")

@@ -11,6 +11,16 @@ from typing import Final
 
 _UNITS: Final = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
 
+# caps on what one untrusted string, or one list of them, may add to the page
+MAX_FRAME: Final = 512
+MAX_PATH: Final = 1024
+MAX_COMMAND_LINE: Final = 2048
+MAX_NAME: Final = 256
+MAX_FRAMES: Final = 256
+MAX_PROCESSES: Final = 50
+MAX_LIST: Final = 16
+MAX_HISTOGRAM: Final = 64
+
 
 def _escape_char(ch: str) -> str:
     code = ord(ch)

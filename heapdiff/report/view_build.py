@@ -21,7 +21,6 @@ import ntpath
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime
 from typing import Final
 
 import numpy as np
@@ -34,55 +33,32 @@ from heapdiff.document.model import (
     Gate,
     GroupRecord,
     RunDetails,
-    TraceRecord,
     TraceTimeline,
     TraceWindow,
 )
-from heapdiff.grouping import ZERO, Counts
+from heapdiff.grouping import ZERO
+from heapdiff.report.breakdowns import BREAKDOWN_CAP, GroupSums, SourceSums, breakdown, heap_key
 from heapdiff.report.flame import call_trees
-from heapdiff.report.text import clean, plural
+from heapdiff.report.text import MAX_FRAME, MAX_FRAMES, MAX_HISTOGRAM, MAX_LIST, MAX_PATH, clean
+from heapdiff.report.trace_facts import report_title, trace_facts, trace_notices, trace_warnings, window_sentences
 from heapdiff.report.view import (
-    Breakdown,
-    BreakdownRow,
     EmptyTrace,
     Figures,
     Frame,
     GateFacts,
     GroupRow,
     Headline,
-    Notice,
     OtherRow,
-    ProcessFacts,
     ReportView,
-    ReportWarning,
     RunFacts,
     Series,
-    SourceBreakdown,
-    SourceRow,
     TimelineView,
-    TraceFacts,
     ViewFilters,
 )
-from heapdiff.rules import INFORMATIONAL_ANOMALIES, NO_STACK, UNKNOWN_MODULE
+from heapdiff.rules import NO_STACK, UNKNOWN_MODULE
 
-#: each breakdown shows at most this many keys, then one "other" row
-BREAKDOWN_CAP: Final = 30
-#: a trace whose share of unresolved frames is above this gets a warning
-UNRESOLVED_WARN_SHARE: Final = 0.05
-SEVERAL_HEAPS: Final = "(several heaps)"
-OTHER: Final = "(other)"
-TOTAL: Final = "Total"
-HEAP_EVENT_KINDS: Final = ("heap_alloc", "heap_free", "heap_realloc")
+__all__ = ["BREAKDOWN_CAP", "build_view"]  # the cap is re-exported: callers learn the view's limits here
 
-# caps on what one untrusted string, or one list of them, may add to the page
-MAX_FRAME: Final = 512
-MAX_PATH: Final = 1024
-MAX_COMMAND_LINE: Final = 2048
-MAX_NAME: Final = 256
-MAX_FRAMES: Final = 256
-MAX_PROCESSES: Final = 50
-MAX_LIST: Final = 16
-MAX_HISTOGRAM: Final = 64
 #: suppressed groups listed on their own, at most
 MAX_SUPPRESSED_ROWS: Final = 20
 #: a timeline chart draws this many call stacks' lines at most, each of this many points at most
@@ -94,82 +70,6 @@ GATE_WORDS: Final = {
     "new": ("--fail-on-new", "largest call stack new in after"),
     "trend": ("--fail-on-trend", "steepest slope per run of a growing call stack"),
 }
-
-
-def _duration(start: str, end: str) -> float | None:
-    try:
-        return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
-    except (ValueError, TypeError):
-        return None
-
-
-def _trace(t: TraceRecord) -> TraceFacts:
-    processes = tuple(
-        ProcessFacts(pid=p.pid, image_name=clean(p.image_name, MAX_NAME),
-                     command_line=clean(p.command_line, MAX_COMMAND_LINE), outstanding=t.outstanding_by_pid.get(p.pid))
-        for p in t.processes[:MAX_PROCESSES])
-    start, end = clean(t.start_utc, 64), clean(t.end_utc, 64)
-    anomalies = tuple(sorted(((clean(k), v) for k, v in t.anomalies.items() if v), key=lambda kv: (-kv[1], kv[0])))
-    return TraceFacts(
-        role=t.role, path=clean(t.path, MAX_PATH), pointer_size=t.pointer_size, start_utc=start, end_utc=end,
-        duration_s=_duration(start, end), records=t.records,
-        events=tuple((clean(k), v) for k, v in t.events.items() if v),
-        heap_events=sum(t.events.get(k, 0) for k in HEAP_EVENT_KINDS),
-        events_lost=t.events_lost, buffers_lost=t.buffers_lost, outstanding=t.outstanding,
-        unmatched_frees=t.unmatched_frees, anomalies=anomalies[:MAX_HISTOGRAM], processes=processes,
-        processes_omitted=max(0, len(t.processes) - MAX_PROCESSES), frames=t.unresolved_frames.frames,
-        unresolved_frames=t.unresolved_frames.unresolved)
-
-
-def _warnings(traces: Sequence[TraceFacts]) -> list[ReportWarning]:
-    """Data loss only: lost events or buffers, damage counted while reading, unattributed stacks."""
-    out: list[ReportWarning] = []
-    for t in traces:
-        if t.events_lost:
-            out.append(ReportWarning(t.role, f"{plural(t.events_lost, 'event was', 'events were')} lost while "
-                                             "tracing: outstanding blocks may be missing or never freed in "
-                                             "this report."))
-        if t.buffers_lost:
-            out.append(ReportWarning(t.role, f"{plural(t.buffers_lost, 'buffer was', 'buffers were')} lost while "
-                                             "tracing: whole stretches of events are missing from this "
-                                             "report."))
-        loss = [(k, n) for k, n in t.anomalies if k not in INFORMATIONAL_ANOMALIES]
-        n_loss = sum(n for _, n in loss)
-        if n_loss:
-            kinds = ", ".join(f"{k} ({n:,})" for k, n in loss[:8])
-            more = f" and {len(loss) - 8} more kinds" if len(loss) > 8 else ""
-            out.append(ReportWarning(t.role, f"{plural(n_loss, 'anomaly was', 'anomalies were')} counted "
-                                             f"while reading: {kinds}{more}."))
-        share = t.unresolved_share
-        if share is not None and share > UNRESOLVED_WARN_SHARE:
-            out.append(ReportWarning(t.role, f"{share:.1%} of stack frames ({t.unresolved_frames:,} of "
-                                             f"{t.frames:,}) could not be mapped to a module: call stacks "
-                                             "may be split or unreadable."))
-    sizes = {t.pointer_size for t in traces if t.role in ("before", "after", "baseline")}
-    if len(sizes) > 1:
-        out.append(ReportWarning("", "The before and after traces have different pointer sizes "
-                                     f"({' and '.join(f'{s * 8}-bit' for s in sorted(sizes))}): their call "
-                                     "stacks rarely match."))
-    return out
-
-
-_NOTICE_WORDS: Final = {
-    "unmatched_frees": ("free of a block", "frees of blocks", "allocated before the trace started"),
-    "unmatched_realloc": ("reallocation of a block", "reallocations of blocks", "allocated before the trace started"),
-    "freed_by_process_end": ("block", "blocks", "freed when its process ended"),
-}
-
-
-def _notices(traces: Sequence[TraceFacts]) -> list[Notice]:
-    """Counted misfits that are normal: tracing starts while the program runs."""
-    out = []
-    for t in traces:
-        for k, n in t.anomalies:
-            words = _NOTICE_WORDS.get(k)
-            if words is not None:
-                out.append(Notice(t.role, f"{plural(n, words[0], words[1])} {words[2]} (normal: tracing "
-                                          "starts while the program runs)."))
-    return out
 
 
 def _figures(g: GroupRecord, compare: bool) -> Figures:
@@ -234,106 +134,6 @@ def _row(rank: int, g: GroupRecord, figures: Figures, diff: bool, frames_of: _Fr
     )
 
 
-def _heap_key(r: RunDetails) -> str:
-    if not r.heaps:
-        return UNKNOWN_MODULE
-    if len(set(r.heaps)) > 1:
-        return SEVERAL_HEAPS
-    return f"0x{r.heaps[0]:x}"
-
-
-class _Sums:
-    """Groups summed per key: how many, and their figures (after, before, delta); ``one_run`` sums one input's
-    counts as single figures."""
-
-    def __init__(self, diff: bool) -> None:
-        self.diff = diff
-        self.n: Counter[str] = Counter()
-        self.sums: dict[str, tuple[Counts, Counts, Counts]] = {}
-
-    def add(self, key: str, after: Counts, before: Counts = ZERO, delta: Counts = ZERO) -> None:
-        self.n[key] += 1
-        a, b, d = self.sums.get(key, (ZERO, ZERO, ZERO))
-        self.sums[key] = (a + after, b + before, d + delta)
-
-    def figures(self, key: str) -> Figures:
-        a, b, d = self.sums[key]
-        return Figures(a, b, d) if self.diff else Figures(a)
-
-
-def _sum_rows(rows: Sequence[BreakdownRow], key: str, diff: bool) -> BreakdownRow:
-    a = b = d = ZERO
-    for r in rows:
-        a = a + r.figures.after
-        if diff and r.figures.before is not None and r.figures.delta is not None:
-            b = b + r.figures.before
-            d = d + r.figures.delta
-    return BreakdownRow(key, sum(r.groups for r in rows), Figures(a, b, d) if diff else Figures(a))
-
-
-def _breakdown(title: str, key_label: str, sums: _Sums) -> Breakdown:
-    rows = [BreakdownRow(k, sums.n[k], sums.figures(k)) for k in sums.n]
-    rows.sort(key=lambda r: (-r.figures.growth, r.key))
-    shown, rest = rows[:BREAKDOWN_CAP], rows[BREAKDOWN_CAP:]
-    return Breakdown(title, key_label, not sums.diff, tuple(shown),
-                     _sum_rows(rest, OTHER, sums.diff) if rest else None, len(rest),
-                     _sum_rows(rows, TOTAL, sums.diff))
-
-
-class _SourceSums:
-    def __init__(self) -> None:
-        self.groups: Counter[str] = Counter()
-        self.counts: Counter[str] = Counter()
-        self.with_sources = 0
-
-    def add(self, r: RunDetails) -> None:
-        for src, count in r.sources.items():
-            if count:
-                key = clean(src)
-                self.groups[key] += 1
-                self.counts[key] += count
-        self.with_sources += any(r.sources.values())
-
-    def breakdown(self, title: str) -> SourceBreakdown:
-        counts, groups = self.counts, self.groups
-        ordered = sorted(counts, key=lambda k: (-counts[k], k))
-        rows = tuple(SourceRow(k, groups[k], counts[k]) for k in ordered[:BREAKDOWN_CAP])
-        rest = ordered[BREAKDOWN_CAP:]
-        other = SourceRow(OTHER, sum(groups[k] for k in rest), sum(counts[k] for k in rest)) if rest else None
-        return SourceBreakdown(title, rows, other, len(rest), SourceRow(TOTAL, self.with_sources, sum(counts.values())))
-
-
-def _window_sentences(traces: Sequence[TraceRecord], roles: Sequence[str]) -> tuple[str, ...]:
-    """What the leak window kept, per input that has one, in seconds from its start."""
-    out = []
-    for role, t in zip(roles, traces, strict=True):
-        w = t.window
-        if w is None:
-            continue
-        def s(us: int) -> str:
-            return f"{us / 1e6:,.3f} s"
-        allocated = ("allocated " + (f"from {s(w.from_us)} " if w.from_us is not None else "")
-                     + (f"before {s(w.to_us)}" if w.to_us is not None else "to the end" if w.from_us is not None
-                        else "at any time")).strip()
-        measured = f"outstanding at {s(w.at_us)}" if w.at_us is not None else "outstanding at the end"
-        who = f"{role}: " if len(traces) > 1 else ""
-        out.append(clean(f"{who}blocks {allocated}, {measured}", MAX_PATH))
-    return tuple(out)
-
-
-def _title(doc: Document, traces: Sequence[TraceFacts]) -> str:
-    def base(t: TraceFacts) -> str:
-        return t.path.replace("\\", "/").rsplit("/", 1)[-1] or t.path or "?"
-
-    if doc.is_diff and len(traces) == 2:
-        return f"Heap growth: {base(traces[0])} → {base(traces[1])}"
-    if doc.is_trend and traces:
-        return f"Heap trend over {len(traces)} runs: {base(traces[0])} … {base(traces[-1])}"
-    if traces:
-        return f"Outstanding heap: {base(traces[0])}"
-    return "heapdiff report"
-
-
 def _gates(gates: Sequence[Gate], rank_of: dict[int, int], groups: Sequence[GroupRecord]) -> tuple[GateFacts, ...]:
     out = []
     for g in gates:
@@ -377,7 +177,7 @@ def build_view(doc: Document, *, top: int = 50, min_bytes: int = 0) -> ReportVie
     # a trend compares its first run with its last (and adds each group's series and slope)
     compare = diff or doc.is_trend
     top, min_bytes = max(0, top), max(0, min_bytes)
-    traces = tuple(_trace(t) for t in doc.traces)
+    traces = tuple(trace_facts(t) for t in doc.traces)
     if doc.is_trend:  # a trend's runs by their number
         traces = tuple(replace(t, role=f"run {k + 1}") for k, t in enumerate(traces))
     roles = [t.role for t in traces]
@@ -399,9 +199,9 @@ def build_view(doc: Document, *, top: int = 50, min_bytes: int = 0) -> ReportVie
     growing = shrinking = 0
     classes = Counter[str]()
     cut_a = cut_b = cut_d = ZERO
-    modules = _Sums(compare)
-    heaps = [_Sums(False) for _ in roles]
-    sources = [_SourceSums() for _ in roles]
+    modules = GroupSums(compare)
+    heaps = [GroupSums(False) for _ in roles]
+    sources = [SourceSums() for _ in roles]
     frames_of = _Frames()
     # per input with a timeline: the lines of its first groups (in this order) that carry bytes by allocation
     points = [len(t.timeline.time_us) if t.timeline is not None else -1 for t in doc.traces]
@@ -436,7 +236,7 @@ def build_view(doc: Document, *, top: int = 50, min_bytes: int = 0) -> ReportVie
         modules.add(clean(g.module) or UNKNOWN_MODULE, f.after, f.before or ZERO, f.delta or ZERO)
         for k, r in enumerate(g.runs):
             if r is not None:
-                heaps[k].add(_heap_key(r), r.counts)
+                heaps[k].add(heap_key(r), r.counts)
                 sources[k].add(r)
                 if (r.timeline_bytes is not None and k < len(points) and len(r.timeline_bytes) == points[k]
                         and len(lines[k]) < TIMELINE_LINES):
@@ -448,12 +248,12 @@ def build_view(doc: Document, *, top: int = 50, min_bytes: int = 0) -> ReportVie
     filters = ViewFilters(process=clean(fl.process) if fl.process is not None else None,
                           pids=fl.pid[:MAX_LIST] if fl.pid is not None else None, kernel_frames=fl.kernel_frames,
                           doc_min_bytes=fl.min_bytes, doc_top=fl.top, top=top, min_bytes=min_bytes,
-                          window=_window_sentences(doc.traces, roles))
+                          window=window_sentences(doc.traces, roles))
     suffix = [f" ({role})" if diff or doc.is_trend else "" for role in roles]
     shown_runs = [len(roles) - 1] if doc.is_trend else list(range(len(roles)))  # a trend: the last run's
     return ReportView(
-        title=_title(doc, traces), mode=doc.mode, generator=clean(doc.generator, 64), schema=doc.schema,
-        traces=traces, warnings=tuple(_warnings(traces)), notices=tuple(_notices(traces)),
+        title=report_title(doc, traces), mode=doc.mode, generator=clean(doc.generator, 64), schema=doc.schema,
+        traces=traces, warnings=tuple(trace_warnings(traces)), notices=tuple(trace_notices(traces)),
         empty_traces=tuple(EmptyTrace(tf.role, tf.path) for tf in traces if not tf.heap_events),
         totals=totals, headline=Headline(t.growth, growing, t.shrink, shrinking, t.delta, t.suppressed, n_hidden),
         gates=_gates(doc.gates, rank_of, doc.groups), filters=filters, rows=tuple(rows), other=other,
@@ -461,8 +261,8 @@ def build_view(doc: Document, *, top: int = 50, min_bytes: int = 0) -> ReportVie
         suppressed_rows=tuple(hidden), suppressed_count=n_hidden,
         unused_suppressions=tuple(clean(f"{u.source}:{u.line}: {u.pattern}", MAX_PATH) for u in doc.suppressions
                                   if not u.groups),
-        by_module=_breakdown("By module", "Module", modules),
-        by_heap=tuple(_breakdown(f"By heap{suffix[k]}", "Heap", heaps[k]) for k in shown_runs),
+        by_module=breakdown("By module", "Module", modules),
+        by_heap=tuple(breakdown(f"By heap{suffix[k]}", "Heap", heaps[k]) for k in shown_runs),
         by_source=tuple(sources[k].breakdown(f"By heap Source{suffix[k]}") for k in shown_runs),
         timelines=tuple(_timeline(traces[k].role, t.timeline, t.window, lines[k]) for k, t in enumerate(doc.traces)
                         if t.timeline is not None),
