@@ -664,12 +664,21 @@ def test_a_real_trend_page(page: Page, tmp_path: Path) -> None:
     for k in range(5):
         write_run(tmp_path / f"run{k}.etl", k)
         runs.append(str(tmp_path / f"run{k}.etl"))
-    html = tmp_path / "trend.html"
+    html, js = tmp_path / "trend.html", tmp_path / "trend.json"
     with pytest.raises(SystemExit) as done:
-        main(["trend", *runs, "--no-symbols", "-q", "-o", str(html)])
+        main(["trend", *runs, "--no-symbols", "-q", "-o", str(html), "--json", str(js)])
     assert done.value.code == 0
     url = html.as_uri()
     page.navigate(url)
+    # one timeline a run, its total line one point per point of the run's timeline, the leak's line among the lines
+    charts = page.eval("Array.from(document.querySelectorAll('#timelines figure.timeline')).map(f => ["
+                       " f.querySelector('.badge').textContent,"
+                       " f.querySelector('polyline.total, polyline[class$=total]').points.numberOfItems,"
+                       " Array.from(f.querySelectorAll('ul.legend li code')).map(c => c.textContent)])")
+    timelines = [t["timeline"] for t in json.loads(js.read_text(encoding="utf-8"))["traces"]]
+    assert [c[0] for c in charts] == [f"run {k}" for k in range(1, 6)]
+    assert [c[1] for c in charts] == [len(t["time_us"]) for t in timelines]
+    assert all("app.exe+0x100" in c[2] for c in charts)
     rows = page.eval("Array.from(document.querySelectorAll('#group-table > tbody > tr')).map(r =>"
                      " [r.querySelector('td.stack .label').textContent, r.querySelector('.badge[class*=trend-]')"
                      ".textContent, r.querySelector('svg.spark polyline').points.numberOfItems])")

@@ -149,4 +149,4 @@ def test_a_perf_freq_that_overflows_the_timeline_clock(tmp_path: Path) -> None:
     seed = make_seed("example", WRITTEN["example"]())
     junk = ("26c288e0bd0df8a0dd6d705158bd4f047f431d95f81cfb221f0c0a0df20d622bbc118632827398d006e18de8c2e39e1c")
     # bytes inserted in a buffer make a record whose raw time, at one tick a second, is past 2**63 FILETIME units
-    assert _mutated(tmp_path, seed, [("insert", 34062, junk), ("logfile_field", "PerfFreq", 1)], "job") is None
+    assert _mutated(tmp_path, seed, [["insert", 34062, junk], ["logfile_field", "PerfFreq", 1]], "job") is None

@@ -41,16 +41,18 @@ SUBCOMMANDS: dict[str, click.Command] = {"info": info_command, "symbolize": symb
 
 
 @contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection while a command runs (restored after: tests call :func:`main` in-process).
-    The job's data is acyclic (arrays, and records and lists of them) and freed by reference counting; the
-    collector found nothing to free but walked every object of numba's registries and the job's documents."""
+def _collector_paused(restore: bool) -> Iterator[None]:
+    """No cyclic garbage collection while a command runs. The job's data is acyclic (arrays, and records and
+    lists of them) and freed by reference counting; the collector found nothing to free but walked every object
+    of numba's registries and the job's documents. ``restore`` turns it back on after (tests call :func:`main`
+    in-process); the program leaves it off, since the first collection after turning it on walked every object
+    the job made just before the process ends."""
     was = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        if was:
+        if was and restore:
             gc.enable()
 
 
@@ -79,7 +81,7 @@ def _main(argv: Sequence[str] | None) -> NoReturn:
     if name is not None:
         args = args[1:]
     try:
-        with _collector_paused():
+        with _collector_paused(restore=argv is not None):
             rv = cmd.main(args=args, prog_name=f"heapdiff {name}" if name else "heapdiff", standalone_mode=False)
     except click.exceptions.Exit as e:  # --help
         sys.exit(e.exit_code)
