@@ -98,8 +98,8 @@ def _main(argv: Sequence[str] | None) -> NoReturn:
     except OutOfSpace as e:
         fail(str(e), EXIT_UNREADABLE)
     except MemoryError:
-        fail("out of memory: the trace needs more memory than this machine has free (see the README's "
-             "figures per live block)", EXIT_UNREADABLE)
+        fail("out of memory: the trace needs more memory than this machine has free (the README's "
+             "\"Memory and time\" says how much a trace needs)", EXIT_UNREADABLE)
     except (KeyboardInterrupt, click.exceptions.Abort):
         # not click's "Aborted!" with exit 1: 1 means a gate was exceeded
         click.echo("heapdiff: interrupted", err=True)
