@@ -3,6 +3,7 @@ the call trees, and every record read in any order."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,17 @@ def test_groups_made_on_each_read_say_the_same(tmp_path: Path, monkeypatch: pyte
     assert len(firsts) == 23  # every group's own time, not a neighbour's
     gs = _groups(remade)
     assert [gs.path(i) for i in range(len(gs))] == [stack_path(r) for r in records]
+
+
+def test_call_trees_of_a_trace_read_from_its_columns(tmp_path: Path) -> None:
+    """The call trees of one trace read its groups' counts from the columns: the same trees as from the records,
+    a suppressed group left out either way."""
+    _write(tmp_path / "t.etl")
+    doc = _doc(tmp_path / "t.etl")
+    assert isinstance(doc.groups, lazy.TraceGroups)
+    for suppressed in ({}, {0: "app.exe+0x10*", 5: "app.exe+0x15*"}):
+        doc.groups.suppressed.clear()
+        doc.groups.suppressed.update(suppressed)
+        records = replace(doc, groups=tuple(doc.groups))
+        assert sum(g.suppressed_by is not None for g in records.groups) == len(suppressed)
+        assert call_trees(doc) == call_trees(records)

@@ -49,6 +49,10 @@ class TraceGroups(Sequence[GroupRecord]):
         out: np.ndarray = self._g.bytes[self._order]
         return out
 
+    def counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each group's blocks and bytes, in the sequence's order (without making the records)."""
+        return self._g.blocks[self._order], self._g.bytes[self._order]
+
     def __len__(self) -> int:
         return int(self._order.shape[0])
 

@@ -107,6 +107,8 @@ class _Groups:
 
 
 def _groups(doc: Document) -> _Groups:
+    if isinstance(doc.groups, TraceGroups):  # one trace: its columns, not a record made per group
+        return _trace_groups(doc.groups)
     diff = doc.is_diff or doc.is_trend  # a trend: its last run against its first
     index: list[int] = []
     cols: list[list[int]] = [[], [], [], []]
@@ -122,6 +124,16 @@ def _groups(doc: Document) -> _Groups:
     a_blocks, a_bytes, b_blocks, b_bytes = (np.asarray(c, np.int64) for c in cols)
     d = a_bytes - b_bytes
     return _Groups(doc.groups, index, a_blocks, a_bytes, b_blocks, b_bytes, np.maximum(d, 0), np.minimum(d, 0))
+
+
+def _trace_groups(groups: TraceGroups) -> _Groups:
+    blocks, nbytes = groups.counts()
+    keep = np.ones(len(groups), np.bool_)
+    keep[list(groups.suppressed)] = False
+    index = np.flatnonzero(keep)
+    a_blocks, a_bytes = blocks[index], nbytes[index]
+    zero = np.zeros(index.shape[0], np.int64)
+    return _Groups(groups, index.tolist(), a_blocks, a_bytes, zero, zero, a_bytes, zero)
 
 
 @dataclass(slots=True)
