@@ -127,6 +127,7 @@ def _groups(doc: Document) -> _Groups:
 
 
 def _trace_groups(groups: TraceGroups) -> _Groups:
+    """One trace's groups that are not suppressed, their sizes from its columns (all "after": nothing shrinks)."""
     blocks, nbytes = groups.counts()
     keep = np.ones(len(groups), np.bool_)
     keep[list(groups.suppressed)] = False
