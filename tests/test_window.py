@@ -274,6 +274,13 @@ def test_window_in_the_reports_and_the_document(capsys: pytest.CaptureFixture[st
     (chart,) = build_view(decode_value(d)).timelines
     assert chart.window_from_s == 0.01 and chart.window_to_s is None and chart.at_s == tw["at_us"] / 1e6
     assert html.count('<rect class="window"') == 1 and html.count('<line class="at"') == 1
+    # the total line is every block of the trace, not only the window's: without a window the last point is the
+    # outstanding total; from a mark in the middle, more than the window's outstanding
+    for args, same in ((("t.etl",), True), (("t.etl", "--from", "mark:m150"), False)):
+        code, d, _ = _run(capsys, *args)
+        assert code == 0
+        end, outstanding = d["traces"][0]["timeline"]["bytes"][-1], d["traces"][0]["outstanding"]["bytes"]
+        assert end == outstanding if same else end > outstanding > 0
 
 
 def test_window_usage_errors(capsys: pytest.CaptureFixture[str], tmp_path: pathlib.Path) -> None:

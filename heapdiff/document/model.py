@@ -126,8 +126,10 @@ class TraceWindow:
 @dataclass(frozen=True, slots=True)
 class TraceTimeline:
     """Outstanding blocks and bytes over a trace's time (blocks made live during the trace, as everywhere): at
-    most 1,000 points, evenly spaced from the trace's start but for the last, which is its end and equals what
-    the trace reports outstanding. The state at a point is the one after every heap event up to its time."""
+    most 1,000 points, evenly spaced from the trace's start but for the last, which is its end (or ``--at``) and
+    equals what the trace reports outstanding unless ``--from``/``--to`` leave blocks out (the timeline counts every
+    block of the kept processes: the window is a part of it). The state at a point is the one after every heap
+    event up to its time."""
 
     #: microseconds from the trace's start (its header's clock; 0.1 us resolution), increasing
     time_us: tuple[float, ...]
