@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 #: how a module's symbols ended: loaded; no PDB found; a PDB of that name with another GUID or age; a PDB that
 #: could not be read; symbols turned off
@@ -49,17 +49,16 @@ class ModuleRequest:
     pdb: PdbId | None
 
 
-@dataclass(frozen=True, slots=True)
-class SourceFrame:
-    """One level of the inline chain at an address: a function and its source position, when known."""
+class SourceFrame(NamedTuple):
+    """One level of the inline chain at an address: a function and its source position, when known (a named
+    tuple: a PDB of many inlines makes one per level, and a frozen dataclass costs four times as much to make)."""
 
     function: str
     file: str | None
     line: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class ResolvedFrame:
+class ResolvedFrame(NamedTuple):
     """What a PDB says about one looked-up address.
 
     ``frames`` is the inline chain, innermost first: the first entry is the innermost source position (an
@@ -95,9 +94,10 @@ class Symbolizer(Protocol):
                 ) -> list[tuple[ModuleSymbols, list[ResolvedFrame | None]]]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
+class Frame(NamedTuple):
     """One displayed frame of a call stack, innermost first; the symbol fields are None when no PDB named it.
+    A named tuple: a trace makes one per distinct frame, tens of thousands, and the report's tail waits on them
+    (a frozen dataclass of ten fields costs four times as much to make).
 
     ``function``, ``file`` and ``line`` are the innermost source position at the frame's address (an inlined
     callee when there is one); ``inlined`` lists the enclosing inlined calls outward, ending with the procedure
