@@ -8,6 +8,7 @@ asked for, and then cached. :mod:`heapdiff.symbolize` names the rows; :mod:`heap
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -17,7 +18,9 @@ from heapdiff.events.images import ImageMap
 from heapdiff.frames import Frame
 from heapdiff.rules import is_allocator_frame
 
-#: frames made into records at once, at most (a report reads a few thousand groups' frames many times)
+#: a table of at most this many frames makes them all at its first read, from the columns as Python lists (one
+#: numpy read per column, not per frame) and keeps them; a larger one (a trace of a million distinct stacks) makes
+#: each when read and keeps the most recently read this many
 FRAME_CACHE = 1 << 16
 
 
@@ -36,33 +39,68 @@ class FrameTable:
     innermost: np.ndarray
     #: an image the frame was found in (its identity names the PDB), -1 for none
     image: np.ndarray
+    #: filled (by :mod:`heapdiff.symbolize`) before any frame is read: a frame once made is not made again
     named: dict[int, Frame] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        # each distinct frame's text and record made once while in use: the groups of a trace share most frames
-        self.frame = lru_cache(maxsize=FRAME_CACHE)(self._frame)
-        self.plain = lru_cache(maxsize=FRAME_CACHE)(self._plain)
+        #: every frame's plain text and record, once read, when the table is small enough to keep them all
+        self._whole: tuple[list[str], list[Frame]] | None = None
+        self._one = lru_cache(maxsize=FRAME_CACHE)(self._make_one)
+        self._plumbing = [is_allocator_frame(m, None) for m in self.module_names]
 
     def __len__(self) -> int:
         return int(self.name.shape[0])
 
-    def _plain(self, i: int) -> str:
+    def plain(self, i: int) -> str:
         """``module+0xrva``, or ``0x<address>`` in no known image."""
-        n = int(self.name[i])
-        return f"{self.module_names[n]}+0x{int(self.value[i]):x}" if n >= 0 else f"0x{int(self.value[i]):x}"
+        whole = self._kept()
+        return whole[0][i] if whole is not None else self._one(i)[0]
 
-    def _frame(self, i: int) -> Frame:
-        got = self.named.get(i)
-        if got is not None:
-            return got
-        n = int(self.name[i])
-        kernel = bool(self.kernel[i])
-        if n < 0:
-            return Frame(self.plain(i), None, None, kernel, False)
-        module = self.module_names[n]
-        return Frame(self.plain(i), module, int(self.value[i]), kernel,
-                     not kernel and is_allocator_frame(module, None))
+    def frame(self, i: int) -> Frame:
+        """Frame ``i``'s record: symbols' when they named it, else its plain text."""
+        whole = self._kept()
+        return whole[1][i] if whole is not None else self._one(i)[1]
 
+    def plains(self, ids: Iterable[int]) -> tuple[str, ...]:
+        """:meth:`plain` of each id (a stack's worth in one call)."""
+        whole = self._kept()
+        if whole is None:
+            one = self._one
+            return tuple(one(i)[0] for i in ids)
+        texts = whole[0]
+        return tuple(texts[i] for i in ids)
+
+    def frames(self, ids: Iterable[int]) -> tuple[Frame, ...]:
+        """:meth:`frame` of each id (a stack's worth in one call)."""
+        whole = self._kept()
+        if whole is None:
+            one = self._one
+            return tuple(one(i)[1] for i in ids)
+        records = whole[1]
+        return tuple(records[i] for i in ids)
+
+    def _kept(self) -> tuple[list[str], list[Frame]] | None:
+        if self._whole is None and len(self) <= FRAME_CACHE:
+            self._whole = self._make(0, len(self))
+        return self._whole
+
+    def _make_one(self, i: int) -> tuple[str, Frame]:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        texts, records = self._make(i, i + 1)
+        return texts[0], records[0]
+
+    def _make(self, lo: int, hi: int) -> tuple[list[str], list[Frame]]:
+        """The plain texts and records of frames ``lo`` to ``hi``."""
+        mods, plumbing = self.module_names, self._plumbing
+        names, values = self.name[lo:hi].tolist(), self.value[lo:hi].tolist()
+        texts = [f"{mods[n]}+0x{v:x}" if n >= 0 else f"0x{v:x}" for n, v in zip(names, values, strict=True)]
+        named = self.named
+        records = [named.get(i) or (Frame(p, mods[n], v, k, not k and plumbing[n]) if n >= 0
+                                    else Frame(p, None, None, k, False))
+                   for i, p, n, v, k in zip(range(lo, hi), texts, names, values, self.kernel[lo:hi].tolist(),
+                                            strict=True)]
+        return texts, records
 
 def frame_table(images: ImageMap, pids: np.ndarray, starts: np.ndarray, flat: np.ndarray,
                  tss: np.ndarray) -> tuple[FrameTable, np.ndarray]:
