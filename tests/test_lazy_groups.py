@@ -10,9 +10,11 @@ import pytest
 
 from heapdiff.cli.inputs import map_trace
 from heapdiff.commands.analyse import Selection, analyse_trace
+from heapdiff import frame_table
 from heapdiff.document import lazy, write_document
 from heapdiff.document.build import BuildOptions, build_document
 from heapdiff.document.model import Document, Filters
+from heapdiff.report import flame
 from heapdiff.report.flame import _groups, call_trees, stack_path
 from heapdiff.tracegen.scenario import Module, Process, Scenario
 from heapdiff.tracegen.writer import TraceWriter
@@ -54,6 +56,8 @@ def test_groups_made_on_each_read_say_the_same(tmp_path: Path, monkeypatch: pyte
     assert isinstance(kept.groups, lazy.TraceGroups) and len(kept.groups) == 23
     monkeypatch.setattr(lazy, "KEEP_RECORDS", 0)
     monkeypatch.setattr(lazy, "_TIME_CHUNK", 3)  # chunks of times that end inside the groups, read out of order
+    monkeypatch.setattr(flame, "KEEP_PATHS", 0)  # every path read again on each level of a tree
+    monkeypatch.setattr(frame_table, "FRAME_CACHE", 4)  # frames made one by one, four kept: made again and again
     remade = _doc(tmp_path / "t.etl")
     assert _json(remade) == _json(kept)
     assert call_trees(remade) == call_trees(kept)

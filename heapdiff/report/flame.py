@@ -42,6 +42,9 @@ MAX_KEPT: Final = 1500
 #: frames of one path at most: a deeper stack keeps the frames nearest its label, then one OUTER_FRAMES node
 MAX_DEPTH: Final = 256
 OTHER_FRAMES: Final = "(other frames)"
+#: a tree keeps every group's path once read when there are at most this many groups (a level reads them all
+#: again); a larger input reads each path again per level, so that memory stays bounded
+KEEP_PATHS: Final = 200_000
 OUTER_FRAMES: Final = "(outer frames cut)"
 
 Direction = Literal["top_down", "bottom_up"]
@@ -92,11 +95,29 @@ class _Groups:
     before_bytes: np.ndarray
     growth: np.ndarray
     shrink: np.ndarray
+    #: each group's size (growth plus shrink), as Python ints: read once per level of the tree
+    sizes: list[int] = field(init=False)
+    #: the six figure columns as rows of one matrix: a node's sums are one gather
+    figures: np.ndarray = field(init=False)
+    #: each group's path once read, when there are few enough groups to keep them all
+    paths: dict[int, tuple[FrameRecord, ...]] | None = field(init=False)
 
-    def size(self, i: int) -> int:
-        return int(self.growth[i] - self.shrink[i])
+    def __post_init__(self) -> None:
+        self.sizes = (self.growth - self.shrink).tolist()
+        self.figures = np.stack((self.after_blocks, self.after_bytes, self.before_blocks, self.before_bytes,
+                                 self.growth, self.shrink)) if self.index else np.zeros((6, 0), np.int64)
+        self.paths = {} if len(self.index) <= KEEP_PATHS else None
 
     def path(self, i: int) -> tuple[FrameRecord, ...]:
+        paths = self.paths
+        if paths is not None:
+            got = paths.get(i)
+            if got is None:
+                got = paths[i] = self._read_path(i)
+            return got
+        return self._read_path(i)
+
+    def _read_path(self, i: int) -> tuple[FrameRecord, ...]:
         if isinstance(self.records, TraceGroups):  # the frames alone, not the whole record made again
             frames, name = self.records.frames_and_name(self.index[i])
             return _path(frames, name.label_index, name.label)
@@ -151,9 +172,10 @@ class _Sums:
 
     @classmethod
     def of(cls, gs: _Groups, idx: Sequence[int]) -> _Sums:
-        at = np.asarray(idx, np.int64)
-        return cls(int(gs.after_blocks[at].sum()), int(gs.after_bytes[at].sum()), int(gs.before_blocks[at].sum()),
-                   int(gs.before_bytes[at].sum()), int(gs.growth[at].sum()), int(gs.shrink[at].sum()), len(idx))
+        if not idx:
+            return cls()
+        ab, an, bb, bn, gr, sh = gs.figures[:, np.asarray(idx, np.int64)].sum(axis=1).tolist()
+        return cls(ab, an, bb, bn, gr, sh, len(idx))
 
     def minus(self, o: _Sums) -> _Sums:
         return _Sums(self.after_blocks - o.after_blocks, self.after_bytes - o.after_bytes,
@@ -196,6 +218,7 @@ def build_tree(gs: _Groups, direction: Direction, diff: bool, *, min_share: floa
     """The pruned tree of these groups' paths (see the module docstring). Long because it is one best-first
     expansion that partitions each taken node's groups by their next frame, then lays the nodes out."""
     everyone = list(range(len(gs)))
+    group_size = gs.sizes
     root_size = int(gs.growth.sum() - gs.shrink.sum())
     threshold = max(min_share * root_size, 1)  # a node of size 0 is never worth a node of its own
     taken: list[_Taken] = []
@@ -224,13 +247,13 @@ def build_tree(gs: _Groups, direction: Direction, diff: bool, *, min_share: floa
             got = by_frame.get(f)
             if got is None:
                 by_frame[f] = i
-                sizes[f] = gs.size(i)
+                sizes[f] = group_size[i]
             else:
                 if isinstance(got, int):
                     by_frame[f] = [got, i]
                 else:
                     got.append(i)
-                sizes[f] += gs.size(i)
+                sizes[f] += group_size[i]
         node.own = _Sums.of(gs, own)
         node.idx = []  # partitioned into the children: free it
         for f, size in sizes.items():
