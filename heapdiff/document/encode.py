@@ -95,7 +95,7 @@ _FRAME_MEMO = 1 << 16
 
 
 class _FrameCache:
-    """Each distinct frame's JSON object made once (groups share most of their frames).
+    """Each distinct frame's JSON object and display text made once (groups share most of their frames).
 
     Keyed by the frame object's identity, not its value: the groups of a trace share one object per distinct
     frame, and hashing a frame's every field (its inline chain too) on each lookup cost more than the JSON it
@@ -103,23 +103,31 @@ class _FrameCache:
     another object only gets its JSON made again."""
 
     def __init__(self) -> None:
-        self._memo: dict[int, tuple[FrameRecord, dict[str, Any]]] = {}
+        self._memo: dict[int, tuple[FrameRecord, dict[str, Any], str]] = {}
 
     def __len__(self) -> int:
         return len(self._memo)
 
-    def __call__(self, f: FrameRecord) -> dict[str, Any]:
-        got = self._memo.get(id(f))
-        if got is None:
-            got = self._memo[id(f)] = (f, frame_json(f))
-        return got[1]
+    def of(self, frames: tuple[FrameRecord, ...]) -> tuple[list[str], list[dict[str, Any]]]:
+        """The frames' ``stack_display`` texts and their JSON objects."""
+        memo = self._memo
+        texts: list[str] = []
+        objects: list[dict[str, Any]] = []
+        for f in frames:
+            got = memo.get(id(f))
+            if got is None:
+                got = memo[id(f)] = (f, frame_json(f), ("[k] " if f.kernel else "") + f.text)
+            objects.append(got[1])
+            texts.append(got[2])
+        return texts, objects
 
 
 def group_json(g: GroupRecord, frames: _FrameCache) -> dict[str, Any]:
+    display, objects = frames.of(g.frames)
     d: dict[str, Any] = {
         "stack": list(g.stack),
-        "stack_display": [("[k] " if f.kernel else "") + f.text for f in g.frames],
-        "frames": [frames(f) for f in g.frames],
+        "stack_display": display,
+        "frames": objects,
         "module": g.module,
         "label": g.label,
         "suppressed_by": g.suppressed_by,
