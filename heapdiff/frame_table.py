@@ -63,21 +63,13 @@ class FrameTable:
 
     def plains(self, ids: Iterable[int]) -> tuple[str, ...]:
         """:meth:`plain` of each id (a stack's worth in one call)."""
-        whole = self._kept()
-        if whole is None:
-            one = self._one
-            return tuple(one(i)[0] for i in ids)
-        texts = whole[0]
-        return tuple(texts[i] for i in ids)
+        whole, one = self._kept(), self._one
+        return tuple(whole[0][i] for i in ids) if whole is not None else tuple(one(i)[0] for i in ids)
 
     def frames(self, ids: Iterable[int]) -> tuple[Frame, ...]:
         """:meth:`frame` of each id (a stack's worth in one call)."""
-        whole = self._kept()
-        if whole is None:
-            one = self._one
-            return tuple(one(i)[1] for i in ids)
-        records = whole[1]
-        return tuple(records[i] for i in ids)
+        whole, one = self._kept(), self._one
+        return tuple(whole[1][i] for i in ids) if whole is not None else tuple(one(i)[1] for i in ids)
 
     def _kept(self) -> tuple[list[str], list[Frame]] | None:
         if self._whole is None and len(self) <= FRAME_CACHE:
