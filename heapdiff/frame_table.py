@@ -8,7 +8,6 @@ asked for, and then cached. :mod:`heapdiff.symbolize` names the rows; :mod:`heap
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -43,8 +42,9 @@ class FrameTable:
     named: dict[int, Frame] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        #: every frame's plain text and record, once read, when the table is small enough to keep them all
-        self._whole: tuple[list[str], list[Frame]] | None = None
+        #: every frame's plain text and record (object arrays: a stack's worth is one gather), once read, when the
+        #: table is small enough to keep them all
+        self._whole: tuple[np.ndarray, np.ndarray] | None = None
         self._one = lru_cache(maxsize=FRAME_CACHE)(self._make_one)
         self._plumbing = [is_allocator_frame(m, None) for m in self.module_names]
 
@@ -53,46 +53,45 @@ class FrameTable:
 
     def plain(self, i: int) -> str:
         """``module+0xrva``, or ``0x<address>`` in no known image."""
-        whole = self._kept()
-        return whole[0][i] if whole is not None else self._one(i)[0]
+        return self.plains(np.asarray([i]))[0]
 
     def frame(self, i: int) -> Frame:
         """Frame ``i``'s record: symbols' when they named it, else its plain text."""
-        whole = self._kept()
-        return whole[1][i] if whole is not None else self._one(i)[1]
+        return self.frames(np.asarray([i]))[0]
 
-    def plains(self, ids: Iterable[int]) -> tuple[str, ...]:
+    def plains(self, ids: np.ndarray) -> tuple[str, ...]:
         """:meth:`plain` of each id (a stack's worth in one call)."""
         whole, one = self._kept(), self._one
-        return tuple(whole[0][i] for i in ids) if whole is not None else tuple(one(i)[0] for i in ids)
+        return tuple(whole[0][ids].tolist()) if whole is not None else tuple(one(i)[0] for i in ids.tolist())
 
-    def frames(self, ids: Iterable[int]) -> tuple[Frame, ...]:
+    def frames(self, ids: np.ndarray) -> tuple[Frame, ...]:
         """:meth:`frame` of each id (a stack's worth in one call)."""
         whole, one = self._kept(), self._one
-        return tuple(whole[1][i] for i in ids) if whole is not None else tuple(one(i)[1] for i in ids)
+        return tuple(whole[1][ids].tolist()) if whole is not None else tuple(one(i)[1] for i in ids.tolist())
 
-    def _kept(self) -> tuple[list[str], list[Frame]] | None:
+    def _kept(self) -> tuple[np.ndarray, np.ndarray] | None:
         if self._whole is None and len(self) <= FRAME_CACHE:
-            self._whole = self._make(0, len(self))
+            texts, records = self._make(0, len(self))
+            for i, named in self.named.items():
+                records[i] = named
+            self._whole = (np.fromiter(texts, object, len(texts)), np.fromiter(records, object, len(records)))
         return self._whole
 
     def _make_one(self, i: int) -> tuple[str, Frame]:
         if not 0 <= i < len(self):
             raise IndexError(i)
         texts, records = self._make(i, i + 1)
-        return texts[0], records[0]
+        return texts[0], self.named.get(i) or records[0]
 
     def _make(self, lo: int, hi: int) -> tuple[list[str], list[Frame]]:
-        """The plain texts and records of frames ``lo`` to ``hi``."""
+        """The plain texts and records of frames ``lo`` to ``hi`` from the columns alone (not ``named``)."""
         mods, plumbing = self.module_names, self._plumbing
         names, values = self.name[lo:hi].tolist(), self.value[lo:hi].tolist()
         texts = [f"{mods[n]}+0x{v:x}" if n >= 0 else f"0x{v:x}" for n, v in zip(names, values, strict=True)]
-        named = self.named
-        records = [named.get(i) or (Frame(p, mods[n], v, k, not k and plumbing[n]) if n >= 0
-                                    else Frame(p, None, None, k, False))
-                   for i, p, n, v, k in zip(range(lo, hi), texts, names, values, self.kernel[lo:hi].tolist(),
-                                            strict=True)]
+        records = [Frame(p, mods[n], v, k, not k and plumbing[n]) if n >= 0 else Frame(p, None, None, k, False)
+                   for p, n, v, k in zip(texts, names, values, self.kernel[lo:hi].tolist(), strict=True)]
         return texts, records
+
 
 def frame_table(images: ImageMap, pids: np.ndarray, starts: np.ndarray, flat: np.ndarray,
                  tss: np.ndarray) -> tuple[FrameTable, np.ndarray]:

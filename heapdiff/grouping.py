@@ -108,11 +108,11 @@ class Grouping:
 
     def signature(self, i: int) -> tuple[str, ...]:
         a, b = int(self.signature_starts[i]), int(self.signature_starts[i + 1])
-        return self.table.plains(self.signature_ids[a:b].tolist())
+        return self.table.plains(self.signature_ids[a:b])
 
     def shown(self, i: int) -> tuple[Frame, ...]:
         a, b = int(self.shown_starts[i]), int(self.shown_starts[i + 1])
-        return self.table.frames(self.shown_ids[a:b].tolist())
+        return self.table.frames(self.shown_ids[a:b])
 
     def group(self, i: int) -> Group:
         """Group ``i`` as a record, made now."""

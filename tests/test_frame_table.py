@@ -39,8 +39,9 @@ def test_every_read_gives_the_columns_frame(monkeypatch: pytest.MonkeyPatch, kep
     want = [named if i == 1 else _expected(t, i) for i in range(10)]
     order = [9, 0, 5, 1, 8, 2, 7, 3, 6, 4, 0, 9, 1]
     assert [t.frame(i) for i in order] == [want[i] for i in order]
-    assert t.frames(order) == tuple(want[i] for i in order)
-    assert t.plains(order) == tuple(_expected(t, i).text for i in order)  # plain even where symbols named it
+    assert t.frames(np.asarray(order)) == tuple(want[i] for i in order)
+    # plain even where symbols named it
+    assert t.plains(np.asarray(order)) == tuple(_expected(t, i).text for i in order)
     assert (t._whole is not None) == (kept >= 10)
     assert want[3].allocator and not want[9].allocator  # ntdll is plumbing; a kernel frame is not
     assert t.plain(8) == "0x7ff612340000"
@@ -51,7 +52,7 @@ def test_a_frame_past_the_table_is_an_index_error() -> None:
     with pytest.raises(IndexError):
         t.frame(10)
     with pytest.raises(IndexError):
-        t.frames([0, 4096])
+        t.frames(np.asarray([0, 4096]))
 
 
 def test_a_frame_past_a_large_table_is_an_index_error(monkeypatch: pytest.MonkeyPatch) -> None:
