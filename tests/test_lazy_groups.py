@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from heapdiff import frame_table
 from heapdiff.cli.inputs import map_trace
 from heapdiff.commands.analyse import Selection, analyse_trace
-from heapdiff import frame_table
 from heapdiff.document import lazy, write_document
 from heapdiff.document.build import BuildOptions, build_document
 from heapdiff.document.model import Document, Filters
