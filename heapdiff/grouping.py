@@ -7,12 +7,12 @@ about a group (which frames are the kernel's or allocator plumbing, its module a
 
 A trace may hold a million distinct stacks, so nothing here is a Python object per frame or per group: the
 distinct frames are a :class:`~heapdiff.frame_table.FrameTable` of columns, the groups are columns and offsets
-into columns, and a :class:`Group` record is made when one is asked for (:meth:`Grouping.group`).
+into columns, and the document makes a group's record when one is read (:class:`heapdiff.document.lazy.TraceGroups`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,7 +23,6 @@ from heapdiff.frame_table import FrameTable, frame_table
 from heapdiff.frames import Frame
 from heapdiff.reduce import LiveBlocks
 from heapdiff.reduce.live import exact_sums
-from heapdiff.rules import GroupName, name_group
 from heapdiff.symbolize import FrameNamer, ModuleOutcome
 
 #: size histogram bucket upper bounds (inclusive) and labels; the last bucket is open
@@ -50,26 +49,6 @@ class Counts:
 
 
 ZERO = Counts(0, 0)
-
-
-@dataclass(frozen=True, slots=True)
-class Group:
-    """Outstanding blocks of one signature in one trace."""
-
-    signature: tuple[str, ...]
-    #: every frame of its first stack, innermost first, kernel frames included and marked
-    frames: tuple[Frame, ...]
-    name: GroupName
-    counts: Counts
-    heaps: tuple[int, ...]
-    #: (heap Source kind, blocks), by kind
-    sources: tuple[tuple[int, int], ...]
-    #: blocks per :data:`HIST_LABELS` bucket
-    histogram: tuple[int, ...]
-    first_ts: int
-    last_ts: int
-    #: the group's oldest blocks (by time, then address), the same whatever order the stacks were numbered in
-    sample_addresses: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -103,9 +82,6 @@ class Grouping:
     def __len__(self) -> int:
         return int(self.blocks.shape[0])
 
-    def __iter__(self) -> Iterator[Group]:
-        return (self.group(i) for i in range(len(self)))
-
     def signature(self, i: int) -> tuple[str, ...]:
         a, b = int(self.signature_starts[i]), int(self.signature_starts[i + 1])
         return self.table.plains(self.signature_ids[a:b])
@@ -113,18 +89,6 @@ class Grouping:
     def shown(self, i: int) -> tuple[Frame, ...]:
         a, b = int(self.shown_starts[i]), int(self.shown_starts[i + 1])
         return self.table.frames(self.shown_ids[a:b])
-
-    def group(self, i: int) -> Group:
-        """Group ``i`` as a record, made now."""
-        frames = self.shown(i)
-        h = self.heaps[int(self.heap_starts[i]):int(self.heap_starts[i + 1])].tolist()
-        s = self.samples[int(self.sample_starts[i]):int(self.sample_starts[i + 1])].tolist()
-        return Group(self.signature(i), frames, name_group(frames), Counts(int(self.blocks[i]), int(self.bytes[i])),
-                     tuple(h), tuple((k, c) for k, c in enumerate(self.sources[i].tolist()) if c),
-                     tuple(self.histogram[i].tolist()), int(self.first_ts[i]), int(self.last_ts[i]), tuple(s))
-
-    def by_signature(self) -> dict[tuple[str, ...], Group]:
-        return {g.signature: g for g in self}
 
 
 def _csr(owner: np.ndarray, n: int) -> np.ndarray:

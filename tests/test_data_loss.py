@@ -422,8 +422,8 @@ def test_sums_of_sizes_are_exact_whatever_the_sizes() -> None:
     assert live.totals() == (4, 2 * top + (1 << 63) + 5)
     assert live.by_pid() == {1: (2, 2 * top), 2: (2, (1 << 63) + 5)}
     grouping = group_blocks(live, InternedStacks(), ImageMap([], 8, []), kernel_frames=False)
-    assert [(g.counts.blocks, g.counts.bytes) for g in grouping] == [(4, 2 * top + (1 << 63) + 5)]
-    assert sum(grouping.group(0).histogram) == 4 and grouping.group(0).histogram[-1] == 3
+    assert (grouping.blocks.tolist(), [int(b) for b in grouping.bytes]) == ([4], [2 * top + (1 << 63) + 5])
+    assert sum(grouping.histogram[0].tolist()) == 4 and grouping.histogram[0, -1] == 3
 
 
 # ------------------------------------------------------------------------------------------------------------

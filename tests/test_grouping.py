@@ -11,7 +11,7 @@ from heapdiff.document.model import GroupRecord, RunDetails
 from heapdiff.etl.sequences import InternedStacks
 from heapdiff.events.images import ImageMap
 from heapdiff.frames import Frame
-from heapdiff.grouping import SAMPLE_ADDRESSES, Counts, _same_rows, group_blocks, signature
+from heapdiff.grouping import SAMPLE_ADDRESSES, Counts, Grouping, _same_rows, group_blocks, signature
 from heapdiff.reduce import LiveBlocks
 from heapdiff.rules import name_group
 
@@ -23,6 +23,17 @@ def _live(rows: list[tuple[int, int, int, int]]) -> LiveBlocks:
     return LiveBlocks(pid=np.full(n, 7, np.int64), heap=np.full(n, 0x10000, np.uint64),
                        addr=col[:, 1].astype(np.uint64), size=col[:, 2].astype(np.uint64), ts=col[:, 3],
                        source=np.zeros(n, np.uint8), stack=col[:, 0])
+
+
+def _index(g: Grouping) -> dict[tuple[str, ...], int]:
+    """Each group's index by its signature: the grouping's columns are read at it."""
+    return {g.signature(i): i for i in range(len(g))}
+
+
+def _run(starts: np.ndarray, values: np.ndarray, i: int) -> list[int]:
+    """Group ``i``'s run of a column kept as offsets into values (its heaps, its sample addresses)."""
+    out: list[int] = values[int(starts[i]):int(starts[i + 1])].tolist()
+    return out
 
 
 def test_samples_are_the_oldest_blocks_whatever_the_stack_numbering() -> None:
@@ -41,11 +52,11 @@ def test_samples_are_the_oldest_blocks_whatever_the_stack_numbering() -> None:
     renumbered = [({a: a2, b: b2}[s], ad, sz, t) for s, ad, sz, t in rows]
     second = group_blocks(_live(renumbered[::-1]), seq2, images, kernel_frames=False)
     for g in (first, second):
-        ga = g.by_signature()[("0x401000", "0x402000")]
-        assert ga.counts.blocks == 7 and ga.counts.bytes == 7 * 16
+        ia, ib = _index(g)[("0x401000", "0x402000")], _index(g)[("0x501000",)]
+        assert g.blocks[ia] == 7 and g.bytes[ia] == 7 * 16
         # oldest first, ties by address; at most SAMPLE_ADDRESSES
-        assert ga.sample_addresses == (0x5000, 0x7000, 0x6000, 0x2000, 0x9000)[:SAMPLE_ADDRESSES]
-        assert g.by_signature()[("0x501000",)].sample_addresses == (0x3000,)
+        assert _run(g.sample_starts, g.samples, ia) == [0x5000, 0x7000, 0x6000, 0x2000, 0x9000][:SAMPLE_ADDRESSES]
+        assert _run(g.sample_starts, g.samples, ib) == [0x3000]
 
 
 def test_signature_leaves_kernel_frames_out_unless_asked_and_marks_them_in_the_display() -> None:
@@ -93,17 +104,19 @@ def test_grouping_matches_a_block_by_block_fold() -> None:
         w["sources"][int(live.source[i])] += 1  # type: ignore[index]
         w["hist"][sum(1 for b in HIST_BOUNDS if size > b)] += 1  # type: ignore[index]
         w["rows"].append((int(live.ts[i]), int(live.addr[i])))  # type: ignore[attr-defined]
-    by_sig = got.by_signature()
+    by_sig = _index(got)
     assert set(by_sig) == set(want)
     for sig, w in want.items():
-        g = by_sig[sig]
+        i = by_sig[sig]
         rows = sorted(w["rows"])  # type: ignore[call-overload]
-        assert (g.counts.blocks, g.counts.bytes) == (w["blocks"], w["bytes"])
-        assert (set(g.heaps), dict(g.sources)) == (w["heaps"], w["sources"])
-        assert list(g.heaps) == sorted(g.heaps)
-        assert list(g.histogram) == w["hist"]
-        assert (g.first_ts, g.last_ts) == (rows[0][0], rows[-1][0])
-        assert list(g.sample_addresses) == [a for _, a in rows[:SAMPLE_ADDRESSES]]
+        heaps = _run(got.heap_starts, got.heaps, i)
+        sources = {k: c for k, c in enumerate(got.sources[i].tolist()) if c}
+        assert (got.blocks[i], got.bytes[i]) == (w["blocks"], w["bytes"])
+        assert (set(heaps), sources) == (w["heaps"], w["sources"])
+        assert heaps == sorted(heaps)
+        assert got.histogram[i].tolist() == w["hist"]
+        assert (got.first_ts[i], got.last_ts[i]) == (rows[0][0], rows[-1][0])
+        assert _run(got.sample_starts, got.samples, i) == [a for _, a in rows[:SAMPLE_ADDRESSES]]
 
 
 def test_grouping_counts_kernel_and_unresolved_frames_as_the_plain_signature_does() -> None:
@@ -139,8 +152,8 @@ def test_grouping_counts_kernel_and_unresolved_frames_as_the_plain_signature_doe
             want_unres += sum(u for u, k in zip(unresolved, kernel, strict=True) if kernel_frames or not k)
             want.setdefault(sig, tuple(("[k] " if k else "") + n for n, k in zip(names, kernel, strict=True)))
         assert (got.frames, got.unresolved) == (want_frames, want_unres)
-        shown = {s: tuple(("[k] " if f.kernel else "") + f.text for f in g.frames)
-                 for s, g in got.by_signature().items()}
+        shown = {s: tuple(("[k] " if f.kernel else "") + f.text for f in got.shown(i))
+                 for s, i in _index(got).items()}
         assert shown == want
         assert want_unres > 0 and any(d[:1] == ("[k] ntoskrnl.exe+0x10",) for d in want.values())
 

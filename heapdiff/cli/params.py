@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import click
 
 if TYPE_CHECKING:
     from heapdiff.window import TimeSpec
+
+V = TypeVar("V")
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20,
           "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tb": 1 << 40, "tib": 1 << 40}
@@ -25,38 +28,32 @@ def parse_size(text: str) -> int:
     return int(float(m.group(1)) * _UNITS[unit]) if "." in m.group(1) else int(m.group(1)) * _UNITS[unit]
 
 
-class Size(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click stubs
-    name = "SIZE"
+class Parsed(click.ParamType, Generic[V]):  # type: ignore[type-arg]  # generic only in newer click stubs
+    """An option value that ``parse`` reads from its text; a ValueError from it is the usage error's sentence. A
+    value that is not text (a default, a value given by a caller in Python) was parsed already and passes."""
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
+    def __init__(self, name: str, parse: Callable[[str], V]) -> None:
+        self.name = name
+        self._parse = parse
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> V:
+        if not isinstance(value, str):
+            return cast("V", value)
         try:
-            return parse_size(str(value))
+            return self._parse(value)
         except ValueError as e:
             self.fail(str(e), param, ctx)
 
 
-SIZE = Size()
+def _parse_time(text: str) -> TimeSpec:
+    from heapdiff.window import parse_time  # imported when a window is given: numpy stays out of --help
+
+    return parse_time(text)
 
 
-class Time(click.ParamType):  # type: ignore[type-arg]
-    """A time of a trace (heapdiff.window): seconds from the start, negative from the end, ISO 8601, mark:NAME."""
-
-    name = "T"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> TimeSpec:
-        from heapdiff.window import TimeSpec, parse_time
-
-        if isinstance(value, TimeSpec):
-            return value
-        try:
-            return parse_time(str(value))
-        except ValueError as e:
-            self.fail(str(e), param, ctx)
-
-
-TIME = Time()
+SIZE = Parsed("SIZE", parse_size)
+#: a time of a trace (heapdiff.window): seconds from the start, negative from the end, ISO 8601, mark:NAME
+TIME = Parsed("T", _parse_time)
 
 #: the three options' help, shared by every command that reads traces
 WINDOW_HELP = {

@@ -8,10 +8,10 @@ groups of a one-trace document are this sequence over the grouping's columns, la
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import overload
 
 import numpy as np
 
+from heapdiff._ondemand import MadeOnRead
 from heapdiff.document.model import FrameRecord, GroupRecord, RunDetails, Totals
 from heapdiff.etl.logfile import LogfileHeader
 from heapdiff.events.kinds import HEAP_SOURCES
@@ -31,7 +31,7 @@ KEEP_RECORDS = 200_000
 _TIME_CHUNK = 4096
 
 
-class TraceGroups(Sequence[GroupRecord]):
+class TraceGroups(MadeOnRead[GroupRecord]):
     """The groups of one trace, largest first (ties: more blocks, then the order they were found in)."""
 
     def __init__(self, grouping: Grouping, header: LogfileHeader) -> None:
@@ -56,19 +56,7 @@ class TraceGroups(Sequence[GroupRecord]):
     def __len__(self) -> int:
         return int(self._order.shape[0])
 
-    @overload
-    def __getitem__(self, k: int) -> GroupRecord: ...
-
-    @overload
-    def __getitem__(self, k: slice) -> Sequence[GroupRecord]: ...
-
-    def __getitem__(self, k: int | slice) -> GroupRecord | Sequence[GroupRecord]:
-        if isinstance(k, slice):
-            return [self[j] for j in range(*k.indices(len(self)))]
-        if k < 0:
-            k += len(self)
-        if not 0 <= k < len(self):
-            raise IndexError(k)
+    def _item(self, k: int) -> GroupRecord:
         return self._record(k, int(self._order[k]))
 
     def __iter__(self) -> Iterator[GroupRecord]:

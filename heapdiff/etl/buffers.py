@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import mmap
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import overload
 
 import numpy as np
 
+from heapdiff._ondemand import MadeOnRead
 from heapdiff.etl import structs as S
 from heapdiff.etl.logfile import LogfileHeader
 
@@ -53,7 +53,7 @@ _BT_INT = ("idx", "offset", "size", "filled", "cpu", "seq", "flags", "type", "ti
 _BT_BOOL = ("compressed", "truncated", "first_ts_known", "has_first_ts")
 
 
-class BufferTable(Sequence[BufferInfo]):
+class BufferTable(MadeOnRead[BufferInfo]):
     """The buffer map as numpy columns, read as a sequence of :class:`BufferInfo` made on demand.
 
     Why columns: a large trace has tens of thousands of buffers, and an object per buffer cost memory for the whole read
@@ -103,21 +103,7 @@ class BufferTable(Sequence[BufferInfo]):
     def infos(self, which: Sequence[int] | np.ndarray) -> list[BufferInfo]:
         return [self.info(int(i)) for i in which]
 
-    @overload
-    def __getitem__(self, i: int) -> BufferInfo: ...
-    @overload
-    def __getitem__(self, i: slice) -> list[BufferInfo]: ...
-    def __getitem__(self, i: int | slice) -> BufferInfo | list[BufferInfo]:
-        if isinstance(i, slice):
-            return self.infos(range(*i.indices(len(self))))
-        n = len(self)
-        if not -n <= i < n:
-            raise IndexError(i)
-        return self.info(i % n)
-
-    def __iter__(self) -> Iterator[BufferInfo]:
-        for i in range(len(self)):
-            yield self.info(i)
+    _item = info
 
 
 #: reads ``n`` bytes of the file at ``offset`` (fewer at its end): given by the caller that opened the file

@@ -11,7 +11,7 @@ from typing import Final
 
 from heapdiff.document.model import Document, TraceRecord
 from heapdiff.report.text import MAX_COMMAND_LINE, MAX_HISTOGRAM, MAX_NAME, MAX_PATH, MAX_PROCESSES, clean, plural
-from heapdiff.report.view import Notice, ProcessFacts, ReportWarning, TraceFacts
+from heapdiff.report.view import InputMessage, ProcessFacts, TraceFacts
 from heapdiff.rules import INFORMATIONAL_ANOMALIES
 
 #: a trace whose share of unresolved frames is above this gets a warning
@@ -44,16 +44,16 @@ def trace_facts(t: TraceRecord) -> TraceFacts:
         unresolved_frames=t.unresolved_frames.unresolved)
 
 
-def trace_warnings(traces: Sequence[TraceFacts]) -> list[ReportWarning]:
+def trace_warnings(traces: Sequence[TraceFacts]) -> list[InputMessage]:
     """Data loss only: lost events or buffers, damage counted while reading, unattributed stacks."""
-    out: list[ReportWarning] = []
+    out: list[InputMessage] = []
     for t in traces:
         if t.events_lost:
-            out.append(ReportWarning(t.role, f"{plural(t.events_lost, 'event was', 'events were')} lost while "
+            out.append(InputMessage(t.role, f"{plural(t.events_lost, 'event was', 'events were')} lost while "
                                              "tracing: outstanding blocks may be missing or never freed in "
                                              "this report."))
         if t.buffers_lost:
-            out.append(ReportWarning(t.role, f"{plural(t.buffers_lost, 'buffer was', 'buffers were')} lost while "
+            out.append(InputMessage(t.role, f"{plural(t.buffers_lost, 'buffer was', 'buffers were')} lost while "
                                              "tracing: whole stretches of events are missing from this "
                                              "report."))
         loss = [(k, n) for k, n in t.anomalies if k not in INFORMATIONAL_ANOMALIES]
@@ -61,16 +61,16 @@ def trace_warnings(traces: Sequence[TraceFacts]) -> list[ReportWarning]:
         if n_loss:
             kinds = ", ".join(f"{k} ({n:,})" for k, n in loss[:8])
             more = f" and {len(loss) - 8} more kinds" if len(loss) > 8 else ""
-            out.append(ReportWarning(t.role, f"{plural(n_loss, 'anomaly was', 'anomalies were')} counted "
+            out.append(InputMessage(t.role, f"{plural(n_loss, 'anomaly was', 'anomalies were')} counted "
                                              f"while reading: {kinds}{more}."))
         share = t.unresolved_share
         if share is not None and share > UNRESOLVED_WARN_SHARE:
-            out.append(ReportWarning(t.role, f"{share:.1%} of stack frames ({t.unresolved_frames:,} of "
+            out.append(InputMessage(t.role, f"{share:.1%} of stack frames ({t.unresolved_frames:,} of "
                                              f"{t.frames:,}) could not be mapped to a module: call stacks "
                                              "may be split or unreadable."))
     sizes = {t.pointer_size for t in traces if t.role in ("before", "after", "baseline")}
     if len(sizes) > 1:
-        out.append(ReportWarning("", "The before and after traces have different pointer sizes "
+        out.append(InputMessage("", "The before and after traces have different pointer sizes "
                                      f"({' and '.join(f'{s * 8}-bit' for s in sorted(sizes))}): their call "
                                      "stacks rarely match."))
     return out
@@ -83,14 +83,14 @@ _NOTICE_WORDS: Final = {
 }
 
 
-def trace_notices(traces: Sequence[TraceFacts]) -> list[Notice]:
+def trace_notices(traces: Sequence[TraceFacts]) -> list[InputMessage]:
     """Counted misfits that are normal: tracing starts while the program runs."""
     out = []
     for t in traces:
         for k, n in t.anomalies:
             words = _NOTICE_WORDS.get(k)
             if words is not None:
-                out.append(Notice(t.role, f"{plural(n, words[0], words[1])} {words[2]} (normal: tracing "
+                out.append(InputMessage(t.role, f"{plural(n, words[0], words[1])} {words[2]} (normal: tracing "
                                           "starts while the program runs)."))
     return out
 

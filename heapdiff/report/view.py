@@ -74,8 +74,9 @@ class TraceFacts:
 
 
 @dataclass(frozen=True, slots=True)
-class ReportWarning:
-    """One line of the warning banner."""
+class InputMessage:
+    """One sentence about an input: a line of the warning banner (data loss) or a notice (a plain fact, such as
+    frees of blocks older than the trace); the view's field that holds it says which."""
 
     #: "trace", "before", "after" or "" for the report as a whole
     role: str
@@ -235,14 +236,6 @@ class GateFacts:
 
 
 @dataclass(frozen=True, slots=True)
-class Notice:
-    """A plain fact about an input, not a data loss: frees of blocks older than the trace, say."""
-
-    role: str
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
 class EmptyTrace:
     """An input that holds no heap events: the page says how to record one."""
 
@@ -326,8 +319,9 @@ class ReportView:
     schema: str
     traces: tuple[TraceFacts, ...]
     #: data loss: the "read with care" banner
-    warnings: tuple[ReportWarning, ...]
-    notices: tuple[Notice, ...]
+    warnings: tuple[InputMessage, ...]
+    #: plain facts, not data loss
+    notices: tuple[InputMessage, ...]
     empty_traces: tuple[EmptyTrace, ...]
     totals: Figures
     headline: Headline

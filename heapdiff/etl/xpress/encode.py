@@ -1,8 +1,8 @@
 """Xpress encoding for the trace writer: a small greedy hash-chain encoder, as a numba kernel and as pure Python.
 
-Both are greedy, with a hash chain of 3-byte prefixes, at most :data:`_MAX_CHAIN` candidates inside the 8 KiB
-window, every position indexed, and both write an item with :func:`_put_item`. They are not byte-identical (the
-kernel hashes into 2**_HASH_BITS buckets, the dict does not); each output decodes to the input.
+Both are greedy, with a hash chain of 3-byte prefixes, every position indexed; both search a chain with
+:func:`_longest_match` and write an item with :func:`_put_item`. They are not byte-identical (the kernel hashes into
+2**_HASH_BITS buckets, the dict does not); each output decodes to the input.
 """
 
 from __future__ import annotations
@@ -94,6 +94,30 @@ def _put_item(dst: Any, op: int, half: int, flags: int, nflags: int, flag_pos: i
     return op, half, flags, nflags, flag_pos
 
 
+@njit(inline="always")
+def _longest_match(src: Any, n: int, i: int, cand: int, prev: Any) -> tuple[int, int]:
+    """The longest match for ``src[i:n]`` along the hash chain from ``cand`` (``prev`` links each indexed position
+    to the one before it with its hash): at most :data:`_MAX_CHAIN` candidates inside the window, the first long
+    enough one taken. Returns (length, offset), (0, 0) for none. (No calls inside: the pure-Python encoder runs it
+    uncompiled, on bytes and a list.)"""
+    best_len = 0
+    best_off = 0
+    tries = _MAX_CHAIN
+    limit = min(n - i, _MAX_LENGTH)
+    while cand >= 0 and i - cand <= WINDOW and tries > 0:
+        tries -= 1
+        k = 0  # a candidate may share only the hash: its length is counted from 0
+        while k < limit and src[cand + k] == src[i + k]:
+            k += 1
+        if k >= MIN_MATCH and k > best_len:
+            best_len = k
+            best_off = i - cand
+            if k >= _GOOD_ENOUGH:
+                break
+        cand = prev[cand]
+    return best_len, best_off
+
+
 @njit
 def compress_kernel(src: npt.NDArray[np.uint8], dst: npt.NDArray[np.uint8]) -> int:
     """Encode ``src`` into ``dst`` (``compress_bound(len(src))`` long or more); returns the output length."""
@@ -107,24 +131,10 @@ def compress_kernel(src: npt.NDArray[np.uint8], dst: npt.NDArray[np.uint8]) -> i
     half = -1
     i = 0
     while i < n:
-        best_len = 0
-        best_off = 0
+        best_len = best_off = 0
         if n - i >= MIN_MATCH:
             h = ((_i64(src[i]) << 16 | _i64(src[i + 1]) << 8 | _i64(src[i + 2])) * 2654435761) & 0xFFFFFFFF
-            cand = head[h >> (32 - _HASH_BITS)]
-            tries = _MAX_CHAIN
-            limit = min(n - i, _MAX_LENGTH)
-            while cand >= 0 and i - cand <= WINDOW and tries > 0:
-                tries -= 1
-                k = 0
-                while k < limit and src[cand + k] == src[i + k]:
-                    k += 1
-                if k >= MIN_MATCH and k > best_len:
-                    best_len = k
-                    best_off = i - cand
-                    if k >= _GOOD_ENOUGH:
-                        break
-                cand = prev[cand]
+            best_len, best_off = _longest_match(src, n, i, head[h >> (32 - _HASH_BITS)], prev)
         op, half, flags, nflags, flag_pos = _put_item(dst, op, half, flags, nflags, flag_pos, src[i], best_off,
                                                       best_len)
         step = max(best_len, 1)
@@ -146,13 +156,15 @@ def compress_jit(data: bytes | bytearray | memoryview) -> bytes:
     return dst[: compress_kernel(src, dst)].tobytes()
 
 
-#: the item writer as plain Python, for the pure-Python encoder whether or not the JIT is on
+#: the item writer and the match search as plain Python, for the pure-Python encoder whether or not the JIT is on
 _put_item_py = cast("Callable[[bytearray, int, int, int, int, int, int, int, int], tuple[int, int, int, int, int]]",
                     getattr(_put_item, "py_func", _put_item))
+_longest_match_py = cast("Callable[[bytes, int, int, int, list[int]], tuple[int, int]]",
+                         getattr(_longest_match, "py_func", _longest_match))
 
 
 def compress_py(data: bytes | bytearray | memoryview) -> bytes:
-    """The pure-Python encoder: a dict of 3-byte prefixes, candidates compared 32 bytes at a time."""
+    """The pure-Python encoder: a dict of 3-byte prefixes (no hash collisions: the key is the 3 bytes themselves)."""
     src = bytes(data)
     n = len(src)
     out = bytearray(compress_bound(n))
@@ -165,28 +177,9 @@ def compress_py(data: bytes | bytearray | memoryview) -> bytes:
     prev = [-1] * n
     i = 0
     while i < n:
-        best_len = 0
-        best_off = 0
+        best_len = best_off = 0
         if i + MIN_MATCH <= n:
-            key = src[i : i + MIN_MATCH]
-            cand = head.get(key, -1)
-            tries = _MAX_CHAIN
-            limit = min(n - i, _MAX_LENGTH)
-            while cand >= 0 and i - cand <= WINDOW and tries:
-                tries -= 1
-                # Extend 32 bytes at a time, then byte by byte (overlap with i is fine: we compare input).
-                k = MIN_MATCH
-                while k + 32 <= limit and src[cand + k : cand + k + 32] == src[i + k : i + k + 32]:
-                    k += 32
-                while k < limit and src[cand + k] == src[i + k]:
-                    k += 1
-                if k > best_len:
-                    best_len = k
-                    best_off = i - cand
-                    if k >= _GOOD_ENOUGH:
-                        break
-                cand = prev[cand]
-        # (no hash collisions here: the dict key is the 3 bytes themselves)
+            best_len, best_off = _longest_match_py(src, n, i, head.get(src[i : i + MIN_MATCH], -1), prev)
         op, half, flags, nflags, flag_pos = _put_item_py(out, op, half, flags, nflags, flag_pos, src[i], best_off,
                                                          best_len)
         step = max(best_len, 1)
