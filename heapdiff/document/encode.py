@@ -69,9 +69,11 @@ def module_json(m: ModuleRecord) -> dict[str, Any]:
 
 
 def frame_json(f: FrameRecord) -> dict[str, Any]:
-    return {"text": f.text, "module": f.module, "rva": _hex(f.rva), "kernel": f.kernel, "allocator": f.allocator,
-            "function": f.function, "offset": _hex(f.offset), "file": f.file, "line": f.line,
-            "inlined": [{"function": i.function, "file": i.file, "line": i.line} for i in f.inlined]}
+    text, module, rva, kernel, allocator, function, offset, file, line, inlined = f
+    return {"text": text, "module": module, "rva": None if rva is None else f"0x{rva:x}", "kernel": kernel,
+            "allocator": allocator, "function": function, "offset": None if offset is None else f"0x{offset:x}",
+            "file": file, "line": line,
+            "inlined": [{"function": i.function, "file": i.file, "line": i.line} for i in inlined] if inlined else []}
 
 
 def _details(r: RunDetails, series: bool = True) -> dict[str, Any]:
@@ -222,12 +224,16 @@ def write_document(doc: Document, write: Callable[[bytes], object]) -> None:
     for g in doc.groups:
         batch.append(json_bytes(group_json(g, frames)))
         if len(batch) == _GROUPS_PER_WRITE:
-            write((b"" if first else b",") + b",".join(batch))
+            if not first:
+                write(b",")
+            write(b",".join(batch))
             first, batch = False, []
         if len(frames) > _FRAME_MEMO:  # a huge trace: frames repeat little, so keep the memo small
             frames = _FrameCache()
     if batch:
-        write((b"" if first else b",") + b",".join(batch))
+        if not first:
+            write(b",")
+        write(b",".join(batch))
     write(b"]}\n")
 
 
