@@ -17,7 +17,7 @@ import numpy as np
 
 from heapdiff.events.images import ImageMap, LoadedImage
 from heapdiff.frame_table import FrameTable
-from heapdiff.frames import Frame, ModuleRequest, ModuleSymbols, PdbId, ResolvedFrame, Symbolizer
+from heapdiff.frames import Frame, ModuleRequest, ModuleSymbols, PdbId, ResolvedFrame, SourceFrame, Symbolizer
 from heapdiff.rules import is_allocator_frame, is_allocator_function, is_allocator_module, module_of_frame
 
 #: (frame text, image index or -1) of one frame, as the image map located it
@@ -60,17 +60,18 @@ def _allocator_function(function: str) -> bool:
     return is_allocator_function(function)
 
 
-def _resolved_frame(module: str, plumbing: bool, rva: int, kernel: bool, r: ResolvedFrame) -> Frame:
-    """:func:`named_frame` of a frame the symbols resolved, its module's facts known (the loop over a trace's
-    distinct frames: names, once per source file and function, what every frame would work out again)."""
-    inner, proc = r.frames[0], r.frames[-1]
-    assert proc.function is not None
-    text = f"{module}!{proc.function}+0x{rva - r.proc_start:x}"
-    if proc.file and proc.line:
-        text += f" ({_file_name(proc.file)}:{proc.line})"
-    return Frame(text, module, rva, kernel, not kernel and (plumbing or _allocator_function(proc.function)),
-                 function=inner.function, offset=rva - r.proc_start, file=inner.file, line=inner.line,
-                 inlined=r.frames[1:])
+def _resolved_frame(module: str, plumbing: bool, rva: int, kernel: bool, chain: tuple[SourceFrame, ...],
+                    proc_start: int) -> Frame:
+    """:func:`named_frame` of a frame the symbols resolved (``chain``: its inline chain, the procedure last, with a
+    function), its module's facts known: the loop over a trace's distinct frames, so the chain's rows are
+    unpacked once and the file name looked up once per source path."""
+    inner_function, inner_file, inner_line = chain[0]
+    function, file, line = chain[-1]
+    offset = rva - proc_start
+    text = (f"{module}!{function}+0x{offset:x} ({_file_name(file)}:{line})" if file and line
+            else f"{module}!{function}+0x{offset:x}")
+    return Frame(text, module, rva, kernel, not kernel and (plumbing or _allocator_function(function)),
+                 inner_function, offset, inner_file, inner_line, chain[1:])
 
 
 def named_frame(text: str, rva: int | None, kernel: bool, r: ResolvedFrame | None) -> Frame:
@@ -172,11 +173,12 @@ class FrameNamer:
             # one image: one module name, and whether it is allocator plumbing, for all its frames
             module = table.module_names[int(table.name[frames[0]])]
             plumbing = is_allocator_module(module)
+            named = table.named
             for i, a, rva, kernel in zip(frames.tolist(), looks.tolist(), table.value[frames].tolist(),
                                          table.kernel[frames].tolist(), strict=True):
                 r = by_rva.get(a)
                 if r is not None and r.frames and r.frames[-1].function:
-                    table.named[i] = _resolved_frame(module, plumbing, int(rva), bool(kernel), r)
+                    named[i] = _resolved_frame(module, plumbing, rva, kernel, r.frames, r.proc_start)
 
     def modules(self) -> list[ModuleOutcome]:
         """Every image a frame fell in, with its outcome, in image order."""
