@@ -1,11 +1,15 @@
-"""The on-disk frame cache: round trip, merge, and every kind of damaged or foreign file ignored, never raised."""
+"""The on-disk frame cache: round trip, merge, the file's layout read back independently, and every kind of damaged
+or foreign file ignored, never raised."""
 
 from __future__ import annotations
 
+import struct
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 
@@ -27,8 +31,8 @@ def test_round_trip(tmp_path: Path) -> None:
     loaded = cache.load(PDB)
     assert loaded.frames == FRAMES
     assert loaded.symbol_file == "/syms/app.pdb"
-    assert cache.file_for(PDB) == tmp_path / "app.pdb" / PDB.store_key / "frames.json"
-    assert [p.name for p in cache.file_for(PDB).parent.iterdir()] == ["frames.json"]  # no temporary left
+    assert cache.file_for(PDB) == tmp_path / "app.pdb" / PDB.store_key / "frames.bin"
+    assert [p.name for p in cache.file_for(PDB).parent.iterdir()] == ["frames.bin"]  # no temporary left
 
 
 def test_add_merges_with_what_is_on_disk(tmp_path: Path) -> None:
@@ -64,60 +68,135 @@ def test_other_identity_other_reader(tmp_path: Path) -> None:
         assert FrameCache(tmp_path, "r1").load(other).frames == {}
 
 
-def _good_doc(tmp_path: Path) -> dict[str, Any]:
+Parts = dict[str, Any]
+
+
+def _parts(data: bytes) -> Parts:
+    """The file read by its documented layout, independently of the module's decoder: the header and the
+    columns."""
+    magic, header_len, zero = struct.unpack_from("<8sII", data)
+    head = orjson.loads(data[16:16 + header_len])
+    at = 16 + header_len
+    n, m, k = head["addresses"], head["rows"], head["strings"]
+    rva = np.frombuffer(data, "<u4", n, at)
+    at += 4 * n + (4 * n) % 8
+    proc_start = np.frombuffer(data, "<i8", n, at)
+    chain_start = np.frombuffer(data, "<i8", n + 1, at + 8 * n)
+    at += 8 * n + 8 * (n + 1)
+    rows = np.frombuffer(data, "<i8", 3 * m, at).reshape(m, 3)
+    strings = data[at + 24 * m:].decode().split("\0")
+    assert (magic, zero, strings[-1], len(strings)) == (b"HDFRAMES", 0, "", k + 1)
+    return {"magic": magic, "zero": zero, "head": head, "rva": rva.tolist(), "proc_start": proc_start.tolist(),
+            "chain_start": chain_start.tolist(), "rows": rows.tolist(), "strings": strings[:-1], "tail": b""}
+
+
+def _bytes(p: Parts) -> bytes:
+    header = orjson.dumps(p["head"])
+    header += b" " * (-len(header) % 8)
+    rva = np.asarray(p["rva"], "<u4").tobytes()
+    return b"".join((struct.pack("<8sII", p["magic"], len(header), p["zero"]), header, rva, b"\0" * (len(rva) % 8),
+                     np.asarray(p["proc_start"], "<i8").tobytes(), np.asarray(p["chain_start"], "<i8").tobytes(),
+                     np.asarray(p["rows"], "<i8").reshape(-1).tobytes(),
+                     "".join(f"{t}\0" for t in p["strings"]).encode(), p["tail"]))
+
+
+def _good(tmp_path: Path) -> Parts:
     cache = FrameCache(tmp_path, "r1")
     cache.add(PDB, "/a/app.pdb", FRAMES)
-    doc: dict[str, Any] = orjson.loads(cache.file_for(PDB).read_bytes())
-    return doc
+    return _parts(cache.file_for(PDB).read_bytes())
 
 
-DAMAGE = [
-    ("not json", None),
+def test_the_layout_is_as_documented(tmp_path: Path) -> None:
+    """Four addresses in increasing order; the one the PDB has nothing at has no rows; chains share strings."""
+    p = _good(tmp_path)
+    assert p["head"]["format"] == "heapdiff-frames" and p["head"]["version"] == 2 and p["head"]["reader"] == "r1"
+    assert p["rva"] == [0x1004, 0x101C, 0x1041, 0x9999]
+    assert p["proc_start"] == [0x1000, 0x1010, 0x1040, -1]
+    assert p["chain_start"] == [0, 1, 4, 5, 5]
+    s = p["strings"]
+    assert [[s[f], s[i] if i >= 0 else None, n if n >= 0 else None] for f, i, n in p["rows"]] == [
+        ["main", "C:\\src\\app.c", 12], ["mix", "inl.c", 4], ["make_widget", "inl.c", 9],
+        ["load_texture", "inl.c", 15], ["?make_widget@@YAPEAXH@Z", None, None]]
+    assert _bytes(p) == FrameCache(tmp_path, "r1").file_for(PDB).read_bytes()
+
+
+def _set(key: str, value: Any) -> Callable[[Parts], None]:
+    def change(p: Parts) -> None:
+        p[key] = value
+    return change
+
+
+def _head(**fields: Any) -> Callable[[Parts], None]:
+    def change(p: Parts) -> None:
+        p["head"] = {**p["head"], **fields}
+    return change
+
+
+DAMAGE: list[tuple[str, bytes | Callable[[Parts], None]]] = [
     ("empty", b""),
-    ("a list", b"[]"),
-    ("other format", {"format": "something-else"}),
-    ("other version", {"version": 2}),
-    ("other pdb", {"pdb": {"name": "App.pdb", "guid": PDB.guid, "age": 9}}),
-    ("strings not a list", {"strings": "abc"}),
-    ("a string that is a number", {"strings": [1, 2]}),
-    ("rvas and entries differ in length", {"rvas": [1]}),
-    ("negative rva", {"rvas": [-1, 2, 3, 4]}),
-    ("rva past 32 bits", {"rvas": [1 << 32, 2, 3, 4]}),
-    ("rva a float", {"rvas": [1.5, 2, 3, 4]}),
-    ("rva a bool", {"rvas": [True, 2, 3, 4]}),
-    ("string index out of range", {"entries": [[0x1000, 99, -1, 1], None, None, None]}),
-    ("function index -1", {"entries": [[0x1000, -1, -1, 1], None, None, None]}),
-    ("entry of the wrong length", {"entries": [[0x1000, 0, 0], None, None, None]}),
-    ("entry with no frame", {"entries": [[0x1000], None, None, None]}),
-    ("entry not a list", {"entries": [{"a": 1}, None, None, None]}),
-    ("line a string", {"entries": [[0x1000, 0, 0, "12"], None, None, None]}),
-    ("line past 63 bits", {"entries": [[0x1000, 0, 0, 1 << 63], None, None, None]}),
-    ("file index below -1", {"entries": [[0x1000, 0, -2, 1], None, None, None]}),
-    ("proc start a bool", {"entries": [[True, 0, 0, 1], None, None, None]}),
-    ("symbol file missing", {"symbol_file": None}),
+    ("shorter than the prefix", b"HDFRAMES\0\0"),
+    ("json, the first format", b'{"format": "heapdiff-frames", "version": 1}'),
+    ("other magic", _set("magic", b"HDFRAMEZ")),
+    ("prefix padding not zero", _set("zero", 1)),
+    ("other format", _head(format="something-else")),
+    ("other version", _head(version=1)),
+    ("other reader", _head(reader="r0")),
+    ("other pdb", _head(pdb={"name": "App.pdb", "guid": PDB.guid, "age": 9})),
+    ("symbol file missing", _head(symbol_file=None)),
+    ("a count that is not a number", _head(addresses="4")),
+    ("a count that is a bool", _head(strings=True)),
+    ("a negative count", _head(rows=-1)),
+    ("more addresses than the file holds", _head(addresses=400)),
+    ("fewer strings than the file holds", _head(strings=3)),
+    ("more strings than the file holds", _head(strings=9)),
+    ("addresses out of order", _set("rva", [0x101C, 0x1004, 0x1041, 0x9999])),
+    ("an address twice", _set("rva", [0x1004, 0x1004, 0x1041, 0x9999])),
+    ("chain starts not from 0", _set("chain_start", [1, 1, 4, 5, 5])),
+    ("chain starts decreasing", _set("chain_start", [0, 4, 1, 5, 5])),
+    ("chain starts not ending at the rows", _set("chain_start", [0, 1, 4, 5, 4])),
+    ("no rows for an address with a procedure", _set("chain_start", [0, 0, 4, 5, 5])),
+    ("rows for an address without one", _set("proc_start", [0x1000, 0x1010, -1, -1])),
+    ("procedure start below -1", _set("proc_start", [0x1000, 0x1010, 0x1040, -2])),
+    ("procedure start past 32 bits", _set("proc_start", [1 << 32, 0x1010, 0x1040, -1])),
+    ("function index out of range", _set("rows", [[99, 0, 12], [1, 2, 4], [3, 2, 9], [4, 2, 15], [5, -1, -1]])),
+    ("function index -1", _set("rows", [[-1, 0, 12], [1, 2, 4], [3, 2, 9], [4, 2, 15], [5, -1, -1]])),
+    ("file index below -1", _set("rows", [[0, -2, 12], [1, 2, 4], [3, 2, 9], [4, 2, 15], [5, -1, -1]])),
+    ("line below -1", _set("rows", [[0, 1, -5], [1, 2, 4], [3, 2, 9], [4, 2, 15], [5, -1, -1]])),
+    ("bytes after the last string", _set("tail", b"x")),
+    ("a string that is not UTF-8", _set("tail", b"\xff\0")),
 ]
 
 
 @pytest.mark.parametrize(("what", "change"), DAMAGE, ids=[d[0] for d in DAMAGE])
-def test_a_damaged_or_foreign_file_is_ignored_and_rewritten(tmp_path: Path, what: str, change: object) -> None:
-    doc = _good_doc(tmp_path)
+def test_a_damaged_or_foreign_file_is_ignored_and_rewritten(tmp_path: Path, what: str,
+                                                           change: bytes | Callable[[Parts], None]) -> None:
+    parts = _good(tmp_path)
     cache = FrameCache(tmp_path, "r1")
-    if isinstance(change, dict):
-        doc.update(change)
-        cache.file_for(PDB).write_bytes(orjson.dumps(doc))
+    if isinstance(change, bytes):
+        cache.file_for(PDB).write_bytes(change)
     else:
-        cache.file_for(PDB).write_bytes(b"{\x00garbage" if change is None else change)  # type: ignore[arg-type]
+        change(parts)
+        cache.file_for(PDB).write_bytes(_bytes(parts))
     assert cache.load(PDB).frames == {}
     cache.add(PDB, "/a/app.pdb", {7: MAIN})
     assert cache.load(PDB).frames == {7: MAIN}
 
 
 def test_the_damage_table_can_fail(tmp_path: Path) -> None:
-    """The untouched document loads: each damage case above is what makes its file ignored."""
-    doc = _good_doc(tmp_path)
+    """The file written again from its parts loads: each damage case above is what makes its file ignored."""
+    parts = _good(tmp_path)
     cache = FrameCache(tmp_path, "r1")
-    cache.file_for(PDB).write_bytes(orjson.dumps(doc))
+    cache.file_for(PDB).write_bytes(_bytes(parts))
     assert cache.load(PDB).frames == FRAMES
+
+
+def test_what_the_layout_cannot_hold_is_not_cached(tmp_path: Path) -> None:
+    """A NUL inside a name, or an address past 32 bits: those answers are left out of the file, never a wrong
+    file (the PDB is asked again next time)."""
+    cache = FrameCache(tmp_path, "r1")
+    for bad in ({1: ResolvedFrame((SourceFrame("a\0b", None, None),), 0)}, {1 << 32: MAIN}):
+        cache.add(PDB, "/a/app.pdb", bad)
+        assert cache.load(PDB).frames == {}
 
 
 def test_an_unwritable_cache_is_no_error(tmp_path: Path) -> None:
@@ -148,4 +227,4 @@ def test_concurrent_writers_leave_a_whole_file(tmp_path: Path) -> None:
     assert errors == []
     frames = FrameCache(tmp_path, "r1").load(PDB).frames
     assert frames and all(f == MAIN for f in frames.values())
-    assert [p.name for p in FrameCache(tmp_path, "r1").file_for(PDB).parent.iterdir()] == ["frames.json"]
+    assert [p.name for p in FrameCache(tmp_path, "r1").file_for(PDB).parent.iterdir()] == ["frames.bin"]

@@ -21,9 +21,10 @@ def resolved_frames(proc_start: Sequence[int], chain_start: Sequence[int], funct
     """One answer per address: None where ``proc_start`` is negative (nothing there), else the rows
     ``chain_start[i]`` to ``chain_start[i + 1]`` as its chain. In a row, -1 stands for no function (an empty
     name), no file and no line; the others index ``strings``. The caller has checked every index."""
-    rows = _row_objects(np.asarray(function, np.int64), np.asarray(file, np.int64), np.asarray(line, np.int64),
-                        strings)
-    return [None if start < 0 else ResolvedFrame(tuple(rows[a:b]), start)
+    rows = tuple(_row_objects(np.asarray(function, np.int64), np.asarray(file, np.int64),
+                              np.asarray(line, np.int64), strings))
+    # (a slice of the tuple is each chain: no list made per address)
+    return [None if start < 0 else ResolvedFrame(rows[a:b], start)
             for start, a, b in zip(proc_start, chain_start[:-1], chain_start[1:], strict=True)]
 
 

@@ -1,21 +1,22 @@
 """What was resolved from each PDB, kept on disk so that the next run asks the PDB only about new addresses.
 
-One file per PDB identity, ``<cache root>/symcache/<name>/<GUID+age>/frames.json``: the interned strings and, per
-RVA looked up, the procedure start and the inline chain (or nothing, when the PDB has nothing there). The file
-names its format version and the reader's version; a file of another version, another PDB, or damaged in any way
-is ignored (and replaced by the next write), never an error. Writes merge with what is on disk, go to a temporary
+One file per PDB identity, ``<cache root>/symcache/<name>/<GUID+age>/frames.bin``: per RVA looked up, the
+procedure start and the inline chain (or nothing, when the PDB has nothing there), as columns over interned rows
+and strings (:data:`PREFIX`: a warm run reads tens of thousands of addresses, and a binary file of columns loads
+in a few numpy views where a JSON document of nested lists took most of the symbols' time). The file names its
+format version and the reader's version; a file of another version, another PDB, or damaged in any way is
+ignored (and replaced by the next write), never an error. Writes merge with what is on disk, go to a temporary
 name and are renamed into place, so two heapdiffs filling the same file at once lose at most each other's
 newest addresses, and a reader never sees half a file. The whole folder is a cache: safe to delete.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
+import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import orjson
@@ -25,8 +26,16 @@ from heapdiff.symbols.cachedir import temporary_beside
 from heapdiff.symbols.columns import resolved_frames
 
 FORMAT = "heapdiff-frames"
-VERSION = 1
-FILE_NAME = "frames.json"
+VERSION = 2
+FILE_NAME = "frames.bin"
+MAGIC = b"HDFRAMES"
+#: 0x00 8s magic   0x08 u32 length of the JSON header that follows   0x0C u32 zero; then the header, padded with
+#: spaces to a multiple of 8, then the columns (little-endian), each a multiple of 8 bytes:
+#:   rva u32[n] (increasing; padded with one u32 when n is odd)   proc_start i64[n] (-1: nothing there)
+#:   chain_start i64[n + 1] (each address's rows)   rows i64[m x 3] (function, file, line; -1: none)
+#:   then the strings, UTF-8, each ended by a NUL (their count is in the header)
+PREFIX = struct.Struct("<8sII")
+assert PREFIX.size == 0x10
 
 
 class _Damaged(Exception):
@@ -59,8 +68,8 @@ class FrameCache:
         except OSError:
             return CachedFrames()
         try:
-            return _decode(orjson.loads(data), pdb, self.reader_version)
-        except (orjson.JSONDecodeError, _Damaged):
+            return _decode(data, pdb, self.reader_version)
+        except _Damaged:
             return CachedFrames()
 
     def add(self, pdb: PdbId, symbol_file: str, frames: Mapping[int, ResolvedFrame | None]) -> None:
@@ -70,7 +79,10 @@ class FrameCache:
             return
         merged = self.load(pdb).frames
         merged.update(frames)
-        body = orjson.dumps(_encode(pdb, self.reader_version, symbol_file, merged))
+        try:
+            body = _encode(pdb, self.reader_version, symbol_file, merged)
+        except _Damaged:
+            return
         dest = self.file_for(pdb)
         try:
             with temporary_beside(dest) as tmp:
@@ -80,98 +92,110 @@ class FrameCache:
             pass
 
 
-def _encode(pdb: PdbId, reader: str, symbol_file: str, frames: Mapping[int, ResolvedFrame | None]
-            ) -> dict[str, Any]:
-    strings: dict[str | None, int] = {}
-    rows: dict[SourceFrame, list[int]] = {}  # chains share rows: each encoded once
+def _encode(pdb: PdbId, reader: str, symbol_file: str, frames: Mapping[int, ResolvedFrame | None]) -> bytes:
+    """The file's bytes. Raises :class:`_Damaged` for what the layout cannot hold (a NUL inside a name, an
+    address or a procedure start past 32 bits): such answers are simply not cached."""
+    strings: dict[str, int] = {}
+    rows: dict[SourceFrame, int] = {}  # chains share rows: each written once
+    row_values: list[int] = []
 
     def intern(text: str | None) -> int:
-        return -1 if text is None else strings.setdefault(text, len(strings))
+        if text is None:
+            return -1
+        if "\0" in text:
+            raise _Damaged
+        return strings.setdefault(text, len(strings))
 
-    def row(source: SourceFrame) -> list[int]:
+    def row(source: SourceFrame) -> int:
         got = rows.get(source)
         if got is None:
-            got = rows[source] = [intern(source.function), intern(source.file),
-                                  -1 if source.line is None else source.line]
+            got = rows[source] = len(rows)
+            row_values.extend((intern(source.function), intern(source.file),
+                               -1 if source.line is None else source.line))
         return got
 
     rvas = sorted(frames)
-    entries: list[list[int] | None] = []
+    proc_start: list[int] = []
+    chain: list[int] = []
+    chain_start = [0]
     for rva in rvas:
         frame = frames[rva]
-        if frame is None:
-            entries.append(None)
-            continue
-        entry = [frame.proc_start]
-        for source in frame.frames:
-            entry += row(source)
-        entries.append(entry)
-    return {
+        if frame is not None:
+            chain.extend(row(source) for source in frame.frames)
+        proc_start.append(-1 if frame is None else frame.proc_start)
+        chain_start.append(len(chain))
+    if rvas and (rvas[0] < 0 or rvas[-1] >= 1 << 32):
+        raise _Damaged
+    header = orjson.dumps({
         "format": FORMAT, "version": VERSION, "reader": reader,
-        "pdb": {"name": pdb.name, "guid": pdb.guid, "age": pdb.age},
-        "symbol_file": symbol_file,
-        "strings": list(strings),
-        "rvas": rvas, "entries": entries,
-    }
+        "pdb": {"name": pdb.name, "guid": pdb.guid, "age": pdb.age}, "symbol_file": symbol_file,
+        "addresses": len(rvas), "rows": len(chain), "strings": len(strings),
+    })
+    header += b" " * (-len(header) % 8)
+    rva_column = np.asarray(rvas, np.uint32).tobytes()
+    row_table = np.asarray(row_values, np.int64).reshape(-1, 3)
+    return b"".join((
+        PREFIX.pack(MAGIC, len(header), 0), header,
+        rva_column, b"\0" * (-len(rva_column) % 8),
+        np.asarray(proc_start, np.int64).tobytes(), np.asarray(chain_start, np.int64).tobytes(),
+        row_table[np.asarray(chain, np.int64)].tobytes() if chain else b"",
+        "".join(f"{t}\0" for t in strings).encode("utf-8", "surrogatepass"),
+    ))
 
 
-def _decode(doc: Any, pdb: PdbId, reader: str) -> CachedFrames:
+def _decode(data: bytes, pdb: PdbId, reader: str) -> CachedFrames:
     """The file's frames, every value checked: whole columns at a time (a file holds tens of thousands of
-    addresses, and checking them one by one was most of a warm run's symbol time)."""
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:
+    addresses). Long because it is one walk down the layout, each column checked as it is taken."""
+    if len(data) < PREFIX.size:
         raise _Damaged
-    if doc.get("reader") != reader or doc.get("pdb") != {"name": pdb.name, "guid": pdb.guid, "age": pdb.age}:
-        raise _Damaged
-    strings, rvas, entries, symbol_file = doc.get("strings"), doc.get("rvas"), doc.get("entries"), \
-        doc.get("symbol_file")
-    if not (isinstance(strings, list) and _all(strings, str)):
-        raise _Damaged
-    if not (isinstance(rvas, list) and isinstance(entries, list) and len(rvas) == len(entries)):
-        raise _Damaged
-    if not isinstance(symbol_file, str):
-        raise _Damaged
-    _check_u32(_ints(rvas))
-    # an entry is None (nothing there) or [proc_start, (function, file, line) ...]: one or more rows
-    present = [e for e in entries if e is not None]
-    if not _all(present, list):
-        raise _Damaged
-    lens = np.fromiter(map(len, present), np.int64, len(present))
-    if bool(np.any((lens < 4) | ((lens - 1) % 3 != 0))):
-        raise _Damaged
-    values = _ints(list(itertools.chain.from_iterable(present)))
-    heads = np.cumsum(lens) - lens
-    proc_start = values[heads]
-    _check_u32(proc_start)
-    is_head = np.zeros(values.shape[0], bool)
-    is_head[heads] = True
-    rows = values[~is_head].reshape(-1, 3)
-    function, file, line = rows[:, 0], rows[:, 1], rows[:, 2]
-    if bool(np.any((function < 0) | (function >= len(strings)) | (file < -1) | (file >= len(strings)))):
-        raise _Damaged
-    chain_start = np.concatenate(([0], np.cumsum((lens - 1) // 3))).tolist()
-    answers = iter(resolved_frames(proc_start.tolist(), chain_start, function, file, np.maximum(line, -1),
-                                   strings))
-    frames = dict(zip(rvas, (None if e is None else next(answers) for e in entries), strict=True))
-    return CachedFrames(frames, symbol_file)
-
-
-def _all(values: list[Any], kind: type) -> bool:
-    """Every value is exactly of ``kind`` (bool is an int subclass and never a valid entry)."""
-    return set(map(type, values)) <= {kind}
-
-
-def _ints(values: list[Any]) -> np.ndarray:
-    if not _all(values, int):
+    magic, header_len, zero = PREFIX.unpack_from(data)
+    at = PREFIX.size + header_len
+    if magic != MAGIC or zero or header_len % 8 or at > len(data):
         raise _Damaged
     try:
-        return np.asarray(values, np.int64)
-    except OverflowError:  # past 64 bits: no field heapdiff writes is
+        head = orjson.loads(data[PREFIX.size:at])
+    except orjson.JSONDecodeError:
         raise _Damaged from None
-
-
-def _check_u32(values: np.ndarray) -> None:
-    if values.shape[0] and (int(values.min()) < 0 or int(values.max()) >= 1 << 32):
+    if not isinstance(head, dict) or head.get("format") != FORMAT or head.get("version") != VERSION:
         raise _Damaged
+    if head.get("reader") != reader or head.get("pdb") != {"name": pdb.name, "guid": pdb.guid, "age": pdb.age}:
+        raise _Damaged
+    symbol_file, n, m, k = (head.get(key) for key in ("symbol_file", "addresses", "rows", "strings"))
+    if not isinstance(symbol_file, str) or not all(type(v) is int and 0 <= v < 1 << 32 for v in (n, m, k)):
+        raise _Damaged
+    assert isinstance(n, int) and isinstance(m, int) and isinstance(k, int)
+
+    def take(dtype: type, count: int) -> np.ndarray:
+        nonlocal at
+        size = np.dtype(dtype).itemsize * count
+        if at + size > len(data):
+            raise _Damaged
+        out = np.frombuffer(data, np.dtype(dtype).newbyteorder("<"), count, at)
+        at += size + (-size % 8)
+        return out
+
+    rvas, proc_start, chain_start = take(np.uint32, n), take(np.int64, n), take(np.int64, n + 1)
+    rows = take(np.int64, 3 * m).reshape(m, 3)
+    try:
+        strings = data[at:].decode("utf-8", "surrogatepass").split("\0")
+    except UnicodeDecodeError:
+        raise _Damaged from None
+    if len(strings) != k + 1 or strings[-1]:
+        raise _Damaged
+    lens = np.diff(chain_start)
+    if int(chain_start[0]) != 0 or int(chain_start[-1]) != m:
+        raise _Damaged
+    if n and not (bool(np.all(rvas[1:] > rvas[:-1])) and bool(np.all(lens >= 0))
+                  and bool(np.all((proc_start >= -1) & (proc_start < 1 << 32)))
+                  and bool(np.all((lens > 0) == (proc_start >= 0)))):
+        raise _Damaged
+    function, file, line = rows[:, 0], rows[:, 1], rows[:, 2]
+    if m and bool(np.any((function < 0) | (function >= k) | (file < -1) | (file >= k) | (line < -1))):
+        raise _Damaged
+    answers = iter(resolved_frames(proc_start.tolist(), chain_start.tolist(), function, file, line, strings))
+    frames = dict(zip(rvas.tolist(), (None if start < 0 else next(answers) for start in proc_start.tolist()),
+                      strict=True))
+    return CachedFrames(frames, symbol_file)
 
 
 def missing(cached: CachedFrames, rvas: Iterable[int]) -> list[int]:
