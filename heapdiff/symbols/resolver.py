@@ -147,10 +147,10 @@ class SymbolResolver:
             if entry.cached is None:
                 entry.cached = self._frames.load(pdb)
             cached = entry.cached
-            need = missing(cached, rvas)
+            need = [] if cached.frames.keys() >= set(rvas) else missing(cached, rvas)  # (a warm run: all cached)
             if need or (len(rvas) == 0 and entry.found is None):  # nothing asked: still say if there is a PDB
                 self._read(pdb, request, entry, cached, need)
-            frames = [cached.frames.get(rva) for rva in rvas]
+            frames = list(map(cached.frames.get, rvas))
             return self._outcome(entry, cached, rvas, from_image), frames
 
     def _read(self, pdb: PdbId, request: ModuleRequest, entry: _PdbEntry, cached: CachedFrames,
