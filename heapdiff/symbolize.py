@@ -70,8 +70,8 @@ def _resolved_frame(module: str, plumbing: bool, rva: int, kernel: bool, chain: 
     offset = rva - proc_start
     text = (f"{module}!{function}+0x{offset:x} ({_file_name(file)}:{line})" if file and line
             else f"{module}!{function}+0x{offset:x}")
-    return Frame(text, module, rva, kernel, not kernel and (plumbing or _allocator_function(function)),
-                 inner_function, offset, inner_file, inner_line, chain[1:])
+    return tuple.__new__(Frame, (text, module, rva, kernel, not kernel and (plumbing or _allocator_function(function)),
+                                 inner_function, offset, inner_file, inner_line, chain[1:]))  # (fields in order)
 
 
 def named_frame(text: str, rva: int | None, kernel: bool, r: ResolvedFrame | None) -> Frame:
@@ -167,16 +167,18 @@ class FrameNamer:
         answers = self._symbolizer.resolve(requests)
         for (idx, looks, frames), (_, asked), (outcome, resolved) in zip(groups, requests, answers, strict=True):
             self.outcomes[idx] = outcome
-            by_rva = {a: r for a, r in zip(asked, resolved, strict=True) if r is not None}
-            if not by_rva:
+            if len(resolved) != len(asked):
+                raise ValueError(f"the symbolizer answered {len(resolved)} of {len(asked)} addresses")
+            if all(r is None for r in resolved):
                 continue
             # one image: one module name, and whether it is allocator plumbing, for all its frames
             module = table.module_names[int(table.name[frames[0]])]
             plumbing = is_allocator_module(module)
             named = table.named
-            for i, a, rva, kernel in zip(frames.tolist(), looks.tolist(), table.value[frames].tolist(),
-                                         table.kernel[frames].tolist(), strict=True):
-                r = by_rva.get(a)
+            # each frame's answer by its address's place among those asked (sorted, as np.unique made them)
+            for i, k, rva, kernel in zip(frames.tolist(), np.searchsorted(asked, looks).tolist(),
+                                         table.value[frames].tolist(), table.kernel[frames].tolist(), strict=True):
+                r = resolved[k]
                 if r is not None and r.frames and r.frames[-1].function:
                     named[i] = _resolved_frame(module, plumbing, rva, kernel, r.frames, r.proc_start)
 
