@@ -9,26 +9,39 @@ slow link still arrives). A server that refuses, does not answer or cannot be re
 the life of the :class:`HttpFetcher`, so that the next modules are not each held up by the same time-out.
 
 urllib rather than an HTTP library: one GET at a time per module, redirects (msdl sends hits to blob storage) and
-proxies (``https_proxy``) are all it needs, and it adds no dependency.
+proxies (``https_proxy``) are all it needs, and it adds no dependency. urllib, http.client and ssl are imported at
+the first download (:func:`_http`), not with this module: most runs name no server, and they cost a warm run
+as much as a tenth of what its symbols add.
 """
 
 from __future__ import annotations
 
-import http.client
 import os
 import socket
 import threading
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from types import ModuleType
+from typing import TYPE_CHECKING, BinaryIO, Literal
 
 from heapdiff import __version__
 from heapdiff.symbols.cachedir import install_expanded, temporary_beside
 from heapdiff.symbols.store import POINTER, Hit, Unavailable, compressed_name, read_pointer
+
+if TYPE_CHECKING:
+    import http.client
+    import urllib.request
+
+
+def _http() -> tuple[ModuleType, ModuleType, ModuleType, ModuleType]:
+    """``http.client``, ``urllib.error``, ``urllib.parse`` and ``urllib.request``, imported now."""
+    import http.client
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    return http.client, urllib.error, urllib.parse, urllib.request
 
 DEFAULT_TIMEOUT = 10.0
 _CHUNK = 1 << 16
@@ -106,7 +119,7 @@ class HttpFetcher:
         self.timeout = timeout
         self._progress = progress
         self._expand = expand
-        self._opener = urllib.request.build_opener()
+        self._opener: urllib.request.OpenerDirector | None = None
         self._down: dict[str, str] = {}
         self._lock = threading.Lock()
 
@@ -117,14 +130,15 @@ class HttpFetcher:
             down = self._down.get(server)
         if down is not None:
             return ServerMiss(f"{server}: skipped, {down} earlier", failed=True)
-        base = f"{server.rstrip('/')}/{urllib.parse.quote(name)}/{urllib.parse.quote(key)}/"
+        quote = _http()[2].quote
+        base = f"{server.rstrip('/')}/{quote(name)}/{quote(key)}/"
         dest = store / name / key / name
         try:
-            if self._download(base + urllib.parse.quote(name), name, dest):
+            if self._download(base + quote(name), name, dest):
                 return Hit(dest)
             packed = compressed_name(name)
             with temporary_beside(dest.with_name(packed)) as cab:
-                if self._download(base + urllib.parse.quote(packed), packed, cab):
+                if self._download(base + quote(packed), packed, cab):
                     return self._expanded(cab, dest, server)
             pointer = self._read_small(base + POINTER)
         except _Failure as failure:
@@ -152,15 +166,20 @@ class HttpFetcher:
 
     def _open(self, url: str, name: str) -> http.client.HTTPResponse | None:
         """The response, or None for a 404/410; raises :class:`_Failure` for any other outcome."""
-        request = urllib.request.Request(url, headers={"User-Agent": f"heapdiff/{__version__}"})
+        client, error, _, request_module = _http()
+        with self._lock:
+            if self._opener is None:
+                self._opener = request_module.build_opener()
+            opener = self._opener
+        request = request_module.Request(url, headers={"User-Agent": f"heapdiff/{__version__}"})
         try:
-            response: http.client.HTTPResponse = self._opener.open(request, timeout=self.timeout)
-        except urllib.error.HTTPError as err:
+            response: http.client.HTTPResponse = opener.open(request, timeout=self.timeout)
+        except error.HTTPError as err:
             err.close()
             if err.code in (404, 410):
                 return None
             raise _Failure(f"HTTP {err.code} {err.reason} for {name}") from err
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
+        except (error.URLError, OSError, client.HTTPException) as err:
             raise _Failure(_connection_problem(err, self.timeout), down=True) from err
         return response
 
@@ -211,7 +230,7 @@ class HttpFetcher:
                 data += chunk
         except TimeoutError as err:
             raise _Failure(f"{name}: {_connection_problem(err, self.timeout)}", down=True) from err
-        except (OSError, http.client.HTTPException) as err:
+        except (OSError, _http()[0].HTTPException) as err:
             raise _Failure(f"{name} broken off ({_connection_problem(err, self.timeout)})") from err
         return data
 
@@ -230,7 +249,8 @@ class HttpFetcher:
 
 def _connection_problem(err: BaseException, timeout: float) -> str:
     """One phrase for a person: what went wrong talking to the server."""
-    reason: object = err.reason if isinstance(err, urllib.error.URLError) else err
+    client, error, _, _ = _http()
+    reason: object = err.reason if isinstance(err, error.URLError) else err
     if isinstance(reason, (TimeoutError, socket.timeout)):
         return f"no answer within {timeout:g} s"
     if isinstance(reason, ConnectionRefusedError):
@@ -239,6 +259,6 @@ def _connection_problem(err: BaseException, timeout: float) -> str:
         return "host not found"
     if isinstance(reason, ConnectionResetError):
         return "connection reset"
-    if isinstance(reason, http.client.HTTPException):
+    if isinstance(reason, client.HTTPException):
         return f"broken HTTP answer ({type(reason).__name__})"
     return f"cannot connect ({reason})"
