@@ -163,9 +163,11 @@ class FrameNamer:
             for idx, _, _ in groups:
                 self.outcomes[idx] = ModuleSymbols("off")
             return
-        requests = [(request_for(self._images.images[idx]), np.unique(looks).tolist()) for idx, looks, _ in groups]
+        asked_of = [np.unique(looks) for _, looks, _ in groups]
+        requests = [(request_for(self._images.images[idx]), asked.tolist())
+                    for (idx, _, _), asked in zip(groups, asked_of, strict=True)]
         answers = self._symbolizer.resolve(requests)
-        for (idx, looks, frames), (_, asked), (outcome, resolved) in zip(groups, requests, answers, strict=True):
+        for (idx, looks, frames), asked, (outcome, resolved) in zip(groups, asked_of, answers, strict=True):
             self.outcomes[idx] = outcome
             if len(resolved) != len(asked):
                 raise ValueError(f"the symbolizer answered {len(resolved)} of {len(asked)} addresses")

@@ -192,10 +192,8 @@ def _decode(data: bytes, pdb: PdbId, reader: str) -> CachedFrames:
     function, file, line = rows[:, 0], rows[:, 1], rows[:, 2]
     if m and bool(np.any((function < 0) | (function >= k) | (file < -1) | (file >= k) | (line < -1))):
         raise _Damaged
-    answers = iter(resolved_frames(proc_start.tolist(), chain_start.tolist(), function, file, line, strings))
-    frames = dict(zip(rvas.tolist(), (None if start < 0 else next(answers) for start in proc_start.tolist()),
-                      strict=True))
-    return CachedFrames(frames, symbol_file)
+    answers = resolved_frames(proc_start.tolist(), chain_start.tolist(), function, file, line, strings)
+    return CachedFrames(dict(zip(rvas.tolist(), answers, strict=True)), symbol_file)
 
 
 def missing(cached: CachedFrames, rvas: Iterable[int]) -> list[int]:
