@@ -6,7 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from view_docs import document, frame, group
 
+from heapdiff.document import decode_value, document_json
 from heapdiff.document.fields import Obj, as_int, as_str, list_of
 from heapdiff.errors import DocumentError
 
@@ -52,3 +54,19 @@ def test_the_documents_own_fields_have_bare_paths() -> None:
     with pytest.raises(DocumentError) as e:
         doc.req("mode", as_str)
     assert str(e.value) == "document.mode: missing"
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("text", ["app.exe+0x10"], "groups[1].frames[0].text: expected a string, got ['app.exe+0x10']"),
+    ("file", {}, "groups[1].frames[0].file: expected a string, got {}"),
+])
+def test_a_frame_that_cannot_be_remembered_is_named(field: str, value: Any, message: str) -> None:
+    """Frames are decoded once per distinct frame, remembered by their values: a list or an object where a value
+    belongs cannot be a key, and is named like any other bad value."""
+    good = {"text": "app.exe+0x10", "module": "app.exe", "rva": "0x10", "kernel": True, "line": 1}
+    doc = document_json(document([group([frame("app.exe+0x10")], None, (1, 10))] * 2, diff=False, traces=True))
+    doc["groups"][0]["frames"] = [good]
+    doc["groups"][1]["frames"] = [dict(good, **{field: value})]
+    with pytest.raises(DocumentError) as e:
+        decode_value(doc)
+    assert str(e.value) == message

@@ -107,7 +107,10 @@ class _Frames:
         if type(v) is dict and not v.get("inlined"):
             key = (v.get("text"), v.get("module"), v.get("rva"), v.get("kernel"), v.get("allocator"),
                    v.get("function"), v.get("offset"), v.get("file"), v.get("line"))
-            got = self._memo.get(key)
+            try:
+                got = self._memo.get(key)
+            except TypeError:  # a list or an object where a value belongs: _frame names it
+                return _frame(v, where)
             if got is None:
                 got = self._memo[key] = _frame(v, where)
             return got
@@ -275,6 +278,10 @@ def _decode(value: Any) -> Document:
                             f"this one {len(traces)}")
     frames_of = _Frames()
     groups = o.req("groups", list_of(lambda g, where: _group(g, where, mode, frames_of)))
+    if mode == "trend":
+        for i, g in enumerate(groups):
+            if len(g.runs) != len(traces):
+                raise DocumentError(f"groups[{i}].runs: {len(g.runs)} runs for {len(traces)} traces")
     _check_series(groups, traces, mode)
     to = o.req("totals", Obj)
     runs: tuple[Counts, ...]
