@@ -33,8 +33,9 @@ class ModuleOutcome:
 
 
 def request_for(img: LoadedImage) -> ModuleRequest:
-    pdb = (PdbId(ntpath.basename(img.pdb_name.replace("/", "\\")) or f"{img.name.rsplit('.', 1)[0]}.pdb",
-                 img.pdb_guid, img.pdb_age) if img.pdb_guid else None)
+    rsds = img.rsds
+    pdb = (PdbId(ntpath.basename(rsds.pdb_file_name.replace("/", "\\")) or f"{img.name.rsplit('.', 1)[0]}.pdb",
+                 rsds.pdb_guid, rsds.pdb_age) if rsds is not None else None)
     return ModuleRequest(name=img.name, path=img.path, timestamp=img.time_date_stamp or None,
                          size=img.end - img.base, pdb=pdb)
 

@@ -11,8 +11,9 @@ import pytest
 from cli_run import run
 from trend_runs import write_run
 
-from heapdiff.document import decode
+from heapdiff.document import decode, decode_value
 from heapdiff.document.trend import classify, slope
+from heapdiff.errors import DocumentError
 
 # ------------------------------------------------------------------------------------------------ the classes
 
@@ -104,6 +105,9 @@ def test_trend_over_written_traces(capsys: pytest.CaptureFixture[str], runs: lis
     # the document reads back
     doc = decode(out.encode())
     assert doc.is_trend and [x.series for x in doc.groups][1] == (1000, 2000, 3000, 4000, 5000)
+    d["groups"][0]["runs"] = d["groups"][0]["runs"][:2]  # a group's runs are one per trace
+    with pytest.raises(DocumentError, match=r"^groups\[0\]\.runs: 2 runs for 5 traces$"):
+        decode_value(d)
 
 
 def test_trend_summary_markdown_and_html(capsys: pytest.CaptureFixture[str], runs: list[str]) -> None:

@@ -14,26 +14,24 @@ Each field is checked by :mod:`heapdiff.document.fields`; a trace's records are 
 from __future__ import annotations
 
 import gc
-from collections.abc import Mapping
 from typing import Any, cast
 
 import orjson
 
 from heapdiff.document.decode_trace import trace_record
 from heapdiff.document.fields import (
+    Obj,
     as_bool,
     as_counts,
     as_hex,
     as_int,
-    as_list,
-    as_obj,
+    as_number,
     as_str,
     check_delta,
     fail,
-    field,
     hexes,
     int_map,
-    optional,
+    list_of,
     series,
     strs,
 )
@@ -63,53 +61,40 @@ from heapdiff.frames import SourceFrame
 from heapdiff.rules import FrameKind, is_allocator_frame, module_of_frame, name_group
 
 
-def _window_filter(v: Any) -> WindowFilter:
-    """``filters.window``; absent in documents made before windows existed."""
+def _window_filter(v: Any, where: str) -> WindowFilter:
+    """``filters.window``; absent (or null) in documents made before windows existed."""
     if v is None:
         return WindowFilter()
-    where = "filters.window"
-    o = as_obj(v, where)
-    us = [optional(as_int, o.get(k), f"{where}.{k}") for k in ("from_us", "to_us", "at_us")]
-    texts = [optional(as_str, o.get(k), f"{where}.{k}") for k in ("from", "to", "at")]
-    return WindowFilter(us[0], us[1], us[2], texts[0], texts[1], texts[2])
+    o = Obj(v, where)
+    return WindowFilter(o.opt("from_us", as_int), o.opt("to_us", as_int), o.opt("at_us", as_int),
+                        o.opt("from", as_str), o.opt("to", as_str), o.opt("at", as_str))
 
 
-def _details(o: Mapping[str, Any], where: str, counts: Counts) -> RunDetails:
-    def f(key: str) -> Any:
-        return field(o, key, where)
-
+def _details(o: Obj, counts: Counts) -> RunDetails:
     return RunDetails(
         counts=counts,
-        heaps=hexes(f("heaps"), f"{where}.heaps"),
-        sources=int_map(f("sources"), f"{where}.sources"),
-        size_histogram=int_map(f("size_histogram"), f"{where}.size_histogram"),
-        first_alloc_utc=optional(as_str, f("first_alloc_utc"), f"{where}.first_alloc_utc"),
-        last_alloc_utc=optional(as_str, f("last_alloc_utc"), f"{where}.last_alloc_utc"),
-        sample_addresses=hexes(f("sample_addresses"), f"{where}.sample_addresses"),
-        timeline_bytes=series(o.get("timeline_bytes"), f"{where}.timeline_bytes"),
+        heaps=o.req("heaps", hexes),
+        sources=o.req("sources", int_map),
+        size_histogram=o.req("size_histogram", int_map),
+        first_alloc_utc=o.nullable("first_alloc_utc", as_str),
+        last_alloc_utc=o.nullable("last_alloc_utc", as_str),
+        sample_addresses=o.req("sample_addresses", hexes),
+        timeline_bytes=o.opt("timeline_bytes", series),
     )
 
 
 def _source(v: Any, where: str) -> SourceFrame:
-    o = as_obj(v, where)
-    return SourceFrame(as_str(field(o, "function", where), f"{where}.function"),
-                       optional(as_str, o.get("file"), f"{where}.file"),
-                       optional(as_int, o.get("line"), f"{where}.line"))
+    o = Obj(v, where)
+    return SourceFrame(o.req("function", as_str), o.opt("file", as_str), o.opt("line", as_int))
 
 
 def _frame(v: Any, where: str) -> FrameRecord:
-    o = as_obj(v, where)
-    return FrameRecord(text=as_str(field(o, "text", where), f"{where}.text"),
-                       module=optional(as_str, o.get("module"), f"{where}.module"),
-                       rva=optional(as_hex, o.get("rva"), f"{where}.rva"),
-                       kernel=as_bool(o.get("kernel", False), f"{where}.kernel"),
-                       allocator=as_bool(o.get("allocator", False), f"{where}.allocator"),
-                       function=optional(as_str, o.get("function"), f"{where}.function"),
-                       offset=optional(as_hex, o.get("offset"), f"{where}.offset"),
-                       file=optional(as_str, o.get("file"), f"{where}.file"),
-                       line=optional(as_int, o.get("line"), f"{where}.line"),
-                       inlined=tuple(_source(x, f"{where}.inlined[{i}]")
-                                     for i, x in enumerate(as_list(o.get("inlined", []), f"{where}.inlined"))))
+    o = Obj(v, where)
+    return FrameRecord(text=o.req("text", as_str), module=o.opt("module", as_str), rva=o.opt("rva", as_hex),
+                       kernel=o.get("kernel", as_bool, False), allocator=o.get("allocator", as_bool, False),
+                       function=o.opt("function", as_str), offset=o.opt("offset", as_hex),
+                       file=o.opt("file", as_str), line=o.opt("line", as_int),
+                       inlined=o.get("inlined", list_of(_source), ()))
 
 
 class _Frames:
@@ -122,7 +107,10 @@ class _Frames:
         if type(v) is dict and not v.get("inlined"):
             key = (v.get("text"), v.get("module"), v.get("rva"), v.get("kernel"), v.get("allocator"),
                    v.get("function"), v.get("offset"), v.get("file"), v.get("line"))
-            got = self._memo.get(key)
+            try:
+                got = self._memo.get(key)
+            except TypeError:  # a list or an object where a value belongs: _frame names it
+                return _frame(v, where)
             if got is None:
                 got = self._memo[key] = _frame(v, where)
             return got
@@ -156,17 +144,13 @@ class _Frames:
 
 
 def _group(v: Any, where: str, mode: Mode, frames_of: _Frames) -> GroupRecord:
-    o = as_obj(v, where)
-    stack = strs(field(o, "stack", where), f"{where}.stack")
-    display = strs(field(o, "stack_display", where), f"{where}.stack_display")
-    if "frames" in o:
-        frames = tuple(frames_of.record(f, f"{where}.frames[{i}]")
-                       for i, f in enumerate(as_list(o["frames"], f"{where}.frames")))
-    else:
-        frames = frames_of.legacy(stack, display)
-    module = as_str(field(o, "module", where), f"{where}.module")
+    o = Obj(v, where)
+    stack = o.req("stack", strs)
+    display = o.req("stack_display", strs)
+    frames = o.req("frames", list_of(frames_of.record)) if "frames" in o else frames_of.legacy(stack, display)
+    module = o.req("module", as_str)
     if "label" in o:
-        label = as_str(o["label"], f"{where}.label")
+        label = o.req("label", as_str)
     else:
         label = name_group(tuple(FrameKind(f.text, f.module, f.kernel, f.allocator) for f in frames)).label
     label_index = next((i for i, f in enumerate(frames) if f.text == label and not f.kernel), -1)
@@ -174,72 +158,72 @@ def _group(v: Any, where: str, mode: Mode, frames_of: _Frames) -> GroupRecord:
     runs: tuple[RunDetails | None, ...]
     trend: Trend | None = None
     if mode == "single":
-        runs = (_details(o, where, as_counts(o, where)),)
+        runs = (_details(o, as_counts(v, where)),)
     elif mode == "trend":
-        rw = f"{where}.runs"
-        runs = tuple(None if r is None else _details(as_obj(r, f"{rw}[{i}]"), f"{rw}[{i}]", as_counts(r, f"{rw}[{i}]"))
-                     for i, r in enumerate(as_list(field(o, "runs", where), rw)))
-        tw = f"{where}.trend"
-        to = as_obj(field(o, "trend", where), tw)
-        klass = as_str(field(to, "class", tw), f"{tw}.class")
-        if klass not in TREND_CLASSES:
-            raise fail(f"{tw}.class", " or ".join(TREND_CLASSES), klass)
-        slope = field(to, "slope_bytes", tw)
-        if type(slope) not in (int, float):
-            raise fail(f"{tw}.slope_bytes", "a number", slope)
-        trend = Trend(float(slope), klass)
+        runs = o.req("runs", list_of(_trend_run))
+        trend = o.req("trend", _trend)
     else:
-        st = as_str(field(o, "status", where), f"{where}.status")
+        st = o.req("status", as_str)
         if st not in STATUSES:
-            raise fail(f"{where}.status", " or ".join(STATUSES), st)
+            raise fail(o.where_of("status"), " or ".join(STATUSES), st)
         status = st
-        b = as_counts(field(o, "before", where), f"{where}.before")
-        a = as_counts(field(o, "after", where), f"{where}.after")
-        check_delta(o, where, b, a)
-        given = o.get("runs")
-        if given is not None:
-            rw = f"{where}.runs"
-            ro = as_obj(given, rw)
-            runs = tuple(None if ro.get(k) is None else _details(as_obj(ro[k], f"{rw}.{k}"), f"{rw}.{k}", c)
-                         for k, c in (("before", b), ("after", a)))
+        b = o.req("before", as_counts)
+        a = o.req("after", as_counts)
+        check_delta(o, b, a)
+        ro = o.opt("runs", Obj)
+        if ro is not None:
+            runs = (_diff_run(ro, "before", b), _diff_run(ro, "after", a))
         else:  # the first version: one set of facts, from after (else before); the other run's heaps only
             now_after = a.blocks > 0 or b.blocks == 0
-            shown = _details(o, where, a if now_after else b)
+            shown = _details(o, a if now_after else b)
             other_counts = b if now_after else a
-            other_heaps = hexes(o.get("heaps_before", []), f"{where}.heaps_before") if now_after else ()
+            other_heaps: tuple[int, ...] = o.get("heaps_before", hexes, ()) if now_after else ()
             other = (RunDetails(other_counts, other_heaps, {}, {}, None, None, ()) if other_counts.blocks
                      else None)
             runs = (other, shown) if now_after else (shown, other)
     return GroupRecord(stack=tuple(stack), frames=frames, module=module, label=label, label_index=label_index,
-                       status=status, runs=runs,
-                       suppressed_by=optional(as_str, o.get("suppressed_by"), f"{where}.suppressed_by"), trend=trend)
+                       status=status, runs=runs, suppressed_by=o.opt("suppressed_by", as_str), trend=trend)
 
 
-def _match(v: Any) -> Match:
+def _diff_run(runs: Obj, key: str, counts: Counts) -> RunDetails | None:
+    """A diff group's facts in one run (its counts are the group's before or after); null where it holds none."""
+    o = runs.opt(key, Obj)
+    return None if o is None else _details(o, counts)
+
+
+def _trend_run(v: Any, where: str) -> RunDetails | None:
+    """A trend group's run, its counts among its facts; null where it holds nothing in that run."""
+    return None if v is None else _details(Obj(v, where), as_counts(v, where))
+
+
+def _trend(v: Any, where: str) -> Trend:
+    o = Obj(v, where)
+    klass = o.req("class", as_str)
+    if klass not in TREND_CLASSES:
+        raise fail(o.where_of("class"), " or ".join(TREND_CLASSES), klass)
+    return Trend(o.req("slope_bytes", as_number), klass)
+
+
+def _match(v: Any, where: str) -> Match:
     if v not in ("function", "rva"):
-        raise fail("filters.match", "'function' or 'rva'", v)
+        raise fail(where, "'function' or 'rva'", v)
     return "function" if v == "function" else "rva"
 
 
 def _gate(v: Any, where: str) -> Gate:
-    o = as_obj(v, where)
-    name = as_str(field(o, "name", where), f"{where}.name")
+    o = Obj(v, where)
+    name = o.req("name", as_str)
     if name not in GATE_NAMES:
-        raise fail(f"{where}.name", " or ".join(GATE_NAMES), name)
-    return Gate(name=name, threshold=as_int(field(o, "threshold", where), f"{where}.threshold"),
-                value=as_int(field(o, "value", where), f"{where}.value"),
-                failed=as_bool(field(o, "failed", where), f"{where}.failed"),
-                groups=tuple(as_int(x, f"{where}.groups[{i}]")
-                             for i, x in enumerate(as_list(field(o, "groups", where), f"{where}.groups"))),
-                reason=optional(as_str, o.get("reason"), f"{where}.reason"))
+        raise fail(o.where_of("name"), " or ".join(GATE_NAMES), name)
+    return Gate(name=name, threshold=o.req("threshold", as_int), value=o.req("value", as_int),
+                failed=o.req("failed", as_bool), groups=o.req("groups", list_of(as_int)),
+                reason=o.opt("reason", as_str))
 
 
 def _suppression(v: Any, where: str) -> Suppression:
-    o = as_obj(v, where)
-    return Suppression(as_str(field(o, "pattern", where), f"{where}.pattern"),
-                       as_str(field(o, "source", where), f"{where}.source"),
-                       as_int(field(o, "line", where), f"{where}.line"),
-                       as_int(field(o, "groups", where), f"{where}.groups"))
+    o = Obj(v, where)
+    return Suppression(o.req("pattern", as_str), o.req("source", as_str), o.req("line", as_int),
+                       o.req("groups", as_int))
 
 
 def _check_series(groups: tuple[GroupRecord, ...], traces: tuple[TraceRecord, ...], mode: Mode) -> None:
@@ -274,58 +258,50 @@ def decode_value(value: Any) -> Document:
 
 
 def _decode(value: Any) -> Document:
-    o = as_obj(value, "document")
-    schema = o.get("schema")
+    o = Obj(value, "document", root=True)
+    schema = o.raw.get("schema")
     if schema != SCHEMA:
         raise DocumentError(f"not a {SCHEMA} document (schema {str(schema)[:40]!r})")
-    mode_raw = as_str(field(o, "mode", "document"), "mode")
+    mode_raw = o.req("mode", as_str)
     if mode_raw not in ("single", "diff", "trend"):
         raise fail("mode", "'single', 'diff' or 'trend'", mode_raw)
     mode = cast(Mode, mode_raw)
-    fo = as_obj(field(o, "filters", "document"), "filters")
-    pid_raw = field(fo, "pid", "filters")
-    filters = Filters(process=optional(as_str, field(fo, "process", "filters"), "filters.process"),
-                      pid=None if pid_raw is None else tuple(as_int(p, f"filters.pid[{i}]")
-                                                              for i, p in enumerate(as_list(pid_raw, "filters.pid"))),
-                      kernel_frames=as_bool(field(fo, "kernel_frames", "filters"), "filters.kernel_frames"),
-                      min_bytes=as_int(field(fo, "min_bytes", "filters"), "filters.min_bytes"),
-                      top=as_int(field(fo, "top", "filters"), "filters.top"),
-                      match=_match(fo.get("match", "rva")),
-                      symbols=optional(as_str, fo.get("symbols"), "filters.symbols"),
-                      window=_window_filter(fo.get("window")))
-    traces = tuple(trace_record(t, f"traces[{i}]")
-                   for i, t in enumerate(as_list(field(o, "traces", "document"), "traces")))
+    fo = o.req("filters", Obj)
+    pid = fo.nullable("pid", list_of(as_int))
+    filters = Filters(process=fo.nullable("process", as_str), pid=pid, kernel_frames=fo.req("kernel_frames", as_bool),
+                      min_bytes=fo.req("min_bytes", as_int), top=fo.req("top", as_int),
+                      match=fo.get("match", _match, "rva"), symbols=fo.opt("symbols", as_str),
+                      window=fo.get("window", _window_filter, WindowFilter()))
+    traces = o.req("traces", list_of(trace_record))
     if mode != "trend" and len(traces) != (2 if mode == "diff" else 1):
         raise DocumentError(f"traces: a {mode} document has {2 if mode == 'diff' else 1} trace(s), "
                             f"this one {len(traces)}")
     frames_of = _Frames()
-    groups = tuple(_group(g, f"groups[{i}]", mode, frames_of)
-                   for i, g in enumerate(as_list(field(o, "groups", "document"), "groups")))
+    groups = o.req("groups", list_of(lambda g, where: _group(g, where, mode, frames_of)))
+    if mode == "trend":
+        for i, g in enumerate(groups):
+            if len(g.runs) != len(traces):
+                raise DocumentError(f"groups[{i}].runs: {len(g.runs)} runs for {len(traces)} traces")
     _check_series(groups, traces, mode)
-    to = as_obj(field(o, "totals", "document"), "totals")
+    to = o.req("totals", Obj)
     runs: tuple[Counts, ...]
     if mode == "trend":
-        runs = tuple(as_counts(c, f"totals.runs[{i}]") for i, c in enumerate(as_list(field(to, "runs", "totals"),
-                                                                                 "totals.runs")))
+        runs = to.req("runs", list_of(as_counts))
         if len(runs) != len(traces):
             raise DocumentError(f"totals.runs: {len(runs)} runs for {len(traces)} traces")
     elif mode == "diff":
-        before = as_counts(field(to, "before", "totals"), "totals.before")
-        after = as_counts(field(to, "after", "totals"), "totals.after")
-        check_delta(to, "totals", before, after)
+        before = to.req("before", as_counts)
+        after = to.req("after", as_counts)
+        check_delta(to, before, after)
         runs = (before, after)
     else:
-        runs = (as_counts(to, "totals"),)
+        runs = (as_counts(to.raw, to.where),)
     derived = Totals.of(groups, len(runs))  # documents before growth and shrink existed
-    totals = Totals(runs,
-                    as_counts(to["growth"], "totals.growth") if "growth" in to else derived.growth,
-                    as_counts(to["shrink"], "totals.shrink") if "shrink" in to else derived.shrink,
-                    as_counts(to["suppressed"], "totals.suppressed") if "suppressed" in to else derived.suppressed)
-    gates = tuple(_gate(g, f"gates[{i}]") for i, g in enumerate(as_list(o.get("gates", []), "gates")))
-    used = tuple(_suppression(x, f"suppressions[{i}]")
-                 for i, x in enumerate(as_list(o.get("suppressions", []), "suppressions")))
-    return Document(mode=mode, generator=as_str(field(o, "generator", "document"), "generator"), filters=filters,
-                    traces=traces, totals=totals, groups=groups, gates=gates, suppressions=used)
+    totals = Totals(runs, to.get("growth", as_counts, derived.growth), to.get("shrink", as_counts, derived.shrink),
+                    to.get("suppressed", as_counts, derived.suppressed))
+    return Document(mode=mode, generator=o.req("generator", as_str), filters=filters, traces=traces, totals=totals,
+                    groups=groups, gates=o.get("gates", list_of(_gate), ()),
+                    suppressions=o.get("suppressions", list_of(_suppression), ()))
 
 
 def decode(data: bytes | str) -> Document:

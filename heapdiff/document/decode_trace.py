@@ -10,17 +10,16 @@ import math
 from typing import Any
 
 from heapdiff.document.fields import (
+    Obj,
     as_counts,
     as_hex,
     as_int,
     as_list,
-    as_obj,
     as_str,
     fail,
-    field,
     int_map,
+    list_of,
     naturals,
-    optional,
 )
 from heapdiff.document.model import (
     ROLES,
@@ -38,112 +37,100 @@ from heapdiff.frames import PdbId, SymbolStatus
 SYMBOL_STATUSES: tuple[SymbolStatus, ...] = ("loaded", "not_found", "mismatch", "error", "off")
 
 
-def trace_timeline(v: Any, where: str) -> TraceTimeline | None:
-    """A trace's timeline: equal-length lists, times increasing from >= 0, counts >= 0; null before timelines."""
-    if v is None:
-        return None
-    o = as_obj(v, where)
-    times = as_list(field(o, "time_us", where), f"{where}.time_us")
+def trace_timeline(v: Any, where: str) -> TraceTimeline:
+    """A trace's timeline: equal-length lists, times increasing from >= 0, counts >= 0 (absent before timelines)."""
+    o = Obj(v, where)
+    times = o.req("time_us", as_list)
     if not times:
-        raise DocumentError(f"{where}.time_us: expected at least one point, got none")
+        raise DocumentError(f"{o.where_of('time_us')}: expected at least one point, got none")
     prev = -1.0
     for i, t in enumerate(times):
         if type(t) not in (int, float) or not math.isfinite(t) or t < 0:
-            raise fail(f"{where}.time_us[{i}]", "a non-negative number", t)
+            raise fail(f"{o.where_of('time_us')}[{i}]", "a non-negative number", t)
         if t <= prev:
-            raise DocumentError(f"{where}.time_us[{i}]: {t} does not come after {prev}: times must increase")
+            raise DocumentError(f"{o.where_of('time_us')}[{i}]: {t} does not come after {prev}: times must increase")
         prev = t
-    nbytes = naturals(field(o, "bytes", where), f"{where}.bytes")
-    blocks = naturals(field(o, "blocks", where), f"{where}.blocks")
+    nbytes = o.req("bytes", naturals)
+    blocks = o.req("blocks", naturals)
     for name, col in (("bytes", nbytes), ("blocks", blocks)):
         if len(col) != len(times):
-            raise DocumentError(f"{where}.{name}: {len(col)} points, but time_us has {len(times)}")
+            raise DocumentError(f"{o.where_of(name)}: {len(col)} points, but time_us has {len(times)}")
     return TraceTimeline(tuple(float(t) for t in times), nbytes, blocks)
 
 
 def trace_record(v: Any, where: str) -> TraceRecord:
-    o = as_obj(v, where)
-
-    def f(key: str) -> Any:
-        return field(o, key, where)
-
-    role = as_str(f("role"), f"{where}.role")
+    o = Obj(v, where)
+    role = o.req("role", as_str)
     if role not in ROLES:
-        raise fail(f"{where}.role", " or ".join(ROLES), role)
-    by_pid: dict[int, Counts] = {}
-    for k, c in as_obj(f("outstanding_by_pid"), f"{where}.outstanding_by_pid").items():
-        if not k.isdigit():
-            raise fail(f"{where}.outstanding_by_pid", "decimal pid keys", k)
-        by_pid[int(k)] = as_counts(c, f"{where}.outstanding_by_pid.{k}")
-    procs = []
-    for i, p in enumerate(as_list(f("processes"), f"{where}.processes")):
-        pw = f"{where}.processes[{i}]"
-        po = as_obj(p, pw)
-        procs.append(ProcessRecord(as_int(field(po, "pid", pw), f"{pw}.pid"),
-                                   as_str(field(po, "image_name", pw), f"{pw}.image_name"),
-                                   as_str(field(po, "command_line", pw), f"{pw}.command_line")))
-    unres = as_obj(f("unresolved_frames"), f"{where}.unresolved_frames")
-    uw = f"{where}.unresolved_frames"
+        raise fail(o.where_of("role"), " or ".join(ROLES), role)
     return TraceRecord(
         role=role,
-        path=as_str(f("path"), f"{where}.path"),
-        pointer_size=as_int(f("pointer_size"), f"{where}.pointer_size"),
-        start_utc=as_str(f("start_utc"), f"{where}.start_utc"),
-        end_utc=as_str(f("end_utc"), f"{where}.end_utc"),
-        records=as_int(f("records"), f"{where}.records"),
-        events=int_map(f("events"), f"{where}.events"),
-        events_lost=as_int(f("events_lost"), f"{where}.events_lost"),
-        buffers_lost=as_int(f("buffers_lost"), f"{where}.buffers_lost"),
-        stack_refs=as_int(f("stack_refs"), f"{where}.stack_refs"),
-        stacks_matched=as_int(f("stacks_matched"), f"{where}.stacks_matched"),
-        outstanding=as_counts(f("outstanding"), f"{where}.outstanding"),
-        outstanding_by_pid=by_pid,
-        unmatched_frees=as_int(f("unmatched_frees"), f"{where}.unmatched_frees"),
-        anomalies=int_map(f("anomalies"), f"{where}.anomalies"),
-        processes=tuple(procs),
-        unresolved_frames=FrameTotals(as_int(field(unres, "frames", uw), f"{uw}.frames"),
-                                      as_int(field(unres, "unresolved", uw), f"{uw}.unresolved")),
-        notes=tuple(as_str(n, f"{where}.notes[{i}]") for i, n in enumerate(as_list(f("notes"), f"{where}.notes"))),
-        modules=tuple(module_record(m, f"{where}.modules[{i}]") for i, m in enumerate(as_list(o.get("modules", []),
-                                                                                      f"{where}.modules"))),
-        window=trace_window(o.get("window"), f"{where}.window"),
-        timeline=trace_timeline(o.get("timeline"), f"{where}.timeline"),
+        path=o.req("path", as_str),
+        pointer_size=o.req("pointer_size", as_int),
+        start_utc=o.req("start_utc", as_str),
+        end_utc=o.req("end_utc", as_str),
+        records=o.req("records", as_int),
+        events=o.req("events", int_map),
+        events_lost=o.req("events_lost", as_int),
+        buffers_lost=o.req("buffers_lost", as_int),
+        stack_refs=o.req("stack_refs", as_int),
+        stacks_matched=o.req("stacks_matched", as_int),
+        outstanding=o.req("outstanding", as_counts),
+        outstanding_by_pid=o.req("outstanding_by_pid", _counts_by_pid),
+        unmatched_frees=o.req("unmatched_frees", as_int),
+        anomalies=o.req("anomalies", int_map),
+        processes=o.req("processes", list_of(_process)),
+        unresolved_frames=o.req("unresolved_frames", _frame_totals),
+        notes=o.req("notes", list_of(as_str)),
+        modules=o.get("modules", list_of(module_record), ()),
+        window=o.opt("window", trace_window),
+        timeline=o.opt("timeline", trace_timeline),
     )
 
 
-def trace_window(v: Any, where: str) -> TraceWindow | None:
-    if v is None:
-        return None
-    o = as_obj(v, where)
-    got = [optional(as_int, o.get(k), f"{where}.{k}") for k in ("from_us", "to_us", "at_us")]
+def _counts_by_pid(v: Any, where: str) -> dict[int, Counts]:
+    by_pid: dict[int, Counts] = {}
+    for k, c in Obj(v, where).raw.items():
+        if not k.isdigit():
+            raise fail(where, "decimal pid keys", k)
+        by_pid[int(k)] = as_counts(c, f"{where}.{k}")
+    return by_pid
+
+
+def _process(v: Any, where: str) -> ProcessRecord:
+    o = Obj(v, where)
+    return ProcessRecord(o.req("pid", as_int), o.req("image_name", as_str), o.req("command_line", as_str))
+
+
+def _frame_totals(v: Any, where: str) -> FrameTotals:
+    o = Obj(v, where)
+    return FrameTotals(o.req("frames", as_int), o.req("unresolved", as_int))
+
+
+def trace_window(v: Any, where: str) -> TraceWindow:
+    o = Obj(v, where)
+    got = [o.opt(k, as_int) for k in ("from_us", "to_us", "at_us")]
     for k, x in zip(("from_us", "to_us", "at_us"), got, strict=True):
         if x is not None and x < 0:
-            raise fail(f"{where}.{k}", "microseconds from the trace's start (0 or more)", x)
+            raise fail(o.where_of(k), "microseconds from the trace's start (0 or more)", x)
     return TraceWindow(*got)
 
 
+def _pdb(v: Any, where: str) -> PdbId:
+    o = Obj(v, where)
+    return PdbId(o.req("name", as_str), o.req("guid", as_str), o.req("age", as_int))
+
+
 def module_record(v: Any, where: str) -> ModuleRecord:
-    o = as_obj(v, where)
-
-    def f(key: str) -> Any:
-        return field(o, key, where)
-
-    pid = optional(as_str, f("pid"), f"{where}.pid")
+    o = Obj(v, where)
+    pid = o.nullable("pid", as_str)
     if pid is not None and not pid.isdigit():
-        raise fail(f"{where}.pid", "a decimal string or null", pid)
-    pdb_raw = f("pdb")
-    pdb = None
-    if pdb_raw is not None:
-        po = as_obj(pdb_raw, f"{where}.pdb")
-        pdb = PdbId(as_str(field(po, "name", f"{where}.pdb"), f"{where}.pdb.name"),
-                    as_str(field(po, "guid", f"{where}.pdb"), f"{where}.pdb.guid"),
-                    as_int(field(po, "age", f"{where}.pdb"), f"{where}.pdb.age"))
-    status = as_str(f("symbols"), f"{where}.symbols")
+        raise fail(o.where_of("pid"), "a decimal string or null", pid)
+    pdb = o.nullable("pdb", _pdb)
+    status = o.req("symbols", as_str)
     if status not in SYMBOL_STATUSES:
-        raise fail(f"{where}.symbols", " or ".join(SYMBOL_STATUSES), status)
-    return ModuleRecord(name=as_str(f("name"), f"{where}.name"), path=as_str(f("path"), f"{where}.path"),
-                        pid=None if pid is None else int(pid), base=as_hex(f("base"), f"{where}.base"),
-                        size=as_hex(f("size"), f"{where}.size"),
-                        timestamp=optional(as_hex, f("timestamp"), f"{where}.timestamp"),
-                        pdb=pdb, symbols=status, symbol_file=optional(as_str, f("symbol_file"), f"{where}.symbol_file"),
-                        note=optional(as_str, f("note"), f"{where}.note"))
+        raise fail(o.where_of("symbols"), " or ".join(SYMBOL_STATUSES), status)
+    return ModuleRecord(name=o.req("name", as_str), path=o.req("path", as_str), pid=None if pid is None else int(pid),
+                        base=o.req("base", as_hex), size=o.req("size", as_hex),
+                        timestamp=o.nullable("timestamp", as_hex), pdb=pdb, symbols=status,
+                        symbol_file=o.nullable("symbol_file", as_str), note=o.nullable("note", as_str))

@@ -2,7 +2,9 @@
 
 Each takes a parsed value and the JSON path it came from (``groups[3].after.bytes``) and either returns it typed
 or raises :class:`~heapdiff.errors.DocumentError` naming that path: the record decoders of
-:mod:`heapdiff.document.decode` are built from these, so every error says where it is, never a silent 0.
+:mod:`heapdiff.document.decode` are built from these, so every error says where it is, never a silent 0. An object's
+fields are read through :class:`Obj`, which composes each field's path from the object's, so a record decoder
+names each field once.
 """
 
 from __future__ import annotations
@@ -27,10 +29,54 @@ def as_obj(v: Any, where: str) -> Mapping[str, Any]:
     return v
 
 
-def field(o: Mapping[str, Any], key: str, where: str) -> Any:
-    if key not in o:
-        raise DocumentError(f"{where}.{key}: missing")
-    return o[key]
+class Obj:
+    """A JSON object being decoded and its path; each read names the field once and checks it with a converter.
+
+    A field is required (:meth:`req`), required but nullable (:meth:`nullable`), optional (:meth:`opt`: absent or
+    null is None) or ``absent`` when absent (:meth:`get`: documents written before the field existed)."""
+
+    __slots__ = ("_prefix", "raw", "where")
+
+    def __init__(self, v: Any, where: str, *, root: bool = False) -> None:
+        """``root``: the document itself, whose fields' paths are bare (``mode``, not ``document.mode``)."""
+        self.raw = as_obj(v, where)
+        self.where = where
+        self._prefix = "" if root else f"{where}."
+
+    def where_of(self, key: str) -> str:
+        return self._prefix + key
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.raw
+
+    def _missing(self, key: str) -> DocumentError:
+        return DocumentError(f"{self.where}.{key}: missing")
+
+    def req(self, key: str, conv: Callable[[Any, str], T]) -> T:
+        if key not in self.raw:
+            raise self._missing(key)
+        return conv(self.raw[key], self._prefix + key)
+
+    def nullable(self, key: str, conv: Callable[[Any, str], T]) -> T | None:
+        if key not in self.raw:
+            raise self._missing(key)
+        v = self.raw[key]
+        return None if v is None else conv(v, self._prefix + key)
+
+    def opt(self, key: str, conv: Callable[[Any, str], T]) -> T | None:
+        v = self.raw.get(key)
+        return None if v is None else conv(v, self._prefix + key)
+
+    def get(self, key: str, conv: Callable[[Any, str], T], absent: T) -> T:
+        return conv(self.raw[key], self._prefix + key) if key in self.raw else absent
+
+
+def list_of(conv: Callable[[Any, str], T]) -> Callable[[Any, str], tuple[T, ...]]:
+    """A converter of lists whose items ``conv`` reads, each with its own path (``groups[3]``)."""
+    def items(v: Any, where: str) -> tuple[T, ...]:
+        return tuple(conv(x, f"{where}[{i}]") for i, x in enumerate(as_list(v, where)))
+
+    return items
 
 
 def as_int(v: Any, where: str) -> int:
@@ -45,8 +91,10 @@ def as_str(v: Any, where: str) -> str:
     return v
 
 
-def optional(conv: Callable[[Any, str], T], v: Any, where: str) -> T | None:
-    return None if v is None else conv(v, where)
+def as_number(v: Any, where: str) -> float:
+    if type(v) not in (int, float):
+        raise fail(where, "a number", v)
+    return float(v)
 
 
 def as_bool(v: Any, where: str) -> bool:
@@ -70,18 +118,17 @@ def as_hex(v: Any, where: str) -> int:
         raise fail(where, "a hex string (0x...)", v) from None
 
 
-def check_delta(o: Mapping[str, Any], where: str, before: Counts, after: Counts) -> None:
+def check_delta(o: Obj, before: Counts, after: Counts) -> None:
     """A diff's delta is after minus before; a document that says otherwise is refused, not trusted."""
-    d = as_counts(field(o, "delta", where), f"{where}.delta")
+    d = o.req("delta", as_counts)
     if d != after - before:
-        raise DocumentError(f"{where}.delta: {d.blocks} blocks, {d.bytes} bytes is not after minus before "
+        raise DocumentError(f"{o.where_of('delta')}: {d.blocks} blocks, {d.bytes} bytes is not after minus before "
                             f"({after.blocks - before.blocks} blocks, {after.bytes - before.bytes} bytes)")
 
 
 def as_counts(v: Any, where: str) -> Counts:
-    o = as_obj(v, where)
-    return Counts(as_int(field(o, "blocks", where), f"{where}.blocks"),
-                  as_int(field(o, "bytes", where), f"{where}.bytes"))
+    o = Obj(v, where)
+    return Counts(o.req("blocks", as_int), o.req("bytes", as_int))
 
 
 def int_map(v: Any, where: str) -> dict[str, int]:

@@ -35,14 +35,12 @@ class LoadedImage:
     name: str
     start_ts: int
     end_ts: int
-    #: the image's identity, for symbols: its path, PE TimeDateStamp (0: unknown), and the PDB its CodeView
-    #: record names, from the trace's DbgID_RSDS event (notes 6.3) when it has one
+    #: the image's identity, for symbols: its path, PE TimeDateStamp (0: unknown), and the trace's DbgID_RSDS
+    #: event for it (notes 6.3), which names the PDB its CodeView record names, when the trace has one
     path: str = ""
     pid: int = 0
     time_date_stamp: int = 0
-    pdb_name: str = ""
-    pdb_guid: str = ""
-    pdb_age: int = 0
+    rsds: ImageIdEvent | None = None
     #: position in :attr:`ImageMap.images`
     index: int = -1
 
@@ -83,10 +81,7 @@ class ImageMap:
             # an image can end no later than the address space: a base + size past 2**64 is damage, kept in range
             return LoadedImage(ev.base, min(ev.base + max(ev.size, 1), _ADDRESS_END), module_name(ev.file_name),
                                start, end,
-                               path=ev.file_name, pid=ev.pid, time_date_stamp=stamp,
-                               pdb_name=dbg.pdb_file_name if dbg is not None else "",
-                               pdb_guid=dbg.pdb_guid if dbg is not None else "",
-                               pdb_age=dbg.pdb_age if dbg is not None else 0)
+                               path=ev.file_name, pid=ev.pid, time_date_stamp=stamp, rsds=dbg)
 
         opened: dict[tuple[int, int], list[LoadedImage]] = {}
         done: list[tuple[int, LoadedImage]] = []
@@ -106,7 +101,7 @@ class ImageMap:
                 stack = opened.get(key)
                 if not stack:  # only seen at the end: it was there all along
                     opened.setdefault(key, []).append(loaded(ev, -NEVER, NEVER))
-                elif not stack[-1].pdb_guid and (ev.ts, ev.base) in rsds:  # the end rundown names its PDB
+                elif stack[-1].rsds is None and (ev.ts, ev.base) in rsds:  # the end rundown names its PDB
                     fuller = loaded(ev, stack[-1].start_ts, NEVER)
                     stack[-1] = replace(fuller, time_date_stamp=stack[-1].time_date_stamp or
                                         fuller.time_date_stamp)

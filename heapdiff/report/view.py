@@ -236,14 +236,6 @@ class GateFacts:
 
 
 @dataclass(frozen=True, slots=True)
-class EmptyTrace:
-    """An input that holds no heap events: the page says how to record one."""
-
-    role: str
-    path: str
-
-
-@dataclass(frozen=True, slots=True)
 class Series:
     """One line of a timeline chart: a call stack's bytes at each of the chart's times."""
 
@@ -322,7 +314,8 @@ class ReportView:
     warnings: tuple[InputMessage, ...]
     #: plain facts, not data loss
     notices: tuple[InputMessage, ...]
-    empty_traces: tuple[EmptyTrace, ...]
+    #: the inputs that hold no heap events: the page says how to record one
+    empty_traces: tuple[TraceFacts, ...]
     totals: Figures
     headline: Headline
     gates: tuple[GateFacts, ...]

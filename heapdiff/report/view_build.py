@@ -42,7 +42,6 @@ from heapdiff.report.flame import call_trees
 from heapdiff.report.text import MAX_FRAME, MAX_FRAMES, MAX_HISTOGRAM, MAX_LIST, MAX_PATH, clean
 from heapdiff.report.trace_facts import report_title, trace_facts, trace_notices, trace_warnings, window_sentences
 from heapdiff.report.view import (
-    EmptyTrace,
     Figures,
     Frame,
     GateFacts,
@@ -254,7 +253,7 @@ def build_view(doc: Document, *, top: int = 50, min_bytes: int = 0) -> ReportVie
     return ReportView(
         title=report_title(doc, traces), mode=doc.mode, generator=clean(doc.generator, 64), schema=doc.schema,
         traces=traces, warnings=tuple(trace_warnings(traces)), notices=tuple(trace_notices(traces)),
-        empty_traces=tuple(EmptyTrace(tf.role, tf.path) for tf in traces if not tf.heap_events),
+        empty_traces=tuple(tf for tf in traces if not tf.heap_events),
         totals=totals, headline=Headline(t.growth, growing, t.shrink, shrinking, t.delta, t.suppressed, n_hidden),
         gates=_gates(doc.gates, rank_of, doc.groups), filters=filters, rows=tuple(rows), other=other,
         group_count=rank, eligible_count=eligible,
