@@ -69,9 +69,9 @@ def main() -> int:
         out = io.BytesIO()
         write_document(doc, out.write)
         t4 = time.process_time()
-        for k, v in (("document", t1 - t0), ("view", t2 - t1), ("html", t3 - t2), ("json", t4 - t3),
+        for phase, took in (("document", t1 - t0), ("view", t2 - t1), ("html", t3 - t2), ("json", t4 - t3),
                      ("tail", t4 - t0)):
-            phases.setdefault(k, []).append(v)
+            phases.setdefault(phase, []).append(took)
         if r == 0:
             print(f"{args.size} pair: {len(doc.groups):,} groups; JSON {len(out.getvalue()):,} bytes, MD5 "
                   f"{hashlib.md5(out.getvalue()).hexdigest()}; HTML {len(html):,} characters, MD5 "
