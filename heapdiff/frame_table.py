@@ -88,8 +88,8 @@ class FrameTable:
         mods, plumbing = self.module_names, self._plumbing
         names, values = self.name[lo:hi].tolist(), self.value[lo:hi].tolist()
         texts = [f"{mods[n]}+0x{v:x}" if n >= 0 else f"0x{v:x}" for n, v in zip(names, values, strict=True)]
-        # (each record made from its fields in order by tuple.__new__: half the cost of the named tuple's own
-        # constructor, for every frame of the trace)
+        # (each record made from its fields in order by tuple.__new__, which skips the named tuple's argument
+        # parsing in Python: this runs for every frame of the trace)
         new = tuple.__new__
         records = [new(Frame, (p, mods[n], v, k, not k and plumbing[n], None, None, None, None, ())) if n >= 0
                    else new(Frame, (p, None, None, k, False, None, None, None, None, ()))

@@ -51,7 +51,8 @@ class ModuleRequest:
 
 class SourceFrame(NamedTuple):
     """One level of the inline chain at an address: a function and its source position, when known (a named
-    tuple: a PDB of many inlines makes one per level, and a frozen dataclass costs four times as much to make)."""
+    tuple: a PDB of many inlines makes one per level, and a frozen dataclass sets each field through
+    object.__setattr__)."""
 
     function: str
     file: str | None
@@ -97,7 +98,7 @@ class Symbolizer(Protocol):
 class Frame(NamedTuple):
     """One displayed frame of a call stack, innermost first; the symbol fields are None when no PDB named it.
     A named tuple: a trace makes one per distinct frame, tens of thousands, and the report's tail waits on them
-    (a frozen dataclass of ten fields costs four times as much to make).
+    (a frozen dataclass sets each of its ten fields through object.__setattr__; benchmarks/RESULTS.md).
 
     ``function``, ``file`` and ``line`` are the innermost source position at the frame's address (an inlined
     callee when there is one); ``inlined`` lists the enclosing inlined calls outward, ending with the procedure
