@@ -79,10 +79,7 @@ class FrameCache:
             return
         merged = self.load(pdb).frames
         merged.update(frames)
-        try:
-            body = _encode(pdb, self.reader_version, symbol_file, merged)
-        except _Damaged:
-            return
+        body = _encode(pdb, self.reader_version, symbol_file, merged)
         dest = self.file_for(pdb)
         try:
             with temporary_beside(dest) as tmp:
@@ -93,18 +90,14 @@ class FrameCache:
 
 
 def _encode(pdb: PdbId, reader: str, symbol_file: str, frames: Mapping[int, ResolvedFrame | None]) -> bytes:
-    """The file's bytes. Raises :class:`_Damaged` for what the layout cannot hold (a NUL inside a name, an
-    address or a procedure start past 32 bits): such answers are simply not cached."""
+    """The file's bytes. An answer the layout cannot hold (a NUL inside a name, an address, procedure start or
+    line out of its column's range, a chain without rows) is left out: that address is asked of the PDB again."""
     strings: dict[str, int] = {}
-    rows: dict[SourceFrame, int] = {}  # chains share rows: each written once
+    rows: dict[SourceFrame, int] = {}  # chains share rows: each interned once
     row_values: list[int] = []
 
     def intern(text: str | None) -> int:
-        if text is None:
-            return -1
-        if "\0" in text:
-            raise _Damaged
-        return strings.setdefault(text, len(strings))
+        return -1 if text is None else strings.setdefault(text, len(strings))
 
     def row(source: SourceFrame) -> int:
         got = rows.get(source)
@@ -114,7 +107,7 @@ def _encode(pdb: PdbId, reader: str, symbol_file: str, frames: Mapping[int, Reso
                                -1 if source.line is None else source.line))
         return got
 
-    rvas = sorted(frames)
+    rvas = sorted(rva for rva, frame in frames.items() if _fits(rva, frame))
     proc_start: list[int] = []
     chain: list[int] = []
     chain_start = [0]
@@ -124,8 +117,6 @@ def _encode(pdb: PdbId, reader: str, symbol_file: str, frames: Mapping[int, Reso
             chain.extend(row(source) for source in frame.frames)
         proc_start.append(-1 if frame is None else frame.proc_start)
         chain_start.append(len(chain))
-    if rvas and (rvas[0] < 0 or rvas[-1] >= 1 << 32):
-        raise _Damaged
     header = orjson.dumps({
         "format": FORMAT, "version": VERSION, "reader": reader,
         "pdb": {"name": pdb.name, "guid": pdb.guid, "age": pdb.age}, "symbol_file": symbol_file,
@@ -141,6 +132,17 @@ def _encode(pdb: PdbId, reader: str, symbol_file: str, frames: Mapping[int, Reso
         row_table[np.asarray(chain, np.int64)].tobytes() if chain else b"",
         "".join(f"{t}\0" for t in strings).encode("utf-8", "surrogatepass"),
     ))
+
+
+def _fits(rva: int, frame: ResolvedFrame | None) -> bool:
+    """Whether the layout holds this answer as it is (what the decoder would otherwise refuse, whole file and all)."""
+    if not 0 <= rva < 1 << 32:
+        return False
+    if frame is None:
+        return True
+    return bool(frame.frames) and 0 <= frame.proc_start < 1 << 32 and all(
+        "\0" not in s.function and (s.file is None or "\0" not in s.file) and (s.line is None or 0 <= s.line < 1 << 63)
+        for s in frame.frames)
 
 
 def _decode(data: bytes, pdb: PdbId, reader: str) -> CachedFrames:
