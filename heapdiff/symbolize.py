@@ -40,16 +40,6 @@ def request_for(img: LoadedImage) -> ModuleRequest:
                          size=img.end - img.base, pdb=pdb)
 
 
-def frame_text(module: str, r: ResolvedFrame, rva: int) -> str:
-    """``module!procedure+0xoff (file:line)``: the procedure that holds the address and the source line in it
-    (for an address in inlined code, the line of the call that was inlined)."""
-    proc = r.frames[-1]
-    text = f"{module}!{proc.function}+0x{rva - r.proc_start:x}"
-    if proc.file and proc.line:
-        text += f" ({_file_name(proc.file)}:{proc.line})"
-    return text
-
-
 @lru_cache(maxsize=1 << 16)
 def _file_name(path: str) -> str:
     """The last component of a source path as a PDB stores it (Windows or POSIX separators)."""
@@ -63,9 +53,10 @@ def _allocator_function(function: str) -> bool:
 
 def _resolved_frame(module: str, plumbing: bool, rva: int, kernel: bool, chain: tuple[SourceFrame, ...],
                     proc_start: int) -> Frame:
-    """:func:`named_frame` of a frame the symbols resolved (``chain``: its inline chain, the procedure last, with a
-    function), its module's facts known: the loop over a trace's distinct frames, so the chain's rows are
-    unpacked once and the file name looked up once per source path."""
+    """A frame the symbols resolved (``chain``: its inline chain, the procedure last, with a function), its
+    module's facts known. Its text is ``module!procedure+0xoff (file:line)``: the procedure that holds the address
+    and the source line in it (in inlined code, the line of the call that was inlined). Called for each of a
+    trace's distinct frames, so the chain's rows are unpacked once and a file name looked up once per path."""
     inner_function, inner_file, inner_line = chain[0]
     function, file, line = chain[-1]
     offset = rva - proc_start
@@ -79,11 +70,7 @@ def named_frame(text: str, rva: int | None, kernel: bool, r: ResolvedFrame | Non
     module = module_of_frame(text)
     if r is None or module is None or rva is None or not r.frames or not r.frames[-1].function:
         return Frame(text, module, rva, kernel, not kernel and is_allocator_frame(module, None))
-    inner = r.frames[0]
-    proc = r.frames[-1].function
-    return Frame(frame_text(module, r, rva), module, rva, kernel, not kernel and is_allocator_frame(module, proc),
-                 function=inner.function, offset=rva - r.proc_start, file=inner.file, line=inner.line,
-                 inlined=r.frames[1:])
+    return _resolved_frame(module, is_allocator_module(module), rva, kernel, r.frames, r.proc_start)
 
 
 def _rva(text: str) -> int | None:
