@@ -51,21 +51,13 @@ class FrameTable:
     def __len__(self) -> int:
         return int(self.name.shape[0])
 
-    def plain(self, i: int) -> str:
-        """``module+0xrva``, or ``0x<address>`` in no known image."""
-        return self.plains(np.asarray([i]))[0]
-
-    def frame(self, i: int) -> Frame:
-        """Frame ``i``'s record: symbols' when they named it, else its plain text."""
-        return self.frames(np.asarray([i]))[0]
-
     def plains(self, ids: np.ndarray) -> tuple[str, ...]:
-        """:meth:`plain` of each id (a stack's worth in one call)."""
+        """Each frame's ``module+0xrva``, or ``0x<address>`` in no known image (a stack's worth in one call)."""
         whole, one = self._kept(), self._one
         return tuple(whole[0][ids].tolist()) if whole is not None else tuple(one(i)[0] for i in ids.tolist())
 
     def frames(self, ids: np.ndarray) -> tuple[Frame, ...]:
-        """:meth:`frame` of each id (a stack's worth in one call)."""
+        """Each frame's record: symbols' when they named it, else its plain text (a stack's worth in one call)."""
         whole, one = self._kept(), self._one
         return tuple(whole[1][ids].tolist()) if whole is not None else tuple(one(i)[1] for i in ids.tolist())
 
