@@ -296,6 +296,18 @@ def _assert_clean(page: Page, url: str) -> None:
     assert requests and all(r == url for r in requests), requests
 
 
+def _without_clipboard_api(page: Page) -> None:
+    """As in a browser that has no Clipboard API for a page opened from disk: the copy button's fallback runs."""
+    page.eval("Object.defineProperty(navigator, 'clipboard', {value: undefined, configurable: true})")
+
+
+def _copy_stack(page: Page, rank: int) -> str:
+    """Click group ``rank``'s copy button; how it copied (``clipboard`` or ``fallback``), as the button says."""
+    page.click(f"#g{rank} button.copy-stack")
+    got: str = page.wait_for(f"document.querySelector('#g{rank} button.copy-stack').getAttribute('data-copied')")
+    return got
+
+
 def _column(page: Page, table: str, col: int) -> list[str]:
     value: list[str] = page.eval(
         f"Array.from(document.querySelectorAll('#{table} > tbody > tr'))"
@@ -574,15 +586,13 @@ def test_copy_stack_puts_the_exact_frames_on_the_clipboard(browser: Browser, pag
                                    "userGesture": True})
     assert clipboard() == "before"
     page.click("#g1 td.stack summary")
-    page.click("#g1 button.copy-stack")
-    assert page.wait_for("document.querySelector('#g1 button.copy-stack').getAttribute('data-copied')") == "clipboard"
+    assert _copy_stack(page, 1) == "clipboard"
     assert clipboard() == "\n".join(SMALL_STACK_1)
     assert page.eval("document.querySelector('#g1 .copy-status').textContent") == "Copied."
     # where the Clipboard API is missing (some browsers on a page opened from disk): the selection fallback
-    page.eval("Object.defineProperty(navigator, 'clipboard', {value: undefined, configurable: true})")
+    _without_clipboard_api(page)
     page.click("#g3 td.stack summary")
-    page.click("#g3 button.copy-stack")
-    assert page.wait_for("document.querySelector('#g3 button.copy-stack').getAttribute('data-copied')") == "fallback"
+    assert _copy_stack(page, 3) == "fallback"
     assert clipboard() == "\n".join(["ntdll.dll+0x3a1b0", "plugin.dll+0x9f00", "0x7ff6deadbeef", "app.exe+0x4410"])
     assert page.eval("document.querySelectorAll('textarea').length") == 0  # the helper is gone again
     _assert_clean(page, url)
@@ -606,9 +616,8 @@ def test_hostile_frames_stay_text_in_the_dom(page: Page, tmp_path: Path) -> None
     page.type_into("#stack-search", '"><img')
     assert _visible_ranks(page) == [1]
     page.click("#g1 td.stack summary")
-    page.eval("Object.defineProperty(navigator, 'clipboard', {value: undefined, configurable: true})")
-    page.click("#g1 button.copy-stack")
-    assert page.wait_for("document.querySelector('#g1 button.copy-stack').getAttribute('data-copied')") == "fallback"
+    _without_clipboard_api(page)
+    assert _copy_stack(page, 1) == "fallback"
     _assert_clean(page, url)
 
 
@@ -647,9 +656,8 @@ def test_trend_view_timeline_and_sparklines(page: Page, tmp_path: Path) -> None:
     # the call trees are there too, and the copy button works in this mode
     assert page.eval("document.querySelectorAll('#flame .fn').length") >= 8
     page.click("#g2 td.stack summary")
-    page.eval("Object.defineProperty(navigator, 'clipboard', {value: undefined, configurable: true})")
-    page.click("#g2 button.copy-stack")
-    assert page.wait_for("document.querySelector('#g2 button.copy-stack').getAttribute('data-copied')") == "fallback"
+    _without_clipboard_api(page)
+    assert _copy_stack(page, 2) == "fallback"
     _assert_clean(page, url)
 
 
@@ -700,9 +708,8 @@ def test_a_real_trend_page(page: Page, tmp_path: Path) -> None:
     assert _visible_ranks(page) == [4]
     page.type_into("#stack-search", "")
     page.click("#g2 td.stack summary")
-    page.eval("Object.defineProperty(navigator, 'clipboard', {value: undefined, configurable: true})")
-    page.click("#g2 button.copy-stack")
-    assert page.wait_for("document.querySelector('#g2 button.copy-stack').getAttribute('data-copied')") == "fallback"
+    _without_clipboard_api(page)
+    assert _copy_stack(page, 2) == "fallback"
 
 
 def test_timeline_of_a_real_diff(page: Page, tmp_path: Path, run_cli: Callable[..., CliResult]) -> None:

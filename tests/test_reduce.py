@@ -9,20 +9,16 @@ the kernel, so a disagreement is a bug in one of them.
 from __future__ import annotations
 
 import itertools
-import json
-import os
-import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from nojit import interpreted
 
 from heapdiff import _jit
 from heapdiff.events.ops import (
@@ -758,14 +754,7 @@ CASES = [(20_000, 1, False, None), (5_000, 2, True, None), (20_000, 3, False, 7_
 def test_compiled_and_interpreted_kernels_agree() -> None:
     if not _jit.JIT_ENABLED:
         pytest.skip("numba not available: only the interpreted kernel exists here")
-    script = ("import json, sys; sys.path[:0] = sys.argv[1:3]; import test_reduce as t; "
-              f"print(json.dumps([t.fold(*c) for c in {CASES!r}]))")
-    here = Path(__file__).resolve().parent
-    env = dict(os.environ, HEAPDIFF_NO_JIT="1")
-    out = subprocess.run([sys.executable, "-c", script, str(here), str(here.parent)], env=env,
-                         capture_output=True, text=True, check=True, timeout=900)
-    interpreted = json.loads(out.stdout)
-    for case, got in zip(CASES, interpreted, strict=True):
+    for case, got in zip(CASES, interpreted("test_reduce", f"[t.fold(*c) for c in {CASES!r}]"), strict=True):
         compiled = fold(*case)
         assert compiled["jit"] and not got["jit"]
         assert len(compiled["live"]["addr"]) > 100

@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import subprocess
-import sys
 from collections import defaultdict
 from collections.abc import Callable, Set
 from pathlib import Path
@@ -20,6 +17,7 @@ import pytest
 from conftest import CliResult
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from nojit import interpreted
 from test_reduce import Model, TinyReducer, form_ops, materialise, plain_op, random_trace, to_batch
 
 from heapdiff import _jit
@@ -417,13 +415,7 @@ def test_compiled_and_interpreted_timelines_agree() -> None:
     if not _jit.JIT_ENABLED:
         pytest.skip("numba not available: only the interpreted kernel exists here")
     case = (4000, 11, 3000)
-    script = ("import json, sys; sys.path[:0] = sys.argv[1:3]; import test_timeline as t; "
-              f"print(json.dumps(t.fold_timeline(*{case!r})))")
-    here = Path(__file__).resolve().parent
-    env = dict(os.environ, HEAPDIFF_NO_JIT="1")
-    out = subprocess.run([sys.executable, "-c", script, str(here), str(here.parent)], env=env,
-                         capture_output=True, text=True, check=True, timeout=900)
-    got = json.loads(out.stdout)
+    got = interpreted("test_timeline", f"t.fold_timeline(*{case!r})")
     compiled = fold_timeline(*case)
     assert compiled["jit"] and not got["jit"]
     assert len(compiled["raw"]) > 500 and len(compiled["point"]) > 1000
