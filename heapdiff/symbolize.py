@@ -139,6 +139,10 @@ class FrameNamer:
         hit = np.flatnonzero(table.image >= 0)
         if not hit.shape[0]:
             return
+        if self._symbolizer is None:  # symbols off: each image's outcome, nothing looked up or sorted
+            for idx in np.unique(table.image[hit]).tolist():
+                self.outcomes[idx] = ModuleSymbols("off")
+            return
         img = table.image[hit]
         rva = table.value[hit].astype(np.int64)
         look = np.where(table.innermost[hit] | (rva == 0), rva, rva - 1)
@@ -147,10 +151,6 @@ class FrameNamer:
         cut = np.flatnonzero(img[1:] != img[:-1]) + 1
         firsts = np.concatenate(([0], cut))
         groups = list(zip(img[firsts].tolist(), np.split(look, cut), np.split(hit, cut), strict=True))
-        if self._symbolizer is None:
-            for idx, _, _ in groups:
-                self.outcomes[idx] = ModuleSymbols("off")
-            return
         asked_of = [np.unique(looks) for _, looks, _ in groups]
         requests = [(request_for(self._images.images[idx]), asked.tolist())
                     for (idx, _, _), asked in zip(groups, asked_of, strict=True)]
