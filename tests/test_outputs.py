@@ -223,3 +223,35 @@ def test_cache_is_cold_asks_numbas_own_cache(capsys: pytest.CaptureFixture[str],
     assert out.strip() == "True"
     assert run(capsys, "t.etl", "-q", "--no-symbols", "-o", "r.html")[0] == 0  # the kernel ran: now it is cached
     assert cache_is_cold(fold_kernel) is False
+
+
+def _closed_pipe_run(args: list[str], cwd: pathlib.Path) -> int:
+    """heapdiff as a program whose stdout and stderr are a pipe nobody reads any more (``2>&1 | head -1`` once
+    head has its line): every write to them fails with EPIPE."""
+    import subprocess
+    import sys
+
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        return subprocess.run([sys.executable, "-m", "heapdiff.cli", *args], stdout=w, stderr=w, cwd=cwd,
+                              timeout=300).returncode
+    finally:
+        os.close(w)
+
+
+@pytest.mark.parametrize(("args", "code", "writes"), [
+    # a damaged trace: its warnings are dropped; the report is written and the exit code stays the job's
+    (["before.etl", "cut.etl", "-o", "r.html"], 0, True),
+    (["before.etl", "cut.etl", "-o", "r.html", "--fail-on-growth", "1"], 1, True),
+    # stdout was the output itself: 141, as a program ended by SIGPIPE (not 1, a failed gate)
+    (["before.etl", "-o", "r.html", "--json", "-", "-q"], 141, False),
+    (["info", "before.etl"], 141, False),
+])
+def test_a_console_nobody_reads_does_not_stop_the_job(tmp_path: pathlib.Path, args: list[str], code: int,
+                                                       writes: bool) -> None:
+    shutil.copy(BEFORE, tmp_path / "before.etl")
+    (tmp_path / "cut.etl").write_bytes(AFTER.read_bytes()[:30000])
+    assert _closed_pipe_run(args, tmp_path) == code
+    if writes:
+        assert (tmp_path / "r.html").stat().st_size > 1000

@@ -27,13 +27,15 @@ from heapdiff.cli.inputs import Unreadable, map_trace
 from heapdiff.cli.outputs import OutOfSpace
 from heapdiff.cli.report_command import main_command
 from heapdiff.cli.symbolize_command import symbolize_command
-from heapdiff.cli.terminal import fail
+from heapdiff.cli.terminal import OutputClosed, drop_console, fail
 from heapdiff.cli.trend_command import trend_command
 from heapdiff.errors import HeapdiffError, TraceError
 
-__all__ = ["EXIT_GATE", "EXIT_OK", "EXIT_UNREADABLE", "EXIT_USAGE", "main", "map_trace"]
+__all__ = ["EXIT_GATE", "EXIT_OK", "EXIT_OUTPUT_CLOSED", "EXIT_UNREADABLE", "EXIT_USAGE", "main", "map_trace"]
 
 EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_UNREADABLE = 0, 1, 2, 3
+#: a report or ``info`` going to stdout lost its reader: a shell's code for a program ended by SIGPIPE (128 + 13)
+EXIT_OUTPUT_CLOSED = 141
 
 #: first argument -> subcommand; anything else (``./info`` too) is a trace of the main job
 SUBCOMMANDS: dict[str, click.Command] = {"info": info_command, "symbolize": symbolize_command,
@@ -100,6 +102,10 @@ def _main(argv: Sequence[str] | None) -> NoReturn:
     except MemoryError:
         fail("out of memory: the trace needs more memory than this machine has free (the README's "
              "\"Memory and time\" says how much a trace needs)", EXIT_UNREADABLE)
+    except OutputClosed:
+        drop_console(sys.stdout)
+        drop_console(sys.stderr)
+        sys.exit(EXIT_OUTPUT_CLOSED)
     except (KeyboardInterrupt, click.exceptions.Abort):
         # not click's "Aborted!" with exit 1: 1 means a gate was exceeded
         click.echo("heapdiff: interrupted", err=True)

@@ -21,6 +21,8 @@ from pathlib import Path
 import click
 import jinja2
 
+from heapdiff.cli.terminal import OutputClosed
+
 STDOUT = "-"
 
 
@@ -127,6 +129,8 @@ def write_output(o: Output, data: bytes | Producer) -> None:
                 produce(fh.write)
         else:
             _replace_atomically(o.path, produce)
+    except BrokenPipeError:
+        raise OutputClosed(f"{o.option} {o.path}") from None
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise OutOfSpace(f"cannot write {o.option} {o.path}: {e.strerror}") from None

@@ -22,7 +22,7 @@ from heapdiff.cli.options import (
 from heapdiff.cli.outputs import Output, check_outputs, install_template_cache, write_output
 from heapdiff.cli.params import SIZE, parse_pids
 from heapdiff.cli.symbol_setup import DownloadLine, make_resolver, report_symbols
-from heapdiff.cli.terminal import Progress, compiling_notice, warn, warn_trace
+from heapdiff.cli.terminal import Progress, compiling_notice, say, warn, warn_trace
 
 if TYPE_CHECKING:
     from heapdiff.commands.report import ReportResult
@@ -41,7 +41,9 @@ Exit codes (every command):
      input held no heap events to measure
   2  usage error (nothing is written)
   3  a trace could not be read at all (one line on stderr with the file and byte offset),
-     or the machine ran out of memory or disk"""
+     or the machine ran out of memory or disk
+  141  an output to stdout (a report given as -, info's text) lost its reader; lines on the
+     console are dropped when nobody reads them, and the job goes on"""
 
 
 def _allocator_modules_help() -> str:
@@ -204,13 +206,13 @@ def deliver(result: ReportResult, outputs: Sequence[Output], quiet: bool, read: 
             write_output(o, (result.html if o.option == "--html" else result.markdown).encode("utf-8"))
     if not quiet:
         summary_to = sys.stderr if any(o.to_stdout for o in outputs) else sys.stdout
-        print(result.summary, file=summary_to)
+        say(result.summary, file=summary_to)
         files = "   ".join(f"{o.option[2:].upper()}: {o.path}" for o in outputs if not o.to_stdout)
         if files:
-            print(files.replace("HTML:", "HTML report:"), file=summary_to)
+            say(files.replace("HTML:", "HTML report:"), file=summary_to)
     failed = [g for g in result.view.gates if g.failed]
     for g in failed:
-        click.echo(f"heapdiff: gate {gate_sentence(g)}", err=True)
+        say(f"heapdiff: gate {gate_sentence(g)}", err=True)
     return EXIT_GATE if failed else 0
 
 

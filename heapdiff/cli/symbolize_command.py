@@ -10,7 +10,7 @@ import click
 from heapdiff.cli.documents import read_document
 from heapdiff.cli.outputs import Output, check_outputs, install_template_cache, write_output
 from heapdiff.cli.symbol_setup import SYMBOLS_HELP, DownloadLine, make_resolver, report_symbols
-from heapdiff.cli.terminal import warn
+from heapdiff.cli.terminal import say, warn
 
 EPILOG = """\b
 Exit codes (every command):
@@ -72,5 +72,5 @@ def symbolize_command(report: str, symbol_paths: tuple[str, ...], symbol_timeout
         write_output(o, partial(write_document, named) if o.option == "--json" else render_html(view).encode("utf-8"))
     if not quiet:
         to = sys.stderr if any(o.to_stdout for o in outputs) else sys.stdout
-        print(terminal_summary(view), file=to)
-        print("   ".join(f"{o.option[2:].upper()}: {o.path}" for o in outputs if not o.to_stdout), file=to)
+        say(terminal_summary(view), file=to)
+        say("   ".join(f"{o.option[2:].upper()}: {o.path}" for o in outputs if not o.to_stdout), file=to)

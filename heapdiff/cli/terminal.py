@@ -1,11 +1,21 @@
-"""What the CLI prints besides the reports: progress on a terminal, warnings, and errors, all on stderr."""
+"""What the CLI prints besides the reports: progress on a terminal, warnings, and errors, all on stderr, and
+the summary.
+
+Lines for a person are best effort (:func:`say`): when the reader of the console goes away (``heapdiff ... 2>&1 |
+head -1``), the job goes on without them, writes its reports and exits with its own code. Before, the first
+warning after the reader left raised ``BrokenPipeError``: no report was written, and the exit code was 1, which
+says that a gate failed.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import sys
 import time
 from collections.abc import Mapping
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 import click
 
@@ -54,12 +64,35 @@ def compiling_notice(reduces: bool = True) -> None:
                    err=True)
 
 
+class OutputClosed(Exception):
+    """An output going to stdout (a report given as ``-``, ``info``'s text) lost its reader. Not an ``OSError``:
+    click would turn that into exit code 1, which says a gate failed."""
+
+
+def say(text: str, file: TextIO | None = None, err: bool = False) -> None:
+    """A line for a person on ``file`` (else stdout, or stderr with ``err``), dropped once nobody reads it."""
+    try:
+        click.echo(text, file=file, err=err)
+    except BrokenPipeError:
+        drop_console(file if file is not None else sys.stderr if err else sys.stdout)
+
+
+def drop_console(stream: TextIO) -> None:
+    """Send what is still to be written to ``stream``, now and at exit, to the null device: its reader has gone.
+    (Left as it is, the interpreter's last flush would fail again and make the exit code 120.)"""
+    with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+        fd = stream.fileno()
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, fd)
+        os.close(null)
+
+
 def warn(line: str) -> None:
-    click.echo(f"heapdiff: warning: {line}", err=True)
+    say(f"heapdiff: warning: {line}", err=True)
 
 
 def fail(line: str, code: int) -> NoReturn:
-    click.echo(f"heapdiff: error: {line}", err=True)
+    say(f"heapdiff: error: {line}", err=True)
     sys.exit(code)
 
 
