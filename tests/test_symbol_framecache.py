@@ -35,6 +35,17 @@ def test_round_trip(tmp_path: Path) -> None:
     assert [p.name for p in cache.file_for(PDB).parent.iterdir()] == ["frames.bin"]  # no temporary left
 
 
+def test_the_first_formats_file_goes_when_this_one_is_written(tmp_path: Path) -> None:
+    """A ``frames.json`` of the first format is never read; the file of this format replaces it."""
+    folder = FrameCache(tmp_path, "r1").file_for(PDB).parent
+    folder.mkdir(parents=True)
+    (folder / "frames.json").write_text('{"version": 1, "frames": {}}')
+    assert FrameCache(tmp_path, "r1").load(PDB).frames == {}
+    FrameCache(tmp_path, "r1").add(PDB, "/syms/app.pdb", FRAMES)
+    assert sorted(p.name for p in folder.iterdir()) == ["frames.bin"]
+    assert FrameCache(tmp_path, "r1").load(PDB).frames == FRAMES
+
+
 def test_add_merges_with_what_is_on_disk(tmp_path: Path) -> None:
     FrameCache(tmp_path, "r1").add(PDB, "/a/app.pdb", {1: MAIN})
     FrameCache(tmp_path, "r1").add(PDB, "/b/app.pdb", {2: PUBLIC})     # another process, meanwhile

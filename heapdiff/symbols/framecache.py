@@ -28,6 +28,8 @@ from heapdiff.symbols.columns import resolved_frames
 FORMAT = "heapdiff-frames"
 VERSION = 2
 FILE_NAME = "frames.bin"
+#: the first format's file (JSON), never read again: removed when the file of this format is written beside it
+OLD_FILE_NAME = "frames.json"
 MAGIC = b"HDFRAMES"
 #: 0x00 8s magic   0x08 u32 length of the JSON header that follows   0x0C u32 zero; then the header, padded with
 #: spaces to a multiple of 8, then the columns (little-endian), each a multiple of 8 bytes:
@@ -85,6 +87,7 @@ class FrameCache:
             with temporary_beside(dest) as tmp:
                 tmp.write_bytes(body)
                 os.replace(tmp, dest)
+            (dest.parent / OLD_FILE_NAME).unlink(missing_ok=True)
         except OSError:
             pass
 
