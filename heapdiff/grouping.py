@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -24,6 +25,8 @@ from heapdiff.frames import Frame
 from heapdiff.reduce import LiveBlocks
 from heapdiff.reduce.live import exact_sums
 from heapdiff.symbolize import FrameNamer, ModuleOutcome
+
+T = TypeVar("T")
 
 #: size histogram bucket upper bounds (inclusive) and labels; the last bucket is open
 HIST_BOUNDS = (16, 64, 256, 1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20)
@@ -89,6 +92,26 @@ class Grouping:
     def shown(self, i: int) -> tuple[Frame, ...]:
         a, b = int(self.shown_starts[i]), int(self.shown_starts[i + 1])
         return self.table.frames(self.shown_ids[a:b])
+
+    def signatures(self, groups: np.ndarray) -> list[tuple[str, ...]]:
+        """:meth:`signature` of many groups at once (their frames gathered and made in one pass)."""
+        ids, bounds = _runs(self.signature_ids, self.signature_starts, groups)
+        return _split(self.table.plains_flat(ids), bounds)
+
+    def shown_many(self, groups: np.ndarray) -> list[tuple[Frame, ...]]:
+        """:meth:`shown` of many groups at once."""
+        ids, bounds = _runs(self.shown_ids, self.shown_starts, groups)
+        return _split(self.table.frames_flat(ids), bounds)
+
+
+def _runs(values: np.ndarray, starts: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """The runs ``values[starts[g]:starts[g + 1]]`` of ``groups``, one after the other, and where each ends."""
+    lens = starts[groups + 1] - starts[groups]
+    return _gather(values, starts, groups, lens), np.cumsum(lens).tolist()
+
+
+def _split(flat: list[T], bounds: list[int]) -> list[tuple[T, ...]]:
+    return [tuple(flat[a:b]) for a, b in zip([0, *bounds[:-1]], bounds, strict=True)]
 
 
 def _csr(owner: np.ndarray, n: int) -> np.ndarray:

@@ -47,6 +47,23 @@ def test_every_read_gives_the_columns_frame(monkeypatch: pytest.MonkeyPatch, kep
     assert t.plains(np.asarray([8])) == ("0x7ff612340000",)
 
 
+@pytest.mark.parametrize("kept", [1 << 16, 4])
+def test_many_stacks_read_at_once_give_the_same_frames(monkeypatch: pytest.MonkeyPatch, kept: int) -> None:
+    """``frames_flat``/``plains_flat`` (the frames of many stacks in one pass) say what reading them one by one
+    says, repeats, symbols' records and an empty read included."""
+    monkeypatch.setattr(frame_table, "FRAME_CACHE", kept)
+    t = _table()
+    t.named[5] = Frame("ntdll.dll!RtlAllocateHeap+0x10", "ntdll.dll", 0x50, False, True, "RtlAllocateHeap", 0x10)
+    ids = np.asarray([3, 5, 5, 9, 0, 8, 5, 1], np.int32)
+    assert t.frames_flat(ids) == [t.frames(np.asarray([i]))[0] for i in ids.tolist()]
+    assert t.frames_flat(ids)[1] is t.named[5]
+    assert t.plains_flat(ids) == [t.plains(np.asarray([i]))[0] for i in ids.tolist()]
+    assert t.frames_flat(ids[:0]) == [] and t.plains_flat(ids[:0]) == []
+    for bad in (10, -1):
+        with pytest.raises(IndexError):
+            t.frames_flat(np.asarray([0, bad]))
+
+
 def test_a_frame_past_the_table_is_an_index_error() -> None:
     t = _table()
     with pytest.raises(IndexError):

@@ -29,6 +29,10 @@ def source_name(k: int) -> str:
 KEEP_RECORDS = 200_000
 #: the groups' first and last allocation times are formatted this many at a time (reporters read them in order)
 _TIME_CHUNK = 4096
+#: the groups' signatures and frames are made this many at a time when read in order; a read elsewhere makes
+#: this few around it
+_FRAME_CHUNK = 4096
+_FRAME_CHUNK_ASIDE = 64
 
 
 class TraceGroups(MadeOnRead[GroupRecord]):
@@ -43,6 +47,8 @@ class TraceGroups(MadeOnRead[GroupRecord]):
         self.suppressed: dict[int, str] = {}
         self._kept: dict[int, GroupRecord] | None = {} if n <= KEEP_RECORDS else None
         self._times: tuple[int, list[str]] = (-1, [])
+        #: (first position, signatures, frames) of the positions read last
+        self._frames: tuple[int, list[tuple[str, ...]], list[tuple[FrameRecord, ...]]] = (0, [], [])
 
     def growth_bytes(self) -> np.ndarray:
         """Each group's bytes, in the sequence's order (a reporter's sort key, without making the records)."""
@@ -73,7 +79,7 @@ class TraceGroups(MadeOnRead[GroupRecord]):
 
     def _make(self, k: int, i: int) -> GroupRecord:
         g = self._g
-        frames = g.shown(i)
+        signature, frames = self._stack(k)
         name = name_group(frames)
         first, last = self._alloc_times(k)
         h0, h1 = int(g.heap_starts[i]), int(g.heap_starts[i + 1])
@@ -85,15 +91,27 @@ class TraceGroups(MadeOnRead[GroupRecord]):
                          first_alloc_utc=first, last_alloc_utc=last,
                          sample_addresses=tuple(g.samples[s0:s1].tolist()),
                          timeline_bytes=tuple(series.tolist()) if series is not None else None)
-        return GroupRecord(stack=g.signature(i), frames=frames, module=name.module, label=name.label,
+        return GroupRecord(stack=signature, frames=frames, module=name.module, label=name.label,
                            label_index=name.label_index, status=None, runs=(run,),
                            suppressed_by=self.suppressed.get(k))
 
     def frames_and_name(self, k: int) -> tuple[tuple[FrameRecord, ...], GroupName]:
         """Group ``k``'s displayed frames and what names it: what a call tree reads of a group, without making
         its record (a tree reads each group's path once a level)."""
-        frames = self._g.shown(int(self._order[k]))
+        frames = self._stack(k)[1]
         return frames, name_group(frames)
+
+    def _stack(self, k: int) -> tuple[tuple[str, ...], tuple[FrameRecord, ...]]:
+        """Group ``k``'s signature and displayed frames. They are made for a chunk of positions at once (one
+        gather and one pass over the frame columns): a full chunk when the reads go on in order, a small one
+        around a read elsewhere."""
+        c0, signatures, frames = self._frames
+        if not c0 <= k < c0 + len(frames):
+            c0 = k if k == c0 + len(frames) else max(0, k - _FRAME_CHUNK_ASIDE // 2)
+            at = self._order[c0:c0 + (_FRAME_CHUNK if k == c0 else _FRAME_CHUNK_ASIDE)]
+            signatures, frames = self._g.signatures(at), self._g.shown_many(at)
+            self._frames = (c0, signatures, frames)
+        return signatures[k - c0], frames[k - c0]
 
     def _alloc_times(self, k: int) -> tuple[str, str]:
         """Group ``k``'s first and last allocation times as text; a chunk of positions is formatted at once (one
