@@ -3,13 +3,13 @@ frame of every stack.
 
 A trace may hold a million distinct stacks: a frame is a row of columns (its image's name and the offset in it,
 a kernel flag, whether it is innermost), made into a :class:`~heapdiff.frames.Frame` record only when one is
-asked for, and then cached. :mod:`heapdiff.symbolize` names the rows; :mod:`heapdiff.grouping` groups by them.
+asked for (the frames of many stacks at once), and kept only in a table small enough to keep whole.
+:mod:`heapdiff.symbolize` names the rows; :mod:`heapdiff.grouping` groups by them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 
@@ -19,7 +19,7 @@ from heapdiff.rules import is_allocator_frame
 
 #: a table of at most this many frames makes them all at its first read, from the columns as Python lists (one
 #: numpy read per column, not per frame) and keeps them; a larger one (a trace of a million distinct stacks) makes
-#: each when read and keeps the most recently read this many
+#: the frames asked for on each read, and keeps none
 FRAME_CACHE = 1 << 16
 
 
@@ -45,32 +45,22 @@ class FrameTable:
         #: every frame's plain text and record (object arrays: a stack's worth is one gather), once read, when the
         #: table is small enough to keep them all
         self._whole: tuple[np.ndarray, np.ndarray] | None = None
-        self._one = lru_cache(maxsize=FRAME_CACHE)(self._make_one)
         self._plumbing = [is_allocator_frame(m, None) for m in self.module_names]
 
     def __len__(self) -> int:
         return int(self.name.shape[0])
 
-    def plains(self, ids: np.ndarray) -> tuple[str, ...]:
-        """Each frame's ``module+0xrva``, or ``0x<address>`` in no known image (a stack's worth in one call)."""
-        whole, one = self._kept(), self._one
-        return tuple(whole[0][ids].tolist()) if whole is not None else tuple(one(i)[0] for i in ids.tolist())
-
-    def frames(self, ids: np.ndarray) -> tuple[Frame, ...]:
-        """Each frame's record: symbols' when they named it, else its plain text (a stack's worth in one call)."""
-        whole, one = self._kept(), self._one
-        return tuple(whole[1][ids].tolist()) if whole is not None else tuple(one(i)[1] for i in ids.tolist())
-
-    def plains_flat(self, ids: np.ndarray) -> list[str]:
-        """:meth:`plains` of any number of ids (the frames of many stacks, one after the other) in one pass."""
+    def plains(self, ids: np.ndarray) -> list[str]:
+        """Each frame's ``module+0xrva``, or ``0x<address>`` in no known image: the frames of many stacks, one
+        after the other, in one pass."""
         self._check(ids)
         whole = self._kept()
         return whole[0][ids].tolist() if whole is not None else self._make_at(ids)[0]
 
-    def frames_flat(self, ids: np.ndarray) -> list[Frame]:
-        """:meth:`frames` of any number of ids (the frames of many stacks, one after the other) in one pass: a
-        table too large to keep makes each record from its columns, a few hundred nanoseconds a frame instead of a
-        cache miss's few microseconds."""
+    def frames(self, ids: np.ndarray) -> list[Frame]:
+        """Each frame's record, symbols' when they named it, else its plain text: the frames of many stacks, one
+        after the other, in one pass (a table too large to keep makes each from its columns, a few hundred
+        nanoseconds a frame)."""
         self._check(ids)
         whole = self._kept()
         if whole is not None:
@@ -92,12 +82,6 @@ class FrameTable:
                 records[i] = named
             self._whole = (np.fromiter(texts, object, len(texts)), np.fromiter(records, object, len(records)))
         return self._whole
-
-    def _make_one(self, i: int) -> tuple[str, Frame]:
-        if not 0 <= i < len(self):
-            raise IndexError(i)
-        texts, records = self._make(i, i + 1)
-        return texts[0], self.named.get(i) or records[0]
 
     def _make(self, lo: int, hi: int) -> tuple[list[str], list[Frame]]:
         """The plain texts and records of frames ``lo`` to ``hi`` from the columns alone (not ``named``)."""

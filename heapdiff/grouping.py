@@ -85,23 +85,16 @@ class Grouping:
     def __len__(self) -> int:
         return int(self.blocks.shape[0])
 
-    def signature(self, i: int) -> tuple[str, ...]:
-        a, b = int(self.signature_starts[i]), int(self.signature_starts[i + 1])
-        return self.table.plains(self.signature_ids[a:b])
-
-    def shown(self, i: int) -> tuple[Frame, ...]:
-        a, b = int(self.shown_starts[i]), int(self.shown_starts[i + 1])
-        return self.table.frames(self.shown_ids[a:b])
-
     def signatures(self, groups: np.ndarray) -> list[tuple[str, ...]]:
-        """:meth:`signature` of many groups at once (their frames gathered and made in one pass)."""
+        """Each group's signature (its frames as matched between runs, ``module+0xrva``), for many groups at
+        once: their frames gathered and made in one pass."""
         ids, bounds = _runs(self.signature_ids, self.signature_starts, groups)
-        return _split(self.table.plains_flat(ids), bounds)
+        return _split(self.table.plains(ids), bounds)
 
-    def shown_many(self, groups: np.ndarray) -> list[tuple[Frame, ...]]:
-        """:meth:`shown` of many groups at once."""
+    def shown(self, groups: np.ndarray) -> list[tuple[Frame, ...]]:
+        """Each group's displayed frames (kernel frames included and marked), for many groups at once."""
         ids, bounds = _runs(self.shown_ids, self.shown_starts, groups)
-        return _split(self.table.frames_flat(ids), bounds)
+        return _split(self.table.frames(ids), bounds)
 
 
 def _runs(values: np.ndarray, starts: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, list[int]]:

@@ -1,6 +1,5 @@
-"""The frame table makes its records all at once (a small table) or one by one, keeping the latest (a large one):
-every read, in any order and past what it keeps, gives the frame the columns say (symbols' record where they
-named it)."""
+"""The frame table makes its records all at once and keeps them (a small table), or those asked for on each read
+(a large one): every read, in any order, gives the frame the columns say (symbols' record where they named it)."""
 
 from __future__ import annotations
 
@@ -39,42 +38,35 @@ def test_every_read_gives_the_columns_frame(monkeypatch: pytest.MonkeyPatch, kep
     want = [named if i == 1 else _expected(t, i) for i in range(10)]
     order = [9, 0, 5, 1, 8, 2, 7, 3, 6, 4, 0, 9, 1]
     assert [t.frames(np.asarray([i]))[0] for i in order] == [want[i] for i in order]
-    assert t.frames(np.asarray(order)) == tuple(want[i] for i in order)
+    assert t.frames(np.asarray(order)) == [want[i] for i in order]
     # plain even where symbols named it
-    assert t.plains(np.asarray(order)) == tuple(_expected(t, i).text for i in order)
+    assert t.plains(np.asarray(order)) == [_expected(t, i).text for i in order]
     assert (t._whole is not None) == (kept >= 10)
     assert want[3].allocator and not want[9].allocator  # ntdll is plumbing; a kernel frame is not
-    assert t.plains(np.asarray([8])) == ("0x7ff612340000",)
+    assert t.plains(np.asarray([8])) == ["0x7ff612340000"]
 
 
 @pytest.mark.parametrize("kept", [1 << 16, 4])
-def test_many_stacks_read_at_once_give_the_same_frames(monkeypatch: pytest.MonkeyPatch, kept: int) -> None:
-    """``frames_flat``/``plains_flat`` (the frames of many stacks in one pass) say what reading them one by one
-    says, repeats, symbols' records and an empty read included."""
+def test_repeats_symbols_and_an_empty_read(monkeypatch: pytest.MonkeyPatch, kept: int) -> None:
+    """A read of many stacks' frames at once says what reading them one by one says: repeats, symbols' records
+    and an empty read included."""
     monkeypatch.setattr(frame_table, "FRAME_CACHE", kept)
     t = _table()
     t.named[5] = Frame("ntdll.dll!RtlAllocateHeap+0x10", "ntdll.dll", 0x50, False, True, "RtlAllocateHeap", 0x10)
     ids = np.asarray([3, 5, 5, 9, 0, 8, 5, 1], np.int32)
-    assert t.frames_flat(ids) == [t.frames(np.asarray([i]))[0] for i in ids.tolist()]
-    assert t.frames_flat(ids)[1] is t.named[5]
-    assert t.plains_flat(ids) == [t.plains(np.asarray([i]))[0] for i in ids.tolist()]
-    assert t.frames_flat(ids[:0]) == [] and t.plains_flat(ids[:0]) == []
-    for bad in (10, -1):
-        with pytest.raises(IndexError):
-            t.frames_flat(np.asarray([0, bad]))
+    assert t.frames(ids) == [t.frames(np.asarray([i]))[0] for i in ids.tolist()]
+    assert t.frames(ids)[1] is t.named[5]
+    assert t.plains(ids) == [t.plains(np.asarray([i]))[0] for i in ids.tolist()]
+    assert t.frames(ids[:0]) == [] and t.plains(ids[:0]) == []
 
 
-def test_a_frame_past_the_table_is_an_index_error() -> None:
+@pytest.mark.parametrize("kept", [1 << 16, 4])
+def test_a_frame_past_the_table_is_an_index_error(monkeypatch: pytest.MonkeyPatch, kept: int) -> None:
+    """Past the end, or negative (which would read from the end of a kept table), for frames and plain texts."""
+    monkeypatch.setattr(frame_table, "FRAME_CACHE", kept)
     t = _table()
-    with pytest.raises(IndexError):
-        t.frames(np.asarray([10]))
-    with pytest.raises(IndexError):
-        t.frames(np.asarray([0, 4096]))
-
-
-def test_a_frame_past_a_large_table_is_an_index_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(frame_table, "FRAME_CACHE", 4)
-    t = _table()
-    for bad in (10, -1):
+    for bad in ([10], [0, 4096], [-1], [0, -1]):
         with pytest.raises(IndexError):
-            t.frames(np.asarray([bad]))
+            t.frames(np.asarray(bad))
+        with pytest.raises(IndexError):
+            t.plains(np.asarray(bad))

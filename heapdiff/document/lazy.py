@@ -109,7 +109,7 @@ class TraceGroups(MadeOnRead[GroupRecord]):
         if not c0 <= k < c0 + len(frames):
             c0 = k if k == c0 + len(frames) else max(0, k - _FRAME_CHUNK_ASIDE // 2)
             at = self._order[c0:c0 + (_FRAME_CHUNK if k == c0 else _FRAME_CHUNK_ASIDE)]
-            signatures, frames = self._g.signatures(at), self._g.shown_many(at)
+            signatures, frames = self._g.signatures(at), self._g.shown(at)
             self._frames = (c0, signatures, frames)
         return signatures[k - c0], frames[k - c0]
 
