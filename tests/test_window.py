@@ -14,7 +14,7 @@ import pytest
 from heapdiff.cli import main
 from heapdiff.document import decode_value
 from heapdiff.etl import structs as S
-from heapdiff.etl.logfile import LogfileHeader
+from heapdiff.etl.logfile import LogfileHeader, iso_utc
 from heapdiff.etl.trace import open_trace
 from heapdiff.events.decode import PayloadError
 from heapdiff.events.marks import decode_mark
@@ -97,6 +97,9 @@ def test_last_raw_at_inverts_the_clock(clock_type: int, perf_freq: int, mhz: int
         ft = h.start_filetime + rng.randint(-10**9, 10**11)
         r = h.last_raw_at(ft)
         assert h.raw_to_filetime(r) <= ft < h.raw_to_filetime(r + 1)
+    # many times at once say what one at a time says (the groups' first and last allocation times)
+    raws = [h.t0 + rng.randint(-10**9, 10**12) for _ in range(2000)] + [0, h.t0, 2**63 - 1]
+    assert h.raw_to_iso_many(raws) == [iso_utc(h.raw_to_utc(r)) for r in raws]
 
 
 # ------------------------------------------------------------------------------------------------ marks
