@@ -38,16 +38,27 @@ class GroupSums:
     def __init__(self, diff: bool) -> None:
         self.diff = diff
         self.n: Counter[str] = Counter()
-        self.sums: dict[str, tuple[Counts, Counts, Counts]] = {}
+        #: per key: blocks and bytes after, before and of the delta, summed in place (a group is one add, and a
+        #: trace may hold a million)
+        self.sums: dict[str, list[int]] = {}
 
     def add(self, key: str, after: Counts, before: Counts = ZERO, delta: Counts = ZERO) -> None:
         self.n[key] += 1
-        a, b, d = self.sums.get(key, (ZERO, ZERO, ZERO))
-        self.sums[key] = (a + after, b + before, d + delta)
+        s = self.sums.get(key)
+        if s is None:
+            s = self.sums[key] = [0] * 6
+        s[0] += after.blocks
+        s[1] += after.bytes
+        if self.diff:
+            s[2] += before.blocks
+            s[3] += before.bytes
+            s[4] += delta.blocks
+            s[5] += delta.bytes
 
     def figures(self, key: str) -> Figures:
-        a, b, d = self.sums[key]
-        return Figures(a, b, d) if self.diff else Figures(a)
+        s = self.sums[key]
+        after = Counts(s[0], s[1])
+        return Figures(after, Counts(s[2], s[3]), Counts(s[4], s[5])) if self.diff else Figures(after)
 
 
 def _sum_rows(rows: Sequence[BreakdownRow], key: str, diff: bool) -> BreakdownRow:
