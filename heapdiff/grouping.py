@@ -96,6 +96,16 @@ class Grouping:
         ids, bounds = _runs(self.shown_ids, self.shown_starts, groups)
         return _split(self.table.frames(ids), bounds)
 
+    def heaps_of(self, groups: np.ndarray) -> list[tuple[int, ...]]:
+        """Each group's heap handles, for many groups at once."""
+        handles, bounds = _runs(self.heaps, self.heap_starts, groups)
+        return _split(handles.tolist(), bounds)
+
+    def samples_of(self, groups: np.ndarray) -> list[tuple[int, ...]]:
+        """Each group's oldest blocks' addresses, for many groups at once."""
+        addresses, bounds = _runs(self.samples, self.sample_starts, groups)
+        return _split(addresses.tolist(), bounds)
+
 
 def _runs(values: np.ndarray, starts: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, list[int]]:
     """The runs ``values[starts[g]:starts[g + 1]]`` of ``groups``, one after the other, and where each ends."""

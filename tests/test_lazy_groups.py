@@ -55,9 +55,8 @@ def test_groups_made_on_each_read_say_the_same(tmp_path: Path, monkeypatch: pyte
     kept = _doc(tmp_path / "t.etl")
     assert isinstance(kept.groups, lazy.TraceGroups) and len(kept.groups) == 23
     monkeypatch.setattr(lazy, "KEEP_RECORDS", 0)
-    monkeypatch.setattr(lazy, "_TIME_CHUNK", 3)  # chunks of times that end inside the groups, read out of order
-    monkeypatch.setattr(lazy, "_FRAME_CHUNK", 5)  # likewise the chunks of frames read in order,
-    monkeypatch.setattr(lazy, "_FRAME_CHUNK_ASIDE", 2)  # and those made around a read elsewhere
+    monkeypatch.setattr(lazy, "_CHUNK", 5)  # chunks of columns read in order that end inside the groups,
+    monkeypatch.setattr(lazy, "_CHUNK_ASIDE", 2)  # and those read around a read elsewhere (out of order below)
     monkeypatch.setattr(flame, "KEEP_PATHS", 0)  # every path read again on each level of a tree
     monkeypatch.setattr(frame_table, "FRAME_CACHE", 4)  # frames made one by one, four kept: made again and again
     remade = _doc(tmp_path / "t.etl")

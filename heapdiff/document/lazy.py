@@ -8,6 +8,7 @@ groups of a one-trace document are this sequence over the grouping's columns, la
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -27,12 +28,33 @@ def source_name(k: int) -> str:
 #: a trace with at most this many groups keeps each record once made (the reporters read every group several
 #: times); a larger one makes them again on each read, so that memory stays bounded
 KEEP_RECORDS = 200_000
-#: the groups' first and last allocation times are formatted this many at a time (reporters read them in order)
-_TIME_CHUNK = 4096
-#: the groups' signatures and frames are made this many at a time when read in order; a read elsewhere makes
-#: this few around it
-_FRAME_CHUNK = 4096
-_FRAME_CHUNK_ASIDE = 64
+#: a group's record is made from its columns read for this many groups at once when the reads go in order (as
+#: every reporter's do), and for this few around a read elsewhere: one numpy read a column per chunk, not per group
+_CHUNK = 4096
+_CHUNK_ASIDE = 64
+
+
+def _chunk_at(k: int, start: int, size: int, n: int) -> slice:
+    """The positions of the chunk to read for position ``k`` when the chunk read last was ``start`` and ``size``
+    long: the next full chunk when ``k`` follows it, else a small one around ``k``."""
+    if k == start + size:
+        return slice(k, min(n, k + _CHUNK))
+    lo = max(0, k - _CHUNK_ASIDE // 2)
+    return slice(lo, min(n, lo + _CHUNK_ASIDE))
+
+
+class _Facts(NamedTuple):
+    """The columns of a chunk of groups as Python values, a list each (position - chunk start)."""
+
+    groups: list[int]
+    blocks: list[int]
+    nbytes: list[int]
+    sources: list[list[int]]
+    histogram: list[list[int]]
+    heaps: list[tuple[int, ...]]
+    samples: list[tuple[int, ...]]
+    #: the first allocation times, then the last ones
+    times: list[str]
 
 
 class TraceGroups(MadeOnRead[GroupRecord]):
@@ -46,9 +68,10 @@ class TraceGroups(MadeOnRead[GroupRecord]):
         #: position in the order -> the suppression pattern that matched the group
         self.suppressed: dict[int, str] = {}
         self._kept: dict[int, GroupRecord] | None = {} if n <= KEEP_RECORDS else None
-        self._times: tuple[int, list[str]] = (-1, [])
-        #: (first position, signatures, frames) of the positions read last
+        #: (first position, signatures, frames) of the chunk read last
         self._frames: tuple[int, list[tuple[str, ...]], list[tuple[FrameRecord, ...]]] = (0, [], [])
+        #: (first position, the rest of the records' columns) of the chunk read last
+        self._facts: tuple[int, _Facts | None] = (0, None)
 
     def growth_bytes(self) -> np.ndarray:
         """Each group's bytes, in the sequence's order (a reporter's sort key, without making the records)."""
@@ -78,18 +101,17 @@ class TraceGroups(MadeOnRead[GroupRecord]):
         return self._make(k, i)
 
     def _make(self, k: int, i: int) -> GroupRecord:
-        g = self._g
         signature, frames = self._stack(k)
         name = name_group(frames)
-        first, last = self._alloc_times(k)
-        h0, h1 = int(g.heap_starts[i]), int(g.heap_starts[i + 1])
-        s0, s1 = int(g.sample_starts[i]), int(g.sample_starts[i + 1])
-        series = g.alloc_series.get(i)
-        run = RunDetails(counts=Counts(int(g.blocks[i]), int(g.bytes[i])), heaps=tuple(g.heaps[h0:h1].tolist()),
-                         sources={source_name(s): c for s, c in enumerate(g.sources[i].tolist()) if c},
-                         size_histogram={HIST_LABELS[b]: c for b, c in enumerate(g.histogram[i].tolist()) if c},
-                         first_alloc_utc=first, last_alloc_utc=last,
-                         sample_addresses=tuple(g.samples[s0:s1].tolist()),
+        c0, f = self._columns(k)
+        j = k - c0
+        half = len(f.times) // 2
+        series = self._g.alloc_series.get(i)
+        run = RunDetails(counts=Counts(f.blocks[j], f.nbytes[j]), heaps=f.heaps[j],
+                         sources={source_name(s): c for s, c in enumerate(f.sources[j]) if c},
+                         size_histogram={HIST_LABELS[b]: c for b, c in enumerate(f.histogram[j]) if c},
+                         first_alloc_utc=f.times[j], last_alloc_utc=f.times[half + j],
+                         sample_addresses=f.samples[j],
                          timeline_bytes=tuple(series.tolist()) if series is not None else None)
         return GroupRecord(stack=signature, frames=frames, module=name.module, label=name.label,
                            label_index=name.label_index, status=None, runs=(run,),
@@ -102,29 +124,30 @@ class TraceGroups(MadeOnRead[GroupRecord]):
         return frames, name_group(frames)
 
     def _stack(self, k: int) -> tuple[tuple[str, ...], tuple[FrameRecord, ...]]:
-        """Group ``k``'s signature and displayed frames. They are made for a chunk of positions at once (one
-        gather and one pass over the frame columns): a full chunk when the reads go on in order, a small one
-        around a read elsewhere."""
+        """Group ``k``'s signature and displayed frames, made for a chunk of positions at once (one gather and one
+        pass over the frame columns). Apart from the other columns: a call tree reads only these."""
         c0, signatures, frames = self._frames
         if not c0 <= k < c0 + len(frames):
-            c0 = k if k == c0 + len(frames) else max(0, k - _FRAME_CHUNK_ASIDE // 2)
-            at = self._order[c0:c0 + (_FRAME_CHUNK if k == c0 else _FRAME_CHUNK_ASIDE)]
-            signatures, frames = self._g.signatures(at), self._g.shown(at)
+            at = _chunk_at(k, c0, len(frames), len(self))
+            c0, groups = at.start, self._order[at]
+            signatures, frames = self._g.signatures(groups), self._g.shown(groups)
             self._frames = (c0, signatures, frames)
         return signatures[k - c0], frames[k - c0]
 
-    def _alloc_times(self, k: int) -> tuple[str, str]:
-        """Group ``k``'s first and last allocation times as text; a chunk of positions is formatted at once (one
-        numpy pass instead of two datetimes a group)."""
-        c0, texts = self._times
-        if not c0 <= k < c0 + len(texts) // 2:
-            g = self._g
-            c0 = k - k % _TIME_CHUNK
-            at = self._order[c0:c0 + _TIME_CHUNK]
-            texts = self._header.raw_to_iso_many(np.concatenate((g.first_ts[at], g.last_ts[at])).tolist())
-            self._times = (c0, texts)
-        half = len(texts) // 2
-        return texts[k - c0], texts[half + k - c0]
+    def _columns(self, k: int) -> tuple[int, _Facts]:
+        """The chunk of the other columns that holds position ``k``, and where it starts; its allocation times
+        formatted at once (one numpy pass instead of two datetimes a group)."""
+        c0, f = self._facts
+        if f is None or not c0 <= k < c0 + len(f.groups):
+            at = _chunk_at(k, c0, len(f.groups) if f is not None else 0, len(self))
+            g, groups = self._g, self._order[at]
+            f = _Facts(groups.tolist(), g.blocks[groups].tolist(), g.bytes[groups].tolist(),
+                       g.sources[groups].tolist(), g.histogram[groups].tolist(), g.heaps_of(groups),
+                       g.samples_of(groups),
+                       self._header.raw_to_iso_many(np.concatenate((g.first_ts[groups], g.last_ts[groups])).tolist()))
+            c0 = at.start
+            self._facts = (c0, f)
+        return c0, f
 
     def totals(self) -> Totals:
         """The totals of a one-trace document from the columns (what :meth:`Totals.of` would sum)."""
