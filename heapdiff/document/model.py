@@ -230,12 +230,21 @@ class GroupRecord:
     @property
     def last(self) -> Counts:
         """What is outstanding in the last input (the one trace, or "after")."""
-        return self.counts(len(self.runs) - 1)
+        r = self.runs[-1]
+        return r.counts if r is not None else ZERO
 
     @property
     def delta(self) -> Counts:
-        """Last input minus first: the growth of a diff; for one trace, its outstanding counts."""
-        return self.last - self.counts(0) if len(self.runs) > 1 else self.last
+        """Last input minus first: the growth of a diff; for one trace, its outstanding counts. (Read for every
+        group by the sort, the totals, the view and the JSON: written out rather than through ``last`` and
+        ``counts``.)"""
+        runs = self.runs
+        r = runs[-1]
+        last = r.counts if r is not None else ZERO
+        if len(runs) == 1:
+            return last
+        r = runs[0]
+        return last - r.counts if r is not None else last
 
     @property
     def details(self) -> RunDetails:
