@@ -224,9 +224,12 @@ def _combine(per_input: Sequence[Sequence[GroupRecord]], key: Callable[[GroupRec
             g = shown[stack]
             status = (status_of(rs[0].counts if rs[0] else ZERO, rs[1].counts if rs[1] else ZERO) if n == 2
                       else None)
-            out.append(replace(g, stack=stack, runs=tuple(rs), status=status))
-    out.sort(key=lambda g: (-g.delta.bytes, -g.delta.blocks, g.stack))
-    return out
+            # (made directly, not by dataclasses.replace: one a group of every input)
+            out.append(GroupRecord(stack=stack, frames=g.frames, module=g.module, label=g.label,
+                                   label_index=g.label_index, status=status, runs=tuple(rs),
+                                   suppressed_by=g.suppressed_by, trend=g.trend))
+    keys = [(-d.bytes, -d.blocks, g.stack) for g in out for d in (g.delta,)]
+    return [out[k] for k in sorted(range(len(out)), key=keys.__getitem__)]
 
 
 def _named_everywhere(traces: Sequence[TraceRecord]) -> frozenset[str]:
