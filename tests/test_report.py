@@ -387,6 +387,38 @@ def test_rows_are_sorted_largest_growth_first_even_if_the_document_is_not() -> N
     assert growths == sorted(growths, reverse=True)
 
 
+@pytest.mark.parametrize("inputs", [1, 2, 3])
+def test_totals_sum_the_groups_as_a_plain_loop_does(inputs: int) -> None:
+    """Totals.of against sums written out over plain tuples: per input, growth and shrink of blocks and bytes each
+    on their own sign, suppressed groups apart (their delta), a group missing from an input counting zero there."""
+    import random
+
+    from heapdiff.document.model import GroupRecord, RunDetails, Totals
+
+    rng = random.Random(inputs)
+    groups, plain = [], []
+    for n in range(400):
+        counts = [None if rng.random() < 0.2 else (rng.randint(0, 50), rng.randint(0, 10**6)) for _ in range(inputs)]
+        hidden = rng.random() < 0.1
+        runs = tuple(None if c is None else RunDetails(Counts(*c), (), {}, {}, None, None, ()) for c in counts)
+        groups.append(GroupRecord(stack=(f"app.exe+0x{n:x}",), frames=(), module="app.exe", label="", label_index=-1,
+                                  status=None, runs=runs, suppressed_by="p" if hidden else None))
+        plain.append(([c or (0, 0) for c in counts], hidden))
+    want_runs, growth, shrink, hidden_sum = [[0, 0] for _ in range(inputs)], [0, 0], [0, 0], [0, 0]
+    for cs, hidden in plain:
+        delta = [cs[-1][j] - (cs[0][j] if inputs > 1 else 0) for j in (0, 1)]
+        if hidden:
+            hidden_sum = [hidden_sum[j] + delta[j] for j in (0, 1)]
+            continue
+        for k, c in enumerate(cs):
+            want_runs[k] = [want_runs[k][j] + c[j] for j in (0, 1)]
+        growth = [growth[j] + max(delta[j], 0) for j in (0, 1)]
+        shrink = [shrink[j] + min(delta[j], 0) for j in (0, 1)]
+    t = Totals.of(groups, inputs)
+    assert t == Totals(tuple(Counts(*r) for r in want_runs), Counts(*growth), Counts(*shrink), Counts(*hidden_sum))
+    assert shrink[1] < 0 < growth[1] if inputs > 1 else shrink == [0, 0]
+
+
 # ------------------------------------------------------------------------------------------- breakdowns
 
 

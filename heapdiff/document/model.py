@@ -299,18 +299,30 @@ class Totals:
     @classmethod
     def of(cls, groups: Sequence[GroupRecord], inputs: int) -> Totals:
         """The totals of these groups: the suppressed ones apart, growth and shrink summed per group."""
-        runs = [ZERO] * inputs
-        growth = shrink = suppressed = ZERO
+        # (sums of ints, made into Counts at the end: a Counts per sum and group was most of the time)
+        blocks, nbytes = [0] * inputs, [0] * inputs
+        grow_blocks = grow_bytes = shrink_blocks = shrink_bytes = hidden_blocks = hidden_bytes = 0
         for g in groups:
             d = g.delta
             if g.suppressed_by is not None:
-                suppressed = suppressed + d
+                hidden_blocks += d.blocks
+                hidden_bytes += d.bytes
                 continue
-            for k in range(inputs):
-                runs[k] = runs[k] + g.counts(k)
-            growth = growth + Counts(max(d.blocks, 0), max(d.bytes, 0))
-            shrink = shrink + Counts(min(d.blocks, 0), min(d.bytes, 0))
-        return cls(tuple(runs), growth, shrink, suppressed)
+            for k, r in enumerate(g.runs):
+                if r is not None:
+                    blocks[k] += r.counts.blocks
+                    nbytes[k] += r.counts.bytes
+            if d.blocks > 0:
+                grow_blocks += d.blocks
+            else:
+                shrink_blocks += d.blocks
+            if d.bytes > 0:
+                grow_bytes += d.bytes
+            else:
+                shrink_bytes += d.bytes
+        return cls(tuple(Counts(b, y) for b, y in zip(blocks, nbytes, strict=True)),
+                   Counts(grow_blocks, grow_bytes), Counts(shrink_blocks, shrink_bytes),
+                   Counts(hidden_blocks, hidden_bytes))
 
 
 @dataclass(frozen=True, slots=True)
