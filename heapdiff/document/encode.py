@@ -9,7 +9,7 @@ its descriptive fields (heaps, sources, sizes, times, samples) from the run it i
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from heapdiff.document.model import (
@@ -76,13 +76,18 @@ def frame_json(f: FrameRecord) -> dict[str, Any]:
             "inlined": [{"function": i.function, "file": i.file, "line": i.line} for i in inlined] if inlined else []}
 
 
+def _plain(m: Mapping[str, int]) -> dict[str, int]:
+    """The mapping as a dict for orjson (which takes no other mapping); a dict as it is (records hold dicts)."""
+    return m if type(m) is dict else dict(m)
+
+
 def _details(r: RunDetails, series: bool = True) -> dict[str, Any]:
     """One run's facts; ``series``: with its timeline bytes, when it has them (only the largest groups do, so
     the field is left out rather than null)."""
     d: dict[str, Any] = {
         "heaps": [f"0x{h:x}" for h in r.heaps],
-        "sources": dict(r.sources),
-        "size_histogram": dict(r.size_histogram),
+        "sources": _plain(r.sources),
+        "size_histogram": _plain(r.size_histogram),
         "first_alloc_utc": r.first_alloc_utc,
         "last_alloc_utc": r.last_alloc_utc,
         "sample_addresses": [f"0x{a:x}" for a in r.sample_addresses],
@@ -135,26 +140,33 @@ def group_json(g: GroupRecord, frames: _FrameCache) -> dict[str, Any]:
         "suppressed_by": g.suppressed_by,
     }
     # a run's series stays under its run (``runs``) when there are several
-    d.update(_details(g.details, series=len(g.runs) == 1))
+    top = g.details
+    several = len(g.runs) > 1
     if g.trend is not None:  # a trend over N runs
+        d.update(_details(top, series=not several))
         d["series"] = list(g.series)
         d["trend"] = {"slope_bytes": round(g.trend.slope_bytes, 3), "class": g.trend.klass}
         d["runs"] = [None if r is None else {**_bb(r.counts), **_details(r)} for r in g.runs]
         return d
     if g.status is None:
+        d.update(_details(top, series=not several))
         c = g.last
         d["blocks"] = c.blocks
         d["bytes"] = c.bytes
         return d
     before, after = g.runs
+    runs = {"before": _details(before) if before is not None else None,
+            "after": _details(after) if after is not None else None}
+    # the run the group is described by is one of the two: its facts are encoded once (without its series)
+    own = runs["after" if top is after else "before"]
+    d.update(own if own is not None and "timeline_bytes" not in own else _details(top, series=False))
     if before is not None and after is not None:
         d["heaps_before"] = [f"0x{h:x}" for h in before.heaps]
     d["before"] = _bb(g.counts(0))
     d["after"] = _bb(g.counts(1))
     d["delta"] = _bb(g.delta)
     d["status"] = g.status
-    d["runs"] = {"before": _details(before) if before is not None else None,
-                 "after": _details(after) if after is not None else None}
+    d["runs"] = runs
     return d
 
 
