@@ -169,8 +169,10 @@ class FrameNamer:
             for i, k, rva, kernel in zip(frames.tolist(), np.searchsorted(asked, looks).tolist(),
                                          table.value[frames].tolist(), table.kernel[frames].tolist(), strict=True):
                 r = resolved[k]
-                if r is not None and r.frames and r.frames[-1].function:
-                    named[i] = _resolved_frame(module, plumbing, rva, kernel, r.frames, r.proc_start)
+                if r is not None:
+                    chain, proc_start = r  # (unpacked, not read by name: this runs for every distinct frame)
+                    if chain and chain[-1][0]:  # the procedure has a name
+                        named[i] = _resolved_frame(module, plumbing, rva, kernel, chain, proc_start)
 
     def modules(self) -> list[ModuleOutcome]:
         """Every image a frame fell in, with its outcome, in image order."""
