@@ -42,8 +42,8 @@ Exit codes (every command):
   2  usage error (nothing is written)
   3  a trace could not be read at all (one line on stderr with the file and byte offset),
      or the machine ran out of memory or disk
-  141  an output to stdout (a report given as -, info's text) lost its reader; lines on the
-     console are dropped when nobody reads them, and the job goes on"""
+  141  an output to stdout (a report given as -, info's text) lost its reader; lines on
+       the console are dropped when nobody reads them, and the job goes on"""
 
 
 def _allocator_modules_help() -> str:
