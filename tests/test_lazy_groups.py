@@ -23,7 +23,8 @@ BASE = 0x7FF6_0000_0000
 
 
 def _write(path: Path) -> None:
-    """23 call stacks of 1 to 4 frames (some behind an allocator frame), 60 live blocks at varied times."""
+    """23 call stacks of 1 to 4 frames (some behind an allocator frame, some under kernel frames, which are
+    displayed but not in the signature), 60 live blocks at varied times."""
     w = TraceWriter(str(path), cpus=1)
     sc = Scenario(w, cpus=1)
     mods = {"app.exe": Module("app.exe", "C:\\x\\app.exe", BASE, 0x100000),
@@ -35,7 +36,8 @@ def _write(path: Path) -> None:
         t += 1000 + 37 * (i % 5)
         w.heap_alloc(t, 0, 1234, 8, 0x10000, 16 + 8 * (s % 6), 0x1000_0000 + 64 * i)
         frames = [BASE + 0x1000 + 0x10 * s + 0x100 * k for k in range(1 + s % 4)]
-        w.stack(t + 1, 0, t, 1234, 8, ([0x7FFA_0000_0000 + 0x3A2F0] if s % 3 == 0 else []) + frames)
+        kernel = [0xFFFF_F800_1234_0000 + 0x10 * (s % 2)] if s % 4 == 1 else []
+        w.stack(t + 1, 0, t, 1234, 8, kernel + ([0x7FFA_0000_0000 + 0x3A2F0] if s % 3 == 0 else []) + frames)
     w.close()
 
 
@@ -54,6 +56,7 @@ def test_groups_made_on_each_read_say_the_same(tmp_path: Path, monkeypatch: pyte
     _write(tmp_path / "t.etl")
     kept = _doc(tmp_path / "t.etl")
     assert isinstance(kept.groups, lazy.TraceGroups) and len(kept.groups) == 23
+    assert any(f.kernel for g in kept.groups for f in g.frames)  # the signature and the frames differ there
     monkeypatch.setattr(lazy, "KEEP_RECORDS", 0)
     monkeypatch.setattr(lazy, "_CHUNK", 5)  # chunks of columns read in order that end inside the groups,
     monkeypatch.setattr(lazy, "_CHUNK_ASIDE", 2)  # and those read around a read elsewhere (out of order below)
