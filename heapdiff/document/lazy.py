@@ -46,7 +46,6 @@ def _chunk_at(k: int, start: int, size: int, n: int) -> slice:
 class _Facts(NamedTuple):
     """The columns of a chunk of groups as Python values, a list each (position - chunk start)."""
 
-    groups: list[int]
     blocks: list[int]
     nbytes: list[int]
     sources: list[list[int]]
@@ -138,10 +137,10 @@ class TraceGroups(MadeOnRead[GroupRecord]):
         """The chunk of the other columns that holds position ``k``, and where it starts; its allocation times
         formatted at once (one numpy pass instead of two datetimes a group)."""
         c0, f = self._facts
-        if f is None or not c0 <= k < c0 + len(f.groups):
-            at = _chunk_at(k, c0, len(f.groups) if f is not None else 0, len(self))
+        if f is None or not c0 <= k < c0 + len(f.blocks):
+            at = _chunk_at(k, c0, len(f.blocks) if f is not None else 0, len(self))
             g, groups = self._g, self._order[at]
-            f = _Facts(groups.tolist(), g.blocks[groups].tolist(), g.bytes[groups].tolist(),
+            f = _Facts(g.blocks[groups].tolist(), g.bytes[groups].tolist(),
                        g.sources[groups].tolist(), g.histogram[groups].tolist(), g.heaps_of(groups),
                        g.samples_of(groups),
                        self._header.raw_to_iso_many(np.concatenate((g.first_ts[groups], g.last_ts[groups])).tolist()))
