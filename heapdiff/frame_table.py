@@ -38,7 +38,7 @@ class FrameTable:
     innermost: np.ndarray
     #: an image the frame was found in (its identity names the PDB), -1 for none
     image: np.ndarray
-    #: filled (by :mod:`heapdiff.symbolize`) before any frame is read: a frame once made is not made again
+    #: filled (by :mod:`heapdiff.symbolize`) before any frame is read: a table kept whole does not see later ones
     named: dict[int, Frame] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -61,19 +61,31 @@ class FrameTable:
         """Each frame's record, symbols' when they named it, else its plain text: the frames of many stacks, one
         after the other, in one pass (a table too large to keep makes each from its columns, a few hundred
         nanoseconds a frame)."""
+        return self.frames_and_plains(ids, ids[:0])[0]
+
+    def frames_and_plains(self, ids: np.ndarray, subset: np.ndarray) -> tuple[list[Frame], list[str]]:
+        """:meth:`frames` of ``ids`` and :meth:`plains` of ``subset``. When ``subset``'s frames are among ``ids``
+        (a stack's signature among its displayed frames), a table too large to keep formats each text once."""
         self._check(ids)
         whole = self._kept()
         if whole is not None:
+            self._check(subset)
             out: list[Frame] = whole[1][ids].tolist()
-            return out
-        records = self._make_at(ids)[1]
+            return out, whole[0][subset].tolist()
+        texts, records = self._make_at(ids)
         if self.named:
             named = self.named
             for j, i in enumerate(ids.tolist()):
                 got = named.get(i)
                 if got is not None:
                     records[j] = got
-        return records
+        text_of = dict(zip(ids.tolist(), texts, strict=True))
+        try:
+            plains = list(map(text_of.__getitem__, subset.tolist()))
+        except KeyError:  # not a subset after all: its texts made on their own
+            self._check(subset)
+            plains = self._make_at(subset)[0]
+        return records, plains
 
     def _kept(self) -> tuple[np.ndarray, np.ndarray] | None:
         if self._whole is None and len(self) <= FRAME_CACHE:

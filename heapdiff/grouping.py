@@ -85,16 +85,14 @@ class Grouping:
     def __len__(self) -> int:
         return int(self.blocks.shape[0])
 
-    def signatures(self, groups: np.ndarray) -> list[tuple[str, ...]]:
-        """Each group's signature (its frames as matched between runs, ``module+0xrva``), for many groups at
-        once: their frames gathered and made in one pass."""
-        ids, bounds = _runs(self.signature_ids, self.signature_starts, groups)
-        return _split(self.table.plains(ids), bounds)
-
-    def shown(self, groups: np.ndarray) -> list[tuple[Frame, ...]]:
-        """Each group's displayed frames (kernel frames included and marked), for many groups at once."""
-        ids, bounds = _runs(self.shown_ids, self.shown_starts, groups)
-        return _split(self.table.frames(ids), bounds)
+    def stacks(self, groups: np.ndarray) -> tuple[list[tuple[str, ...]], list[tuple[Frame, ...]]]:
+        """Each group's signature (its frames as matched between runs, ``module+0xrva``) and its displayed frames
+        (kernel frames included and marked), for many groups at once: their frames gathered and made in one pass
+        (a signature's frames are among the displayed ones)."""
+        shown, shown_bounds = _runs(self.shown_ids, self.shown_starts, groups)
+        signature, signature_bounds = _runs(self.signature_ids, self.signature_starts, groups)
+        frames, plains = self.table.frames_and_plains(shown, signature)
+        return _split(plains, signature_bounds), _split(frames, shown_bounds)
 
     def heaps_of(self, groups: np.ndarray) -> list[tuple[int, ...]]:
         """Each group's heap handles, for many groups at once."""

@@ -58,6 +58,11 @@ def test_repeats_symbols_and_an_empty_read(monkeypatch: pytest.MonkeyPatch, kept
     assert t.frames(ids)[1] is t.named[5]
     assert t.plains(ids) == [t.plains(np.asarray([i]))[0] for i in ids.tolist()]
     assert t.frames(ids[:0]) == [] and t.plains(ids[:0]) == []
+    # the plain texts of frames among those made (a signature among a stack's frames), and of some that are not
+    assert t.frames_and_plains(ids, ids[[4, 1, 7]]) == (t.frames(ids), t.plains(ids[[4, 1, 7]]))
+    assert t.frames_and_plains(ids[:2], np.asarray([4, 3])) == (t.frames(ids[:2]), t.plains(np.asarray([4, 3])))
+    with pytest.raises(IndexError):
+        t.frames_and_plains(ids[:2], np.asarray([10]))
 
 
 @pytest.mark.parametrize("kept", [1 << 16, 4])

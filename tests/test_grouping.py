@@ -27,7 +27,7 @@ def _live(rows: list[tuple[int, int, int, int]]) -> LiveBlocks:
 
 def _index(g: Grouping) -> dict[tuple[str, ...], int]:
     """Each group's index by its signature: the grouping's columns are read at it."""
-    return {sig: i for i, sig in enumerate(g.signatures(np.arange(len(g))))}
+    return {sig: i for i, sig in enumerate(g.stacks(np.arange(len(g)))[0])}
 
 
 def _run(starts: np.ndarray, values: np.ndarray, i: int) -> list[int]:
@@ -152,7 +152,7 @@ def test_grouping_counts_kernel_and_unresolved_frames_as_the_plain_signature_doe
             want_unres += sum(u for u, k in zip(unresolved, kernel, strict=True) if kernel_frames or not k)
             want.setdefault(sig, tuple(("[k] " if k else "") + n for n, k in zip(names, kernel, strict=True)))
         assert (got.frames, got.unresolved) == (want_frames, want_unres)
-        frames = got.shown(np.arange(len(got)))
+        frames = got.stacks(np.arange(len(got)))[1]
         shown = {s: tuple(("[k] " if f.kernel else "") + f.text for f in frames[i]) for s, i in _index(got).items()}
         assert shown == want
         assert want_unres > 0 and any(d[:1] == ("[k] ntoskrnl.exe+0x10",) for d in want.values())

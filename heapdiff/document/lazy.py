@@ -129,7 +129,7 @@ class TraceGroups(MadeOnRead[GroupRecord]):
         if not c0 <= k < c0 + len(frames):
             at = _chunk_at(k, c0, len(frames), len(self))
             c0, groups = at.start, self._order[at]
-            signatures, frames = self._g.signatures(groups), self._g.shown(groups)
+            signatures, frames = self._g.stacks(groups)
             self._frames = (c0, signatures, frames)
         return signatures[k - c0], frames[k - c0]
 
