@@ -224,11 +224,12 @@ def _combine(per_input: Sequence[Sequence[GroupRecord]], key: Callable[[GroupRec
             g = shown[stack]
             status = (status_of(rs[0].counts if rs[0] else ZERO, rs[1].counts if rs[1] else ZERO) if n == 2
                       else None)
-            # (made directly, not by dataclasses.replace: one a group of every input)
+            # (made directly, not by dataclasses.replace: this runs once per matched group)
             out.append(GroupRecord(stack=stack, frames=g.frames, module=g.module, label=g.label,
                                    label_index=g.label_index, status=status, runs=tuple(rs),
                                    suppressed_by=g.suppressed_by, trend=g.trend))
-    keys = [(-d.bytes, -d.blocks, g.stack) for g in out for d in (g.delta,)]
+    deltas = [g.delta for g in out]  # (each group's sort key made once)
+    keys = [(-d.bytes, -d.blocks, g.stack) for g, d in zip(out, deltas, strict=True)]
     return [out[k] for k in sorted(range(len(out)), key=keys.__getitem__)]
 
 
