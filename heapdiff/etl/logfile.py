@@ -46,8 +46,14 @@ class LogfileHeader:
 
     def raw_to_filetime(self, raw: int) -> int:
         """2.3: FILETIME of a raw timestamp, by the clock type."""
+        return self.raws_to_filetimes((raw,))[0]
+
+    def raws_to_filetimes(self, raws: Sequence[int]) -> list[int]:
+        """:meth:`raw_to_filetime` of many timestamps, the scale looked up once (a million groups have two times
+        each)."""
         num, den = self._scale()
-        return self.start_filetime + ((raw - self.t0) * num) // den
+        start, t0 = self.start_filetime, self.t0
+        return [start + ((r - t0) * num) // den for r in raws]
 
     def _scale(self) -> tuple[int, int]:
         """(num, den): a raw delta d is ``d * num // den`` FILETIME units (2.3)."""
@@ -68,11 +74,8 @@ class LogfileHeader:
         return filetime_to_utc(self.raw_to_filetime(raw))
 
     def raw_to_iso_many(self, raws: Sequence[int]) -> list[str]:
-        """``iso_utc(self.raw_to_utc(r))`` for each of ``raws`` (see :func:`iso_utc_filetimes`); the scale is
-        looked up once, not per time (a million groups have two times each)."""
-        num, den = self._scale()
-        start, t0 = self.start_filetime, self.t0
-        return iso_utc_filetimes([start + ((r - t0) * num) // den for r in raws])
+        """``iso_utc(self.raw_to_utc(r))`` for each of ``raws`` (see :func:`iso_utc_filetimes`)."""
+        return iso_utc_filetimes(self.raws_to_filetimes(raws))
 
     @property
     def start_utc(self) -> datetime:
