@@ -2,9 +2,8 @@
 the summary.
 
 Lines for a person are best effort (:func:`say`): when the reader of the console goes away (``heapdiff ... 2>&1 |
-head -1``), the job goes on without them, writes its reports and exits with its own code. Before, the first
-warning after the reader left raised ``BrokenPipeError``: no report was written, and the exit code was 1, which
-says that a gate failed.
+head -1``), the job goes on without them, writes its reports and exits with its own code, since a closed console
+must neither cost the reports nor turn the exit code into 1, which says that a gate failed.
 """
 
 from __future__ import annotations
