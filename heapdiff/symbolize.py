@@ -17,7 +17,7 @@ import numpy as np
 
 from heapdiff.events.images import ImageMap, LoadedImage
 from heapdiff.frame_table import FrameTable
-from heapdiff.frames import Frame, ModuleRequest, ModuleSymbols, PdbId, ResolvedFrame, SourceFrame, Symbolizer
+from heapdiff.frames import Frame, ModuleRequest, ModuleSymbols, PdbId, ResolvedFrame, Symbolizer
 from heapdiff.rules import is_allocator_frame, is_allocator_function, is_allocator_module, module_of_frame
 
 #: (frame text, image index or -1) of one frame, as the image map located it
@@ -51,26 +51,45 @@ def _allocator_function(function: str) -> bool:
     return is_allocator_function(function)
 
 
-def _resolved_frame(module: str, plumbing: bool, rva: int, kernel: bool, chain: tuple[SourceFrame, ...],
-                    proc_start: int) -> Frame:
-    """A frame the symbols resolved (``chain``: its inline chain, the procedure last, with a function), its
-    module's facts known. Its text is ``module!procedure+0xoff (file:line)``: the procedure that holds the address
-    and the source line in it (in inlined code, the line of the call that was inlined). Called for each of a
-    trace's distinct frames, so the chain's rows are unpacked once and a file name looked up once per path."""
-    inner_function, inner_file, inner_line = chain[0]
-    function, file, line = chain[-1]
-    offset = rva - proc_start
-    text = (f"{module}!{function}+0x{offset:x} ({_file_name(file)}:{line})" if file and line
-            else f"{module}!{function}+0x{offset:x}")
-    return tuple.__new__(Frame, (text, module, rva, kernel, not kernel and (plumbing or _allocator_function(function)),
-                                 inner_function, offset, inner_file, inner_line, chain[1:]))  # (fields in order)
+def _resolved_frames(module: str, plumbing: bool, rvas: Sequence[int], kernels: Sequence[bool],
+                     answers: Sequence[ResolvedFrame | None]) -> list[Frame | None]:
+    """The frames of one module that the symbols resolved, None where an answer names no procedure. A frame's
+    text is ``module!procedure+0xoff (file:line)``: the procedure that holds the address and the source line in it
+    (in inlined code, the line of the call that was inlined). One loop over a trace's distinct frames, not a call
+    each: each chain's rows are unpacked once, and a file's name and whether a function is allocator plumbing are
+    worked out once per file and per function."""
+    new = tuple.__new__
+    files: dict[str, str] = {}
+    allocators: dict[str, bool] = {}
+    out: list[Frame | None] = []
+    for rva, kernel, r in zip(rvas, kernels, answers, strict=True):
+        chain, proc_start = r if r is not None else ((), 0)
+        if not chain or not chain[-1][0]:
+            out.append(None)
+            continue
+        inner_function, inner_file, inner_line = chain[0]
+        function, file, line = chain[-1]
+        offset = rva - proc_start
+        if file and line:
+            name = files.get(file)
+            if name is None:
+                name = files[file] = _file_name(file)
+            text = f"{module}!{function}+0x{offset:x} ({name}:{line})"
+        else:
+            text = f"{module}!{function}+0x{offset:x}"
+        allocator = allocators.get(function)
+        if allocator is None:
+            allocator = allocators[function] = plumbing or _allocator_function(function)
+        out.append(new(Frame, (text, module, rva, kernel, not kernel and allocator, inner_function, offset,
+                               inner_file, inner_line, chain[1:])))  # (the fields in order)
+    return out
 
 
 def named_frame(text: str, rva: int | None, kernel: bool, r: ResolvedFrame | None) -> Frame:
     module = module_of_frame(text)
-    if r is None or module is None or rva is None or not r.frames or not r.frames[-1].function:
-        return Frame(text, module, rva, kernel, not kernel and is_allocator_frame(module, None))
-    return _resolved_frame(module, is_allocator_module(module), rva, kernel, r.frames, r.proc_start)
+    got = (_resolved_frames(module, is_allocator_module(module), (rva,), (kernel,), (r,))[0]
+           if module is not None and rva is not None else None)
+    return got if got is not None else Frame(text, module, rva, kernel, not kernel and is_allocator_frame(module, None))
 
 
 def _rva(text: str) -> int | None:
@@ -164,15 +183,10 @@ class FrameNamer:
             # one image: one module name, and whether it is allocator plumbing, for all its frames
             module = table.module_names[int(table.name[frames[0]])]
             plumbing = is_allocator_module(module)
-            named = table.named
             # each frame's answer by its address's place among those asked (sorted, as np.unique made them)
-            for i, k, rva, kernel in zip(frames.tolist(), np.searchsorted(asked, looks).tolist(),
-                                         table.value[frames].tolist(), table.kernel[frames].tolist(), strict=True):
-                r = resolved[k]
-                if r is not None:
-                    chain, proc_start = r  # (unpacked, not read by name: this runs for every distinct frame)
-                    if chain and chain[-1][0]:  # the procedure has a name
-                        named[i] = _resolved_frame(module, plumbing, rva, kernel, chain, proc_start)
+            made = _resolved_frames(module, plumbing, table.value[frames].tolist(), table.kernel[frames].tolist(),
+                                    [resolved[k] for k in np.searchsorted(asked, looks).tolist()])
+            table.named.update((i, f) for i, f in zip(frames.tolist(), made, strict=True) if f is not None)
 
     def modules(self) -> list[ModuleOutcome]:
         """Every image a frame fell in, with its outcome, in image order."""
