@@ -3,8 +3,9 @@
 A frame is always known by its image and its offset in it (``module+0xrva``). When the image's PDB is found,
 a frame also gets its procedure, the offset into it, the source position and the inlined calls at that address.
 Finding and reading PDBs is file and network work, so it belongs to the shell (``heapdiff.symbols``); the core
-only declares what it asks for (:class:`ModuleRequest`), what it gets back (:class:`ResolvedFrame`,
-:class:`ModuleSymbols`) and the :class:`Symbolizer` protocol the shell implements.
+only declares what it asks for (:class:`ModuleRequest`), what it gets back (:class:`ResolvedColumns`, or one
+:class:`ResolvedFrame` per address; :class:`ModuleSymbols`) and the :class:`Symbolizer` protocol the shell
+implements.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, Protocol
+
+import numpy as np
 
 #: how a module's symbols ended: loaded; no PDB found; a PDB of that name with another GUID or age; a PDB that
 #: could not be read; symbols turned off
@@ -49,10 +52,12 @@ class ModuleRequest:
     pdb: PdbId | None
 
 
-class SourceFrame(NamedTuple):
-    """One level of the inline chain at an address: a function and its source position, when known (a named
-    tuple: a PDB of many inlines makes one per level, and a frozen dataclass sets each field through
-    object.__setattr__)."""
+@dataclass(frozen=True)
+class SourceFrame:
+    """One level of the inline chain at an address: a function and its source position, when known. A dataclass
+    with a ``__dict__``: the JSON writes a report's inline chains, tens of thousands of rows, and orjson writes
+    such an object natively as ``{"function", "file", "line"}`` (a named tuple it would write as an array, and a
+    dict made per row took a third of the named frames' JSON time; benchmarks/RESULTS.md)."""
 
     function: str
     file: str | None
@@ -68,6 +73,110 @@ class ResolvedFrame(NamedTuple):
 
     frames: tuple[SourceFrame, ...]
     proc_start: int
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedColumns:
+    """What a PDB says about many addresses, as columns: a trace asks about tens of thousands at once, and an
+    object per address took most of a warm run's symbol time.
+
+    Address ``i`` resolved to nothing when ``proc_start[i]`` is -1; else to the procedure at RVA ``proc_start[i]``
+    and the inline chain of rows ``chain_start[i]`` to ``chain_start[i + 1]`` (as :attr:`ResolvedFrame.frames`,
+    innermost first; never empty). A row is ``function``, ``file`` and ``line``: the first two index ``strings``,
+    -1 standing for no function (an empty name) and no file; a line of -1 is none. Every index is in range (the
+    makers check)."""
+
+    proc_start: np.ndarray
+    chain_start: np.ndarray
+    function: np.ndarray
+    file: np.ndarray
+    line: np.ndarray
+    strings: Sequence[str]
+
+    def __len__(self) -> int:
+        return int(self.proc_start.shape[0])
+
+    @classmethod
+    def of(cls, frames: Sequence[ResolvedFrame | None]) -> ResolvedColumns:
+        """The columns of answers given one object each (a symbolizer that holds them so; tests)."""
+        strings: dict[str, int] = {}
+        rows: list[tuple[int, int, int]] = []
+        proc_start: list[int] = []
+        chain_start = [0]
+        for r in frames:
+            if r is not None and r.frames:
+                rows.extend((strings.setdefault(s.function, len(strings)),
+                             -1 if s.file is None else strings.setdefault(s.file, len(strings)),
+                             -1 if s.line is None else s.line) for s in r.frames)
+                proc_start.append(r.proc_start)
+            else:
+                proc_start.append(-1)
+            chain_start.append(len(rows))
+        table = np.asarray(rows, np.int64).reshape(-1, 3)
+        return cls(np.asarray(proc_start, np.int64), np.asarray(chain_start, np.int64), table[:, 0].copy(),
+                   table[:, 1].copy(), table[:, 2].copy(), list(strings))
+
+    def take(self, index: np.ndarray, present: np.ndarray | None = None) -> ResolvedColumns:
+        """The answers at ``index``, in its order; where ``present`` is False, nothing (an address not asked)."""
+        index = np.asarray(index, np.int64)
+        if not len(self):  # nothing to take from: every answer is nothing (``present`` can only be all False)
+            if present is not None and bool(np.any(present)):
+                raise IndexError("answers taken from no answers")
+            return ResolvedColumns.of([None] * index.shape[0])
+        starts = self.chain_start[index]
+        lens = self.chain_start[index + 1] - starts
+        proc_start = self.proc_start[index]
+        if present is not None:
+            lens = np.where(present, lens, 0)
+            proc_start = np.where(present, proc_start, -1)
+        chain_start = np.zeros(index.shape[0] + 1, np.int64)
+        np.cumsum(lens, out=chain_start[1:])
+        rows = np.repeat(starts - chain_start[:-1], lens) + np.arange(int(chain_start[-1]), dtype=np.int64)
+        return ResolvedColumns(proc_start, chain_start, self.function[rows], self.file[rows], self.line[rows],
+                               self.strings)
+
+    def concat(self, other: ResolvedColumns) -> ResolvedColumns:
+        """These answers, then ``other``'s (its strings after these: the same text may then stand twice)."""
+        shift = len(self.strings)
+        rows = int(self.chain_start[-1])
+        return ResolvedColumns(
+            np.concatenate((self.proc_start, other.proc_start)),
+            np.concatenate((self.chain_start[:-1], other.chain_start + rows)),
+            np.concatenate((self.function, np.where(other.function >= 0, other.function + shift, -1))),
+            np.concatenate((self.file, np.where(other.file >= 0, other.file + shift, -1))),
+            np.concatenate((self.line, other.line)),
+            [*self.strings, *other.strings])
+
+    def frames(self) -> list[ResolvedFrame | None]:
+        """One object per address (None: nothing there), each distinct row one :class:`SourceFrame`: for the
+        paths that keep answers by address (the frame cache's merge, a document's frames named again)."""
+        rows = tuple(source_frames(self.function, self.file, self.line, self.strings))
+        # (a slice of the tuple is each chain: no list made per address; the named tuples are made from their
+        # fields in order by tuple.__new__, without their constructor's argument parsing)
+        new = tuple.__new__
+        return [None if start < 0 else new(ResolvedFrame, (rows[a:b], start))
+                for start, a, b in zip(self.proc_start.tolist(), self.chain_start[:-1].tolist(),
+                                       self.chain_start[1:].tolist(), strict=True)]
+
+
+def source_frames(function: np.ndarray, file: np.ndarray, line: np.ndarray, strings: Sequence[str]
+                 ) -> list[SourceFrame]:
+    """A SourceFrame per row (function and file index ``strings``, -1: none, as in :class:`ResolvedColumns`), one
+    object per distinct (function, file, line): neighbouring addresses share rows (the procedure's own, the line
+    of an inlined call)."""
+    if not function.shape[0]:
+        return []
+    function, file, line = (np.asarray(c, np.int64) for c in (function, file, line))
+    bits = [(int(col.max()) + 1).bit_length() for col in (function, file, line)]  # each column >= -1
+    if sum(bits) <= 63:  # one integer key per row: a plain sort finds the distinct rows
+        key = ((function + 1) << (bits[1] + bits[2])) | ((file + 1) << bits[2]) | (line + 1)
+        _, first, back = np.unique(key, return_index=True, return_inverse=True)
+    else:  # lines past what fits beside the indices: sort the rows themselves
+        _, first, back = np.unique(np.stack([function, file, line], axis=1), axis=0, return_index=True,
+                                   return_inverse=True)
+    made = [SourceFrame(strings[f] if f >= 0 else "", strings[p] if p >= 0 else None, n if n >= 0 else None)
+            for f, p, n in zip(function[first].tolist(), file[first].tolist(), line[first].tolist(), strict=True)]
+    return np.fromiter(made, object, len(made))[back.reshape(-1)].tolist()  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,12 +196,12 @@ class Symbolizer(Protocol):
     """Resolves addresses to names; the shell's implementation finds, downloads, caches and reads PDBs.
 
     ``requests`` pairs each module with the RVAs to look up (already adjusted: the core asks for ``rva - 1`` for
-    a return address). The answer has one entry per request, in order: the module's outcome and, per RVA, its
-    :class:`ResolvedFrame` or None when the PDB has nothing there. Must not raise for a missing, damaged or
-    mismatched PDB: that is an outcome with a note."""
+    a return address). The answer has one entry per request, in order: the module's outcome and the answers for
+    its RVAs, in order, as :class:`ResolvedColumns` (nothing there where the PDB has nothing, or none was read).
+    Must not raise for a missing, damaged or mismatched PDB: that is an outcome with a note."""
 
     def resolve(self, requests: Sequence[tuple[ModuleRequest, Sequence[int]]]
-                ) -> list[tuple[ModuleSymbols, list[ResolvedFrame | None]]]: ...
+                ) -> list[tuple[ModuleSymbols, ResolvedColumns]]: ...
 
 
 class Frame(NamedTuple):

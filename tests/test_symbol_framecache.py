@@ -3,6 +3,7 @@ or foreign file ignored, never raised."""
 
 from __future__ import annotations
 
+import random
 import struct
 import threading
 from collections.abc import Callable
@@ -13,8 +14,8 @@ import numpy as np
 import orjson
 import pytest
 
-from heapdiff.frames import PdbId, ResolvedFrame, SourceFrame
-from heapdiff.symbols.framecache import FrameCache, missing
+from heapdiff.frames import PdbId, ResolvedColumns, ResolvedFrame, SourceFrame
+from heapdiff.symbols.framecache import FrameCache
 
 PDB = PdbId("App.pdb", "b1d8aacf-b7de-28cf-4c4c-44205044422e", 1)
 MAIN = ResolvedFrame((SourceFrame("main", "C:\\src\\app.c", 12),), 0x1000)
@@ -24,10 +25,15 @@ PUBLIC = ResolvedFrame((SourceFrame("?make_widget@@YAPEAXH@Z", None, None),), 0x
 FRAMES: dict[int, ResolvedFrame | None] = {0x1004: MAIN, 0x101C: INLINED, 0x1041: PUBLIC, 0x9999: None}
 
 
+def put(cache: FrameCache, symbol_file: str, frames: dict[int, ResolvedFrame | None]) -> None:
+    """Add answers given one object per RVA to the cache's file for PDB."""
+    cache.add(PDB, symbol_file, list(frames), ResolvedColumns.of(list(frames.values())))
+
+
 def test_round_trip(tmp_path: Path) -> None:
     cache = FrameCache(tmp_path, "r1")
     assert cache.load(PDB).frames == {}
-    cache.add(PDB, "/syms/app.pdb", FRAMES)
+    put(cache, "/syms/app.pdb", FRAMES)
     loaded = cache.load(PDB)
     assert loaded.frames == FRAMES
     assert loaded.symbol_file == "/syms/app.pdb"
@@ -41,14 +47,14 @@ def test_the_first_formats_file_goes_when_this_one_is_written(tmp_path: Path) ->
     folder.mkdir(parents=True)
     (folder / "frames.json").write_text('{"version": 1, "frames": {}}')
     assert FrameCache(tmp_path, "r1").load(PDB).frames == {}
-    FrameCache(tmp_path, "r1").add(PDB, "/syms/app.pdb", FRAMES)
+    put(FrameCache(tmp_path, "r1"), "/syms/app.pdb", FRAMES)
     assert sorted(p.name for p in folder.iterdir()) == ["frames.bin"]
     assert FrameCache(tmp_path, "r1").load(PDB).frames == FRAMES
 
 
 def test_add_merges_with_what_is_on_disk(tmp_path: Path) -> None:
-    FrameCache(tmp_path, "r1").add(PDB, "/a/app.pdb", {1: MAIN})
-    FrameCache(tmp_path, "r1").add(PDB, "/b/app.pdb", {2: PUBLIC})     # another process, meanwhile
+    put(FrameCache(tmp_path, "r1"), "/a/app.pdb", {1: MAIN})
+    put(FrameCache(tmp_path, "r1"), "/b/app.pdb", {2: PUBLIC})     # another process, meanwhile
     loaded = FrameCache(tmp_path, "r1").load(PDB)
     assert loaded.frames == {1: MAIN, 2: PUBLIC}
     assert loaded.symbol_file == "/b/app.pdb"
@@ -59,7 +65,7 @@ def test_rows_are_shared_and_any_line_round_trips(tmp_path: Path) -> None:
     indices still loads as written."""
     cache = FrameCache(tmp_path, "r1")
     huge = ResolvedFrame((SourceFrame("main", "a.c", 1 << 62),), 0x1000)
-    cache.add(PDB, "/a/app.pdb", {**FRAMES, 0x1008: MAIN, 0x2000: huge})
+    put(cache, "/a/app.pdb", {**FRAMES, 0x1008: MAIN, 0x2000: huge})
     loaded = cache.load(PDB).frames
     assert loaded == {**FRAMES, 0x1008: MAIN, 0x2000: huge}
     first, second = loaded[0x1004], loaded[0x1008]
@@ -68,12 +74,47 @@ def test_rows_are_shared_and_any_line_round_trips(tmp_path: Path) -> None:
 
 def test_missing() -> None:
     cache = FrameCache(Path("/nonexistent"), "r1").load(PDB)
-    cache.frames.update({5: None, 6: MAIN})
-    assert missing(cache, [7, 5, 8, 7, 6]) == [7, 8]
+    cache = cache.merged([5, 6], ResolvedColumns.of([None, MAIN]), "/a/app.pdb")
+    assert cache.missing([7, 5, 8, 7, 6]) == [7, 8]
+    assert cache.missing([]) == []
+
+
+def test_answers_as_loaded_and_merged(tmp_path: Path) -> None:
+    """A loaded cache answers from the file's columns, in the order asked, an address without an answer with
+    nothing; a merge adds answers, the newer one winning for an address both have."""
+    cache = FrameCache(tmp_path, "r1")
+    put(cache, "/a/app.pdb", FRAMES)
+    loaded = cache.load(PDB)
+    asked = [0x101C, 7, 0x1004, 0x9999, 0x101C, 0x1041, 1 << 40]
+    assert loaded.missing(asked) == [7, 1 << 40]
+    assert loaded.answers(asked).frames() == [INLINED, None, MAIN, None, INLINED, PUBLIC, None]
+    assert loaded.answers([]).frames() == []
+    merged = loaded.merged([7, 0x1004, 7], ResolvedColumns.of([PUBLIC, INLINED, MAIN]), "/b/app.pdb")
+    assert merged.symbol_file == "/b/app.pdb"
+    assert merged.missing([*asked, 8]) == [1 << 40, 8]
+    assert merged.answers(asked).frames() == [INLINED, MAIN, INLINED, None, INLINED, PUBLIC, None]
+    assert loaded.answers(asked).frames() == [INLINED, None, MAIN, None, INLINED, PUBLIC, None]  # unchanged
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_merges_keep_the_newest_answer_of_each_address(seed: int, tmp_path: Path) -> None:
+    """Model: a plain dict updated batch by batch, against merged columns and the file written after each."""
+    rng = random.Random(seed)
+    pool = [None, MAIN, INLINED, PUBLIC, ResolvedFrame((SourceFrame("f", None, 7),), 0x3000)]
+    model: dict[int, ResolvedFrame | None] = {}
+    cached = FrameCache(tmp_path, "r1").load(PDB)
+    for batch in range(rng.randrange(1, 5)):
+        rvas = [rng.randrange(0, 40) for _ in range(rng.randrange(0, 12))]
+        answers = [rng.choice(pool) for _ in rvas]
+        model.update(zip(rvas, answers, strict=True))
+        cached = cached.merged(rvas, ResolvedColumns.of(answers), f"/{batch}/app.pdb")
+        FrameCache(tmp_path, "r1").add(PDB, f"/{batch}/app.pdb", rvas, ResolvedColumns.of(answers))
+        assert cached.frames == model
+        assert FrameCache(tmp_path, "r1").load(PDB).frames == (model if model else {})
 
 
 def test_other_identity_other_reader(tmp_path: Path) -> None:
-    FrameCache(tmp_path, "r1").add(PDB, "/a/app.pdb", FRAMES)
+    put(FrameCache(tmp_path, "r1"), "/a/app.pdb", FRAMES)
     assert FrameCache(tmp_path, "r2").load(PDB).frames == {}    # a newer reader may resolve differently
     for other in (PdbId("App.pdb", PDB.guid, 2), PdbId("App.pdb", "00000000-0000-0000-0000-000000000000", 1)):
         assert FrameCache(tmp_path, "r1").load(other).frames == {}
@@ -113,7 +154,7 @@ def _bytes(p: Parts) -> bytes:
 
 def _good(tmp_path: Path) -> Parts:
     cache = FrameCache(tmp_path, "r1")
-    cache.add(PDB, "/a/app.pdb", FRAMES)
+    put(cache, "/a/app.pdb", FRAMES)
     return _parts(cache.file_for(PDB).read_bytes())
 
 
@@ -189,7 +230,7 @@ def test_a_damaged_or_foreign_file_is_ignored_and_rewritten(tmp_path: Path, what
         change(parts)
         cache.file_for(PDB).write_bytes(_bytes(parts))
     assert cache.load(PDB).frames == {}
-    cache.add(PDB, "/a/app.pdb", {7: MAIN})
+    put(cache, "/a/app.pdb", {7: MAIN})
     assert cache.load(PDB).frames == {7: MAIN}
 
 
@@ -201,30 +242,34 @@ def test_the_damage_table_can_fail(tmp_path: Path) -> None:
     assert cache.load(PDB).frames == FRAMES
 
 
-@pytest.mark.parametrize("bad", [
-    {0x2000: ResolvedFrame((SourceFrame("a\0b", None, None),), 0x2000)},
-    {0x2000: ResolvedFrame((SourceFrame("main", "a\0.c", 3),), 0x2000)},
-    {0x2000: ResolvedFrame((SourceFrame("main", "a.c", -3),), 0x2000)},
-    {0x2000: ResolvedFrame((SourceFrame("main", "a.c", 1 << 63),), 0x2000)},
-    {0x2000: ResolvedFrame((), 0x2000)},
-    {0x2000: ResolvedFrame((SourceFrame("main", "a.c", 3),), 1 << 32)},
-    {1 << 32: MAIN},
-    {-1: None},
-], ids=["nul in a function", "nul in a file", "negative line", "line past 63 bits", "no rows",
-        "procedure start past 32 bits", "address past 32 bits", "negative address"])
-def test_what_the_layout_cannot_hold_is_left_out(tmp_path: Path, bad: dict[int, ResolvedFrame | None]) -> None:
+_NO_ROWS = ResolvedColumns(np.asarray([0x2000], np.int64), np.zeros(2, np.int64), *(np.zeros(0, np.int64),) * 3, [])
+
+
+@pytest.mark.parametrize(("rva", "bad"), [
+    (0x2000, ResolvedColumns.of([ResolvedFrame((SourceFrame("a\0b", None, None),), 0x2000)])),
+    (0x2000, ResolvedColumns.of([ResolvedFrame((SourceFrame("main", "a\0.c", 3),), 0x2000)])),
+    (0x2000, ResolvedColumns.of([ResolvedFrame((SourceFrame("main", "a.c", -3),), 0x2000)])),
+    (0x2000, _NO_ROWS),
+    (0x2000, ResolvedColumns.of([ResolvedFrame((SourceFrame("main", "a.c", 3),), 1 << 32)])),
+    (1 << 32, ResolvedColumns.of([MAIN])),
+    (-1, ResolvedColumns.of([None])),
+], ids=["nul in a function", "nul in a file", "negative line", "no rows", "procedure start past 32 bits",
+        "address past 32 bits", "negative address"])
+def test_what_the_layout_cannot_hold_is_left_out(tmp_path: Path, rva: int, bad: ResolvedColumns) -> None:
     """An answer the layout cannot hold is left out of the file (the PDB is asked again next time); the other
     answers are cached as ever, never a file the next run refuses whole."""
     cache = FrameCache(tmp_path, "r1")
-    cache.add(PDB, "/a/app.pdb", {**FRAMES, **bad})
+    cache.add(PDB, "/a/app.pdb", [*FRAMES, rva], ResolvedColumns.of(list(FRAMES.values())).concat(bad))
     assert cache.load(PDB).frames == FRAMES
+    cache.add(PDB, "/a/app.pdb", [rva], ResolvedColumns.of([MAIN]))  # (the table can fail: a good answer stays)
+    assert cache.load(PDB).frames == ({**FRAMES, rva: MAIN} if 0 <= rva < 1 << 32 else FRAMES)
 
 
 def test_an_unwritable_cache_is_no_error(tmp_path: Path) -> None:
     blocker = tmp_path / "symcache"
     blocker.write_bytes(b"a file where the folder should be")
     cache = FrameCache(blocker, "r1")
-    cache.add(PDB, "/a/app.pdb", FRAMES)
+    put(cache, "/a/app.pdb", FRAMES)
     assert cache.load(PDB).frames == {}
 
 
@@ -235,7 +280,7 @@ def test_concurrent_writers_leave_a_whole_file(tmp_path: Path) -> None:
         try:
             cache = FrameCache(tmp_path, "r1")
             for i in range(20):
-                cache.add(PDB, "/a/app.pdb", {base + i: MAIN})
+                put(cache, "/a/app.pdb", {base + i: MAIN})
                 assert cache.load(PDB).frames  # never a half-written file
         except BaseException as err:
             errors.append(err)
@@ -257,7 +302,7 @@ def test_random_damage_is_ignored_never_raised(tmp_path: Path) -> None:
     import random
 
     cache = FrameCache(tmp_path, "r1")
-    cache.add(PDB, "/a/app.pdb", FRAMES)
+    put(cache, "/a/app.pdb", FRAMES)
     good = cache.file_for(PDB).read_bytes()
     rng = random.Random(20261207)
     for _ in range(400):

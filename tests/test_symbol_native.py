@@ -39,8 +39,8 @@ def resolver(path: str, cache: Path, **kw: Any) -> SymbolResolver:
 
 
 def one(r: SymbolResolver, req: ModuleRequest, rvas: list[int]) -> tuple[ModuleSymbols, list[ResolvedFrame | None]]:
-    [answer] = r.resolve([(req, rvas)])
-    return answer
+    [(symbols, answers)] = r.resolve([(req, rvas)])
+    return symbols, answers.frames()
 
 
 def store_put(store: Path, src: Path, name: str, key: str, as_name: str | None = None) -> Path:

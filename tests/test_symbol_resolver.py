@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from symbol_server import MSF, Answer, serve
 
-from heapdiff.frames import ModuleRequest, ModuleSymbols, PdbId, ResolvedFrame, SourceFrame
+from heapdiff.frames import ModuleRequest, ModuleSymbols, PdbId, ResolvedColumns, ResolvedFrame, SourceFrame
 from heapdiff.symbols.path import parse_symbol_path
 from heapdiff.symbols.reader import Batch, ImageIdentity, SymbolReadError
 from heapdiff.symbols.resolver import SymbolResolver
@@ -58,13 +58,13 @@ class FakePdb:
             raise SymbolReadError("module stream 3 runs past the end of the file (at byte offset 0x2000)")
         if self.body.get("damaged_under"):
             problem = f"{len(rvas)} addresses: {self.body['damaged_under']}"
-            return Batch([None] * len(rvas), problem)
+            return Batch(ResolvedColumns.of([None] * len(rvas)), problem)
         out: list[ResolvedFrame | None] = []
         for rva in rvas:
             entry = self.body["frames"].get(str(rva))
             out.append(None if entry is None else ResolvedFrame(
                 tuple(SourceFrame(f, file, line) for f, file, line in entry[1]), entry[0]))
-        return Batch(out)
+        return Batch(ResolvedColumns.of(out))
 
 
 class FakeBackend:
@@ -129,8 +129,8 @@ def resolver(path: str, cache: Path, backend: FakeBackend | None = None, **kw: A
 
 def one(r: SymbolResolver, rvas: Sequence[int], req: ModuleRequest | None = None
         ) -> tuple[ModuleSymbols, list[ResolvedFrame | None]]:
-    [answer] = r.resolve([(req or request(), rvas)])
-    return answer
+    [(symbols, answers)] = r.resolve([(req or request(), rvas)])
+    return symbols, answers.frames()
 
 
 def test_flat_directory(tmp_path: Path) -> None:
@@ -314,7 +314,7 @@ def test_one_answer_per_request_in_order(tmp_path: Path) -> None:
     r = resolver(str(tmp_path / "a"), tmp_path / "cache")
     answers = r.resolve([(request(), [0x1000]), (request(other, name="lib.dll"), [0x1000]), (request(), [])])
     assert [a[0].status for a in answers] == ["loaded", "not_found", "loaded"]
-    assert [a[1] for a in answers] == [[MAIN], [None], []]
+    assert [a[1].frames() for a in answers] == [[MAIN], [None], []]
 
 
 def test_two_threads_resolving_one_module_read_it_once(tmp_path: Path) -> None:
@@ -346,7 +346,7 @@ def test_a_module_twice_in_one_call(tmp_path: Path) -> None:
     backend = FakeBackend()
     r = resolver(str(tmp_path / "a"), tmp_path / "cache", backend, workers=4)
     answers = r.resolve([(request(), [0x1000])] * 6)
-    assert all(a == (ModuleSymbols("loaded", symbol_file=str(pdb)), [MAIN]) for a in answers)
+    assert all((a[0], a[1].frames()) == (ModuleSymbols("loaded", symbol_file=str(pdb)), [MAIN]) for a in answers)
     assert backend.opened == Counter({str(pdb): 1})
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from cli_run import run
 
-from heapdiff.frames import ModuleRequest, ModuleSymbols, ResolvedFrame, SourceFrame
+from heapdiff.frames import ModuleRequest, ModuleSymbols, ResolvedColumns, ResolvedFrame, SourceFrame
 from heapdiff.tracegen.scenario import APP, IMAGES, Module, Process, Scenario
 from heapdiff.tracegen.writer import TraceWriter
 
@@ -105,7 +105,7 @@ def test_a_pdb_of_another_identity_is_never_used(tmp_path: pathlib.Path, capsys:
     _write(tmp_path / "t.etl", [[("app.exe", 0x101E)]], **identity)
     d, err = doc_of(capsys, str(tmp_path / "t.etl"), "--symbols", str(tmp_path))
     app = next(m for m in d["traces"][0]["modules"] if m["name"] == "app.exe")
-    assert app["symbols"] == "mismatch" and why in app["note"]
+    assert app["symbols"] == "mismatch" and why in app["note"], app["note"]
     assert d["groups"][0]["label"] == "app.exe+0x101e"  # unnamed, never named from the wrong PDB
     assert "symbols: app.exe: mismatch:" in err
 
@@ -182,7 +182,7 @@ class _Names:
         self.names = names  # (build, rva) -> function
 
     def resolve(self, requests: Sequence[tuple[ModuleRequest, Sequence[int]]]
-                ) -> list[tuple[ModuleSymbols, list[ResolvedFrame | None]]]:
+                ) -> list[tuple[ModuleSymbols, ResolvedColumns]]:
         out = []
         for req, rvas in requests:
             build = req.pdb.age if req.pdb is not None else 0
@@ -191,7 +191,7 @@ class _Names:
                 fn = self.names.get((build, rva))
                 frames.append(ResolvedFrame((SourceFrame(fn, "C:\\src\\app.c", 10),), rva & ~0xFF)
                               if fn is not None else None)
-            out.append((ModuleSymbols("loaded" if req.pdb is not None else "not_found"), frames))
+            out.append((ModuleSymbols("loaded" if req.pdb is not None else "not_found"), ResolvedColumns.of(frames)))
         return out
 
 

@@ -61,9 +61,9 @@ def symbolize_document(doc: Document, symbolizer: Symbolizer, symbol_path: str) 
                                                                                              strict=True)])
     answers: dict[tuple[int, str, int], ResolvedFrame] = {}
     outcomes: dict[tuple[int, str], ModuleSymbols] = {}
-    for key, rvas, (outcome, frames) in zip(keys, asked, got, strict=True):
+    for key, rvas, (outcome, resolved) in zip(keys, asked, got, strict=True):
         outcomes[key] = outcome
-        for rva, r in zip(rvas, frames, strict=True):
+        for rva, r in zip(rvas, resolved.frames(), strict=True):  # (a document's frames: a few thousand at most)
             if r is not None:
                 answers[(*key, rva)] = r
     groups = [_renamed(g, answers) for g in doc.groups]

@@ -21,6 +21,7 @@ from heapdiff.document.model import (
     RunDetails,
     TraceRecord,
 )
+from heapdiff.frames import SourceFrame
 
 
 def _bb(c: Counts) -> dict[str, int]:
@@ -69,11 +70,12 @@ def module_json(m: ModuleRecord) -> dict[str, Any]:
 
 
 def frame_json(f: FrameRecord) -> dict[str, Any]:
+    """A frame's JSON object; its inline chain as it is (a tuple of SourceFrames: :func:`json_bytes` writes each as
+    ``{"function", "file", "line"}``)."""
     text, module, rva, kernel, allocator, function, offset, file, line, inlined = f
     return {"text": text, "module": module, "rva": None if rva is None else f"0x{rva:x}", "kernel": kernel,
             "allocator": allocator, "function": function, "offset": None if offset is None else f"0x{offset:x}",
-            "file": file, "line": line,
-            "inlined": [{"function": i.function, "file": i.file, "line": i.line} for i in inlined] if inlined else []}
+            "file": file, "line": line, "inlined": inlined}
 
 
 def _plain(m: Mapping[str, int]) -> dict[str, int]:
@@ -201,24 +203,31 @@ def head_json(doc: Document) -> dict[str, Any]:
 
 
 def document_json(doc: Document) -> dict[str, Any]:
-    """The document as JSON-ready Python values, in the schema's field order."""
-    out = head_json(doc)
-    frames = _FrameCache()
-    out["groups"] = [group_json(g, frames) for g in doc.groups]
-    return out
+    """The document as JSON values (dicts, lists, strings, numbers), in the schema's field order: its JSON text
+    read back, so that there is one encoding."""
+    import orjson
+
+    value: dict[str, Any] = orjson.loads(encode(doc))
+    return value
 
 
 def json_bytes(value: Any) -> bytes:
     """Compact UTF-8 JSON. orjson is several times faster than the standard library on the job's serial tail;
     names with non-ASCII characters are written as UTF-8. A string orjson refuses (a file name with bytes that
     are not UTF-8 reaches Python as lone surrogates) sends the value through ``json``, whose ASCII escapes can
-    carry it."""
+    carry it. Both write a SourceFrame (a dataclass) as an object of its fields."""
     import orjson
 
     try:
         return orjson.dumps(value)
     except TypeError:
-        return json.dumps(value, separators=(",", ":")).encode("ascii")
+        return json.dumps(value, separators=(",", ":"), default=_fields).encode("ascii")
+
+
+def _fields(value: object) -> dict[str, Any]:
+    if isinstance(value, SourceFrame):
+        return {"function": value.function, "file": value.file, "line": value.line}
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 #: groups encoded per write: large enough to amortise the calls, small enough to bound what is held

@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import orjson
 
-from heapdiff.frames import PdbId, ResolvedFrame, SourceFrame
+from heapdiff.frames import PdbId, ResolvedColumns, ResolvedFrame
 from heapdiff.symbols.cachedir import temporary_beside
-from heapdiff.symbols.columns import resolved_frames
 
 FORMAT = "heapdiff-frames"
 VERSION = 2
@@ -44,12 +43,46 @@ class _Damaged(Exception):
     """Anything about a cache file that is not exactly what this version writes."""
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class CachedFrames:
-    """One PDB's cached answers: RVA -> frame (None: the PDB has nothing there), and the file they came from."""
+    """One PDB's cached answers and the file they came from, as columns: the answer of ``rvas[i]`` (increasing)
+    is ``columns`` entry ``i`` (a warm run answers tens of thousands of addresses without an object each)."""
 
-    frames: dict[int, ResolvedFrame | None] = field(default_factory=dict)
+    rvas: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    columns: ResolvedColumns = field(default_factory=lambda: ResolvedColumns.of([]))
     symbol_file: str | None = None
+
+    @property
+    def frames(self) -> dict[int, ResolvedFrame | None]:
+        """Every answer by RVA (None: the PDB has nothing there)."""
+        return dict(zip(self.rvas.tolist(), self.columns.frames(), strict=True))
+
+    def answers(self, rvas: Sequence[int]) -> ResolvedColumns:
+        """The answers for ``rvas``, in order (nothing there for an RVA without one)."""
+        return self.columns.take(*self._places(np.asarray(rvas, np.int64)))
+
+    def missing(self, rvas: Sequence[int]) -> list[int]:
+        """The RVAs of ``rvas`` without an answer, each once, in first-seen order, as Python ints (the core may
+        ask with numpy integers)."""
+        asked = np.asarray(rvas, np.int64)
+        present = self._places(asked)[1]
+        return [] if bool(present.all()) else list(dict.fromkeys(asked[~present].tolist()))
+
+    def merged(self, rvas: Sequence[int], answers: ResolvedColumns, symbol_file: str) -> CachedFrames:
+        """These answers and ``answers`` for ``rvas`` (the newer answer where both have an RVA)."""
+        every = np.concatenate((self.rvas, np.asarray(rvas, np.int64)))
+        order = np.argsort(every, kind="stable")  # an RVA's newer answer last among its equals
+        every = every[order]
+        last = np.ones(every.shape[0], bool)
+        last[:-1] = every[1:] != every[:-1]
+        return CachedFrames(every[last], self.columns.concat(answers).take(order[last]), symbol_file)
+
+    def _places(self, asked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where each RVA's answer is in the columns, and whether it is there at all."""
+        if not self.rvas.shape[0]:
+            return np.zeros(asked.shape[0], np.int64), np.zeros(asked.shape[0], bool)
+        at = np.minimum(np.searchsorted(self.rvas, asked), self.rvas.shape[0] - 1)
+        return at, self.rvas[at] == asked
 
 
 class FrameCache:
@@ -74,14 +107,12 @@ class FrameCache:
         except _Damaged:
             return CachedFrames()
 
-    def add(self, pdb: PdbId, symbol_file: str, frames: Mapping[int, ResolvedFrame | None]) -> None:
-        """Merge ``frames`` into the file for ``pdb`` (what another process added meanwhile is kept). A cache
-        that cannot be written is no error: the next run resolves those addresses again."""
-        if not frames:
+    def add(self, pdb: PdbId, symbol_file: str, rvas: Sequence[int], answers: ResolvedColumns) -> None:
+        """Merge the ``answers`` for ``rvas`` into the file for ``pdb`` (what another process added meanwhile is
+        kept). A cache that cannot be written is no error: the next run resolves those addresses again."""
+        if not len(rvas):
             return
-        merged = self.load(pdb).frames
-        merged.update(frames)
-        body = _encode(pdb, self.reader_version, symbol_file, merged)
+        body = _encode(pdb, self.reader_version, self.load(pdb).merged(rvas, answers, symbol_file))
         dest = self.file_for(pdb)
         try:
             with temporary_beside(dest) as tmp:
@@ -92,60 +123,46 @@ class FrameCache:
             pass
 
 
-def _encode(pdb: PdbId, reader: str, symbol_file: str, frames: Mapping[int, ResolvedFrame | None]) -> bytes:
+def _encode(pdb: PdbId, reader: str, cached: CachedFrames) -> bytes:
     """The file's bytes. An answer the layout cannot hold (a NUL inside a name, an address, procedure start or
-    line out of its column's range, a chain without rows) is left out: that address is asked of the PDB again."""
-    strings: dict[str, int] = {}
-    rows: dict[SourceFrame, int] = {}  # chains share rows: each interned once
-    row_values: list[int] = []
-
-    def intern(text: str | None) -> int:
-        return -1 if text is None else strings.setdefault(text, len(strings))
-
-    def row(source: SourceFrame) -> int:
-        got = rows.get(source)
-        if got is None:
-            got = rows[source] = len(rows)
-            row_values.extend((intern(source.function), intern(source.file),
-                               -1 if source.line is None else source.line))
-        return got
-
-    rvas = sorted(rva for rva, frame in frames.items() if _fits(rva, frame))
-    proc_start: list[int] = []
-    chain: list[int] = []
-    chain_start = [0]
-    for rva in rvas:
-        frame = frames[rva]
-        if frame is not None:
-            chain.extend(row(source) for source in frame.frames)
-        proc_start.append(-1 if frame is None else frame.proc_start)
-        chain_start.append(len(chain))
+    line out of its column's range, a procedure without rows) is left out: that address is asked of the PDB
+    again. Only the strings the rows use are written, each text once."""
+    c = cached.columns
+    rows_of = np.diff(c.chain_start)
+    found = c.proc_start >= 0
+    bad_string = np.fromiter(("\0" in t for t in c.strings), bool, len(c.strings))
+    bad_row = (c.line < -1) | (c.function >= 0) & bad_string[np.maximum(c.function, 0)] | (
+        (c.file >= 0) & bad_string[np.maximum(c.file, 0)])
+    bad = np.bincount(np.repeat(np.arange(len(c)), rows_of)[bad_row], minlength=len(c)) > 0
+    fits = ((cached.rvas >= 0) & (cached.rvas < 1 << 32) & ~(found & ((rows_of == 0) | (c.proc_start >= 1 << 32)))
+            & ~(found & bad))
+    kept = np.flatnonzero(fits)
+    c = c.take(kept, found[kept])  # (nothing there: no rows)
+    # the strings the rows use, each text once; a row without a function names "" (the layout has no -1 there)
+    texts = [*c.strings, ""]
+    index: dict[str, int] = {}
+    new_index = np.fromiter((index.setdefault(t, len(index)) for t in texts), np.int64, len(texts))
+    function = new_index[np.where(c.function >= 0, c.function, len(texts) - 1)]
+    file = np.where(c.file >= 0, new_index[np.maximum(c.file, 0)], -1)
+    used = np.zeros(len(index), bool)
+    used[function] = True
+    used[file[file >= 0]] = True
+    compact = np.cumsum(used) - 1
+    strings = [t for t, u in zip(index, used.tolist(), strict=True) if u]
+    rows = np.stack((compact[function], np.where(file >= 0, compact[np.maximum(file, 0)], -1), c.line), axis=1)
     header = orjson.dumps({
         "format": FORMAT, "version": VERSION, "reader": reader,
-        "pdb": {"name": pdb.name, "guid": pdb.guid, "age": pdb.age}, "symbol_file": symbol_file,
-        "addresses": len(rvas), "rows": len(chain), "strings": len(strings),
+        "pdb": {"name": pdb.name, "guid": pdb.guid, "age": pdb.age}, "symbol_file": cached.symbol_file,
+        "addresses": len(kept), "rows": int(rows.shape[0]), "strings": len(strings),
     })
     header += b" " * (-len(header) % 8)
-    rva_column = np.asarray(rvas, np.uint32).tobytes()
-    row_table = np.asarray(row_values, np.int64).reshape(-1, 3)
+    rva_column = cached.rvas[kept].astype(np.uint32).tobytes()
     return b"".join((
         PREFIX.pack(MAGIC, len(header), 0), header,
         rva_column, b"\0" * (-len(rva_column) % 8),
-        np.asarray(proc_start, np.int64).tobytes(), np.asarray(chain_start, np.int64).tobytes(),
-        row_table[np.asarray(chain, np.int64)].tobytes() if chain else b"",
+        c.proc_start.astype("<i8").tobytes(), c.chain_start.astype("<i8").tobytes(), rows.astype("<i8").tobytes(),
         "".join(f"{t}\0" for t in strings).encode("utf-8", "surrogatepass"),
     ))
-
-
-def _fits(rva: int, frame: ResolvedFrame | None) -> bool:
-    """Whether the layout holds this answer as it is (what the decoder would otherwise refuse, whole file and all)."""
-    if not 0 <= rva < 1 << 32:
-        return False
-    if frame is None:
-        return True
-    return bool(frame.frames) and 0 <= frame.proc_start < 1 << 32 and all(
-        "\0" not in s.function and (s.file is None or "\0" not in s.file) and (s.line is None or 0 <= s.line < 1 << 63)
-        for s in frame.frames)
 
 
 def _decode(data: bytes, pdb: PdbId, reader: str) -> CachedFrames:
@@ -197,11 +214,9 @@ def _decode(data: bytes, pdb: PdbId, reader: str) -> CachedFrames:
     function, file, line = rows[:, 0], rows[:, 1], rows[:, 2]
     if m and bool(np.any((function < 0) | (function >= k) | (file < -1) | (file >= k) | (line < -1))):
         raise _Damaged
-    answers = resolved_frames(proc_start.tolist(), chain_start.tolist(), function, file, line, strings)
-    return CachedFrames(dict(zip(rvas.tolist(), answers, strict=True)), symbol_file)
+    def native(column: np.ndarray) -> np.ndarray:
+        return column.astype(np.int64, copy=False)
 
-
-def missing(cached: CachedFrames, rvas: Iterable[int]) -> list[int]:
-    """The RVAs of ``rvas`` the cache has no answer for, each once, in first-seen order, as Python ints (the
-    core may ask with numpy integers)."""
-    return [int(rva) for rva in dict.fromkeys(rvas) if rva not in cached.frames]
+    columns = ResolvedColumns(native(proc_start), native(chain_start), native(function), native(file), native(line),
+                              strings[:-1])
+    return CachedFrames(rvas.astype(np.int64), columns, symbol_file)

@@ -1,5 +1,5 @@
 """The :class:`heapdiff.symbols.reader.SymbolBackend` of the native extension (``heapdiff._native``): its
-identities as :class:`heapdiff.frames.PdbId`, its columns as :class:`heapdiff.frames.ResolvedFrame` objects, and
+identities as :class:`heapdiff.frames.PdbId`, its columns as :class:`heapdiff.frames.ResolvedColumns`, and
 its one error type as :class:`heapdiff.symbols.reader.SymbolReadError`.
 """
 
@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from heapdiff import _native
-from heapdiff.frames import PdbId
-from heapdiff.symbols.columns import resolved_frames
+from heapdiff.frames import PdbId, ResolvedColumns
 from heapdiff.symbols.reader import Batch, ImageIdentity, SymbolReadError
 
 
@@ -37,12 +36,12 @@ class NativePdb:
             raise SymbolReadError(str(err)) from err
         line = np.asarray(r.line, np.int64)
         line[line == 0] = -1  # no line
-        frames = resolved_frames(r.proc_start, r.chain_start, np.asarray(r.function, np.int64),
-                                 np.asarray(r.file, np.int64), line, r.strings)
+        answers = ResolvedColumns(np.asarray(r.proc_start, np.int64), np.asarray(r.chain_start, np.int64),
+                                  np.asarray(r.function, np.int64), np.asarray(r.file, np.int64), line, r.strings)
         problem = None
         if r.failed:
             problem = f"damaged symbol data under {r.failed} address{'es' if r.failed > 1 else ''}: {r.first_error}"
-        return Batch(frames, problem)
+        return Batch(answers, problem)
 
 
 class NativeBackend:

@@ -1,7 +1,7 @@
 """What the resolver needs from a PDB and image reader, and that need met by the native extension.
 
 The resolver speaks to :class:`SymbolBackend` only, so that it is tested on its own (counting how often a PDB
-is opened) and the extension's columns become :class:`heapdiff.frames.ResolvedFrame` objects in one place.
+is opened) and the extension's columns become :class:`heapdiff.frames.ResolvedColumns` in one place.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from heapdiff.frames import PdbId, ResolvedFrame
+from heapdiff.frames import PdbId, ResolvedColumns
 
 
 class SymbolReadError(Exception):
@@ -31,10 +31,10 @@ class ImageIdentity:
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """A PDB's answers for a batch of RVAs, one per RVA in order (None: nothing there), and what went wrong
-    for some of them (symbol data damaged under a few addresses: they got a public name or nothing)."""
+    """A PDB's answers for a batch of RVAs, one per RVA in order, and what went wrong for some of them (symbol
+    data damaged under a few addresses: they got a public name or nothing)."""
 
-    frames: list[ResolvedFrame | None]
+    answers: ResolvedColumns
     problem: str | None = None
 
 

@@ -20,16 +20,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from heapdiff.frames import ModuleRequest, ModuleSymbols, PdbId, ResolvedFrame, SymbolStatus
+from heapdiff.frames import ModuleRequest, ModuleSymbols, PdbId, ResolvedColumns, SymbolStatus
 from heapdiff.symbols.cachedir import DOWNLOADS, FRAMES
 from heapdiff.symbols.fetch import DEFAULT_TIMEOUT, HttpFetcher, ProgressCallback
-from heapdiff.symbols.framecache import CachedFrames, FrameCache, missing
+from heapdiff.symbols.framecache import CachedFrames, FrameCache
 from heapdiff.symbols.locate import Locator, Trail, Wanted
 from heapdiff.symbols.path import SymbolPathElement
 from heapdiff.symbols.reader import ImageIdentity, OpenPdb, SymbolBackend, SymbolReadError
 from heapdiff.symbols.store import pe_key
 
-Answer = tuple[ModuleSymbols, list[ResolvedFrame | None]]
+Answer = tuple[ModuleSymbols, ResolvedColumns]
 #: outcomes in the order one is preferred over another when several candidates fail differently
 _FAILURE_RANK: dict[SymbolStatus, int] = {"error": 0, "mismatch": 1, "not_found": 2}
 
@@ -62,6 +62,11 @@ class _ImageEntry:
     pdb: PdbId | None = None
     status: SymbolStatus = "not_found"
     note: str | None = None
+
+
+def _nothing(count: int) -> ResolvedColumns:
+    """Answers for ``count`` addresses, none resolved."""
+    return ResolvedColumns.of([None] * count)
 
 
 def _about(path: Path, err: SymbolReadError) -> str:
@@ -131,7 +136,7 @@ class SymbolResolver:
         try:
             return self._module(request, rvas)
         except Exception as err:  # the protocol's promise: an outcome with a note, never an exception
-            return ModuleSymbols("error", note=f"{type(err).__name__}: {err}"), [None] * len(rvas)
+            return ModuleSymbols("error", note=f"{type(err).__name__}: {err}"), _nothing(len(rvas))
 
     def _module(self, request: ModuleRequest, rvas: Sequence[int]) -> Answer:
         from_image: PdbId | None = None
@@ -139,22 +144,19 @@ class SymbolResolver:
         if pdb is None:
             image = self._image_identity(request)
             if image.pdb is None:
-                return ModuleSymbols(image.status, note=image.note), [None] * len(rvas)
+                return ModuleSymbols(image.status, note=image.note), _nothing(len(rvas))
             pdb = from_image = image.pdb
         with self._lock:
             entry = self._pdbs.setdefault(pdb, _PdbEntry())
         with entry.lock:
             if entry.cached is None:
                 entry.cached = self._frames.load(pdb)
-            cached = entry.cached
-            need = [] if cached.frames.keys() >= set(rvas) else missing(cached, rvas)  # (a warm run: all cached)
+            need = entry.cached.missing(rvas)
             if need or (len(rvas) == 0 and entry.found is None):  # nothing asked: still say if there is a PDB
-                self._read(pdb, request, entry, cached, need)
-            frames = list(map(cached.frames.get, rvas))
-            return self._outcome(entry, cached, rvas, from_image), frames
+                self._read(pdb, request, entry, need)
+            return self._outcome(entry, entry.cached, rvas, from_image), entry.cached.answers(rvas)
 
-    def _read(self, pdb: PdbId, request: ModuleRequest, entry: _PdbEntry, cached: CachedFrames,
-              need: list[int]) -> None:
+    def _read(self, pdb: PdbId, request: ModuleRequest, entry: _PdbEntry, need: list[int]) -> None:
         """Resolve ``need`` with the PDB (found and opened on first use) and add the answers to the cache."""
         if entry.found is None:
             entry.found = self._find_pdb(pdb, request)
@@ -163,19 +165,21 @@ class SymbolResolver:
                     entry.reader = self._backend.open_pdb(entry.found.path)
                 except SymbolReadError as err:
                     entry.found = _Found(None, "error", _about(entry.found.path, err))
-        if entry.reader is None or entry.found.path is None or not need:
+        if entry.reader is None or entry.found.path is None or not need or entry.cached is None:
             return
         try:
             batch = entry.reader.resolve(need)
         except SymbolReadError as err:
             entry.found, entry.reader = _Found(None, "error", _about(entry.found.path, err)), None
             return
+        if len(batch.answers) != len(need):
+            entry.found, entry.reader = _Found(None, "error", f"{entry.found.path}: the reader answered "
+                                               f"{len(batch.answers)} of {len(need)} addresses"), None
+            return
         if batch.problem is not None:
             entry.problem = batch.problem
-        new = dict(zip(need, batch.frames, strict=True))
-        cached.frames.update(new)
-        cached.symbol_file = str(entry.found.path)
-        self._frames.add(pdb, cached.symbol_file, new)
+        entry.cached = entry.cached.merged(need, batch.answers, str(entry.found.path))
+        self._frames.add(pdb, str(entry.found.path), need, batch.answers)
 
     @staticmethod
     def _outcome(entry: _PdbEntry, cached: CachedFrames, rvas: Sequence[int], from_image: PdbId | None
@@ -186,7 +190,7 @@ class SymbolResolver:
         if found is None:  # all from the cache: the PDB was not looked for, so say where the answers come from
             note = f"from heapdiff's symbol cache (parsed from {cached.symbol_file})"
             return ModuleSymbols("loaded", symbol_file=cached.symbol_file, note=note, pdb=from_image)
-        if any(rva in cached.frames for rva in rvas):
+        if len(cached.missing(rvas)) < len(set(rvas)):
             note = f"{found.note} (addresses resolved in an earlier run still answered from the frame cache)"
             return ModuleSymbols("loaded", symbol_file=cached.symbol_file, note=note, pdb=from_image)
         return ModuleSymbols(found.status, note=found.note, pdb=from_image)
