@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pathlib
@@ -201,28 +202,110 @@ def test_console_script_runs_as_a_process(tmp_path: pathlib.Path) -> None:
     assert (tmp_path / "r.html").stat().st_size > 1000
 
 
-def test_as_the_program_the_exit_skips_the_collector(capsys: pytest.CaptureFixture[str], cwd: pathlib.Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run as the program (no argv), every object is frozen out of the cyclic collector when the command is done,
-    so that the interpreter's exit does not walk them (0.27 -> 0.03 s); called with argv (in-process), never."""
+class _Ended(Exception):
+    """The process's end, in a test."""
+
+
+def test_as_the_program_the_process_ends_when_the_command_is_done(capsys: pytest.CaptureFixture[str],
+                                                                  cwd: pathlib.Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run as the program (no argv), the process ends at once with the command's exit code, the job's result kept
+    referenced until then (never freed object by object: heapdiff.cli.exits); called with argv (in-process), the
+    command ends in SystemExit and nothing is kept."""
+    from heapdiff.cli import exits
+
+    ended: list[int] = []
+
+    def end(status: int) -> None:
+        ended.append(status)
+        raise _Ended
+
+    monkeypatch.setattr(exits, "_end_process", end)
+    monkeypatch.setattr(exits, "_enabled", False)
+    monkeypatch.setattr(exits, "_kept", [])
+    assert run(capsys, str(BEFORE), str(AFTER), "-o", "a.html", "-q")[0] == 0
+    assert ended == [] and exits._kept == []
+    for args, code in [([str(BEFORE), str(AFTER), "-o", "b.html", "-q"], 0),
+                       ([str(BEFORE), str(AFTER), "-o", "c.html", "-q", "--fail-on-growth", "1"], 1),
+                       ([str(BEFORE), "--no-such-option"], 2),
+                       (["no-such.etl"], 3)]:
+        monkeypatch.setattr(sys, "argv", ["heapdiff", *args])
+        with pytest.raises(_Ended):
+            main()
+        assert ended[-1] == code, args
+    assert (cwd / "b.html").stat().st_size > 1000 and (cwd / "c.html").stat().st_size > 1000
+    assert len(exits._kept) == 2  # the two jobs that made a result
+
+
+def test_as_the_program_a_traceback_still_freezes_the_collector(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A command that ends in an exception (a bug) leaves through the interpreter's exit: every object is frozen
+    out of the cyclic collector first, so that the exit does not walk them."""
     import gc
 
+    from heapdiff import cli
+    from heapdiff.cli import exits
+
+    def broken(argv: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(cli, "_main", broken)
+    monkeypatch.setattr(exits, "_enabled", False)
     gc.unfreeze()
     try:
-        run(capsys, str(BEFORE), str(AFTER), "-o", "a.html", "-q")
-        assert gc.get_freeze_count() == 0
-        monkeypatch.setattr(sys, "argv", ["heapdiff", str(BEFORE), str(AFTER), "-o", "b.html", "-q"])
-        with pytest.raises(SystemExit) as e:
+        with pytest.raises(RuntimeError):
             main()
-        assert e.value.code == 0 and (cwd / "b.html").stat().st_size > 1000
         assert gc.get_freeze_count() > 0
-        monkeypatch.setattr(sys, "argv", ["heapdiff", "no-such.etl"])
-        gc.unfreeze()
-        with pytest.raises(SystemExit) as e:
-            main()
-        assert e.value.code == 3 and gc.get_freeze_count() > 0  # on the error paths too
     finally:
         gc.unfreeze()
+
+
+class _GoneReader(io.TextIOWrapper):
+    def flush(self) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+@pytest.mark.parametrize(("code", "status", "stderr"), [(None, 0, ""), (0, 0, ""), (3, 3, ""), ("why", 1, "why\n")])
+def test_hard_exit_flushes_the_streams_and_keeps_the_code(monkeypatch: pytest.MonkeyPatch, code: object,
+                                                          status: int, stderr: str) -> None:
+    """The program's end: what is still buffered on stdout and stderr is written, and the status is SystemExit's
+    (a text is printed and gives 1); a stream whose reader has gone is dropped, and the status stays."""
+    from heapdiff.cli import exits
+
+    ended: list[int] = []
+
+    def end(s: int) -> None:
+        ended.append(s)
+        raise _Ended
+
+    raw_out, raw_err = io.BytesIO(), io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(raw_out))
+    monkeypatch.setattr(sys, "stderr", io.TextIOWrapper(raw_err))
+    monkeypatch.setattr(exits, "_end_process", end)
+    sys.stdout.write("buffered\n")
+    with pytest.raises(_Ended):
+        exits.hard_exit(code)
+    assert (ended, raw_out.getvalue(), raw_err.getvalue()) == ([status], b"buffered\n", stderr.encode())
+    monkeypatch.setattr(sys, "stdout", _GoneReader(io.BytesIO()))
+    with pytest.raises(_Ended):
+        exits.hard_exit(code)
+    assert ended[-1] == status
+
+
+def test_the_program_flushes_what_it_wrote_before_it_ends(tmp_path: pathlib.Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """As a process (which ends without the interpreter's teardown): the JSON on stdout is whole, the summary and
+    the gate's line are on their streams, and the exit code is the command's."""
+    def program(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "heapdiff.cli", *args], capture_output=True, text=True,
+                              timeout=300, cwd=tmp_path)
+
+    p = program(str(BEFORE), str(AFTER), "--json", "-", "-o", "r.html")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["schema"] == "heapdiff/1" and "HTML report: r.html" in p.stderr
+    p = program(str(BEFORE), str(AFTER), "-o", "r.html", "--fail-on-growth", "1")
+    assert p.returncode == 1 and "heapdiff: gate" in p.stderr and "HTML report: r.html" in p.stdout
+    p = program("info", str(AFTER))
+    assert (p.returncode, p.stdout) == run(capsys, "info", str(AFTER))[:2]
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads through /proc")
@@ -231,9 +314,13 @@ def test_as_the_program_openblas_gets_one_thread(tmp_path: pathlib.Path) -> None
     an OPENBLAS_NUM_THREADS the user set still wins."""
     script = tmp_path / "run.py"
     script.write_text(
-        "import atexit, os, sys\n"
-        "atexit.register(lambda: sys.stderr.write(f\"TASKS {len(os.listdir('/proc/self/task'))}\\n\"))\n"
-        "from heapdiff.cli import main\n"
+        "import os, sys\n"
+        "from heapdiff.cli import exits, main\n"
+        "def end(status):\n"
+        "    sys.stderr.write(f\"TASKS {len(os.listdir('/proc/self/task'))}\\n\")\n"
+        "    sys.stderr.flush()\n"
+        "    os._exit(status)\n"
+        "exits._end_process = end\n"
         f"sys.argv = ['heapdiff', {str(BEFORE)!r}, {str(AFTER)!r}, '-o', {str(tmp_path / 'r.html')!r}, '-q']\n"
         "main()\n")
 

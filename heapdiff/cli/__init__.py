@@ -22,6 +22,7 @@ from typing import NoReturn
 import click
 
 from heapdiff import __version__
+from heapdiff.cli import exits
 from heapdiff.cli.info_command import info_command
 from heapdiff.cli.inputs import Unreadable, map_trace
 from heapdiff.cli.outputs import OutOfSpace
@@ -61,15 +62,22 @@ def _collector_paused(restore: bool) -> Iterator[None]:
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point. As the program (no ``argv``), numpy's OpenBLAS gets one thread unless the environment says
     otherwise (the job does no linear algebra, and OpenBLAS's spinning threads took the cores the first reads
-    need), and every object is frozen out of the cyclic collector once the command is done, just before the
-    interpreter exits (its exit would otherwise walk every object numba and the job made). In-process callers
-    (tests) keep their collector as it was."""
-    if argv is None:
+    need), and the process ends at once when the command is done (:mod:`heapdiff.cli.exits`); should a command
+    end in a traceback instead, every object is frozen out of the cyclic collector first (the interpreter's exit
+    would otherwise walk every object numba and the job made). In-process callers (tests) keep their collector
+    as it was and get the SystemExit."""
+    program = argv is None
+    if program:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+        exits.enable()
     try:
         _main(argv)
+    except SystemExit as done:
+        if program:
+            exits.hard_exit(done.code)
+        raise
     finally:
-        if argv is None:
+        if program:
             gc.freeze()
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from heapdiff.cli import exits
 from heapdiff.cli.documents import looks_like_json, read_document, read_suppressions
 from heapdiff.cli.inputs import map_all
 from heapdiff.cli.options import (
@@ -182,6 +183,7 @@ def deliver(result: ReportResult, outputs: Sequence[Output], quiet: bool, read: 
     """What every job does with its result: warnings on stderr about the traces it ``read`` (not about the
     documents it was given), the outputs written, the summary printed, the gates' exit code (shared by the main
     job and ``trend``)."""
+    exits.keep(result)  # (as the program: never freed object by object)
     fresh = [t for t in result.document.traces if t.path in set(read)]
     from heapdiff.document import write_document
     from heapdiff.report.sentences import RECORD_HELP, gate_sentence
