@@ -46,6 +46,7 @@ __all__ = [
     "GroupRecord",
     "Match",
     "Mode",
+    "ModeFlags",
     "ModuleRecord",
     "ProcessRecord",
     "Role",
@@ -355,8 +356,23 @@ class Suppression:
     groups: int
 
 
+class ModeFlags:
+    """``is_diff`` and ``is_trend`` of a record that has a ``mode`` (the document, and the view made from it)."""
+
+    __slots__ = ()
+    mode: Mode
+
+    @property
+    def is_diff(self) -> bool:
+        return self.mode == "diff"
+
+    @property
+    def is_trend(self) -> bool:
+        return self.mode == "trend"
+
+
 @dataclass(frozen=True, slots=True)
-class Document:
+class Document(ModeFlags):
     mode: Mode
     generator: str
     filters: Filters
@@ -370,11 +386,3 @@ class Document:
     @property
     def schema(self) -> str:
         return SCHEMA
-
-    @property
-    def is_diff(self) -> bool:
-        return self.mode == "diff"
-
-    @property
-    def is_trend(self) -> bool:
-        return self.mode == "trend"

@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from heapdiff.document.model import Mode, ModeFlags
 from heapdiff.grouping import Counts
-
-Mode = Literal["single", "diff", "trend"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,7 +303,7 @@ class CallTree:
 
 
 @dataclass(frozen=True, slots=True)
-class ReportView:
+class ReportView(ModeFlags):
     title: str
     mode: Mode
     generator: str
@@ -341,14 +340,6 @@ class ReportView:
     call_trees: tuple[CallTree, ...] = ()
     #: a trend: how many call stacks (not suppressed) are growing, plateau, shrinking, flat (zero counts left out)
     trend_classes: tuple[tuple[str, int], ...] = ()
-
-    @property
-    def is_diff(self) -> bool:
-        return self.mode == "diff"
-
-    @property
-    def is_trend(self) -> bool:
-        return self.mode == "trend"
 
     @property
     def gates_failed(self) -> bool:
