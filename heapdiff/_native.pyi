@@ -6,7 +6,7 @@ unsupported; the message names the file and, where known, the byte offset. Calls
 
 import os
 from collections.abc import Sequence
-from typing import final
+from typing import Final, final
 
 __all__ = [
     "CodeView",
@@ -34,48 +34,36 @@ class CodeView:
     """An image's CodeView (RSDS) record: the PDB it was linked with."""
 
     #: as stored in the image: a bare name, a Windows path or a POSIX path
-    @property
-    def pdb_name(self) -> str: ...
+    pdb_name: Final[str]
     #: lowercase, dashed 8-4-4-4-12 in Windows string order (``uuid.UUID(bytes_le=...)``)
-    @property
-    def guid(self) -> str: ...
-    @property
-    def age(self) -> int: ...
+    guid: Final[str]
+    age: Final[int]
 
 @final
 class PeIdentity:
     """What names an image and its PDB in a symbol store."""
 
     #: COFF Machine: 0x8664 x64, 0x14C x86, 0xAA64 ARM64
-    @property
-    def machine(self) -> int: ...
+    machine: Final[int]
     #: TimeDateStamp (a content hash in deterministic images)
-    @property
-    def timestamp(self) -> int: ...
-    @property
-    def size_of_image(self) -> int: ...
+    timestamp: Final[int]
+    size_of_image: Final[int]
     #: the first RSDS record that is not a portable PDB's, if any
-    @property
-    def codeview(self) -> CodeView | None: ...
+    codeview: Final[CodeView | None]
     #: why ``codeview`` is None (no debug directory; only NB10 or portable-PDB entries), for a person
-    @property
-    def note(self) -> str | None: ...
+    note: Final[str | None]
 
 @final
 class PdbIdentity:
     """What an image's RSDS record must match: GUID and age."""
 
-    @property
-    def guid(self) -> str: ...
+    guid: Final[str]
     #: the DBI stream's age (the one images name); the info stream's when the DBI age is 0 or there is no DBI
-    @property
-    def age(self) -> int: ...
+    age: Final[int]
     #: the info stream's age, bumped by tools that rewrite a PDB (what ``llvm-pdbutil dump -summary`` prints)
-    @property
-    def info_age(self) -> int: ...
+    info_age: Final[int]
     #: the DBI stream's Machine; 0 without a DBI stream
-    @property
-    def machine(self) -> int: ...
+    machine: Final[int]
 
 def pe_identity(path: _StrPath) -> PeIdentity:
     """Machine, TimeDateStamp, SizeOfImage and the CodeView record of a PE image (reads headers only)."""
@@ -97,27 +85,19 @@ class Resolution:
     Names are undecorated and qualified, without argument lists (``gfx::Texture::load``, ``max<int>``);
     ``file`` is the path as the PDB stores it (often a Windows path)."""
 
-    @property
-    def strings(self) -> list[str]: ...
-    @property
-    def proc_start(self) -> list[int]: ...
+    strings: Final[list[str]]
+    proc_start: Final[list[int]]
     #: ``len(rvas) + 1`` offsets into the frame columns
-    @property
-    def chain_start(self) -> list[int]: ...
-    @property
-    def function(self) -> list[int]: ...
+    chain_start: Final[list[int]]
+    function: Final[list[int]]
     #: -1: no source file (a public symbol)
-    @property
-    def file(self) -> list[int]: ...
+    file: Final[list[int]]
     #: 0: no line
-    @property
-    def line(self) -> list[int]: ...
+    line: Final[list[int]]
     #: how many RVAs met damaged symbol data (then named from public symbols only, or not at all)
-    @property
-    def failed(self) -> int: ...
+    failed: Final[int]
     #: the first such failure, for a note
-    @property
-    def first_error(self) -> str | None: ...
+    first_error: Final[str | None]
 
 @final
 class PdbReader:
@@ -125,13 +105,10 @@ class PdbReader:
 
     def __new__(cls, path: _StrPath) -> PdbReader:
         """Opens and indexes the PDB; raises NativeError as :func:`pdb_identity` does."""
-    @property
-    def guid(self) -> str: ...
+    guid: Final[str]
     #: as :attr:`PdbIdentity.age`
-    @property
-    def age(self) -> int: ...
-    @property
-    def identity(self) -> PdbIdentity: ...
+    age: Final[int]
+    identity: Final[PdbIdentity]
     def resolve(self, rvas: Sequence[int]) -> Resolution:
         """Looks up each RVA exactly as given (subtract 1 from return addresses first). RVAs outside
         0..2**32 resolve to nothing. Raises NativeError only if the lookup met an internal error; the
