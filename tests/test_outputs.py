@@ -10,6 +10,7 @@ import errno
 import os
 import pathlib
 import shutil
+import socket
 import threading
 import time
 
@@ -134,13 +135,15 @@ def test_a_pipe_a_device_or_a_folder_is_exit_3_and_one_line(capsys: pytest.Captu
                                                             command: list[str]) -> None:
     os.mkfifo(cwd / "pipe.etl")
     (cwd / "folder.etl").mkdir()
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind("sock.etl")
     # a writer that never comes: opening the FIFO would block forever; the check must not open it
     done = threading.Event()
     timer = threading.Timer(20, lambda: None if done.is_set() else os._exit(97))
     timer.start()
     try:
         for bad, says in (("pipe.etl", "is a pipe (FIFO)"), ("/dev/zero", "is a device"),
-                          ("folder.etl", "is a directory")):
+                          ("folder.etl", "is a directory"), ("sock.etl", "is a socket")):
             t0 = time.monotonic()
             code, _, err = run(capsys, *command, bad)
             assert code == 3 and says in _one_line(err) and bad in err, (bad, err)
@@ -148,6 +151,7 @@ def test_a_pipe_a_device_or_a_folder_is_exit_3_and_one_line(capsys: pytest.Captu
     finally:
         done.set()
         timer.cancel()
+        listener.close()
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

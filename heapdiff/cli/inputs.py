@@ -5,7 +5,7 @@ from __future__ import annotations
 import mmap
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -17,19 +17,21 @@ class Unreadable(Exception):
     """An input that cannot be read: carries the one line to print."""
 
 
+#: what a path that is not a regular file is, by its mode: the first test that holds names it
+_NOT_A_FILE: tuple[tuple[Callable[[int], bool], str], ...] = (
+    (stat.S_ISDIR, "is a directory"),
+    (stat.S_ISFIFO, "is a pipe (FIFO), not a file: heapdiff maps traces, so give it the .etl file itself"),
+    (stat.S_ISCHR, "is a device, not a trace file"),
+    (stat.S_ISBLK, "is a device, not a trace file"),
+    (stat.S_ISSOCK, "is a socket, not a trace file"),
+)
+
+
 def _kind(mode: int) -> str | None:
     """Why a file of this mode cannot be a trace (None for a regular file)."""
     if stat.S_ISREG(mode):
         return None
-    if stat.S_ISDIR(mode):
-        return "is a directory"
-    if stat.S_ISFIFO(mode):
-        return "is a pipe (FIFO), not a file: heapdiff maps traces, so give it the .etl file itself"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "is a device, not a trace file"
-    if stat.S_ISSOCK(mode):
-        return "is a socket, not a trace file"
-    return "is not a regular file"
+    return next((why for test, why in _NOT_A_FILE if test(mode)), "is not a regular file")
 
 
 def check_regular(path: str) -> os.stat_result:

@@ -91,19 +91,21 @@ class _Failure(Exception):
         self.down = down
 
 
+#: the other containers a file named ``.pdb`` may be, and why heapdiff cannot read them
+_NOT_MSF_PDB = ((_MSFZ, "an MSFZ container, which heapdiff cannot read"),
+                (_PORTABLE_PDB, "a portable (.NET) PDB, which heapdiff cannot read"))
+
+
 def content_problem(first_bytes: bytes, name: str) -> str | None:
     """Why a file named ``name`` cannot be these bytes, or None when its magic is right."""
     if name.endswith("_"):
         return None if first_bytes.startswith(_CAB) else _describe(first_bytes, "a CAB")
-    if name.lower().endswith(".pdb"):
-        if first_bytes.startswith(_MSF):
-            return None
-        if first_bytes.startswith(_MSFZ):
-            return "an MSFZ container, which heapdiff cannot read"
-        if first_bytes.startswith(_PORTABLE_PDB):
-            return "a portable (.NET) PDB, which heapdiff cannot read"
-        return _describe(first_bytes, "a PDB")
-    return None if first_bytes.startswith(_PE) else _describe(first_bytes, "an image")
+    if not name.lower().endswith(".pdb"):
+        return None if first_bytes.startswith(_PE) else _describe(first_bytes, "an image")
+    if first_bytes.startswith(_MSF):
+        return None
+    return next((why for magic, why in _NOT_MSF_PDB if first_bytes.startswith(magic)),
+                _describe(first_bytes, "a PDB"))
 
 
 def _describe(first_bytes: bytes, wanted: str) -> str:
