@@ -165,33 +165,34 @@ def sample_end(grid: Arr, heaps: Arr, meta: Arr, last: Arr, scratch: Arr, rec: A
 
 
 @dataclass(frozen=True)
-class TimelineTotals:
-    """The outstanding blocks and bytes of the chosen processes at each point: ``raw`` times, ``ticks`` (the
-    clock's units from the trace's start, 100 ns for a trace's FILETIME, never negative, increasing)."""
+class _Points:
+    """Values at points in time; ``raw`` is each point's raw time, increasing."""
 
     raw: np.ndarray
-    ticks: np.ndarray
-    blocks: np.ndarray
-    bytes: np.ndarray
 
     def __len__(self) -> int:
         return int(self.raw.shape[0])
 
 
 @dataclass(frozen=True)
-class Timeline:
-    """A finished timeline: the points' raw times (the last is the end) and the records of every process."""
+class TimelineTotals(_Points):
+    """The outstanding blocks and bytes of the chosen processes at each point: ``ticks`` (the clock's units from
+    the trace's start, 100 ns for a trace's FILETIME, never negative, increasing), ``blocks`` and ``bytes``."""
 
-    #: raw time of each point, increasing; the last is the trace's end
-    raw: np.ndarray
-    #: per record: its point, its process, the process's outstanding blocks and bytes from that point on
+    ticks: np.ndarray
+    blocks: np.ndarray
+    bytes: np.ndarray
+
+
+@dataclass(frozen=True)
+class Timeline(_Points):
+    """A finished timeline: the points (the last is the trace's end) and the records of every process: per
+    record, its point, its process, the process's outstanding blocks and bytes from that point on."""
+
     point: np.ndarray
     pid: np.ndarray
     blocks: np.ndarray
     bytes: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.raw.shape[0])
 
     def totals(self, pids: frozenset[int] | None = None,
                clock: Callable[[int], int] | None = None) -> TimelineTotals:
