@@ -82,9 +82,9 @@ class ResolvedColumns:
 
     Address ``i`` resolved to nothing when ``proc_start[i]`` is -1; else to the procedure at RVA ``proc_start[i]``
     and the inline chain of rows ``chain_start[i]`` to ``chain_start[i + 1]`` (as :attr:`ResolvedFrame.frames`,
-    innermost first; never empty). A row is ``function``, ``file`` and ``line``: the first two index ``strings``,
-    -1 standing for no function (an empty name) and no file; a line of -1 is none. Every index is in range (the
-    makers check)."""
+    innermost first; an answer without rows names nothing). A row is ``function``, ``file`` and ``line``: the
+    first two index ``strings``, -1 standing for no function (an empty name) and no file; a line of -1 is none.
+    Every index is in range (the makers check)."""
 
     proc_start: np.ndarray
     chain_start: np.ndarray

@@ -131,8 +131,8 @@ def _encode(pdb: PdbId, reader: str, cached: CachedFrames) -> bytes:
     rows_of = np.diff(c.chain_start)
     found = c.proc_start >= 0
     bad_string = np.fromiter(("\0" in t for t in c.strings), bool, len(c.strings))
-    bad_row = (c.line < -1) | (c.function >= 0) & bad_string[np.maximum(c.function, 0)] | (
-        (c.file >= 0) & bad_string[np.maximum(c.file, 0)])
+    bad_row = ((c.line < -1) | ((c.function >= 0) & bad_string[np.maximum(c.function, 0)])
+               | ((c.file >= 0) & bad_string[np.maximum(c.file, 0)]))
     bad = np.bincount(np.repeat(np.arange(len(c)), rows_of)[bad_row], minlength=len(c)) > 0
     fits = ((cached.rvas >= 0) & (cached.rvas < 1 << 32) & ~(found & ((rows_of == 0) | (c.proc_start >= 1 << 32)))
             & ~(found & bad))
