@@ -150,3 +150,14 @@ def test_a_perf_freq_that_overflows_the_timeline_clock(tmp_path: Path) -> None:
     junk = ("26c288e0bd0df8a0dd6d705158bd4f047f431d95f81cfb221f0c0a0df20d622bbc118632827398d006e18de8c2e39e1c")
     # bytes inserted in a buffer make a record whose raw time, at one tick a second, is past 2**63 FILETIME units
     assert _mutated(tmp_path, seed, [["insert", 34062, junk], ["logfile_field", "PerfFreq", 1]], "job") is None
+
+
+# run seed 20261215: an uncompressed buffer flagged compressed, its SavedOffset the bare header: the first decode
+# (to SavedOffset) gave nothing, the records after it are no stream, and the buffer's heap events went unwarned
+
+
+@pytest.mark.parametrize("command", ["info", "job"])
+def test_records_past_a_compressed_buffers_saved_offset_that_do_not_decode_warn(tmp_path: Path, command: str) -> None:
+    seed = make_seed("example", WRITTEN["example"]())
+    mutations: list[Mutation] = [["buffer_field", 1, "BufferFlag", 39136], ["buffer_field", 1, "SavedOffset", 72]]
+    assert _mutated(tmp_path, seed, mutations, command) is None

@@ -51,10 +51,10 @@ class BufferBytes:
         and kept for framing while the cache has room. Decoded whatever its SavedOffset says: the stream may
         hold records that a damaged SavedOffset denies (:meth:`TraceFile.buffer_bytes`)."""
         try:
-            whole = self.trace.buffer_bytes(b)
+            whole, tail = self.trace.buffer_bytes(b)
         except TraceError:
             return -1  # decoded (and counted) when loaded
-        self._check_length(b, whole)  # (a buffer without a record is never loaded)
+        self._check_length(b, whole, tail)  # (a buffer without a record is never loaded)
         if self._cached_bytes + whole.shape[0] <= DECOMPRESSED_CACHE_BYTES:
             self._decompressed[b.index] = whole  # decoded once, framed later
             self._cached_bytes += int(whole.shape[0])
@@ -82,11 +82,11 @@ class BufferBytes:
                 cached = self._decompressed.pop(b.index, None)
                 if cached is not None:
                     self._cached_bytes -= int(cached.shape[0])
-                body = cached if cached is not None else self.trace.buffer_bytes(b)
+                body, tail = (cached, False) if cached is not None else self.trace.buffer_bytes(b)
             except TraceError as e:
                 self._anomaly("undecodable_compressed_buffer", e.offset)
                 continue
-            self._check_length(b, body)
+            self._check_length(b, body, tail)
             start.append(total)
             end.append(total + int(body.shape[0]))
             pad = -int(body.shape[0]) % S.RECORD_ALIGN  # each copy starts 8-aligned, as buffers do in the file
@@ -100,9 +100,10 @@ class BufferBytes:
                       np.asarray(cpu, np.int32), np.asarray(base, np.int64), np.asarray(kept, np.int64), False,
                       total, int((ends - starts).max(initial=0)))
 
-    def _check_length(self, b: BufferInfo, body: np.ndarray) -> None:
-        """A compressed buffer whose stream holds more or less than its SavedOffset says is read by what it holds:
-        counted once, whether it was decoded to order the buffers, to frame them, or both."""
-        if body.shape[0] != b.filled and b.index not in self._mismatched:
+    def _check_length(self, b: BufferInfo, body: np.ndarray, undecoded_tail: bool) -> None:
+        """A compressed buffer whose stream holds more or less than its SavedOffset says is read by what it holds,
+        and one whose stream goes on past it with bytes that do not decode keeps what decoded: counted once,
+        whether it was decoded to order the buffers, to frame them, or both."""
+        if (body.shape[0] != b.filled or undecoded_tail) and b.index not in self._mismatched:
             self._mismatched.add(b.index)
             self._anomaly("buffer_saved_offset_mismatch", b.offset + S.BUFFER_HEADER.off("SavedOffset"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -19,6 +20,14 @@ from heapdiff.etl.logfile import LogfileHeader, read_logfile_header
 #: compressed bytes a stream may leave undecoded once its output is whole: the flag DWORD whose bits end it
 #: (real buffers leave 0 or 4); more that is not 0x00/0xFF padding is a stream holding more than SavedOffset says
 STREAM_END_SLACK = 4
+
+
+class BufferBody(NamedTuple):
+    """A buffer's uncompressed bytes, header included; ``undecoded_tail``: its compressed stream went on past
+    them with bytes that neither decode nor pad (damage: whatever records they held are lost)."""
+
+    data: np.ndarray
+    undecoded_tail: bool
 
 
 @dataclass
@@ -61,7 +70,7 @@ class TraceFile:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def buffer_bytes(self, b: BufferInfo) -> np.ndarray:
+    def buffer_bytes(self, b: BufferInfo) -> BufferBody:
         """The uncompressed bytes of a buffer, header included: ``b.filled`` long, unless it is compressed and its
         stream holds more or less than that (the stream wins: callers compare and count).
 
@@ -69,17 +78,20 @@ class TraceFile:
         but for the end-of-stream flag DWORD (:data:`STREAM_END_SLACK`). A stream that goes on past what
         SavedOffset says (a damaged SavedOffset, or one the scan could not believe: ``b.filled`` 0) is decoded
         on, as far as the session's buffer size, so its records are read rather than cut at a wrong size.
-        A compressed buffer that does not decode raises :class:`TraceError` naming its file offset; callers turn
-        that into a counted anomaly for the buffer.
+        A stream that goes on past SavedOffset's part with bytes that neither decode nor pad is damage: the part
+        is kept and the buffer marked (``undecoded_tail``) for callers to count. A compressed buffer that does not
+        decode at all raises :class:`TraceError` naming its file offset; callers turn that into a counted anomaly
+        for the buffer.
         """
         if not b.compressed:
-            return self.data[b.offset:b.offset + b.filled]
+            return BufferBody(self.data[b.offset:b.offset + b.filled], False)
         from heapdiff.etl import xpress
 
         hsize = S.BUFFER_HEADER_SIZE
         comp = self.data[b.offset + hsize:b.offset + b.size]
         body: bytes | None = None
         failed: TraceError | None = None
+        tail = False
         more = True  # b.filled 0: no SavedOffset to believe, the stream alone says
         if b.filled >= hsize:
             try:
@@ -92,8 +104,9 @@ class TraceFile:
         if more:
             try:
                 body = xpress.decompress(comp, (nominal_size(self.header) or MAX_BUFFER_SIZE) - hsize)
-            except TraceError as e:  # the stream does not go on: what SavedOffset says is all there is
+            except TraceError as e:  # what follows SavedOffset's part is no stream: damage, when that part decoded
                 failed = failed or e
+                tail = body is not None
         if body is None:
             assert failed is not None
             raise TraceError(f"compressed buffer {b.index} does not decode: {failed.message}",
@@ -101,7 +114,7 @@ class TraceFile:
         out = np.empty(hsize + len(body), np.uint8)
         out[:hsize] = self.data[b.offset:b.offset + hsize]
         out[hsize:] = np.frombuffer(body, np.uint8)
-        return out
+        return BufferBody(out, tail)
 
 
 def open_trace(data: bytes | bytearray | memoryview | np.ndarray, name: str = "<trace>",
