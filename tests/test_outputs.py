@@ -7,6 +7,7 @@ pipes, devices, folders, a full disk and an exhausted memory as exit 3 with one 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import pathlib
 import shutil
@@ -249,7 +250,9 @@ def _closed_pipe_run(args: list[str], cwd: pathlib.Path) -> int:
     (["before.etl", "cut.etl", "-o", "r.html"], 0, True),
     (["before.etl", "cut.etl", "-o", "r.html", "--fail-on-growth", "1"], 1, True),
     # stdout was the output itself: 141, as a program ended by SIGPIPE (not 1, a failed gate)
-    (["before.etl", "-o", "r.html", "--json", "-", "-q"], 141, False),
+    (["before.etl", "-o", "r.html", "--json", "-", "-q"], 141, True),
+    # the outputs to files after the one to stdout are still written
+    (["before.etl", "-o", "-", "--json", "r.json", "--markdown", "r.md", "-q"], 141, False),
     (["info", "before.etl"], 141, False),
 ])
 def test_a_console_nobody_reads_does_not_stop_the_job(tmp_path: pathlib.Path, args: list[str], code: int,
@@ -259,3 +262,6 @@ def test_a_console_nobody_reads_does_not_stop_the_job(tmp_path: pathlib.Path, ar
     assert _closed_pipe_run(args, tmp_path) == code
     if writes:
         assert (tmp_path / "r.html").stat().st_size > 1000
+    if "r.json" in args:
+        assert json.loads((tmp_path / "r.json").read_text())["schema"] == "heapdiff/1"
+        assert (tmp_path / "r.md").read_text().startswith("#")

@@ -23,7 +23,7 @@ from heapdiff.cli.options import (
 from heapdiff.cli.outputs import Output, check_outputs, install_template_cache, write_output
 from heapdiff.cli.params import SIZE, parse_pids
 from heapdiff.cli.symbol_setup import DownloadLine, make_resolver, report_symbols
-from heapdiff.cli.terminal import Progress, compiling_notice, say, warn, warn_trace
+from heapdiff.cli.terminal import OutputClosed, Progress, compiling_notice, say, warn, warn_trace
 
 if TYPE_CHECKING:
     from heapdiff.commands.report import ReportResult
@@ -43,8 +43,9 @@ Exit codes (every command):
   2  usage error (nothing is written)
   3  a trace could not be read at all (one line on stderr with the file and byte offset),
      or the machine ran out of memory or disk
-  141  an output to stdout (a report given as -, info's text) lost its reader; lines on
-       the console are dropped when nobody reads them, and the job goes on"""
+  141  an output to stdout (a report given as -, info's text) lost its reader (the outputs
+       to files are still written); lines on the console are dropped when nobody reads
+       them, and the job goes on"""
 
 
 def _allocator_modules_help() -> str:
@@ -201,11 +202,17 @@ def deliver(result: ReportResult, outputs: Sequence[Output], quiet: bool, read: 
              f"with: {RECORD_HELP[0]}")
     for u in result.view.unused_suppressions:
         warn(f"suppression pattern matched nothing: {u}")
+    closed: OutputClosed | None = None
     for o in outputs:
-        if o.option == "--json":  # written as a stream: a document of a million groups is never held whole
-            write_output(o, partial(write_document, result.document))
-        else:
-            write_output(o, (result.html if o.option == "--html" else result.markdown).encode("utf-8"))
+        try:
+            if o.option == "--json":  # written as a stream: a document of a million groups is never held whole
+                write_output(o, partial(write_document, result.document))
+            else:
+                write_output(o, (result.html if o.option == "--html" else result.markdown).encode("utf-8"))
+        except OutputClosed as e:  # the outputs to files are still written; the exit says stdout lost its reader
+            closed = e
+    if closed is not None:
+        raise closed
     if not quiet:
         summary_to = sys.stderr if any(o.to_stdout for o in outputs) else sys.stdout
         say(result.summary, file=summary_to)
