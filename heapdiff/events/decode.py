@@ -19,10 +19,18 @@ class PayloadError(ValueError):
 
 
 @dataclass(frozen=True)
-class ImageEvent:
+class _Event:
+    """What every decoded image and process event has: its raw time, its kind (the hook's name) and process."""
+
     ts: int
-    kind: str            # load, unload, dcstart, dcend
+    kind: str
     pid: int
+
+
+@dataclass(frozen=True)
+class ImageEvent(_Event):
+    """An image load or unload, or one of the rundown's (kind: load, unload, dcstart, dcend)."""
+
     base: int
     size: int
     file_name: str
@@ -31,10 +39,9 @@ class ImageEvent:
 
 
 @dataclass(frozen=True)
-class ProcessEvent:
-    ts: int
-    kind: str            # start, end, dcstart, dcend, defunct
-    pid: int
+class ProcessEvent(_Event):
+    """A process's start or end, or the rundown's (kind: start, end, dcstart, dcend, defunct)."""
+
     parent_pid: int
     image_name: str
     command_line: str = ""
@@ -43,12 +50,9 @@ class ProcessEvent:
 
 
 @dataclass(frozen=True)
-class ImageIdEvent:
-    """KernelTraceControl ImageID / DbgID_RSDS (kept for symbol look-up later)."""
+class ImageIdEvent(_Event):
+    """KernelTraceControl ImageID / DbgID_RSDS (kept for symbol look-up later; kind: image_id, rsds)."""
 
-    ts: int
-    kind: str            # image_id, rsds
-    pid: int
     base: int
     size: int = 0
     time_date_stamp: int = 0
