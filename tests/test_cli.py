@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import os
@@ -225,14 +226,17 @@ def test_as_the_program_the_process_ends_when_the_command_is_done(capsys: pytest
     monkeypatch.setattr(exits, "_kept", [])
     assert run(capsys, str(BEFORE), str(AFTER), "-o", "a.html", "-q")[0] == 0
     assert ended == [] and exits._kept == []
-    for args, code in [([str(BEFORE), str(AFTER), "-o", "b.html", "-q"], 0),
-                       ([str(BEFORE), str(AFTER), "-o", "c.html", "-q", "--fail-on-growth", "1"], 1),
-                       ([str(BEFORE), "--no-such-option"], 2),
-                       (["no-such.etl"], 3)]:
-        monkeypatch.setattr(sys, "argv", ["heapdiff", *args])
-        with pytest.raises(_Ended):
-            main()
-        assert ended[-1] == code, args
+    try:
+        for args, code in [([str(BEFORE), str(AFTER), "-o", "b.html", "-q"], 0),
+                           ([str(BEFORE), str(AFTER), "-o", "c.html", "-q", "--fail-on-growth", "1"], 1),
+                           ([str(BEFORE), "--no-such-option"], 2),
+                           (["no-such.etl"], 3)]:
+            monkeypatch.setattr(sys, "argv", ["heapdiff", *args])
+            with pytest.raises(_Ended):
+                main()
+            assert ended[-1] == code, args
+    finally:
+        gc.unfreeze()  # (the stand-in end returns to main's freeze, which a real end never reaches)
     assert (cwd / "b.html").stat().st_size > 1000 and (cwd / "c.html").stat().st_size > 1000
     assert len(exits._kept) == 2  # the two jobs that made a result
 
@@ -240,8 +244,6 @@ def test_as_the_program_the_process_ends_when_the_command_is_done(capsys: pytest
 def test_as_the_program_a_traceback_still_freezes_the_collector(monkeypatch: pytest.MonkeyPatch) -> None:
     """A command that ends in an exception (a bug) leaves through the interpreter's exit: every object is frozen
     out of the cyclic collector first, so that the exit does not walk them."""
-    import gc
-
     from heapdiff import cli
     from heapdiff.cli import exits
 
