@@ -19,7 +19,10 @@ order in the list, so that each addresses the file it was meant for:
 
 :func:`apply` also says when the silent-loss rule cannot apply: a mutation that rewrites a record's marker, header
 type, hook or size (or a byte of a compressed stream, which may do the same unseen) turns a heap record into a valid
-record of another kind or frames it away, which no reader can tell from an undamaged file.
+record of another kind or frames it away, which no reader can tell from an undamaged file; and a cut exactly between
+two buffers, under a logfile header whose BuffersWritten vouches for none of the buffers cut (0, as a logger that
+never closed its file leaves it, or no more than the buffers kept), leaves a file that is whole by everything it
+says.
 """
 
 from __future__ import annotations
@@ -370,11 +373,25 @@ def apply(seed: Seed, mutations: Sequence[Mutation]) -> Mutated:
                 _put(data, pos, "I", m[2])
     for m in ordered:
         if m[0] == "truncate_boundary":
-            at = bounds[min(m[1], len(bounds) - 1)] + m[2]
+            kept = min(m[1], len(bounds) - 1)
+            if m[2] == 0 and kept < len(parts) and _buffers_written(chunks, seed) <= kept:
+                exempt = exempt or "a cut between two buffers under a header that vouches for none of those cut"
+            at = bounds[kept] + m[2]
             del data[max(0, at):]
         elif m[0] == "truncate":
             del data[m[1] % (len(data) + 1):]
     return Mutated(bytes(data), exempt)
+
+
+def _buffers_written(chunks: list[_Chunk], seed: Seed) -> int:
+    """The (mutated) logfile header's BuffersWritten; a header too short to hold it vouches for every buffer."""
+    lfh = S.LOGFILE_HEADER64 if seed.pointer_size == 8 else S.LOGFILE_HEADER32
+    try:
+        (written,) = struct.unpack_from("<" + _CODES[lfh.types["BuffersWritten"]], chunks[0].raw,
+                                        S.BUFFER_HEADER_SIZE + S.SYSTEM_HEADER.size + lfh.off("BuffersWritten"))
+    except (struct.error, IndexError):
+        return 1 << 62
+    return int(written)
 
 
 def describe(mutations: Sequence[Mutation]) -> str:

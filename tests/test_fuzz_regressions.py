@@ -161,3 +161,28 @@ def test_records_past_a_compressed_buffers_saved_offset_that_do_not_decode_warn(
     seed = make_seed("example", WRITTEN["example"]())
     mutations: list[Mutation] = [["buffer_field", 1, "BufferFlag", 39136], ["buffer_field", 1, "SavedOffset", 72]]
     assert _mutated(tmp_path, seed, mutations, command) is None
+
+
+# run seed 20261216: a cut exactly between two buffers under a header that counts none (BuffersWritten 0) is a file
+# whole by everything it says: the harness exempts it from the silent-loss rule, and only it
+
+
+@pytest.mark.parametrize(("written", "exempt"), [(None, False), (0, True), (3, True), (4, False)])
+def test_a_cut_between_buffers_is_exempt_only_under_a_header_that_does_not_count_them(written: int | None,
+                                                                                     exempt: bool) -> None:
+    s = _seed()
+    assert len(s.buffers) > 4
+    cut: list[Mutation] = [["truncate_boundary", 3, 0]]
+    if written is not None:
+        cut.append(["logfile_field", "BuffersWritten", written])
+    assert (apply(s, cut).exempt is not None) is exempt
+    assert apply(s, [["truncate_boundary", 3, 8], *cut[1:]]).exempt is None  # a cut inside a buffer shows itself
+
+
+@pytest.mark.parametrize("command", ["info", "job"])
+def test_the_reproducer_of_a_cut_under_a_header_that_counts_none(tmp_path: Path, command: str) -> None:
+    seed = _seed()
+    mutations: list[Mutation] = [["logfile_field", "BuffersWritten", 0], ["buffer_field", 5, "ProcessorIndex", 56632],
+                                 ["truncate_boundary", 3, 0]]
+    assert apply(seed, mutations).exempt is not None
+    assert _mutated(tmp_path, seed, mutations, command) is None
