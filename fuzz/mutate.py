@@ -374,7 +374,8 @@ def apply(seed: Seed, mutations: Sequence[Mutation]) -> Mutated:
     for m in ordered:
         if m[0] == "truncate_boundary":
             kept = min(m[1], len(bounds) - 1)
-            if m[2] == 0 and kept < len(parts) and _buffers_written(chunks, seed) <= kept:
+            shifted = any(f[0] in ("insert", "delete") for f in flat)  # (then the cut is not at the boundary)
+            if m[2] == 0 and kept < len(parts) and not shifted and _buffers_written(chunks, seed) <= kept:
                 exempt = exempt or "a cut between two buffers under a header that vouches for none of those cut"
             at = bounds[kept] + m[2]
             del data[max(0, at):]

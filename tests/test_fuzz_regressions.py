@@ -177,6 +177,7 @@ def test_a_cut_between_buffers_is_exempt_only_under_a_header_that_does_not_count
         cut.append(["logfile_field", "BuffersWritten", written])
     assert (apply(s, cut).exempt is not None) is exempt
     assert apply(s, [["truncate_boundary", 3, 8], *cut[1:]]).exempt is None  # a cut inside a buffer shows itself
+    assert apply(s, [*cut, ["delete", 0x2000, 8]]).exempt is None  # bytes deleted before it: the cut is inside one
 
 
 @pytest.mark.parametrize("command", ["info", "job"])
