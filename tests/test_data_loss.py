@@ -204,9 +204,10 @@ def test_a_header_that_legitimately_says_otherwise_claims_nothing() -> None:
     assert read(circular[:w.offsets[5]]).anomalies.as_dict() == {"buffers_missing": len(w) - 5}
     # a circular file that does not say its maximum size: nothing can be claimed
     assert read(logfile_field(circular, "MaximumFileSize", 0)[:w.offsets[5]]).anomalies.as_dict() == {}
-    # ... but a LogFileMode both sequential and circular is damaged: it excuses nothing
-    both = logfile_field(circular, "LogFileMode", 0x7FFF_FFFF)
-    assert read(both[:w.offsets[5]]).anomalies.as_dict() == {"buffers_missing": 10 * len(w) - 5}
+    # ... but a LogFileMode circular and sequential, appending or new-file is damaged: it excuses nothing
+    for bad in (0x7FFF_FFFF, S.LOG_FILE_MODE_APPEND, S.LOG_FILE_MODE_NEWFILE):
+        both = logfile_field(circular, "LogFileMode", S.LOG_FILE_MODE_CIRCULAR | S.LOG_FILE_MODE_KBYTES_FOR_SIZE | bad)
+        assert read(both[:w.offsets[5]]).anomalies.as_dict() == {"buffers_missing": 10 * len(w) - 5}, hex(bad)
 
 
 def test_a_session_buffer_size_too_small_to_be_real_cuts_no_buffer_short() -> None:

@@ -187,3 +187,14 @@ def test_the_reproducer_of_a_cut_under_a_header_that_counts_none(tmp_path: Path,
                                  ["truncate_boundary", 3, 0]]
     assert apply(seed, mutations).exempt is not None
     assert _mutated(tmp_path, seed, mutations, command) is None
+
+
+# run seed 20261216: a LogFileMode circular and appending and new-file (documented as never together) excused the
+# buffers cut after buffer 0, as a circular file's overwritten ones; info said nothing of 239 heap events lost
+
+
+@pytest.mark.parametrize("command", ["info", "job"])
+def test_a_cut_under_a_circular_mode_that_cannot_be_warns(tmp_path: Path, command: str) -> None:
+    seed = _seed()
+    mutations: list[Mutation] = [["truncate_boundary", 1, 0], ["logfile_field", "LogFileMode", 3670173358]]
+    assert _mutated(tmp_path, seed, mutations, command) is None

@@ -44,13 +44,14 @@ def expected_buffers(header: LogfileHeader) -> int | None:
     means buffers were lost after recording: a copy cut short, a disk that filled up, buffers dropped. A header the
     logger never rewrote says fewer than the file holds (no claim then), and a circular file overwrites its oldest
     buffers on purpose: it can hold at most its MaximumFileSize, whatever BuffersWritten says (unknown in a
-    compressed file, whose buffers are smaller than the session's size)."""
+    compressed file, whose buffers are smaller than the session's size). A LogFileMode circular and also
+    sequential, appending or new-file is damaged (never together) and excuses nothing."""
     written = header.buffers_written
     if written <= 0:
         return None
     mode = header.log_file_mode
-    if not mode & S.LOG_FILE_MODE_CIRCULAR or mode & S.LOG_FILE_MODE_SEQUENTIAL:
-        return written  # (a file cannot be both: such a LogFileMode is damaged, and claims nothing away)
+    if not mode & S.LOG_FILE_MODE_CIRCULAR or mode & S.LOG_FILE_MODES_NOT_CIRCULAR:
+        return written  # (circular with sequential, append or new-file: a damaged LogFileMode claims nothing away)
     nominal = nominal_size(header)
     if not header.maximum_file_size or not nominal or mode & S.LOG_FILE_MODE_COMPRESSED:
         return None

@@ -61,7 +61,12 @@ LOG_FILE_MODE_COMPRESSED: Final = 0x04000000
 #: keeps every buffer
 LOG_FILE_MODE_SEQUENTIAL: Final = 0x00000001
 LOG_FILE_MODE_CIRCULAR: Final = 0x00000002
+LOG_FILE_MODE_APPEND: Final = 0x00000004
+LOG_FILE_MODE_NEWFILE: Final = 0x00000008
 LOG_FILE_MODE_KBYTES_FOR_SIZE: Final = 0x00002000
+#: the modes a circular file cannot have (Logging Mode Constants: "Do not use with APPEND, NEWFILE, or
+#: SEQUENTIAL"): a LogFileMode with circular and one of them is damaged
+LOG_FILE_MODES_NOT_CIRCULAR: Final = LOG_FILE_MODE_SEQUENTIAL | LOG_FILE_MODE_APPEND | LOG_FILE_MODE_NEWFILE
 
 # --- 3.1 record markers ----------------------------------------------------------------------------------------
 # First dword of every record: byte 3 flags, byte 2 header type; the low word is the record's Size for the
