@@ -194,7 +194,8 @@ def test_the_reproducer_of_a_cut_under_a_header_that_counts_none(tmp_path: Path,
 
 
 @pytest.mark.parametrize("command", ["info", "job"])
-def test_a_cut_under_a_circular_mode_that_cannot_be_warns(tmp_path: Path, command: str) -> None:
-    seed = _seed()
+@pytest.mark.parametrize("compress", [True, False])
+def test_a_cut_under_a_circular_mode_that_cannot_be_warns(tmp_path: Path, command: str, compress: bool) -> None:
+    seed = _seed(compress=compress)  # (the run's reproducer: compressed)
     mutations: list[Mutation] = [["truncate_boundary", 1, 0], ["logfile_field", "LogFileMode", 3670173358]]
     assert _mutated(tmp_path, seed, mutations, command) is None
