@@ -16,6 +16,8 @@ from typing import Literal, NamedTuple, Protocol
 
 import numpy as np
 
+from heapdiff._runs import run_positions
+
 #: how a module's symbols ended: loaded; no PDB found; a PDB of that name with another GUID or age; a PDB that
 #: could not be read; symbols turned off
 SymbolStatus = Literal["loaded", "not_found", "mismatch", "error", "off"]
@@ -131,7 +133,7 @@ class ResolvedColumns:
             proc_start = np.where(present, proc_start, -1)
         chain_start = np.zeros(index.shape[0] + 1, np.int64)
         np.cumsum(lens, out=chain_start[1:])
-        rows = np.repeat(starts - chain_start[:-1], lens) + np.arange(int(chain_start[-1]), dtype=np.int64)
+        rows = run_positions(starts, lens)
         return ResolvedColumns(proc_start, chain_start, self.function[rows], self.file[rows], self.line[rows],
                                self.strings)
 

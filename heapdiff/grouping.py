@@ -18,6 +18,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from heapdiff._runs import run_positions
 from heapdiff.etl.sequences import InternedStacks
 from heapdiff.events.images import ImageMap
 from heapdiff.frame_table import FrameTable, frame_table
@@ -200,12 +201,7 @@ def group_blocks(live: LiveBlocks, stacks: InternedStacks, images: ImageMap, ker
 
 def _gather(values: np.ndarray, starts: np.ndarray, rows: np.ndarray, lens: np.ndarray) -> np.ndarray:
     """The runs ``values[starts[r]:starts[r] + len]`` of the given rows, one after the other (none for row -1)."""
-    total = int(lens.sum())
-    if not total:
-        return np.zeros(0, values.dtype)
-    first = np.repeat(starts[np.maximum(rows, 0)].astype(np.int64), lens)
-    offset = np.arange(total) - np.repeat(np.cumsum(lens) - lens, lens)
-    out: np.ndarray = values[first + offset]
+    out: np.ndarray = values[run_positions(starts[np.maximum(rows, 0)], lens)]
     return out
 
 

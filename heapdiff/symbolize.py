@@ -17,6 +17,7 @@ from itertools import repeat
 
 import numpy as np
 
+from heapdiff._runs import run_positions
 from heapdiff.events.images import ImageMap, LoadedImage
 from heapdiff.frame_table import FrameTable
 from heapdiff.frames import (
@@ -104,7 +105,7 @@ def named_frames(module: str, rvas: np.ndarray, kernels: np.ndarray, answers: Re
     levels = proc - inner
     cut = np.zeros(chosen.shape[0] + 1, np.int64)
     np.cumsum(levels, out=cut[1:])
-    rows = np.repeat(inner + 1 - cut[:-1], levels) + np.arange(int(cut[-1]), dtype=np.int64)
+    rows = run_positions(inner + 1, levels)
     sources = np.fromiter(source_frames(function[rows], file[rows], line[rows], strings), object, rows.shape[0])
     inlined = np.empty(chosen.shape[0], object)
     inlined.fill(())

@@ -15,7 +15,7 @@ PKG = pathlib.Path(__file__).resolve().parents[1] / "heapdiff"
 
 #: module (dotted, relative to heapdiff) -> layer; a module may import only from its own layer or lower ones
 LAYERS = {
-    "errors": 0, "_jit": 0, "_ondemand": 0,
+    "errors": 0, "_jit": 0, "_ondemand": 0, "_runs": 0,
     "etl": 1,
     "events": 2,
     "reduce": 3,
