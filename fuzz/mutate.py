@@ -221,9 +221,7 @@ def _content(m: Mutation, chunks: list[_Chunk], seed: Seed) -> str | None:
     """Phase 1; returns why the silent-loss rule no longer applies, if it does not."""
     op = m[0]
     if op == "logfile_field":
-        lfh = S.LOGFILE_HEADER64 if seed.pointer_size == 8 else S.LOGFILE_HEADER32
-        code = _CODES[lfh.types[m[1]]]
-        _put(chunks[0].raw, S.BUFFER_HEADER_SIZE + S.SYSTEM_HEADER.size + lfh.off(m[1]), code, m[2])
+        _put(chunks[0].raw, *_logfile_field(seed, m[1]), m[2])
         return None
     c = chunks[m[1] % len(chunks)]
     if op == "buffer_field":
@@ -384,12 +382,17 @@ def apply(seed: Seed, mutations: Sequence[Mutation]) -> Mutated:
     return Mutated(bytes(data), exempt)
 
 
+def _logfile_field(seed: Seed, name: str) -> tuple[int, str]:
+    """Where a field of the logfile header is in buffer 0, and its struct code."""
+    lfh = S.LOGFILE_HEADER64 if seed.pointer_size == 8 else S.LOGFILE_HEADER32
+    return S.BUFFER_HEADER_SIZE + S.SYSTEM_HEADER.size + lfh.off(name), _CODES[lfh.types[name]]
+
+
 def _buffers_written(chunks: list[_Chunk], seed: Seed) -> int:
     """The (mutated) logfile header's BuffersWritten; a header too short to hold it vouches for every buffer."""
-    lfh = S.LOGFILE_HEADER64 if seed.pointer_size == 8 else S.LOGFILE_HEADER32
+    off, code = _logfile_field(seed, "BuffersWritten")
     try:
-        (written,) = struct.unpack_from("<" + _CODES[lfh.types["BuffersWritten"]], chunks[0].raw,
-                                        S.BUFFER_HEADER_SIZE + S.SYSTEM_HEADER.size + lfh.off("BuffersWritten"))
+        (written,) = struct.unpack_from("<" + code, chunks[0].raw, off)
     except (struct.error, IndexError):
         return 1 << 62
     return int(written)
